@@ -1,0 +1,1 @@
+"""All live-system I/O. One module per target type; see base.Connector."""

@@ -1,0 +1,38 @@
+"""Explicit registry of target types. Modules import lazily: an LDAP-only repository never
+imports boto3."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from jitpol.connectors.base import Connector
+from jitpol.errors import PermanentTargetError
+
+# type -> "module:Class"
+CONNECTORS: dict[str, str] = {
+    "postgres": "jitpol.connectors.postgres:PostgresConnector",
+    "fake": "jitpol.connectors.fake:FakeConnector",
+}
+
+# which models each target type supports (kept here so validation needs no SDK import)
+MODELS_BY_TYPE: dict[str, frozenset[str]] = {
+    "postgres": frozenset({"role-membership"}),
+    "fake": frozenset({"role-membership"}),
+}
+
+KNOWN_TYPES: frozenset[str] = frozenset(
+    {"postgres", "ldap", "ssh", "aws", "azure", "gcp", "okta", "fake"}
+)
+
+
+def create(name: str, type_: str, settings: Mapping[str, Any], env: Mapping[str, str]) -> Connector:
+    """A connector for target `name`. Raises PermanentTargetError for an unsupported type."""
+    spec = CONNECTORS.get(type_)
+    if spec is None:
+        raise PermanentTargetError(f"target {name}: type {type_!r} has no connector in this version")
+    module_name, _, class_name = spec.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    connector: Connector = cls(name, settings, env)
+    return connector

@@ -1,0 +1,1 @@
+"""Plain values jitpol computes with. Imports nothing else of jitpol."""

@@ -1,0 +1,84 @@
+"""What exists (or should exist) on a target, and the actions that change it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+Op = Literal["grant", "revoke", "create-account", "delete-account", "rotate"]
+REVOKING_OPS: frozenset[str] = frozenset({"revoke", "delete-account", "rotate"})
+
+AssignmentKey = tuple[str, str, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """`principal` holds `privilege` on `target` under `model`.
+
+    `privilege` is canonical text: a role or group name, a DN, or the canonical JSON of a
+    mapping entry (cloud grants). `expires` is the end the target itself enforces, if any; it is
+    not part of identity.
+    """
+
+    target: str
+    model: str
+    principal: str
+    privilege: str
+    expires: datetime | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> AssignmentKey:
+        return (self.target, self.model, self.principal, self.privilege)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What a connector is asked to observe: every holder of these privileges on its target."""
+
+    target: str
+    model: str
+    privileges: frozenset[str]
+    settings: tuple[tuple[str, str], ...] = ()  # resource options that change observing, sorted
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One change to make true on a target. Revoking ops sort before additions."""
+
+    op: Op
+    assignment: Assignment
+    resource: str
+    grants: tuple[str, ...]  # grants this action serves (additions) or ends (revocations)
+    until: datetime | None = None  # additions: end of the live interval (for native expiry)
+    reason: str = ""
+    drift: bool = False
+
+    @property
+    def target(self) -> str:
+        return self.assignment.target
+
+    @property
+    def principal(self) -> str:
+        return self.assignment.principal
+
+    @property
+    def revoking(self) -> bool:
+        return self.op in REVOKING_OPS
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    models: frozenset[str]
+    native_expiry: frozenset[str] = frozenset()  # models whose end the target enforces itself
+    ends_sessions: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Result of Connector.apply. `operations` are the exact statements sent, secrets redacted."""
+
+    changed: bool
+    before: bool  # was the action's end state already true?
+    after: bool
+    operations: tuple[str, ...] = ()
