@@ -4,7 +4,7 @@ imports boto3."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from jitpol.connectors.base import Connector
@@ -36,3 +36,19 @@ def create(name: str, type_: str, settings: Mapping[str, Any], env: Mapping[str,
     cls = getattr(importlib.import_module(module_name), class_name)
     connector: Connector = cls(name, settings, env)
     return connector
+
+
+# type -> "module:function" checking a name that would reach the target; (value, what) -> None,
+# raises InvalidInput. The modules must import without their SDK.
+NAME_CHECKS: dict[str, str] = {
+    "postgres": "jitpol.connectors.postgres:check_name",
+}
+
+
+def name_check(type_: str) -> Callable[[Any, str], None] | None:
+    spec = NAME_CHECKS.get(type_)
+    if spec is None:
+        return None
+    module_name, _, func = spec.partition(":")
+    fn: Callable[[Any, str], None] = getattr(importlib.import_module(module_name), func)
+    return fn

@@ -61,6 +61,7 @@ class Person:
     keys: tuple[str, ...]
     accounts: Mapping[str, Any]
     source: Source
+    disabled: bool = False  # kill switch: the person holds nothing
 
     def account_for(self, target: Target) -> Any | None:
         """Her principal on `target`: by target name first, then by target type."""

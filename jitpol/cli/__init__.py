@@ -1,0 +1,1 @@
+"""The command line: a click group, one thin module per command."""

@@ -1,0 +1,3 @@
+from jitpol.cli.main import main
+
+main()

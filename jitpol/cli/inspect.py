@@ -1,0 +1,87 @@
+"""validate, status, plan: read-only commands."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from jitpol.cli.common import Exit, at_option, emit_json, format_option, handle_errors, now_from, repo_option
+from jitpol.cli.render import plan_json, plan_text, status_json, status_text
+from jitpol.execute.engine import LEDGER_PATH, Connections, make_plan, observe, prepare
+from jitpol.ledger.store import Ledger
+from jitpol.load.repository import load_repository
+from jitpol.policy.evaluate import evaluate
+from jitpol.policy.history import replay
+from jitpol.vcs.sshsig import SshKeygenVerifier
+
+
+@click.command()
+@repo_option
+@format_option("text", "json")
+@handle_errors
+def validate(repo: Path, fmt: str) -> None:
+    """Check schemas, references and policy rules. Errors read `path:line:col: message`."""
+    result = load_repository(repo)
+    if fmt == "json":
+        emit_json({"valid": result.ok, "files": result.files,
+                   "errors": [{"path": d.path, "line": d.line, "col": d.col, "message": d.message}
+                              for d in result.diagnostics]})
+    else:
+        for d in result.diagnostics:
+            click.echo(str(d), err=True)
+        if result.ok:
+            click.echo(f"ok: {result.files} files valid")
+        else:
+            click.echo(f"{len(result.diagnostics)} problem(s) in {result.files} files", err=True)
+    if not result.ok:
+        raise Exit(1)
+
+
+@click.command()
+@repo_option
+@at_option
+@format_option("text", "json")
+@handle_errors
+def status(repo: Path, at: str | None, fmt: str) -> None:
+    """Every grant with its state: pending, scheduled, active, expired, revoked, rejected."""
+    now = now_from(at)
+    loaded = load_repository(repo)
+    history = replay(Ledger(repo / LEDGER_PATH).events())
+    ev = evaluate(loaded.policy, now, history, SshKeygenVerifier())
+    if not loaded.ok:
+        click.secho(f"warning: the repository has {len(loaded.diagnostics)} problem(s) (see `jitpol validate`);"
+                    " nothing new is applied until they are fixed", fg="yellow", err=True)
+    if fmt == "json":
+        emit_json(status_json(ev.statuses))
+    else:
+        click.echo(status_text(ev.statuses, now))
+
+
+@click.command()
+@repo_option
+@at_option
+@format_option("text", "json")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when none, 1 on error.")
+@handle_errors
+def plan(repo: Path, at: str | None, fmt: str, detailed_exitcode: bool) -> None:
+    """What apply would do, reading live state. Writes nothing."""
+    now = now_from(at)
+    prep = prepare(repo, now, SshKeygenVerifier())
+    for d in prep.diagnostics:
+        click.echo(str(d), err=True)
+    conns = Connections(prep.targets, dict(os.environ))
+    try:
+        obs = observe(prep, conns)
+    finally:
+        conns.close()
+    the_plan = make_plan(prep, obs)
+    if fmt == "json":
+        emit_json(plan_json(the_plan, now))
+    else:
+        click.echo(plan_text(the_plan, now))
+    if not prep.valid or obs.errors:
+        raise Exit(1)
+    if detailed_exitcode and the_plan.actions:
+        raise Exit(2)

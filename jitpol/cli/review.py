@@ -1,0 +1,147 @@
+"""request and approve: writing grant files and signed approvals."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from jitpol.cli.common import Exit, fmt_time, handle_errors, parse_time, repo_option
+from jitpol.errors import InvalidInput
+from jitpol.load.repository import load_repository
+from jitpol.load.yamlstrict import load_yaml_file
+from jitpol.model.canonical import approval_message, grant_digest
+from jitpol.model.duration import parse_duration
+from jitpol.model.sshkey import fingerprint
+from jitpol.vcs import sshsig
+from jitpol.vcs.git import Repo
+
+HEADER = "# yaml-language-server: $schema=../schemas/grant.schema.json\n"
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style; multi-line strings (signatures) as literal blocks."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if "\n" in value:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def dump_document(data: dict[str, Any]) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
+                     width=1000)
+
+
+def find_grant_file(repo: Path, grant: str) -> Path:
+    path = Path(grant)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return path
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", grant):
+        raise InvalidInput(f"{grant!r} is neither a grant file nor a grant name")
+    for candidate in sorted((repo / "grants").glob("**/*.y*ml")):
+        try:
+            doc = load_yaml_file(candidate)
+        except InvalidInput:
+            continue
+        if isinstance(doc.data, dict) and (doc.data.get("metadata") or {}).get("name") == grant:
+            return candidate
+    raise InvalidInput(f"no grant named {grant!r} under {repo / 'grants'}")
+
+
+def _leading_comments(text: str) -> str:
+    lines = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith("#"):
+            lines.append(line)
+        else:
+            break
+    return "".join(lines)
+
+
+@click.command()
+@click.argument("grant")
+@repo_option
+@click.option("--as", "person", required=True, help="The approving person (people/NAME.yaml).")
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Private SSH key file to sign with (one of the person's keys).")
+@handle_errors
+def approve(grant: str, repo: Path, person: str, key_file: Path) -> None:
+    """Append a signed approval to GRANT (a file path or a grant name)."""
+    path = find_grant_file(repo, grant)
+    text = path.read_text(encoding="utf-8")
+    doc = load_yaml_file(path, display_path=str(path))
+    data: dict[str, Any] = doc.data
+    if data.get("kind") != "Grant":
+        raise InvalidInput(f"{path}: not a Grant document")
+    loaded = load_repository(repo)
+    who = loaded.policy.people.get(person)
+    if who is None:
+        raise InvalidInput(f"no person named {person!r} in people/")
+    public = sshsig.public_key(key_file)
+    fp = fingerprint(public)
+    if fp not in {fingerprint(k) for k in who.keys}:
+        raise InvalidInput(f"key {fp} is not one of {person}'s keys in people/{person}.yaml")
+    if data["spec"].get("requester") == person:
+        click.secho("warning: you are the requester; your own approval will not count", fg="yellow", err=True)
+    digest = grant_digest(data)
+    signature = sshsig.sign(approval_message(digest), key_file)
+    approvals = [a for a in data["spec"].get("approvals", []) if a.get("by") != person]
+    approvals.append({"by": person, "key": fp, "signature": signature.strip() + "\n"})
+    data["spec"]["approvals"] = approvals
+    path.write_text(_leading_comments(text) + dump_document(data), encoding="utf-8")
+    click.echo(f"approved {data['metadata']['name']} as {person} with {fp} (digest {digest[:16]}…)")
+
+
+@click.command()
+@repo_option
+@click.option("--resource", required=True)
+@click.option("--role", required=True)
+@click.option("--for", "duration", required=True, help="How long, e.g. 2h or 1h30m.")
+@click.option("--start", default=None, help="ISO 8601 start with offset (default: now).")
+@click.option("--reason", default="", help="Justification, e.g. 'INC-4711 slow queries'.")
+@click.option("--as", "requester", required=True, help="The requesting person (people/NAME.yaml).")
+@click.option("--name", default=None, help="Grant name (default: REQUESTER-RESOURCE-YYYYMMDDHHMM).")
+@click.option("--branch/--no-branch", default=True, show_default=True,
+              help="Create and switch to branch access/NAME for the pull request.")
+@handle_errors
+def request(repo: Path, resource: str, role: str, duration: str, start: str | None, reason: str,
+            requester: str, name: str | None, branch: bool) -> None:
+    """Write a new grant file (validated) on a new branch, ready for a pull request."""
+    begin = parse_time(start) if start else datetime.now(UTC).replace(second=0, microsecond=0)
+    try:
+        parse_duration(duration)
+    except ValueError as exc:
+        raise InvalidInput(f"--for: {exc}") from None
+    name = name or f"{requester}-{resource}-{begin.strftime('%Y%m%d%H%M')}"[:63].rstrip("-")
+    data: dict[str, Any] = {
+        "apiVersion": "jitpol/v1", "kind": "Grant", "metadata": {"name": name},
+        "spec": {"requester": requester, "resource": resource, "role": role,
+                 "window": {"start": fmt_time(begin), "duration": duration}, "justification": reason},
+    }
+    path = repo / "grants" / f"{name}.yaml"
+    if path.exists():
+        raise InvalidInput(f"{path} already exists; choose another --name")
+    git = Repo.find(repo) if branch else None
+    if git is not None:
+        git.create_branch(f"access/{name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(HEADER + dump_document(data), encoding="utf-8")
+    loaded = load_repository(repo)
+    mine = [d for d in loaded.diagnostics if d.path.endswith(f"{name}.yaml")]
+    if mine:
+        path.unlink()
+        for d in mine:
+            click.echo(str(d), err=True)
+        raise Exit(1)
+    click.echo(f"wrote {path.relative_to(repo) if path.is_relative_to(repo) else path}")
+    if git is not None:
+        click.echo(f"on branch access/{name}: commit, push and open a pull request")

@@ -1,0 +1,139 @@
+"""apply and reconcile: the commands that change targets."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from jitpol.cli.common import Exit, at_option, fmt_time, handle_errors, now_from, repo_option
+from jitpol.cli.render import plan_summary, plan_text
+from jitpol.execute.engine import (
+    LEDGER_PATH,
+    Connections,
+    Result,
+    execute,
+    lifecycle_events,
+    make_plan,
+    observe,
+    prepare,
+)
+from jitpol.execute.lock import RunLock
+from jitpol.ledger.store import Ledger
+from jitpol.vcs.git import Repo
+from jitpol.vcs.sshsig import SshKeygenVerifier
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    ok: bool
+    results: tuple[Result, ...]
+    events: tuple[dict[str, Any], ...]  # bodies appended this run (for re-chaining on push)
+    message: str
+
+
+def _progress(line: str) -> None:
+    # progress on a terminal; quiet in CI logs unless --debug
+    if sys.stderr.isatty():
+        click.echo(f"  {line}", err=True)
+
+
+def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: bool = False) -> RunSummary:
+    """Do one full run under the repository lock. Ledger events are appended even when
+    execution fails part-way."""
+    now = now_from(now_at)
+    with RunLock(repo):
+        prep = prepare(repo, now, SshKeygenVerifier())
+        for d in prep.diagnostics:
+            click.echo(str(d), err=True)
+        conns = Connections(prep.targets, env)
+        appended: list[dict[str, Any]] = []
+        results: list[Result] = []
+        ledger = Ledger(repo / LEDGER_PATH)
+        try:
+            obs = observe(prep, conns, _progress)
+            plan = make_plan(prep, obs)
+            click.echo(plan_text(plan, now))
+            base = {"time": fmt_time(now), "policy_commit": prep.policy_commit}
+            with ledger.appender() as append_one:
+                def append(body: Mapping[str, Any]) -> None:
+                    appended.append(dict(body))
+                    append_one(body)
+                try:
+                    results = execute(plan, conns, append, base, _progress)
+                finally:
+                    for ev in lifecycle_events(prep, obs, results):
+                        append({**base, **ev})
+        finally:
+            conns.close()
+        failed = [r for r in results if not r.ok]
+        if debug:
+            for r in results:
+                for op in (r.outcome.operations if r.outcome else ()):
+                    click.echo(f"  [{r.action.target}] {op}", err=True)
+        for r in failed:
+            click.secho(f"FAILED {r.action.op} {r.action.assignment.privilege} for {r.action.principal} on "
+                        f"{r.action.target}: {r.error}", fg="red", err=True)
+        done = len(results) - len(failed)
+        message = (f"jitpol: ledger for run at {fmt_time(now)} "
+                   f"({done} applied, {len(failed)} failed; {plan_summary(plan)})")
+        ok = prep.valid and not failed and not obs.errors
+        click.echo(f"Apply complete: {done} applied, {len(failed)} failed, {len(appended)} ledger events.")
+        return RunSummary(ok, tuple(results), tuple(appended), message)
+
+
+def _commit(repo: Path, summary: RunSummary) -> str | None:
+    git = Repo.find(repo)
+    if git is None or not summary.events:
+        return None
+    sha = git.commit_paths([LEDGER_PATH.as_posix()], summary.message)
+    if sha:
+        click.echo(f"Committed ledger: {sha[:12]}")
+    return sha
+
+
+@click.command()
+@repo_option
+@at_option
+@click.option("--no-commit", is_flag=True, help="Append the ledger but do not commit it.")
+@click.pass_context
+@handle_errors
+def apply(ctx: click.Context, repo: Path, at: str | None, no_commit: bool) -> None:
+    """Make the targets match the active grants; append and commit the ledger."""
+    debug = bool(ctx.find_root().params.get("debug"))
+    summary = run_apply(repo, at, dict(os.environ), debug)
+    if not no_commit:
+        _commit(repo, summary)
+    if not summary.ok:
+        raise Exit(1)
+
+
+@click.command()
+@repo_option
+@click.option("--remote", default="origin", show_default=True)
+@click.option("--branch", default=None, help="Branch to push (default: the current branch).")
+@click.option("--at", "at", hidden=True)
+@click.pass_context
+@handle_errors
+def reconcile(ctx: click.Context, repo: Path, remote: str, branch: str | None, at: str | None) -> None:
+    """apply, then push the ledger commit (re-chaining and retrying when the remote moved)."""
+    debug = bool(ctx.find_root().params.get("debug"))
+    summary = run_apply(repo, at, dict(os.environ), debug)
+    git = Repo.find(repo)
+    if git is not None and summary.events:
+        _commit(repo, summary)
+        branch = branch or git.current_branch()
+
+        def rebuild() -> str | None:
+            Ledger(repo / LEDGER_PATH).append(summary.events)
+            return git.commit_paths([LEDGER_PATH.as_posix()], summary.message + " (re-chained)")
+
+        git.push_with_retry(remote, branch, rebuild=rebuild)
+        click.echo(f"Pushed ledger to {remote}/{branch}")
+    if not summary.ok:
+        raise Exit(1)

@@ -1,0 +1,284 @@
+"""One reconcile run: load -> evaluate -> observe -> plan -> execute -> ledger.
+
+Level-triggered: every run recomputes everything from (repository, now, live state, ledger), so a
+run that died half-way is finished by the next one. Revocations never wait for anything: an
+invalid repository, an unreachable target or a failed addition only stops additions.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jitpol.connectors import registry
+from jitpol.connectors.base import Connector
+from jitpol.errors import JitpolError, TargetError
+from jitpol.ledger.store import Ledger
+from jitpol.load.repository import Diagnostic, LoadResult, load_repository
+from jitpol.model.assignment import Action, Assignment, AssignmentKey, Outcome
+from jitpol.model.documents import PolicySet, Target
+from jitpol.plan.diff import Plan, covered_by_history, diff, exclusive_privileges, scopes
+from jitpol.policy.approvals import Verifier
+from jitpol.policy.evaluate import Evaluation, GrantStatus, evaluate
+from jitpol.policy.history import History, replay
+from jitpol.vcs.git import Repo
+
+LEDGER_PATH = Path("audit") / "ledger.jsonl"
+Progress = Callable[[str], None]
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def key_dict(key: AssignmentKey) -> dict[str, str]:
+    return {"target": key[0], "model": key[1], "principal": key[2], "privilege": key[3]}
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Everything a run knows before touching a target."""
+
+    root: Path
+    now: datetime
+    loaded: LoadResult
+    history: History
+    evaluation: Evaluation | None  # None when the repository is invalid
+    policy_commit: str | None
+    targets: Mapping[str, Target]  # targets the run may use (from the config, even if invalid)
+
+    @property
+    def valid(self) -> bool:
+        return self.evaluation is not None
+
+    @property
+    def diagnostics(self) -> tuple[Diagnostic, ...]:
+        return self.loaded.diagnostics
+
+
+def prepare(root: Path, now: datetime, verifier: Verifier) -> Prepared:
+    """Load and evaluate. Raises LedgerBroken if the ledger does not verify."""
+    loaded = load_repository(root)
+    history = replay(Ledger(root / LEDGER_PATH).events())
+    evaluation = evaluate(loaded.policy, now, history, verifier) if loaded.ok else None
+    repo = Repo.find(root)
+    commit = repo.head_commit() if repo is not None else None
+    targets = dict(loaded.policy.config.targets) if loaded.policy.config is not None else {}
+    return Prepared(root, now, loaded, history, evaluation, commit, targets)
+
+
+@dataclass(slots=True)
+class Connections:
+    """Connectors opened lazily, one per target, closed together."""
+
+    targets: Mapping[str, Target]
+    env: Mapping[str, str]
+    _open: dict[str, Connector] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, name: str) -> Connector:
+        with self._lock:
+            if name not in self._open:
+                target = self.targets.get(name)
+                if target is None:
+                    raise TargetError(f"target {name} is not configured in jitpol.yaml")
+                self._open[name] = registry.create(name, target.type, target.settings, self.env)
+            return self._open[name]
+
+    def close(self) -> None:
+        for c in self._open.values():
+            c.close()
+        self._open.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    assignments: Mapping[str, frozenset[Assignment] | None]  # None: could not observe
+    errors: Mapping[str, str]
+
+
+def observe(prep: Prepared, conns: Connections, progress: Progress | None = None) -> Observation:
+    """Read live state of every target the policy or the ledger involves, targets in parallel."""
+    policy = prep.loaded.policy if prep.valid else None
+    by_target: dict[str, list[Any]] = {}
+    for (target, _model), scope in scopes(policy, prep.history).items():
+        by_target.setdefault(target, []).append(scope)
+
+    def one(target: str) -> tuple[str, frozenset[Assignment] | None, str | None]:
+        try:
+            found: set[Assignment] = set()
+            conn = conns.get(target)
+            for scope in by_target[target]:
+                found |= conn.observe(scope)
+            return target, frozenset(found), None
+        except JitpolError as exc:
+            return target, None, str(exc)
+
+    results: dict[str, frozenset[Assignment] | None] = {}
+    errors: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(by_target)))) as pool:
+        for target, found, err in pool.map(one, sorted(by_target)):
+            results[target] = found
+            if err is not None:
+                errors[target] = err
+            if progress:
+                progress(f"observed {target}" + (f": {err}" if err else f" ({len(found or ())} holders)"))
+    return Observation(results, errors)
+
+
+def make_plan(prep: Prepared, obs: Observation) -> Plan:
+    """The plan for this run (pure given its inputs)."""
+    notes = [f"target {t} could not be observed: {e}" for t, e in sorted(obs.errors.items())]
+    if prep.evaluation is None:
+        actions = diff({}, obs.assignments, prep.history, {}, keep=covered_by_history(prep.history, prep.now),
+                       additions=False)
+        notes.insert(0, "repository is invalid: only revocations that are due are planned, nothing is added")
+        return Plan(actions, (), tuple(notes), valid=False)
+    policy = prep.loaded.policy
+    actions = diff(prep.evaluation.desired, obs.assignments, prep.history, exclusive_privileges(policy))
+    actions = tuple(_with_resource(a, policy) for a in actions)
+    rejected = tuple(s for s in prep.evaluation.statuses if s.state == "rejected")
+    return Plan(actions, rejected, tuple(notes))
+
+
+def _with_resource(action: Action, policy: PolicySet) -> Action:
+    if action.resource:
+        return action
+    for res in policy.resources.values():
+        if res.target == action.target and res.model == action.assignment.model and any(
+            action.assignment.privilege in r.grants for r in res.roles.values()
+        ):
+            return replace(action, resource=res.name)
+    return action
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    action: Action
+    outcome: Outcome | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+Append = Callable[[Mapping[str, Any]], Any]
+
+
+def execute(plan: Plan, conns: Connections, append: Append, base: Mapping[str, Any],
+            progress: Progress | None = None) -> list[Result]:
+    """Apply every action: all revocations on all targets first, then additions. Each action is
+    isolated; a failure is recorded and the rest go on. Targets run in parallel, one thread each;
+    actions on one target run in order."""
+    results: list[Result] = []
+    lock = threading.Lock()
+
+    def record(body: Mapping[str, Any]) -> None:
+        with lock:
+            append({**base, **body})
+
+    def run_target(actions: list[Action]) -> list[Result]:
+        out: list[Result] = []
+        for action in actions:
+            key = action.assignment.key
+            if not action.revoking:
+                record({"event": "action.started", "grant": action.grants[0] if action.grants else None,
+                        "op": action.op, **key_dict(key), "grants": list(action.grants)})
+            try:
+                outcome = conns.get(action.target).apply(action)
+            except Exception as exc:  # noqa: BLE001 - per-action isolation: one failure must not stop the rest
+                message = str(exc) if isinstance(exc, JitpolError) else f"{type(exc).__name__}: {exc}"
+                record({"event": "action.failed", "grant": action.grants[0] if action.grants else None,
+                        "op": action.op, **key_dict(key), "grants": list(action.grants), "error": message})
+                out.append(Result(action, None, message))
+            else:
+                if action.drift:
+                    record({"event": "drift.corrected", "grant": None, "op": action.op, **key_dict(key),
+                            "resource": action.resource, "changed": outcome.changed})
+                out.append(Result(action, outcome, None))
+            if progress:
+                progress(f"{'ok  ' if out[-1].ok else 'FAIL'} {action.op} {action.assignment.privilege} "
+                         f"{'from' if action.revoking else 'to'} {action.principal} on {action.target}")
+        return out
+
+    for phase in (plan.revocations, plan.additions):
+        by_target: dict[str, list[Action]] = {}
+        for action in phase:
+            by_target.setdefault(action.target, []).append(action)
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(by_target)))) as pool:
+            for chunk in pool.map(run_target, [by_target[t] for t in sorted(by_target)]):
+                results.extend(chunk)
+    return results
+
+
+def lifecycle_events(prep: Prepared, obs: Observation, results: Iterable[Result]) -> list[dict[str, Any]]:
+    """Grant-level ledger events after execution: activations of grants whose access is now all
+    in place, ends of grants whose access is now all gone, and first-seen rejections."""
+    present: dict[str, set[AssignmentKey]] = {
+        t: {a.key for a in found} for t, found in obs.assignments.items() if found is not None
+    }
+    failed: set[AssignmentKey] = set()
+    for r in results:
+        key = r.action.assignment.key
+        if not r.ok:
+            failed.add(key)
+            continue
+        bucket = present.setdefault(key[0], set())
+        if r.action.revoking:
+            bucket.discard(key)
+        else:
+            bucket.add(key)
+
+    def is_present(key: AssignmentKey) -> bool | None:
+        if key in failed:
+            return None
+        if key[0] in present:
+            return key in present[key[0]]
+        return None  # unknown: the target was not observed and nothing ran there
+
+    events: list[dict[str, Any]] = []
+    ev = prep.evaluation
+    statuses = ev.by_name() if ev is not None else {}
+    desired = ev.desired if ev is not None else {}
+    policy = prep.loaded.policy
+    for st in statuses.values():
+        if st.state != "active":
+            continue
+        keys = [k for k, d in desired.items() if st.name in d.grants]
+        og = prep.history.open.get(st.name)
+        if og is not None and og.digest == st.digest:
+            continue
+        if keys and all(is_present(k) for k in keys):
+            grant = policy.grants[st.name]
+            events.append({
+                "event": "grant.activated", "grant": st.name, "digest": st.digest,
+                "requester": st.requester, "resource": st.resource, "role": st.role,
+                "start": iso(st.start), "end": iso(st.end), "until": iso(st.live_until or st.end),
+                "approvals": [{"by": a.by, "key": a.key} for a in grant.approvals if a.by in st.approvals],
+                "assignments": [key_dict(k) for k in sorted(keys)],
+            })
+    keep = covered_by_history(prep.history, prep.now) if ev is None else set(desired)
+    for name, og in sorted(prep.history.open.items()):
+        st = statuses.get(name)
+        if st is not None and st.state == "active":
+            continue
+        if ev is None and og.until is not None and og.until > prep.now:
+            continue
+        if all(k in keep or is_present(k) is False for k in og.keys):
+            if st is None:
+                final, reason = True, ("grant file deleted" if ev is not None else "live interval ended")
+            else:
+                final = st.state in ("expired", "revoked", "rejected")
+                reason = f"{st.state}: {st.reason}"
+            events.append({"event": "grant.revoked", "grant": name, "final": final, "reason": reason,
+                           "assignments": [key_dict(k) for k in sorted(og.keys)]})
+    for st in statuses.values():
+        if st.state == "rejected" and (st.name, st.reason) not in prep.history.rejected:
+            events.append({"event": "grant.rejected", "grant": st.name, "reason": st.reason, "digest": st.digest})
+    return events

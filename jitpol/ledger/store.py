@@ -1,0 +1,171 @@
+"""Reading and appending one ledger file (JSON Lines, hash-chained; see jitpol.ledger.chain).
+
+Appends are refused unless the whole file verifies first, so a broken chain is never extended
+and stays visible to `jitpol audit verify`. A file that does not end in "\\n" had its last write
+cut off and counts as broken too. Lines are split on "\\n" only: canonical JSON keeps characters
+such as U+2028 unescaped, and str.splitlines() would wrongly split on them.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from io import FileIO
+from pathlib import Path
+from typing import Any
+
+from jitpol.errors import LedgerBroken, LockHeld
+from jitpol.ledger.chain import ChainProblem, canonical_json, check_lines, seal, verify_lines
+
+Append = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+class Ledger:
+    """One ledger file, e.g. `repo/audit/ledger.jsonl`. The constructor does no I/O."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def verify(self) -> ChainProblem | None:
+        """The first bad entry, or None when intact. A missing file is an empty, intact ledger."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        return _verify_bytes(data)[0]
+
+    def events(self) -> list[dict[str, Any]]:
+        """All events, oldest first, after verifying the chain. Raises LedgerBroken if it does not."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        problem, events = _verify_bytes(data)
+        if problem is not None:
+            raise self._broken(problem)
+        return events
+
+    def append(self, bodies: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Seal and append events (see chain.seal for what a body holds); return them as written.
+
+        Verifies the file first: a broken chain raises LedgerBroken and nothing is appended.
+        Each line is flushed as it is written and the file is fsynced at the end.
+        """
+        with self.appender() as add:
+            return [add(body) for body in bodies]
+
+    @contextmanager
+    def appender(self) -> Iterator[Append]:
+        """Verify once, then hand out a function that seals and appends one event at a time.
+
+        Events are written (and flushed) as they happen, so a run that fails half-way still
+        leaves a verified record of what it did: use it as `with ledger.appender() as add:`
+        around the work. The file is fsynced when the block exits, also on an exception.
+        Raises LedgerBroken (nothing appended) if the file does not verify, and LockHeld if
+        another process is appending to the same file right now.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        created = not self.path.exists()
+        # Unbuffered: a failed write must not linger in a buffer that a later flush retries.
+        with open(self.path, "a+b", buffering=0) as handle:
+            _lock(handle, self.path)
+            handle.seek(0)
+            problem, events = _verify_bytes(handle.read())
+            if problem is not None:
+                raise self._broken(problem)
+            tail = _Tail(
+                handle,
+                seq=events[-1]["seq"] if events else 0,
+                last_hash=events[-1]["hash"] if events else None,
+            )
+            try:
+                yield tail.add
+            finally:
+                tail.closed = True
+                os.fsync(handle.fileno())
+                if created:
+                    _fsync_dir(self.path.parent)
+
+    def _broken(self, problem: ChainProblem) -> LedgerBroken:
+        return LedgerBroken(f"{self.path}:{problem.line}: {problem.message}")
+
+
+class _Tail:
+    """The end of an open, verified ledger file: appends without re-reading it."""
+
+    def __init__(self, handle: FileIO, *, seq: int, last_hash: str | None) -> None:
+        self._handle = handle
+        self._seq = seq
+        self._last_hash = last_hash
+        self.closed = False
+
+    def add(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        if self.closed:
+            raise RuntimeError("ledger appender used after its with-block ended")
+        event = seal(body, seq=self._seq + 1, prev=self._last_hash)
+        line = (canonical_json(event) + "\n").encode("utf-8")
+        size = self._handle.seek(0, os.SEEK_END)
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[self._handle.write(view) or 0 :]
+        except OSError:
+            # A partial line would break the chain for every later run: cut it off again.
+            self._handle.truncate(size)
+            raise
+        self._seq = event["seq"]
+        self._last_hash = event["hash"]
+        return event
+
+
+def ledger_files(audit_dir: Path) -> list[Path]:
+    """The ledger files (`*.jsonl`) in `audit_dir`, sorted by name; [] when it does not exist."""
+    if not audit_dir.is_dir():
+        return []
+    return sorted(p for p in audit_dir.glob("*.jsonl") if p.is_file())
+
+
+def _verify_bytes(data: bytes) -> tuple[ChainProblem | None, list[dict[str, Any]]]:
+    """Verify a whole file's content; on success also return its events."""
+    if not data:
+        return None, []
+    raw_lines = data.split(b"\n")
+    torn = raw_lines[-1] != b""
+    if not torn:
+        raw_lines.pop()  # the empty piece after the final "\n"
+    lines: list[str] = []
+    for number, raw in enumerate(raw_lines, start=1):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            earlier = verify_lines(lines)
+            return earlier or ChainProblem(number, None, "not valid UTF-8"), []
+    events, problem = check_lines(lines)
+    if torn:
+        cut = "the file does not end with a newline — the last write was cut off"
+        if problem is None:
+            problem = ChainProblem(len(lines), events[-1]["seq"] if events else None, cut)
+        elif problem.line == len(lines):
+            problem = ChainProblem(problem.line, problem.seq, f"{problem.message}; {cut}")
+    return problem, events if problem is None else []
+
+
+def _lock(handle: FileIO, path: Path) -> None:
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise LockHeld(f"another process is appending to {path}; try again when it is done") from exc
+        raise
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a newly created file's directory entry durable too."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,1 @@
+"""Reading the policy repository from disk: strict YAML, schema validation, cross-references."""

@@ -1,0 +1,337 @@
+"""Reading a policy repository from disk into a PolicySet plus diagnostics.
+
+Layered like cloud-custodian: YAML structure -> JSON Schema -> building values -> cross-references
+and target-specific name checks. Every problem in every file is collected; nothing here raises on
+bad input. A repository with any diagnostic is invalid: nothing is added because of it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from jitpol.connectors import registry
+from jitpol.errors import InvalidInput
+from jitpol.load.schema import validate_document
+from jitpol.load.yamlstrict import YamlDocument, YamlError, load_yaml_file
+from jitpol.model.canonical import canonical_json, grant_digest
+from jitpol.model.documents import (
+    Approval,
+    Config,
+    Grant,
+    Person,
+    PolicySet,
+    Resource,
+    Role,
+    Schedule,
+    ScheduleWindow,
+    Source,
+    Target,
+    Team,
+    Workflow,
+)
+from jitpol.model.duration import parse_duration
+from jitpol.model.refs import Ref
+
+# directory -> the kind its files must hold; grants/ is searched recursively
+LAYOUT: dict[str, str] = {
+    "people": "Person",
+    "teams": "Team",
+    "workflows": "Workflow",
+    "resources": "Resource",
+    "grants": "Grant",
+}
+CONFIG_FILE = "jitpol.yaml"
+MAX_FILES = 200_000
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Diagnostic:
+    path: str
+    line: int
+    col: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    policy: PolicySet
+    diagnostics: tuple[Diagnostic, ...]
+    files: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.diagnostics
+
+
+@dataclass(slots=True)
+class _Loader:
+    root: Path
+    diags: list[Diagnostic] = field(default_factory=list)
+    docs: dict[tuple[str, str], YamlDocument] = field(default_factory=dict)  # (kind, name) -> doc
+
+    def error(self, doc: YamlDocument | str, message: str, *keys: str | int) -> None:
+        if isinstance(doc, str):
+            self.diags.append(Diagnostic(doc, 1, 1, message))
+            return
+        line, col = doc.mark(*keys) if keys else (1, 1)
+        self.diags.append(Diagnostic(doc.path, line, col, message))
+
+    def files(self) -> Iterator[tuple[Path, str]]:
+        """(file, the kind expected there) for every policy file, in a stable order."""
+        config = self.root / CONFIG_FILE
+        if config.exists():
+            yield config, "Config"
+        else:
+            self.diags.append(Diagnostic(CONFIG_FILE, 1, 1, "missing: every repository needs jitpol.yaml "
+                                                             "(kind: Config)"))
+        count = 0
+        for directory, kind in LAYOUT.items():
+            base = self.root / directory
+            if not base.is_dir():
+                continue
+            pattern = "**/*" if kind == "Grant" else "*"
+            for path in sorted(base.glob(pattern)):
+                if path.suffix not in (".yaml", ".yml") or path.is_dir():
+                    continue
+                count += 1
+                if count > MAX_FILES:
+                    self.diags.append(Diagnostic(directory, 1, 1, f"more than {MAX_FILES} files; refusing"))
+                    return
+                yield path, kind
+
+    def read(self, path: Path, expected: str) -> tuple[YamlDocument, dict[str, Any]] | None:
+        rel = path.relative_to(self.root).as_posix()
+        try:
+            doc = load_yaml_file(path, display_path=rel)
+        except YamlError as exc:
+            self.diags.append(Diagnostic(exc.path, exc.line, exc.col, exc.message))
+            return None
+        problems = validate_document(doc.data)
+        if problems:
+            for p in problems:
+                line, col = doc.mark(*p.path)
+                self.diags.append(Diagnostic(rel, line, col, p.message))
+            return None
+        data: dict[str, Any] = doc.data
+        if data["kind"] != expected:
+            where = CONFIG_FILE if data["kind"] == "Config" else next(
+                (d + "/" for d, k in LAYOUT.items() if k == data["kind"]), "?")
+            self.error(doc, f"this file holds kind {data['kind']}, but {rel.split('/')[0]} holds "
+                            f"{expected} documents; move it to {where}", "kind")
+            return None
+        name = data["metadata"]["name"]
+        key = (expected, name)
+        if key in self.docs:
+            other = self.docs[key]
+            self.error(doc, f"{expected} {name!r} is already defined in {other.path}; names are unique per kind",
+                       "metadata", "name")
+            return None
+        self.docs[key] = doc
+        return doc, data
+
+
+def _src(doc: YamlDocument, *keys: str | int) -> Source:
+    line, col = doc.mark(*keys)
+    return Source(doc.path, line, col)
+
+
+def _refs(items: list[str] | None) -> tuple[Ref, ...]:
+    return tuple(Ref.parse(x) for x in items or ())
+
+
+def _tod(text: str) -> time:
+    return time(0, 0) if text == "24:00" else time.fromisoformat(text)
+
+
+def _time_of(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _build(kind: str, doc: YamlDocument, data: dict[str, Any]) -> Any:
+    name: str = data["metadata"]["name"]
+    spec: dict[str, Any] = data["spec"]
+    src = _src(doc)
+    if kind == "Config":
+        targets = {
+            tname: Target(tname, t["type"], {k: v for k, v in t.items() if k != "type"},
+                          _src(doc, "spec", "targets", tname))
+            for tname, t in spec["targets"].items()
+        }
+        return Config(name, _refs(spec["admins"]), spec.get("timezone", "UTC"), targets, spec.get("git"), src)
+    if kind == "Person":
+        return Person(name, spec["email"], tuple(spec.get("keys", ())), dict(spec.get("accounts", {})), src,
+                      bool(spec.get("disabled", False)))
+    if kind == "Team":
+        return Team(name, tuple(spec["members"]), src)
+    if kind == "Workflow":
+        approvals = spec["approvals"]
+        sched = spec.get("schedule")
+        schedule = None
+        if sched is not None:
+            schedule = Schedule(
+                sched.get("timezone", "UTC"),
+                tuple(ScheduleWindow(tuple(w["days"]), _tod(w["start"]), _tod(w["end"])) for w in sched["windows"]),
+            )
+        just = spec.get("justification", {})
+        return Workflow(
+            name, _refs(spec["requesters"]), int(approvals["required"]), _refs(approvals.get("approvers")),
+            approvals.get("via", "signature"), spec.get("mfa", "none"), parse_duration(spec["maxDuration"]),
+            schedule, spec.get("checkout", "shared"), bool(just.get("required", False)), just.get("pattern"), src,
+        )
+    if kind == "Resource":
+        roles = {
+            rname: Role(rname, tuple(g if isinstance(g, str) else canonical_json(g) for g in r.get("grants", ())),
+                        _src(doc, "spec", "roles", rname))
+            for rname, r in spec.get("roles", {}).items()
+        }
+        rest = {k: v for k, v in spec.items()
+                if k not in ("target", "workflow", "model", "roles", "exclusive", "account")}
+        return Resource(name, spec["target"], spec["workflow"], spec["model"], roles,
+                        bool(spec.get("exclusive", False)), spec.get("account"), rest, src)
+    if kind == "Grant":
+        window = spec["window"]
+        start = _time_of(window["start"])
+        end = _time_of(window["end"]) if "end" in window else start + parse_duration(window["duration"])
+        approvals = tuple(
+            Approval(a["by"], a["key"], a["signature"], _src(doc, "spec", "approvals", i))
+            for i, a in enumerate(spec.get("approvals", ()))
+        )
+        return Grant(name, spec["requester"], spec["resource"], spec.get("role", ""), start, end,
+                     spec.get("justification", ""), approvals, bool(spec.get("revoke", False)),
+                     grant_digest(data), src, _src(doc, "spec", "window"))
+    raise AssertionError(kind)
+
+
+def load_repository(root: Path) -> LoadResult:
+    """Load every policy file under `root`. Never raises on bad input: see diagnostics."""
+    ld = _Loader(root)
+    built: dict[str, dict[str, Any]] = {k: {} for k in ("Config", *LAYOUT.values())}
+    count = 0
+    for path, kind in ld.files():
+        count += 1
+        got = ld.read(path, kind)
+        if got is None:
+            continue
+        doc, data = got
+        try:
+            built[kind][data["metadata"]["name"]] = _build(kind, doc, data)
+        except ValueError as exc:  # durations, times: schema patterns make this rare
+            ld.error(doc, str(exc), "spec")
+    config = next(iter(built["Config"].values()), None)
+    policy = PolicySet(config, built["Person"], built["Team"], built["Workflow"], built["Resource"],
+                       built["Grant"])
+    _cross_check(ld, policy)
+    return LoadResult(policy, tuple(sorted(set(ld.diags))), count)
+
+
+def _cross_check(ld: _Loader, policy: PolicySet) -> None:
+    def doc(kind: str, name: str) -> YamlDocument:
+        return ld.docs[(kind, name)]
+
+    def check_refs(kind: str, name: str, refs: tuple[Ref, ...], *keys: str) -> None:
+        for i, ref in enumerate(refs):
+            table: dict[str, Any] = policy.people if ref.kind == "person" else policy.teams  # type: ignore[assignment]
+            if ref.name not in table:
+                ld.error(doc(kind, name), f"{ref} does not exist (no {ref.kind} named {ref.name!r})", *keys, i)
+
+    cfg = policy.config
+    if cfg is not None:
+        check_refs("Config", cfg.name, cfg.admins, "spec", "admins")
+        _check_zone(ld, doc("Config", cfg.name), cfg.timezone, "spec", "timezone")
+        for t in cfg.targets.values():
+            if t.type not in registry.CONNECTORS:
+                ld.error(doc("Config", cfg.name), f"target {t.name}: type {t.type!r} is not supported by this "
+                         f"version (supported: {', '.join(sorted(registry.CONNECTORS))})", "spec", "targets",
+                         t.name, "type")
+    target_names = set(cfg.targets) if cfg else set()
+    target_types = {t.type for t in cfg.targets.values()} if cfg else set()
+
+    for team in policy.teams.values():
+        for i, m in enumerate(team.members):
+            if m not in policy.people:
+                ld.error(doc("Team", team.name), f"member {m!r} is not a person in people/", "spec", "members", i)
+
+    for p in policy.people.values():
+        for acct_key, value in p.accounts.items():
+            if acct_key not in target_names and acct_key not in registry.KNOWN_TYPES and acct_key != "github":
+                ld.error(doc("Person", p.name), f"accounts.{acct_key}: not a target name or target type",
+                         "spec", "accounts", acct_key)
+                continue
+            types = {cfg.targets[acct_key].type} if cfg and acct_key in cfg.targets else {acct_key}
+            for ttype in types & target_types:
+                _check_name(ld, doc("Person", p.name), ttype, "principal", value, "spec", "accounts", acct_key)
+
+    for wf in policy.workflows.values():
+        check_refs("Workflow", wf.name, wf.requesters, "spec", "requesters")
+        check_refs("Workflow", wf.name, wf.approvers, "spec", "approvals", "approvers")
+        if wf.schedule is not None:
+            _check_zone(ld, doc("Workflow", wf.name), wf.schedule.timezone, "spec", "schedule", "timezone")
+        if wf.justification_pattern is not None:
+            try:
+                re.compile(wf.justification_pattern)
+            except re.error as exc:
+                ld.error(doc("Workflow", wf.name), f"justification.pattern is not a valid regular expression: "
+                         f"{exc}", "spec", "justification", "pattern")
+        if wf.approvals_required > len(wf.approvers) and all(r.kind == "person" for r in wf.approvers):
+            ld.error(doc("Workflow", wf.name), f"approvals.required is {wf.approvals_required} but only "
+                     f"{len(wf.approvers)} approver(s) are named", "spec", "approvals", "required")
+
+    for res in policy.resources.values():
+        d = doc("Resource", res.name)
+        if res.workflow not in policy.workflows:
+            ld.error(d, f"workflow {res.workflow!r} does not exist in workflows/", "spec", "workflow")
+        if cfg is None:
+            continue
+        target = cfg.targets.get(res.target)
+        if target is None:
+            ld.error(d, f"target {res.target!r} is not configured in jitpol.yaml spec.targets", "spec", "target")
+            continue
+        models = registry.MODELS_BY_TYPE.get(target.type, frozenset())
+        if res.model not in models:
+            ld.error(d, f"model {res.model} is not supported on {target.type} target {target.name} "
+                     f"(supported: {', '.join(sorted(models)) or 'none yet'})", "spec", "model")
+            continue
+        if res.model == "credential-checkout" and not res.account:
+            ld.error(d, "credential-checkout needs spec.account (the shared account)", "spec")
+        for role in res.roles.values():
+            for i, entry in enumerate(role.grants):
+                _check_name(ld, d, target.type, "privilege", entry, "spec", "roles", role.name, "grants", i)
+
+    for g in policy.grants.values():
+        d = doc("Grant", g.name)
+        if g.requester not in policy.people:
+            ld.error(d, f"requester {g.requester!r} is not a person in people/", "spec", "requester")
+        res = policy.resources.get(g.resource)
+        if res is None:
+            ld.error(d, f"resource {g.resource!r} does not exist in resources/", "spec", "resource")
+        elif res.roles and g.role not in res.roles:
+            ld.error(d, f"resource {res.name} has no role {g.role!r} (roles: {', '.join(sorted(res.roles))})",
+                     "spec", "role")
+        if g.end <= g.start:
+            ld.error(d, "window ends before it starts", "spec", "window")
+
+
+def _check_zone(ld: _Loader, doc: YamlDocument, zone: str, *keys: str) -> None:
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        ld.error(doc, f"unknown time zone {zone!r} (use an IANA name like UTC or Europe/Berlin)", *keys)
+
+
+def _check_name(ld: _Loader, doc: YamlDocument, target_type: str, what: str, value: Any, *keys: str | int) -> None:
+    check: Callable[[Any, str], None] | None = registry.name_check(target_type)
+    if check is None:
+        return
+    try:
+        check(value, what)
+    except InvalidInput as exc:
+        ld.error(doc, str(exc), *keys)

@@ -1,0 +1,31 @@
+"""Canonical JSON and the grant digest that approvals sign (SPEC section 2)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted keys, no whitespace, UTF-8 kept: the same bytes for the same value everywhere."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def grant_digest(document: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the canonical JSON of apiVersion, kind, metadata.name and spec without
+    approvals. Any edit to the grant but its approvals changes it, voiding earlier signatures."""
+    spec = {k: v for k, v in dict(document.get("spec") or {}).items() if k != "approvals"}
+    body = {
+        "apiVersion": document.get("apiVersion"),
+        "kind": document.get("kind"),
+        "metadata": {"name": (document.get("metadata") or {}).get("name")},
+        "spec": spec,
+    }
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+def approval_message(digest: str) -> bytes:
+    """The bytes an approver signs for a grant digest."""
+    return f"jitpol-grant:{digest}\n".encode()

@@ -1,0 +1,130 @@
+"""The diff at the heart of a run (pure).
+
+- add what active grants need and the target lacks;
+- revoke what jitpol manages (the ledger says it granted it) and no active grant backs;
+- on resources marked `exclusive: true`, also revoke standing holders no grant backs (drift);
+- touch nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from jitpol.model.assignment import Action, Assignment, AssignmentKey, Op, Scope
+from jitpol.model.documents import PolicySet
+from jitpol.policy.evaluate import Desired, GrantStatus
+from jitpol.policy.history import History
+
+ADD_OP: dict[str, Op] = {"ephemeral-account": "create-account", "credential-checkout": "rotate"}
+REMOVE_OP: dict[str, Op] = {"ephemeral-account": "delete-account", "credential-checkout": "rotate"}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    actions: tuple[Action, ...]  # every revoking action before any addition
+    rejected: tuple[GrantStatus, ...] = ()
+    notes: tuple[str, ...] = ()  # e.g. a target that could not be observed
+    valid: bool = True  # False: the repository is invalid and only due revocations are planned
+
+    @property
+    def revocations(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.revoking)
+
+    @property
+    def additions(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if not a.revoking)
+
+
+def scopes(policy: PolicySet | None, history: History) -> dict[tuple[str, str], Scope]:
+    """What to observe per (target, model): every privilege a resource names, plus every privilege
+    jitpol still manages (so removing a resource from the policy cannot orphan its grants)."""
+    privs: dict[tuple[str, str], set[str]] = {}
+    if policy is not None and policy.config is not None:
+        for res in policy.resources.values():
+            if res.target in policy.config.targets:
+                bucket = privs.setdefault((res.target, res.model), set())
+                for role in res.roles.values():
+                    bucket.update(role.grants)
+    for key in history.managed():
+        privs.setdefault((key[0], key[1]), set()).add(key[3])
+    return {k: Scope(k[0], k[1], frozenset(v)) for k, v in privs.items()}
+
+
+def exclusive_privileges(policy: PolicySet) -> dict[tuple[str, str, str], str]:
+    """(target, model, privilege) -> resource name, for resources with `exclusive: true`."""
+    out: dict[tuple[str, str, str], str] = {}
+    for res in policy.resources.values():
+        if res.exclusive:
+            for role in res.roles.values():
+                for p in role.grants:
+                    out[(res.target, res.model, p)] = res.name
+    return out
+
+
+def covered_by_history(history: History, now: datetime) -> set[AssignmentKey]:
+    """Assignments that ledger-recorded live intervals still cover at `now` — all that an
+    invalid repository may keep."""
+    return {
+        key
+        for og in history.open.values()
+        if og.until is not None and og.until > now
+        for key in og.keys
+    }
+
+
+def diff(
+    desired: Mapping[AssignmentKey, Desired],
+    observed: Mapping[str, frozenset[Assignment] | None],
+    history: History,
+    exclusive: Mapping[tuple[str, str, str], str],
+    *,
+    keep: Iterable[AssignmentKey] | None = None,
+    additions: bool = True,
+) -> tuple[Action, ...]:
+    """Actions that make targets match `desired`.
+
+    observed[target] is None when the target could not be observed: no additions are planned for
+    it, and revocations of what jitpol manages there are planned anyway (they are idempotent).
+    `keep`: assignments to leave in place although not desired (invalid repository mode).
+    """
+    keep_set = set(keep or ())
+    present: dict[str, set[AssignmentKey]] = {
+        t: {a.key for a in obs} for t, obs in observed.items() if obs is not None
+    }
+    actions: list[Action] = []
+    managed = history.managed()
+    for key, backers in sorted(managed.items()):
+        if key in desired or key in keep_set:
+            continue
+        target, model, principal, privilege = key
+        seen = present.get(target)
+        if seen is not None and key not in seen:
+            continue  # already gone; the run records the grant's end
+        actions.append(Action(
+            REMOVE_OP.get(model, "revoke"), Assignment(target, model, principal, privilege),
+            resource="", grants=tuple(sorted(backers)),
+            reason=f"no active grant backs it (was: {', '.join(sorted(backers))})",
+        ))
+    for target, keys in sorted(present.items()):
+        for key in sorted(keys):
+            if key in desired or key in managed or key in keep_set:
+                continue
+            res = exclusive.get((key[0], key[1], key[3]))
+            if res is None:
+                continue
+            actions.append(Action(
+                REMOVE_OP.get(key[1], "revoke"), Assignment(*key), resource=res, grants=(),
+                reason=f"standing access on exclusive resource {res} that no grant backs", drift=True,
+            ))
+    if additions:
+        for key, want in sorted(desired.items()):
+            seen = present.get(key[0])
+            if seen is None or key in seen:
+                continue
+            actions.append(Action(
+                ADD_OP.get(key[1], "grant"), want.assignment, resource=want.resource, grants=want.grants,
+                until=want.until, reason=f"grant {', '.join(want.grants)} is active",
+            ))
+    return tuple(sorted(actions, key=lambda a: (not a.revoking, a.target, a.principal, a.assignment.privilege)))

@@ -1,0 +1,256 @@
+"""Every grant's state at `now`, and the assignments that active grants require.
+
+Pure: takes the policy, the time, the ledger's history and a signature verifier; returns values.
+Order of checks per grant: ended for good (revoked, single-use name) -> window over -> rules of
+the workflow -> approvals -> schedule -> exclusive checkout across grants.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Literal
+
+from jitpol.model.assignment import Assignment, AssignmentKey
+from jitpol.model.canonical import canonical_json
+from jitpol.model.documents import Grant, PolicySet, Resource, Workflow
+from jitpol.model.duration import format_duration
+from jitpol.policy.approvals import ApprovalCheck, Verifier, check_approvals
+from jitpol.policy.history import History
+from jitpol.policy.people import resolve
+from jitpol.policy.windows import live_intervals, position
+
+State = Literal["pending", "scheduled", "active", "expired", "revoked", "rejected"]
+STATES: tuple[State, ...] = ("pending", "scheduled", "active", "expired", "revoked", "rejected")
+
+
+@dataclass(frozen=True, slots=True)
+class GrantStatus:
+    name: str
+    state: State
+    reason: str
+    requester: str
+    resource: str
+    role: str
+    start: datetime
+    end: datetime
+    live_until: datetime | None = None  # active: end of the current live interval
+    next_change: datetime | None = None  # when this grant's state changes next, if known
+    approvals: tuple[str, ...] = ()  # people whose approvals counted
+    digest: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """One assignment active grants require, merged across overlapping grants."""
+
+    assignment: Assignment
+    resource: str
+    grants: tuple[str, ...]
+    until: datetime  # the latest live end among the grants behind it
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    statuses: tuple[GrantStatus, ...]
+    desired: Mapping[AssignmentKey, Desired]
+
+    def by_name(self) -> dict[str, GrantStatus]:
+        return {s.name: s for s in self.statuses}
+
+
+def _fmt(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def principal_text(value: object) -> str:
+    """A person's account value as the principal string connectors receive."""
+    return value if isinstance(value, str) else canonical_json(value)
+
+
+def _rule_problem(grant: Grant, policy: PolicySet) -> str | None:
+    """Why the workflow's rules refuse this grant outright, or None."""
+    resource = policy.resources.get(grant.resource)
+    if resource is None:
+        return f"resource {grant.resource} does not exist"
+    workflow = policy.workflows.get(resource.workflow)
+    if workflow is None:
+        return f"workflow {resource.workflow} of resource {resource.name} does not exist"
+    person = policy.people.get(grant.requester)
+    if person is None:
+        return f"requester {grant.requester} is not a person in people/"
+    if person.disabled:
+        return f"person {person.name} is disabled (kill switch in people/{person.name}.yaml)"
+    if resource.roles and grant.role not in resource.roles:
+        return f"resource {resource.name} has no role {grant.role!r} (has: {', '.join(sorted(resource.roles))})"
+    if grant.end <= grant.start:
+        return "window ends before it starts"
+    length = grant.end - grant.start
+    if length > workflow.max_duration:
+        return (
+            f"window is {format_duration(length)}, workflow {workflow.name} allows at most "
+            f"{format_duration(workflow.max_duration)}"
+        )
+    if grant.requester not in resolve(workflow.requesters, policy):
+        who = ", ".join(str(r) for r in workflow.requesters)
+        return f"{grant.requester} may not request through workflow {workflow.name} (requesters: {who})"
+    if workflow.justification_required and not grant.justification.strip():
+        return f"workflow {workflow.name} requires a justification"
+    if workflow.justification_pattern and not re.match(workflow.justification_pattern, grant.justification):
+        return f"justification must match {workflow.justification_pattern!r} (workflow {workflow.name})"
+    if policy.config is not None:
+        target = policy.config.targets.get(resource.target)
+        if target is None:
+            return f"target {resource.target} is not configured in jitpol.yaml"
+        if resource.model in ("role-membership", "ephemeral-account", "sudo-rule", "idp-elevation") and (
+            person.account_for(target) is None
+        ):
+            return (
+                f"{person.name} has no account for target {target.name} "
+                f"(add accounts.{target.type} to people/{person.name}.yaml)"
+            )
+    return None
+
+
+def evaluate(policy: PolicySet, now: datetime, history: History, verifier: Verifier) -> Evaluation:
+    """States of all grants at `now` and the merged assignments the active ones need."""
+    statuses: dict[str, GrantStatus] = {}
+    needs_approval: list[tuple[Grant, Workflow]] = []
+
+    for grant in policy.grants.values():
+        base = GrantStatus(
+            grant.name, "pending", "", grant.requester, grant.resource, grant.role,
+            grant.start, grant.end, digest=grant.digest,
+        )
+        ended = history.ended.get(grant.name)
+        used_digest = history.activated.get(grant.name)
+        if grant.revoke:
+            statuses[grant.name] = replace(base, state="revoked", reason="revoked in its file (revoke: true)")
+        elif ended is not None:
+            if now >= grant.end:
+                statuses[grant.name] = replace(base, state="expired", reason=f"window ended {_fmt(grant.end)}")
+            else:
+                statuses[grant.name] = replace(
+                    base, state="revoked",
+                    reason=f"already ended ({ended}); grant names are single-use — request a new grant",
+                )
+        elif used_digest is not None and used_digest != grant.digest:
+            statuses[grant.name] = replace(
+                base, state="rejected",
+                reason="grant name was already used for different content; grant names are single-use",
+            )
+        elif now >= grant.end:
+            reason = f"window ended {_fmt(grant.end)}"
+            if grant.name not in history.activated:
+                reason += " (never activated)"
+            statuses[grant.name] = replace(base, state="expired", reason=reason)
+        else:
+            problem = _rule_problem(grant, policy)
+            if problem is not None:
+                statuses[grant.name] = replace(base, state="rejected", reason=problem)
+            else:
+                workflow = policy.workflows[policy.resources[grant.resource].workflow]
+                needs_approval.append((grant, workflow))
+
+    checks = check_approvals(needs_approval, policy, verifier)
+    for grant, workflow in needs_approval:
+        statuses[grant.name] = _timed_status(grant, workflow, now, checks[grant.name])
+
+    _exclusive_checkout(statuses, policy, history)
+    ordered = tuple(statuses[name] for name in sorted(statuses))
+    return Evaluation(ordered, _desired(ordered, policy))
+
+
+def _timed_status(grant: Grant, workflow: Workflow, now: datetime, check: ApprovalCheck) -> GrantStatus:
+    base = GrantStatus(
+        grant.name, "pending", "", grant.requester, grant.resource, grant.role,
+        grant.start, grant.end, approvals=check.counted, digest=grant.digest,
+    )
+    need = workflow.approvals_required
+    if len(check.counted) < need:
+        who = ", ".join(str(r) for r in workflow.approvers) or "nobody"
+        reason = f"needs {need - len(check.counted)} more approval(s) from {who} (have {len(check.counted)})"
+        if check.ignored:
+            reason += "; ignored: " + "; ".join(check.ignored)
+        return replace(base, reason=reason, next_change=grant.end)
+    intervals = live_intervals(grant.start, grant.end, workflow.schedule)
+    current, upcoming = position(intervals, now)
+    if current is not None:
+        return replace(
+            base, state="active", reason=f"live until {_fmt(current[1])}",
+            live_until=current[1], next_change=current[1],
+        )
+    if upcoming is not None:
+        why = "starts" if now < grant.start else "outside schedule; next live"
+        return replace(base, state="scheduled", reason=f"{why} {_fmt(upcoming)}", next_change=upcoming)
+    if now < grant.start:
+        return replace(base, state="rejected", reason="window lies entirely outside the workflow's schedule")
+    return replace(base, state="expired", reason=f"no schedule window left before {_fmt(grant.end)}",
+                   next_change=grant.end)
+
+
+def _exclusive_checkout(statuses: dict[str, GrantStatus], policy: PolicySet, history: History) -> None:
+    """One holder at a time on resources whose workflow says checkout: exclusive.
+
+    Deterministic: grants the ledger shows as holding access keep it; then earlier start, then
+    name, win. A grant that overlaps an accepted grant of another person is rejected.
+    """
+    by_resource: dict[str, list[GrantStatus]] = {}
+    for st in statuses.values():
+        if st.state not in ("active", "scheduled"):
+            continue
+        resource = policy.resources.get(st.resource)
+        workflow = policy.workflows.get(resource.workflow) if resource else None
+        if workflow is not None and workflow.checkout == "exclusive":
+            by_resource.setdefault(st.resource, []).append(st)
+    for candidates in by_resource.values():
+        candidates.sort(key=lambda s: (s.name not in history.open, s.start, s.name))
+        accepted: list[GrantStatus] = []
+        for st in candidates:
+            clash = next(
+                (a for a in accepted
+                 if a.requester != st.requester and a.start < st.end and st.start < a.end),
+                None,
+            )
+            if clash is None:
+                accepted.append(st)
+            else:
+                statuses[st.name] = replace(
+                    st, state="rejected", live_until=None, next_change=None,
+                    reason=(f"exclusive checkout: {clash.requester} holds {st.resource} under grant "
+                            f"{clash.name} until {_fmt(clash.end)}"),
+                )
+
+
+def assignments_for(
+    grant_resource: Resource, role: str, principal: str, target: str
+) -> list[Assignment]:
+    """The assignments a grant of `role` on `grant_resource` gives `principal`."""
+    role_def = grant_resource.roles.get(role)
+    privileges = role_def.grants if role_def is not None else ()
+    return [Assignment(target, grant_resource.model, principal, p) for p in privileges]
+
+
+def _desired(statuses: tuple[GrantStatus, ...], policy: PolicySet) -> dict[AssignmentKey, Desired]:
+    out: dict[AssignmentKey, Desired] = {}
+    if policy.config is None:
+        return out
+    for st in statuses:
+        if st.state != "active" or st.live_until is None:
+            continue
+        resource = policy.resources[st.resource]
+        target = policy.config.targets[resource.target]
+        person = policy.people[st.requester]
+        principal = principal_text(person.account_for(target))
+        for a in assignments_for(resource, st.role, principal, target.name):
+            prev = out.get(a.key)
+            if prev is None:
+                out[a.key] = Desired(replace(a, expires=st.live_until), st.resource, (st.name,), st.live_until)
+            else:
+                until = max(prev.until, st.live_until)
+                out[a.key] = Desired(
+                    replace(a, expires=until), prev.resource, (*prev.grants, st.name), until
+                )
+    return out

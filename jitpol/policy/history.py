@@ -1,0 +1,80 @@
+"""What the ledger says jitpol did: a pure replay of ledger events.
+
+Event bodies this module reads (written by jitpol.execute):
+  action.started   {op, target, model, principal, privilege, grants}   intent, before an addition
+  grant.activated  {grant, digest, until, assignments: [{target, model, principal, privilege}]}
+  grant.revoked    {grant, final, reason, assignments}                   the grant's access is gone
+  drift.corrected  {target, model, principal, privilege}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from jitpol.model.assignment import AssignmentKey
+
+
+@dataclass(slots=True)
+class OpenGrant:
+    """A grant whose access jitpol put (or may have put) on targets and has not taken away."""
+
+    name: str
+    digest: str | None = None  # set once activated
+    until: datetime | None = None  # end of the live interval recorded at activation
+    keys: set[AssignmentKey] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class History:
+    open: dict[str, OpenGrant] = field(default_factory=dict)
+    activated: dict[str, str] = field(default_factory=dict)  # grant -> digest it activated with
+    first_activated: dict[str, str] = field(default_factory=dict)  # grant -> time of first activation
+    ended: dict[str, str] = field(default_factory=dict)  # grant -> reason of its final end
+    rejected: set[tuple[str, str]] = field(default_factory=set)  # (grant, reason) already recorded
+    last_seq: int = 0
+
+    def managed(self) -> dict[AssignmentKey, set[str]]:
+        """Every assignment jitpol holds (or may hold) on a target, with the grants behind it."""
+        out: dict[AssignmentKey, set[str]] = {}
+        for grant in self.open.values():
+            for key in grant.keys:
+                out.setdefault(key, set()).add(grant.name)
+        return out
+
+
+def _key(entry: Mapping[str, Any]) -> AssignmentKey:
+    return (str(entry["target"]), str(entry["model"]), str(entry["principal"]), str(entry["privilege"]))
+
+
+def _time(text: Any) -> datetime | None:
+    return datetime.fromisoformat(str(text)) if text else None
+
+
+def replay(events: Iterable[Mapping[str, Any]]) -> History:
+    """Fold ledger events (already chain-verified, in order) into History."""
+    h = History()
+    for ev in events:
+        h.last_seq = max(h.last_seq, int(ev.get("seq", 0)))
+        kind = ev.get("event")
+        name = ev.get("grant")
+        if kind == "action.started":
+            for g in ev.get("grants") or [name]:
+                if g:
+                    h.open.setdefault(g, OpenGrant(g)).keys.add(_key(ev))
+        elif kind == "grant.activated" and name:
+            og = h.open.setdefault(name, OpenGrant(name))
+            og.digest = str(ev.get("digest"))
+            og.until = _time(ev.get("until"))
+            og.keys |= {_key(a) for a in ev.get("assignments", [])}
+            h.activated[name] = og.digest
+            h.first_activated.setdefault(name, str(ev.get("time")))
+        elif kind == "grant.revoked" and name:
+            h.open.pop(name, None)
+            if ev.get("final", True):
+                h.ended[name] = str(ev.get("reason") or "ended")
+        elif kind == "grant.rejected" and name:
+            h.rejected.add((name, str(ev.get("reason"))))
+    return h

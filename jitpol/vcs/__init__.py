@@ -1,0 +1,1 @@
+"""Version control and signatures: the git wrapper (`git`) and SSH approval signatures (`sshsig`)."""

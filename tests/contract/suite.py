@@ -1,0 +1,172 @@
+"""The contract every connector passes: DESIGN.md's four-step idempotency proof.
+
+Subclass ConnectorContract as `Test<Something>Contract` and provide three fixtures:
+
+    connector    a Connector instance (closed by the subclass afterwards)
+    scope        a Scope whose privileges include make_action's privilege
+    make_action  op -> Action for ONE assignment that does not exist yet on the target, whose
+                 principal and privilege do exist there (and whose target is connector.name)
+
+The tests follow the proof in order: check says "would change" and writes nothing -> check of
+the opposite says nothing to do -> apply changes -> apply again changes nothing -> observe shows
+it; then the same for revoke. Every test starts from the fresh fixtures, so each can fail alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from jitpol.connectors.base import Connector
+from jitpol.model.assignment import Action, Op, Scope
+
+MakeAction = Callable[[Op], Action]
+
+
+class ConnectorContract:
+    # -- fixtures the subclass provides -----------------------------------------------------
+
+    @pytest.fixture
+    def connector(self) -> Connector:
+        raise NotImplementedError("the contract subclass must provide a `connector` fixture")
+
+    @pytest.fixture
+    def scope(self) -> Scope:
+        raise NotImplementedError("the contract subclass must provide a `scope` fixture")
+
+    @pytest.fixture
+    def make_action(self) -> MakeAction:
+        raise NotImplementedError("the contract subclass must provide a `make_action` fixture")
+
+    # -- the fixtures agree with each other -------------------------------------------------
+
+    def test_fixtures_describe_a_new_assignment_in_scope(
+        self, connector: Connector, scope: Scope, make_action: MakeAction
+    ) -> None:
+        action = make_action("grant")
+        assert action.op == "grant"
+        assert action.assignment.privilege in scope.privileges
+        assert action.assignment.model == scope.model
+        assert action.assignment.model in connector.capabilities.models
+        assert action.assignment not in connector.observe(scope)
+
+    # -- granting ---------------------------------------------------------------------------
+
+    def test_check_grant_says_changed_and_writes_nothing(
+        self, connector: Connector, scope: Scope, make_action: MakeAction
+    ) -> None:
+        before = connector.observe(scope)
+        outcome = connector.apply(make_action("grant"), check=True)
+        assert outcome.changed
+        assert not outcome.before
+        assert outcome.operations, "check mode lists the statements it would send"
+        assert connector.observe(scope) == before
+
+    def test_check_revoke_of_absent_assignment_says_not_changed(
+        self, connector: Connector, scope: Scope, make_action: MakeAction
+    ) -> None:
+        before = connector.observe(scope)
+        outcome = connector.apply(make_action("revoke"), check=True)
+        assert not outcome.changed
+        assert outcome.before and outcome.after
+        assert outcome.operations == ()
+        assert connector.observe(scope) == before
+
+    def test_apply_grant_says_changed_with_operations(
+        self, connector: Connector, scope: Scope, make_action: MakeAction
+    ) -> None:
+        outcome = connector.apply(make_action("grant"))
+        assert outcome.changed
+        assert not outcome.before
+        assert outcome.after
+        assert outcome.operations
+
+    def test_apply_grant_again_changes_nothing(
+        self, connector: Connector, scope: Scope, make_action: MakeAction
+    ) -> None:
+        connector.apply(make_action("grant"))
+        again = connector.apply(make_action("grant"))
+        assert not again.changed
+        assert again.before and again.after
+        assert again.operations == ()
+        in_check_mode = connector.apply(make_action("grant"), check=True)
+        assert not in_check_mode.changed
+        assert in_check_mode.operations == ()
+
+    def test_observe_shows_granted_assignment(
+        self, connector: Connector, scope: Scope, make_action: MakeAction
+    ) -> None:
+        action = make_action("grant")
+        before = connector.observe(scope)
+        connector.apply(action)
+        # the granted assignment, and nothing else, is new
+        assert connector.observe(scope) == before | {action.assignment}
+
+    # -- revoking ---------------------------------------------------------------------------
+
+    def test_check_revoke_says_changed_and_writes_nothing(
+        self, connector: Connector, scope: Scope, make_action: MakeAction
+    ) -> None:
+        connector.apply(make_action("grant"))
+        before = connector.observe(scope)
+        outcome = connector.apply(make_action("revoke"), check=True)
+        assert outcome.changed
+        assert not outcome.before
+        assert outcome.operations
+        assert connector.observe(scope) == before
+        assert make_action("revoke").assignment in before
+
+    def test_apply_revoke_says_changed_with_operations(
+        self, connector: Connector, scope: Scope, make_action: MakeAction
+    ) -> None:
+        connector.apply(make_action("grant"))
+        outcome = connector.apply(make_action("revoke"))
+        assert outcome.changed
+        assert not outcome.before
+        assert outcome.after
+        assert outcome.operations
+
+    def test_apply_revoke_again_changes_nothing(
+        self, connector: Connector, scope: Scope, make_action: MakeAction
+    ) -> None:
+        connector.apply(make_action("grant"))
+        connector.apply(make_action("revoke"))
+        again = connector.apply(make_action("revoke"))
+        assert not again.changed
+        assert again.before and again.after
+        assert again.operations == ()
+
+    def test_observe_no_longer_shows_revoked_assignment(
+        self, connector: Connector, scope: Scope, make_action: MakeAction
+    ) -> None:
+        before = connector.observe(scope)
+        connector.apply(make_action("grant"))
+        connector.apply(make_action("revoke"))
+        after = connector.observe(scope)
+        assert make_action("revoke").assignment not in after
+        assert after == before
+
+    # -- observing --------------------------------------------------------------------------
+
+    def test_observe_reports_only_privileges_in_scope(
+        self, connector: Connector, scope: Scope, make_action: MakeAction
+    ) -> None:
+        action = make_action("grant")
+        connector.apply(action)
+        observed = connector.observe(scope)
+        assert observed, "the granted assignment at least"
+        for a in observed:
+            assert a.privilege in scope.privileges
+            assert a.target == action.target
+            assert a.model == scope.model
+
+        # the same target asked about other privileges only must not mention this one
+        others = Scope(
+            target=scope.target,
+            model=scope.model,
+            privileges=(scope.privileges - {action.assignment.privilege}) | {"contract_absent_privilege"},
+        )
+        assert all(a.privilege != action.assignment.privilege for a in connector.observe(others))
+        empty = Scope(target=scope.target, model=scope.model, privileges=frozenset())
+        assert connector.observe(empty) == frozenset()

@@ -1,0 +1,1 @@
+"""Shared test helpers (not fixtures): repository builders, key generation."""

@@ -1,0 +1,134 @@
+"""The run lock across real processes: contention names the holder; death releases it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import jitpol
+from jitpol.errors import LockHeld
+from jitpol.execute.lock import RunLock, lock_path
+
+HOLDER = """
+import sys
+from pathlib import Path
+from jitpol.execute.lock import RunLock
+with RunLock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    sys.stdin.read()  # hold until the parent closes our stdin (or kills us)
+"""
+
+
+class Holder:
+    """Another process holding the lock on `repo_dir`."""
+
+    def __init__(self, repo_dir: Path) -> None:
+        env = {**os.environ, "PYTHONPATH": str(Path(jitpol.__file__).parents[1])}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(repo_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline() == "locked\n"
+
+    def release(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        assert self.proc.wait(timeout=10) == 0
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def holders() -> Iterator[list[Holder]]:
+    started: list[Holder] = []
+    yield started
+    for holder in started:
+        if holder.proc.poll() is None:
+            holder.kill()
+
+
+def test_second_process_is_refused_and_told_who_holds_the_lock(tmp_path: Path, holders: list[Holder]) -> None:
+    holder = Holder(tmp_path)
+    holders.append(holder)
+    with pytest.raises(LockHeld) as held:
+        with RunLock(tmp_path):
+            pytest.fail("entered a held lock")
+    assert str(held.value) == (
+        f"another jitpol run holds {tmp_path / '.jitpol.lock'} "
+        f"(pid {holder.proc.pid} on {socket.gethostname()}); wait for it to finish"
+    )
+    holder.release()
+    with RunLock(tmp_path):
+        pass
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path, holders: list[Holder]) -> None:
+    holder = Holder(tmp_path)
+    holders.append(holder)
+    with pytest.raises(LockHeld):
+        RunLock(tmp_path).__enter__()
+    holder.kill()
+    with RunLock(tmp_path) as lock:
+        assert lock.path.read_text() == f"pid={os.getpid()} host={socket.gethostname()}\n"
+
+
+def test_a_holder_in_this_process_blocks_a_second_lock(tmp_path: Path) -> None:
+    with RunLock(tmp_path):
+        with pytest.raises(LockHeld, match=f"pid {os.getpid()} "):
+            RunLock(tmp_path).__enter__()
+    with RunLock(tmp_path):  # released on exit
+        pass
+
+
+def test_released_on_exception(tmp_path: Path) -> None:
+    with pytest.raises(ZeroDivisionError), RunLock(tmp_path):
+        _ = 1 / 0
+    with RunLock(tmp_path):
+        pass
+
+
+def test_not_reentrant(tmp_path: Path) -> None:
+    lock = RunLock(tmp_path)
+    with lock, pytest.raises(RuntimeError):
+        lock.__enter__()
+
+
+def test_lock_lives_in_the_git_directory_of_a_work_tree(tmp_path: Path, holders: list[Holder]) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    assert lock_path(tmp_path) == tmp_path / ".git" / "jitpol.lock"
+    holders.append(Holder(tmp_path))
+    with pytest.raises(LockHeld, match=r"\.git/jitpol\.lock"):
+        RunLock(tmp_path).__enter__()
+    assert not (tmp_path / ".jitpol.lock").exists()
+
+
+def test_gitdir_file_points_to_the_lock(tmp_path: Path) -> None:
+    real = tmp_path / "real-git-dir"
+    real.mkdir()
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / ".git").write_text(f"gitdir: {real}\n")
+    assert lock_path(tree) == real.resolve() / "jitpol.lock"
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert lock_path(plain) == plain / ".jitpol.lock"
+
+
+def test_unreadable_holder_text_still_gives_a_clear_message(tmp_path: Path) -> None:
+    with RunLock(tmp_path) as lock:
+        lock.path.write_text("garbage")
+        with pytest.raises(LockHeld, match=r"\(holder unknown\); wait for it to finish"):
+            RunLock(tmp_path).__enter__()

@@ -1,0 +1,1 @@
+"""Developer tools: throwaway servers for tests and the demo, the demo itself."""
