@@ -473,14 +473,15 @@ def _translate(error: ValidationError, root: Mapping[str, Any]) -> Iterator[Sche
                 continue
             scope = " ".join(filter(None, ("allowed", _condition(root, schema_path))))
             message = f"unknown field {_show(key)} ({scope}: {', '.join(allowed)})"
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            if close:
-                message += f"; did you mean {close[0]!r}?"
-            elif any(a.endswith("_env") for a in allowed) and _SECRETISH.search(str(key)):
+            env_fields = [a for a in allowed if a.endswith("_env")]
+            if env_fields and _SECRETISH.search(str(key)):
+                close = difflib.get_close_matches(str(key), env_fields, n=1, cutoff=0.5)
                 message += (
                     "; secrets are never written in the policy: name the environment variable "
-                    "that holds it in a '*_env' field"
+                    f"that holds it in {repr(close[0]) if close else 'a *_env field'}"
                 )
+            elif close := difflib.get_close_matches(str(key), allowed, n=1):
+                message += f"; did you mean {close[0]!r}?"
             yield _problem((*path, str(key)), message)
         return
 

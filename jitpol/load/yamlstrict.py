@@ -612,7 +612,11 @@ def load_yaml_file(path: Path, display_path: str | None = None, **limits: Unpack
                 raise YamlError(
                     shown, 1, 1, f"file is larger than the limit of {max_bytes} bytes ({size}); split it"
                 )
-            data = handle.read(max_bytes + 1)  # +1: a file that grew since fstat is still caught
+            # Read what fstat promised (a 1 MB read buffer per file would dominate the run time);
+            # if the file grew meanwhile, read on up to the limit and let load_yaml refuse it.
+            data = handle.read(opened.st_size + 1)
+            if len(data) > opened.st_size:
+                data += handle.read(max_bytes + 1 - len(data))
     except OSError as e:
         raise YamlError(shown, 1, 1, f"cannot read the file: {e.strerror or e}") from None
     return load_yaml(data, shown, **limits)

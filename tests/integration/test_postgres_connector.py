@@ -457,3 +457,47 @@ def test_unmanaged_members_are_observed_but_untouched(pg_roles: PgRoles, connect
     connector.apply(action("revoke", alice, group))
     assert connector.observe(scope) == {standing_access}
     assert pg_roles.members(group) == {standing}
+
+
+# -- the throwaway server itself ------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_throwaway_server_is_local_and_needs_its_password(pg_roles: PgRoles) -> None:
+    server = pg_roles.server
+    settings: dict[str, str] = dict(
+        pg_roles.admin.execute(
+            "SELECT name, setting FROM pg_settings WHERE name IN ('listen_addresses', 'fsync', 'port')"
+        ).fetchall()
+    )
+    assert settings == {"listen_addresses": "127.0.0.1", "fsync": "off", "port": str(server.port)}
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(server.dsn(password="not-the-password")).close()
+    assert len(server.password) >= 24
+
+
+@pytest.mark.postgres
+def test_throwaway_cli_starts_and_stops_a_server(pg_server: object, tmp_path: Path) -> None:
+    # pg_server: only to skip/fail like the other tests when PostgreSQL is missing
+    cli = [sys.executable, str(REPO / "tools" / "throwaway_pg.py")]
+    started = subprocess.run(
+        [*cli, "start", str(tmp_path / "pg")], capture_output=True, text=True, check=False
+    )
+    assert started.returncode == 0, started.stderr
+    env = dict(line.split("=", 1) for line in started.stdout.splitlines())
+    assert (tmp_path / "pg" / "env").stat().st_mode & 0o077 == 0  # it holds the password
+    dsn = f"host=127.0.0.1 port={env['PGPORT']} user=postgres password={env['PGPASSWORD']} dbname=postgres"
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    pid = int((Path(env["PGDATA"]) / "postmaster.pid").read_text().split()[0])
+
+    stopped = subprocess.run(
+        [*cli, "stop", str(tmp_path / "pg")], capture_output=True, text=True, check=False
+    )
+    assert stopped.returncode == 0, stopped.stderr
+    assert not Path(env["PGRUNDIR"]).exists()
+    assert not (tmp_path / "pg" / "env").exists()
+    state = Path(f"/proc/{pid}/stat")
+    assert not state.exists() or state.read_text().rpartition(")")[2].split()[0] == "Z"
+    again = subprocess.run([*cli, "stop", str(tmp_path / "pg")], capture_output=True, text=True, check=False)
+    assert again.returncode == 0, again.stderr
