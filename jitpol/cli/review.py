@@ -93,7 +93,7 @@ def approve(grant: str, repo: Path, person: str, key_file: Path) -> None:
     if data["spec"].get("requester") == person:
         click.secho("warning: you are the requester; your own approval will not count", fg="yellow", err=True)
     digest = grant_digest(data)
-    signature = sshsig.sign(approval_message(digest), key_file)
+    signature = sshsig.sign(approval_message(digest), key_file, interactive=True)
     approvals = [a for a in data["spec"].get("approvals", []) if a.get("by") != person]
     approvals.append({"by": person, "key": fp, "signature": signature.strip() + "\n"})
     data["spec"]["approvals"] = approvals

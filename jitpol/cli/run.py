@@ -13,6 +13,7 @@ import click
 
 from jitpol.cli.common import Exit, at_option, fmt_time, handle_errors, now_from, repo_option
 from jitpol.cli.render import plan_summary, plan_text
+from jitpol.errors import InvalidInput
 from jitpol.execute.engine import (
     LEDGER_PATH,
     Connections,
@@ -128,6 +129,8 @@ def reconcile(ctx: click.Context, repo: Path, remote: str, branch: str | None, a
     if git is not None and summary.events:
         _commit(repo, summary)
         branch = branch or git.current_branch()
+        if branch is None:
+            raise InvalidInput("HEAD is detached: pass --branch to say where the ledger commit goes")
 
         def rebuild() -> str | None:
             Ledger(repo / LEDGER_PATH).append(summary.events)

