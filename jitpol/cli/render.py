@@ -43,7 +43,7 @@ def plan_json(plan: Plan, at: datetime) -> dict[str, Any]:
 def plan_summary(plan: Plan) -> str:
     if not plan.actions:
         return "No changes. Targets match the active grants."
-    counts = Counter(a.op for a in plan.actions)
+    counts: Counter[str] = Counter(a.op for a in plan.actions)
     parts = [f"{counts[op]} {_VERB[op]}" for op in _VERB if counts[op]]
     return "Plan: " + ", ".join(parts) + "."
 

@@ -24,7 +24,7 @@ from jitpol.model.assignment import Action, Assignment, AssignmentKey, Outcome
 from jitpol.model.documents import PolicySet, Target
 from jitpol.plan.diff import Plan, covered_by_history, diff, exclusive_privileges, scopes
 from jitpol.policy.approvals import Verifier
-from jitpol.policy.evaluate import Evaluation, GrantStatus, evaluate
+from jitpol.policy.evaluate import Evaluation, evaluate
 from jitpol.policy.history import History, replay
 from jitpol.vcs.git import Repo
 
@@ -265,17 +265,17 @@ def lifecycle_events(prep: Prepared, obs: Observation, results: Iterable[Result]
             })
     keep = covered_by_history(prep.history, prep.now) if ev is None else set(desired)
     for name, og in sorted(prep.history.open.items()):
-        st = statuses.get(name)
-        if st is not None and st.state == "active":
+        now_st = statuses.get(name)
+        if now_st is not None and now_st.state == "active":
             continue
         if ev is None and og.until is not None and og.until > prep.now:
             continue
         if all(k in keep or is_present(k) is False for k in og.keys):
-            if st is None:
+            if now_st is None:
                 final, reason = True, ("grant file deleted" if ev is not None else "live interval ended")
             else:
-                final = st.state in ("expired", "revoked", "rejected")
-                reason = f"{st.state}: {st.reason}"
+                final = now_st.state in ("expired", "revoked", "rejected")
+                reason = f"{now_st.state}: {now_st.reason}"
             events.append({"event": "grant.revoked", "grant": name, "final": final, "reason": reason,
                            "assignments": [key_dict(k) for k in sorted(og.keys)]})
     for st in statuses.values():

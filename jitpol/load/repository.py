@@ -310,11 +310,11 @@ def _cross_check(ld: _Loader, policy: PolicySet) -> None:
         d = doc("Grant", g.name)
         if g.requester not in policy.people:
             ld.error(d, f"requester {g.requester!r} is not a person in people/", "spec", "requester")
-        res = policy.resources.get(g.resource)
-        if res is None:
+        g_res = policy.resources.get(g.resource)
+        if g_res is None:
             ld.error(d, f"resource {g.resource!r} does not exist in resources/", "spec", "resource")
-        elif res.roles and g.role not in res.roles:
-            ld.error(d, f"resource {res.name} has no role {g.role!r} (roles: {', '.join(sorted(res.roles))})",
+        elif g_res.roles and g.role not in g_res.roles:
+            ld.error(d, f"resource {g_res.name} has no role {g.role!r} (roles: {', '.join(sorted(g_res.roles))})",
                      "spec", "role")
         if g.end <= g.start:
             ld.error(d, "window ends before it starts", "spec", "window")

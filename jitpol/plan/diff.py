@@ -107,7 +107,7 @@ def diff(
             resource="", grants=tuple(sorted(backers)),
             reason=f"no active grant backs it (was: {', '.join(sorted(backers))})",
         ))
-    for target, keys in sorted(present.items()):
+    for _target, keys in sorted(present.items()):
         for key in sorted(keys):
             if key in desired or key in managed or key in keep_set:
                 continue
