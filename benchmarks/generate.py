@@ -79,7 +79,7 @@ PHRASES = ("slow queries on the checkout path", "backfill after the schema migra
 
 # -- YAML ------------------------------------------------------------------------------------
 
-_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_./@ -]*")
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_./@:+= -]*|[0-9]+[mhd]")
 # plain words YAML 1.1 reads as something other than a string (the strict reader refuses them)
 _YAML11_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
 
@@ -91,7 +91,7 @@ def _scalar(value: Any) -> str:
         return str(value)
     text = str(value)
     if (_PLAIN.fullmatch(text) and text.lower() not in _YAML11_WORDS and not text.endswith(" ")
-            and ": " not in text and " #" not in text):
+            and not text.endswith(":") and ": " not in text and " #" not in text):
         return text
     return json.dumps(text, ensure_ascii=False)  # a JSON string is a YAML double-quoted scalar
 
@@ -379,14 +379,16 @@ def generate(root: Path, keydir: Path, *, grants: int = 10_000, people: int = 1_
         data = doc("Grant", name, spec)
         rel = f"grants/{start.strftime('%Y-%m')}/{name}.yaml"
         state = _expected_state(where, wf, revoked)
+        signed = False
         if wf.required and where != "past" and not revoked:
             if where == "future" and rng.random() < 0.1:
                 state = "pending"
             else:
                 signers = rng.sample([a for a in approver_names if a != requester], wf.required)
                 to_sign.append((rel, data, signers))
+                signed = True
         summary.expected[state] += 1
-        if not any(item[1] is data for item in to_sign[-1:]):
+        if not signed:
             write_doc(root, rel, data, "grant")  # signed ones are written once signed, below
 
     # sign in parallel: ssh-keygen runs as a child process, so threads overlap well

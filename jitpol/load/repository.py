@@ -118,7 +118,7 @@ class _Loader:
         problems = validate_document(doc.data)
         if problems:
             for p in problems:
-                line, col = doc.mark(*p.path)
+                line, col = doc.key_mark(*p.path) if p.at_key else doc.mark(*p.path)
                 self.diags.append(Diagnostic(rel, line, col, p.message))
             return None
         data: dict[str, Any] = doc.data

@@ -155,6 +155,9 @@ _FORBIDDEN_CHAR = re.compile(
     "[^\x09\x0a\x0d\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 )
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Bidirectional overrides and isolates ("Trojan Source"): a reviewer would read a different grant
+# than the one the reconciler evaluates.
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 def _position(text: str, index: int) -> tuple[int, int]:
@@ -201,6 +204,11 @@ def _check_text(text: str, path: str, max_bytes: int, *, size_checked: bool) -> 
         else:
             message = f"character U+{ord(ch):04X} is not allowed in YAML; remove it"
         raise YamlError(path, line, col, message)
+    bidi = _BIDI.search(text)
+    if bidi is not None:
+        line, col = _position(text, bidi.start())
+        raise YamlError(path, line, col, f"bidirectional control character U+{ord(bidi.group()):04X} can make "
+                        "the file read differently from what it says; remove it")
     return text
 
 

@@ -766,7 +766,10 @@ def test_load_file_with_bom_and_invalid_utf8(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # Properties
 
-_TEXT = st.text(st.characters(exclude_categories=["Cs", "Cc", "Cn", "Zl", "Zp"]), max_size=12)
+_BIDI_CHARS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"  # refused on purpose
+_TEXT = st.text(
+    st.characters(exclude_categories=["Cs", "Cc", "Cn", "Zl", "Zp"], exclude_characters=_BIDI_CHARS), max_size=12
+)
 _SCALARS = st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63) | _TEXT
 _VALUES = st.recursive(
     _SCALARS,
@@ -795,7 +798,9 @@ def test_json_documents_load_to_the_same_values(
     assert load_yaml(text.encode(), "f.json").data == data
 
 
-_BMP_TEXT = st.text(st.characters(max_codepoint=0xFFFF, exclude_categories=["Cs"]), max_size=12)
+_BMP_TEXT = st.text(
+    st.characters(max_codepoint=0xFFFF, exclude_categories=["Cs"], exclude_characters=_BIDI_CHARS), max_size=12
+)
 
 
 @_SETTINGS
@@ -864,3 +869,10 @@ def test_keys_are_strings_or_refused(raw: str) -> None:
     (key,) = data
     assert isinstance(key, str)
     assert yaml.load(f"{raw}: 1\n", Loader=yaml.SafeLoader) == data  # SafeLoader
+
+
+@pytest.mark.parametrize("ch", ["\u202e", "\u2066", "\u2069"])
+def test_bidi_controls_are_refused(ch: str) -> None:
+    with pytest.raises(YamlError) as err:
+        load_yaml(f"a: b\nc: \"x{ch}y\"\n", "f.yaml")
+    assert (err.value.line, err.value.col) == (2, 6) and "bidirectional" in err.value.message
