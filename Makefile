@@ -19,7 +19,7 @@ demo: setup
 	$(PY) tools/demo.py
 
 ## test: install everything, start the services, run all tests
-test: setup
+test: setup lint
 	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 
 ## lint: ruff and mypy --strict
