@@ -1,0 +1,52 @@
+"""`jitpol reconcile` pushes the ledger commit, re-chaining when another run pushed first."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from jitpol.cli.main import cli
+from jitpol.ledger.store import Ledger
+from tests.helpers.repo import RepoBuilder
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(cwd), "-c", "user.name=t", "-c", "user.email=t@localhost", *args],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def test_reconcile_pushes_and_rechains_on_a_moved_remote(tmp_path: Path) -> None:
+    rb = RepoBuilder(tmp_path / "work", tmp_path / "keys").standard()
+    rb.grant("a1", "alice", "2026-12-01T10:00:00Z", "1h", approvers=("lead",))
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    git(rb.root, "init", "-q", "-b", "main")
+    git(rb.root, "add", "-A")
+    git(rb.root, "commit", "-q", "-m", "policies")
+    git(rb.root, "remote", "add", "origin", str(remote))
+    git(rb.root, "push", "-q", "origin", "main")
+
+    # another runner (a second clone) reconciles first and pushes its ledger
+    other = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", str(remote), str(other)], check=True)
+    Ledger(other / "audit" / "ledger.jsonl").append([{"time": "2026-12-01T09:00:00Z", "event": "grant.rejected",
+                                                      "grant": "zz", "reason": "test"}])
+    git(other, "add", "-A")
+    git(other, "commit", "-q", "-m", "other ledger")
+    git(other, "push", "-q", "origin", "main")
+
+    res = CliRunner().invoke(cli, ["reconcile", "--repo", str(rb.root), "--at", "2026-12-01T10:30:00Z"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "Pushed ledger" in res.output
+    check = tmp_path / "check"
+    subprocess.run(["git", "clone", "-q", str(remote), str(check)], check=True)
+    ledger = Ledger(check / "audit" / "ledger.jsonl")
+    assert ledger.verify() is None
+    events = [e["event"] for e in ledger.events()]
+    assert events[0] == "grant.rejected" and "grant.activated" in events
+    assert [json.loads(x)["seq"] for x in (check / "audit" / "ledger.jsonl").read_text().splitlines()] == list(
+        range(1, len(events) + 1))
