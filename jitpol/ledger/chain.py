@@ -23,19 +23,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from jitpol.model.canonical import canonical_json
+
+__all__ = ["canonical_json", "event_hash", "seal", "verify_lines"]
+
 # Keys the chain itself manages; seal() sets them, whatever the body says.
 CHAIN_KEYS: frozenset[str] = frozenset({"seq", "prev", "hash"})
 REQUIRED_KEYS: tuple[str, ...] = ("seq", "time", "event", "grant", "prev", "hash")
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-def canonical_json(obj: Any) -> str:
-    """The one serialisation the chain hashes and stores: sorted keys, no spaces, UTF-8 text.
-
-    Raises ValueError for NaN/Infinity (not JSON) and TypeError for values JSON cannot hold.
-    """
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def event_hash(event: Mapping[str, Any]) -> str:

@@ -9,8 +9,11 @@ from typing import Any
 
 
 def canonical_json(obj: Any) -> str:
-    """Sorted keys, no whitespace, UTF-8 kept: the same bytes for the same value everywhere."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Sorted keys, no whitespace, UTF-8 kept: the same bytes for the same value everywhere.
+
+    Raises ValueError for NaN/Infinity (not JSON) and TypeError for values JSON cannot hold.
+    """
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def grant_digest(document: Mapping[str, Any]) -> str:

@@ -1,0 +1,1 @@
+"""Benchmarks of jitpol with peers side by side; see README.md. Scripts, not tests."""

@@ -1,0 +1,521 @@
+"""jitpol benchmarks with a peer side by side (`make bench`). Prints tables, writes
+benchmarks/out/results.json, exits 0 (a peer that cannot be installed or run is skipped with a
+message, never a failure).
+
+    a. `jitpol validate` on a generated 10,000-grant repository vs check-jsonschema on its grant files
+    b. `jitpol plan --format json` on the same repository against a throwaway PostgreSQL
+    c. `jitpol apply` of 1,000 memberships (grant run, then revoke run) vs Ansible community.postgresql
+
+Options: --quick (small sizes, for a smoke run), --runs N, --grants N, --apply-n N, --loop-sample K,
+--profile (write pyinstrument reports of validate and plan to benchmarks/out/), --no-install.
+
+Measuring: wall time with time.perf_counter around the child process; peak RSS from os.wait4()
+on that child (ru_maxrss: the largest resident set of the child or of any descendant it waited
+for; not a sum over processes). Generated repositories and the PostgreSQL cluster live under
+benchmarks/out/work/ and are removed at the start of the next run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.generate import (  # noqa: E402
+    APPLY_GROUP_ROLE,
+    DEFAULT_NOW,
+    DSN_ENV,
+    generate,
+    generate_apply_repo,
+)
+from tools.throwaway_pg import PostgresNotFound, ThrowawayPostgres, ThrowawayPostgresError  # noqa: E402
+
+OUT = HERE / "out"
+BIN = Path(sys.executable).parent
+
+
+# -- measuring -------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """One child process: exit status, wall seconds, peak RSS in MiB, the ends of its output."""
+
+    returncode: int
+    seconds: float
+    rss_mib: float
+    stdout: str
+    stderr: str
+
+
+def measure(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Measured:
+    """Run argv to completion; wall time and the child's own peak RSS (os.wait4)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(list(argv), stdout=out, stderr=err, env=dict(env or os.environ), cwd=cwd)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: tell Popen
+        out.seek(0)
+        err.seek(0)
+        return Measured(proc.returncode, seconds, usage.ru_maxrss / 1024, out.read().decode(errors="replace"),
+                        err.read().decode(errors="replace"))
+
+
+@dataclass(slots=True)
+class Series:
+    """Repeated runs of one command."""
+
+    label: str
+    runs: list[Measured] = field(default_factory=list)
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(r.seconds for r in self.runs)
+
+    @property
+    def peak_rss_mib(self) -> float:
+        return max(r.rss_mib for r in self.runs)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "median_s": round(self.median_s, 3),
+                "runs_s": [round(r.seconds, 3) for r in self.runs], "peak_rss_mib": round(self.peak_rss_mib, 1)}
+
+
+def repeat(label: str, runs: int, argv: Sequence[str], env: Mapping[str, str] | None = None,
+           check: Callable[[Measured], str | None] | None = None) -> Series:
+    """`runs` runs of argv; raises RuntimeError when a run fails `check` (or exits non-zero)."""
+    series = Series(label)
+    for _ in range(runs):
+        m = measure(argv, env)
+        problem = check(m) if check else (None if m.returncode == 0 else f"exit {m.returncode}")
+        if problem:
+            raise RuntimeError(f"{label}: {problem}\n{m.stderr[-2000:]}")
+        series.runs.append(m)
+    return series
+
+
+# -- environment and peers -------------------------------------------------------------------
+
+def version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def ensure_peer(dist: str, executable: str, allow_install: bool) -> Path | None:
+    """The peer's executable in this venv, pip-installing `dist` once if allowed; None if absent."""
+    path = BIN / executable
+    if path.exists():
+        return path
+    if not allow_install:
+        print(f"  skip: {executable} is not installed ({BIN}/pip install {dist})")
+        return None
+    print(f"  installing {dist} into {BIN.parent} (pip) ...", flush=True)
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", dist], capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0 or not path.exists():
+        print(f"  skip: could not install {dist}: {done.stderr.strip()[-300:]}")
+        return None
+    return path
+
+
+def jitpol_cmd() -> list[str]:
+    script = BIN / "jitpol"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "jitpol.cli"]
+
+
+def environment(pg_version: str | None) -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "postgresql": pg_version,
+        "jitpol": version("jitpol"),
+        "check_jsonschema": version("check-jsonschema"),
+        "ansible_core": version("ansible-core"),
+        "ansible": version("ansible"),
+        "community_postgresql": _collection_version("postgresql"),
+        "psycopg": version("psycopg"),
+    }
+
+
+def _collection_version(name: str) -> str | None:
+    for base in map(Path, sys.path):
+        manifest = base / "ansible_collections" / "community" / name / "MANIFEST.json"
+        if manifest.is_file():
+            version_: str | None = json.loads(manifest.read_text())["collection_info"]["version"]
+            return version_
+    return None
+
+
+def print_environment(env: Mapping[str, Any]) -> None:
+    print(f"environment: {env['cpus']} CPUs ({env['cpu_model']}), Python {env['python']}, "
+          f"PostgreSQL {env['postgresql'] or '-'}, jitpol {env['jitpol']}, "
+          f"check-jsonschema {env['check_jsonschema'] or '-'}, ansible-core {env['ansible_core'] or '-'} "
+          f"(community.postgresql {env['community_postgresql'] or '-'}), {env['date']}")
+
+
+def table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        print("  " + "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
+                               enumerate(zip(row, widths, strict=True))))
+        if n == 0:
+            print("  " + "  ".join("-" * w for w in widths))
+
+
+def fmt_s(seconds: float) -> str:
+    return f"{seconds:.2f} s"
+
+
+def ratio_text(peer: float, ours: float, peer_name: str) -> str:
+    r = peer / ours
+    return f"{peer_name} / jitpol = {r:.2f}" + (f" (jitpol {r:.1f}x faster)" if r >= 1 else
+                                                f" (jitpol {1 / r:.1f}x slower)")
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+def create_roles(dsn: str, groups: Sequence[str], logins: Sequence[str]) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+        for role in groups:
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+        for role in logins:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+
+
+def member_count(dsn: str, group: str) -> int:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE g.rolname = %s",
+            (group,),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def server_version(dsn: str) -> str:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    return str(row[0]) if row else "?"
+
+
+# -- the benchmarks --------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    grants: int
+    people: int
+    resources: int
+    apply_n: int
+    loop_sample: int
+    runs: int
+    now: str
+    profile: bool
+    install: bool
+
+
+def bench_validate(opts: Options, repo: Path, files: int, results: dict[str, Any]) -> None:
+    print(f"\n== a. validate: {opts.grants:,} grants ({files:,} files), median of {opts.runs} runs")
+    ours = repeat("jitpol validate", opts.runs, [*jitpol_cmd(), "validate", "--repo", str(repo)])
+    rows = [["tool", "median wall", "runs", "peak RSS"],
+            ["jitpol validate (all kinds)", fmt_s(ours.median_s), " ".join(f"{r.seconds:.2f}" for r in ours.runs),
+             f"{ours.peak_rss_mib:.0f} MiB"]]
+    entry: dict[str, Any] = {"files": files, "grants": opts.grants, "jitpol": ours.as_dict()}
+    peer = ensure_peer("check-jsonschema", "check-jsonschema", opts.install)
+    if peer is not None:
+        grant_files = sorted(str(p) for p in (repo / "grants").rglob("*.yaml"))
+        # one process for all files (xargs would split the list over several)
+        argv = [str(peer), "--schemafile", str(ROOT / "schemas" / "grant.schema.json"), *grant_files]
+        try:
+            theirs = repeat("check-jsonschema", opts.runs, argv)
+        except (RuntimeError, OSError) as exc:
+            print(f"  skip: check-jsonschema failed: {str(exc)[:500]}")
+        else:
+            rows.append([f"check-jsonschema (grant files only, {len(grant_files):,})", fmt_s(theirs.median_s),
+                         " ".join(f"{r.seconds:.2f}" for r in theirs.runs), f"{theirs.peak_rss_mib:.0f} MiB"])
+            entry["check_jsonschema"] = {**theirs.as_dict(), "files": len(grant_files)}
+            entry["ratio_jitpol_over_check_jsonschema"] = round(ours.median_s / theirs.median_s, 3)
+    else:
+        entry["check_jsonschema"] = {"skipped": "not installed"}
+    table(rows)
+    if "ratio_jitpol_over_check_jsonschema" in entry:
+        r = entry["ratio_jitpol_over_check_jsonschema"]
+        print(f"  ratio jitpol / check-jsonschema = {r:.2f} (wall time; below 1 means jitpol is faster)")
+    print("  note: jitpol does more than check-jsonschema here: it reads every kind (people, teams, workflows,"
+          "\n        resources, config too), with its strict YAML reader (duplicate keys, YAML 1.1 types, aliases"
+          "\n        refused, line:col marks), JSON Schema, then cross-references and target name checks."
+          "\n        check-jsonschema checks the grant files against grant.schema.json only.")
+    results["validate"] = entry
+
+
+def bench_plan(opts: Options, repo: Path, env: Mapping[str, str], results: dict[str, Any]) -> None:
+    print(f"\n== b. plan --at {opts.now} --format json on {opts.grants:,} grants, live PostgreSQL, "
+          f"median of {opts.runs} runs")
+    actions: list[int] = []
+
+    def check(m: Measured) -> str | None:
+        if m.returncode != 0:
+            return f"exit {m.returncode}"
+        plan = json.loads(m.stdout)
+        actions.append(len(plan["actions"]))
+        return None
+
+    argv = [*jitpol_cmd(), "plan", "--repo", str(repo), "--at", opts.now, "--format", "json"]
+    ours = repeat("jitpol plan", opts.runs, argv, env, check)
+    table([["tool", "median wall", "runs", "peak RSS", "actions"],
+           ["jitpol plan", fmt_s(ours.median_s), " ".join(f"{r.seconds:.2f}" for r in ours.runs),
+            f"{ours.peak_rss_mib:.0f} MiB", str(actions[-1])]])
+    print("  (loads and validates everything, verifies every approval signature of a live grant with"
+          "\n   ssh-keygen, evaluates all grants at --at, reads the memberships of every managed role"
+          "\n   from PostgreSQL and diffs; no peer does this job, so there is no side-by-side here)")
+    results["plan"] = {**ours.as_dict(), "actions": actions[-1]}
+
+
+def ansible_env(work: Path, pg: ThrowawayPostgres) -> dict[str, str]:
+    home = work / "ansible"
+    (home / "tmp").mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update({
+        "ANSIBLE_HOME": str(home), "ANSIBLE_LOCAL_TEMP": str(home / "tmp"), "ANSIBLE_REMOTE_TMP": str(home / "tmp"),
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,  # the venv's python has psycopg
+        "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+        "ANSIBLE_NOCOLOR": "true", "PGPORT": str(pg.port), "PGPASSWORD": pg.password,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    })
+    if "UTF-8" not in env.get("LC_ALL", "") + env.get("LANG", ""):
+        env["LC_ALL"] = "C.UTF-8"  # ansible-core refuses to start under a non-UTF-8 locale
+    return env
+
+
+def run_ansible(playbook: str, work: Path, env: Mapping[str, str], roles: Sequence[str], state: str) -> Measured:
+    vars_file = work / f"vars-{state}-{len(roles)}.json"
+    vars_file.write_text(json.dumps({"jit_group": APPLY_GROUP_ROLE, "jit_roles": list(roles), "jit_state": state}))
+    m = measure([str(BIN / "ansible-playbook"), "-i", "localhost,", str(HERE / "ansible" / playbook),
+                 "-e", f"@{vars_file}"], env)
+    if m.returncode != 0:
+        raise RuntimeError(f"ansible-playbook {playbook} ({state}) exit {m.returncode}:\n{m.stdout[-1500:]}")
+    return m
+
+
+def bench_apply(opts: Options, work: Path, pg: ThrowawayPostgres, results: dict[str, Any]) -> None:
+    n = opts.apply_n
+    print(f"\n== c. apply: {n:,} grant memberships on PostgreSQL ({n:,} login roles exist, one group role)")
+    repo = work / "apply" / "repo"
+    logins = generate_apply_repo(repo, n, opts.now)
+    create_roles(pg.superuser_dsn, [APPLY_GROUP_ROLE], logins)
+    git = ["git", "-C", str(repo), "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "benchmark policies"], check=True)
+    env = {**os.environ, DSN_ENV: pg.superuser_dsn}
+    after = (datetime.fromisoformat(opts.now) + timedelta(hours=5)).isoformat()
+    dsn = pg.superuser_dsn
+    entry: dict[str, Any] = {"memberships": n}
+
+    def jitpol_apply(at: str, expect: int) -> Measured:
+        m = measure([*jitpol_cmd(), "apply", "--repo", str(repo), "--at", at], env)
+        members = member_count(dsn, APPLY_GROUP_ROLE)
+        if m.returncode != 0 or members != expect:
+            raise RuntimeError(f"jitpol apply --at {at}: exit {m.returncode}, {members} members (want {expect})"
+                               f"\n{m.stderr[-1500:]}")
+        return m
+
+    grant = jitpol_apply(opts.now, n)
+    revoke = jitpol_apply(after, 0)
+    entry["jitpol"] = {"grant_s": round(grant.seconds, 3), "revoke_s": round(revoke.seconds, 3),
+                       "grant_rss_mib": round(grant.rss_mib, 1), "revoke_rss_mib": round(revoke.rss_mib, 1)}
+    rows = [["tool", "grant run", "revoke run", "peak RSS"],
+            ["jitpol apply", fmt_s(grant.seconds), fmt_s(revoke.seconds),
+             f"{max(grant.rss_mib, revoke.rss_mib):.0f} MiB"]]
+    notes: list[str] = []
+
+    playbook_ok = ensure_peer("ansible", "ansible-playbook", opts.install) is not None
+    if playbook_ok:
+        aenv = ansible_env(work, pg)
+        try:
+            present = run_ansible("membership_list.yml", work, aenv, logins, "present")
+            got = member_count(dsn, APPLY_GROUP_ROLE)
+            absent = run_ansible("membership_list.yml", work, aenv, logins, "absent")
+            gone = member_count(dsn, APPLY_GROUP_ROLE)
+            if (got, gone) != (n, 0):
+                raise RuntimeError(f"ansible list playbook left {got} then {gone} members (want {n} then 0)")
+            entry["ansible_list"] = {"grant_s": round(present.seconds, 3), "revoke_s": round(absent.seconds, 3),
+                                     "peak_rss_mib": round(max(present.rss_mib, absent.rss_mib), 1)}
+            rows.append(["ansible, one task with target_roles list", fmt_s(present.seconds), fmt_s(absent.seconds),
+                         f"{max(present.rss_mib, absent.rss_mib):.0f} MiB"])
+            entry["ratio_ansible_list_over_jitpol"] = {"grant": round(present.seconds / grant.seconds, 3),
+                                                       "revoke": round(absent.seconds / revoke.seconds, 3)}
+            notes.append(f"grant:  {ratio_text(present.seconds, grant.seconds, 'ansible (list)')}")
+            notes.append(f"revoke: {ratio_text(absent.seconds, revoke.seconds, 'ansible (list)')}")
+            loop_variant(opts, work, aenv, logins, grant, revoke, entry, rows, notes)
+        except (RuntimeError, OSError) as exc:
+            print(f"  skip: ansible failed: {str(exc)[:1500]}")
+            entry["ansible_error"] = str(exc)[:1500]
+    else:
+        entry["ansible_list"] = {"skipped": "not installed"}
+    table(rows)
+    for line in notes:
+        print(f"  {line}")
+    print("  note: jitpol's runs also evaluate every grant, read live memberships first, write an intent event"
+          "\n        before each addition, end the principal's sessions and re-check after each REVOKE, append"
+          "\n        hash-chained ledger events and commit the ledger to git; Ansible only sets the memberships.")
+    results["apply"] = entry
+
+
+def loop_variant(opts: Options, work: Path, aenv: Mapping[str, str], logins: Sequence[str], grant: Measured,
+                 revoke: Measured, entry: dict[str, Any], rows: list[list[str]], notes: list[str]) -> None:
+    """The per-item `loop:` playbook costs about a second per item, so it runs on two samples and
+    is extrapolated linearly to the full count (a full run would take a quarter of an hour)."""
+    n = len(logins)
+    big = min(opts.loop_sample, n)
+    small = max(1, big // 5)
+    dsn_counts: list[tuple[int, float, float]] = []
+    for k in sorted({small, big}):
+        present = run_ansible("membership_loop.yml", work, aenv, logins[:k], "present")
+        absent = run_ansible("membership_loop.yml", work, aenv, logins[:k], "absent")
+        dsn_counts.append((k, present.seconds, absent.seconds))
+
+    def fit(index: int) -> tuple[float, float]:
+        (k1, *t1), (k2, *t2) = dsn_counts[0], dsn_counts[-1]
+        if k1 == k2:
+            return 0.0, t2[index] / k2
+        per = (t2[index] - t1[index]) / (k2 - k1)
+        return t2[index] - per * k2, per
+
+    (g0, gper), (r0, rper) = fit(0), fit(1)
+    est_grant, est_revoke = g0 + gper * n, r0 + rper * n
+    entry["ansible_loop"] = {
+        "samples": [{"items": k, "grant_s": round(p, 3), "revoke_s": round(a, 3)} for k, p, a in dsn_counts],
+        "per_item_s": {"grant": round(gper, 3), "revoke": round(rper, 3)},
+        "estimated_s": {"grant": round(est_grant, 1), "revoke": round(est_revoke, 1)},
+        "items": n,
+    }
+    for k, p, a in dsn_counts:
+        rows.append([f"ansible, loop: per item (measured, {k} items)", fmt_s(p), fmt_s(a), ""])
+    rows.append([f"ansible, loop: per item (estimated, {n:,} items)", f"~{est_grant:.0f} s", f"~{est_revoke:.0f} s",
+                 ""])
+    entry["ratio_ansible_loop_over_jitpol_estimated"] = {"grant": round(est_grant / grant.seconds, 1),
+                                                         "revoke": round(est_revoke / revoke.seconds, 1)}
+    notes.append(f"loop variant: {gper:.2f} s per item (grant), {rper:.2f} s (revoke); estimated "
+                 f"ansible (loop) / jitpol = {est_grant / grant.seconds:.0f} (grant), "
+                 f"{est_revoke / revoke.seconds:.0f} (revoke), linear fit over {small} and {big} items")
+
+
+def profile(opts: Options, repo: Path, env: Mapping[str, str], results: dict[str, Any]) -> None:
+    """pyinstrument text reports of validate and plan (not timed: profiling slows the run)."""
+    tool = BIN / "pyinstrument"
+    if not tool.exists():
+        print("  skip profile: pyinstrument is not installed")
+        return
+    reports: dict[str, str] = {}
+    for name, args in (("validate", ["validate", "--repo", str(repo)]),
+                       ("plan", ["plan", "--repo", str(repo), "--at", opts.now, "--format", "json"])):
+        out = OUT / f"profile-{name}.txt"
+        done = subprocess.run([str(tool), "-o", str(out), "-m", "jitpol.cli", *args], env=dict(env),
+                              capture_output=True, text=True, check=False)
+        print(f"  profile of {name}: {out} (exit {done.returncode})")
+        reports[name] = str(out)
+    results["profiles"] = reports
+
+
+# -- main ------------------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run in about a minute")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--grants", type=int, default=10_000)
+    parser.add_argument("--people", type=int, default=1_000)
+    parser.add_argument("--resources", type=int, default=200)
+    parser.add_argument("--apply-n", type=int, default=1_000)
+    parser.add_argument("--loop-sample", type=int, default=50, help="items for the measured ansible loop sample")
+    parser.add_argument("--now", default=DEFAULT_NOW)
+    parser.add_argument("--profile", action="store_true", help="also write pyinstrument reports")
+    parser.add_argument("--no-install", action="store_true", help="never pip-install a missing peer")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.grants, args.people, args.resources, args.apply_n, args.loop_sample, args.runs = 1000, 100, 20, 100, 5, 1
+    opts = Options(args.grants, args.people, args.resources, args.apply_n, args.loop_sample, args.runs, args.now,
+                   args.profile, not args.no_install)
+
+    work = OUT / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    results: dict[str, Any] = {"options": asdict(opts)}
+    print(f"jitpol benchmarks (sizes: {opts.grants:,} grants, {opts.people:,} people, {opts.resources} resources;"
+          f" apply {opts.apply_n:,}; now = {opts.now})")
+
+    started = time.perf_counter()
+    summary = generate(work / "big" / "repo", OUT / "keys", grants=opts.grants, people=opts.people,
+                       resources=opts.resources, now=opts.now)
+    gen_s = time.perf_counter() - started
+    files = sum(1 for p in summary.root.rglob("*.yaml"))
+    expected = ", ".join(f"{v} {k}" for k, v in sorted(summary.expected.items()))
+    print(f"generated {files:,} files in {gen_s:.1f} s: {summary.signed_grants} grants carry "
+          f"{summary.signatures} signatures; intended states at now: {expected}")
+    results["generated"] = {**summary.as_dict(), "files": files, "seconds": round(gen_s, 2)}
+
+    env_info = environment(None)
+    try:
+        with ThrowawayPostgres(work / "pg") as pg:
+            env_info = environment(server_version(pg.superuser_dsn))
+            print_environment(env_info)
+            results["environment"] = env_info
+            bench_validate(opts, summary.root, files, results)
+            create_roles(pg.superuser_dsn, summary.pg_roles, summary.pg_logins)
+            env = {**os.environ, DSN_ENV: pg.superuser_dsn}
+            bench_plan(opts, summary.root, env, results)
+            bench_apply(opts, work, pg, results)
+            if opts.profile:
+                print("\n== profiles")
+                profile(opts, summary.root, env, results)
+    except (PostgresNotFound, ThrowawayPostgresError) as exc:
+        print_environment(env_info)
+        results["environment"] = env_info
+        print(f"\nPostgreSQL could not be started ({exc}); running the validate benchmark only")
+        bench_validate(opts, summary.root, files, results)
+    results["total_seconds"] = round(time.perf_counter() - started, 1)
+    OUT.mkdir(exist_ok=True)
+    (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nresults: {OUT / 'results.json'} (total {results['total_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
