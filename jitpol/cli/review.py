@@ -101,6 +101,17 @@ def approve(grant: str, repo: Path, person: str, key_file: Path) -> None:
     click.echo(f"approved {data['metadata']['name']} as {person} with {fp} (digest {digest[:16]}…)")
 
 
+def _person_from_git(repo: Path) -> str:
+    git = Repo.find(repo)
+    email = git.config_value("user.email") if git is not None else None
+    if email:
+        people = load_repository(repo).policy.people.values()
+        match = [p.name for p in people if p.email.lower() == email.lower()]
+        if len(match) == 1:
+            return match[0]
+    raise InvalidInput(f"cannot tell who you are from git's user.email ({email or 'unset'}); pass --as PERSON")
+
+
 @click.command()
 @repo_option
 @click.option("--resource", required=True)
@@ -108,14 +119,16 @@ def approve(grant: str, repo: Path, person: str, key_file: Path) -> None:
 @click.option("--for", "duration", required=True, help="How long, e.g. 2h or 1h30m.")
 @click.option("--start", default=None, help="ISO 8601 start with offset (default: now).")
 @click.option("--reason", default="", help="Justification, e.g. 'INC-4711 slow queries'.")
-@click.option("--as", "requester", required=True, help="The requesting person (people/NAME.yaml).")
+@click.option("--as", "requester", default=None,
+              help="The requesting person (default: the person whose email is git's user.email).")
 @click.option("--name", default=None, help="Grant name (default: REQUESTER-RESOURCE-YYYYMMDDHHMM).")
 @click.option("--branch/--no-branch", default=True, show_default=True,
               help="Create and switch to branch access/NAME for the pull request.")
 @handle_errors
 def request(repo: Path, resource: str, role: str, duration: str, start: str | None, reason: str,
-            requester: str, name: str | None, branch: bool) -> None:
+            requester: str | None, name: str | None, branch: bool) -> None:
     """Write a new grant file (validated) on a new branch, ready for a pull request."""
+    requester = requester or _person_from_git(repo)
     begin = parse_time(start) if start else datetime.now(UTC).replace(second=0, microsecond=0)
     try:
         parse_duration(duration)

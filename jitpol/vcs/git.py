@@ -59,6 +59,11 @@ class Repo:
         status, out, _ = self._run("symbolic-ref", "--quiet", "--short", "HEAD", check=False)
         return out.strip() if status == 0 else None
 
+    def config_value(self, key: str) -> str | None:
+        """A git config value (e.g. "user.email") as git resolves it; None when unset."""
+        status, out, _ = self._run("config", "--get", key, check=False)
+        return out.strip() if status == 0 and out.strip() else None
+
     def create_branch(self, name: str) -> None:
         """Create branch `name` at HEAD and switch to it, carrying uncommitted changes along.
         Raises VcsError if the name is not a valid branch name or the branch exists."""

@@ -346,3 +346,22 @@ def test_kill_switch_disables_person(rb: RepoBuilder) -> None:
 def test_grant_missing_required_fields_is_invalid(rb: RepoBuilder) -> None:
     write_yaml(rb.root / "grants" / "x.yaml", doc("Grant", "x", {"requester": "alice"}))
     assert run(rb, "validate").exit_code == 1
+
+
+def test_request_infers_the_requester_from_git(rb: RepoBuilder) -> None:
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", "-b", "main", str(rb.root)], check=True)
+    subprocess.run(["git", "-C", str(rb.root), "config", "user.email", "Alice@Example.com"], check=True)
+    res = run(rb, "request", "--resource", "db-prod", "--role", "read", "--for", "1h", "--start", T0,
+              "--reason", "INC-9", "--name", "alice-inc-9")
+    assert res.exit_code == 0, res.output
+    assert "access/alice-inc-9" in res.output
+    head = subprocess.run(["git", "-C", str(rb.root), "symbolic-ref", "--short", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert head == "access/alice-inc-9"
+    assert status(rb, "2026-12-01T10:30:00Z")["alice-inc-9"]["requester"] == "alice"
+    subprocess.run(["git", "-C", str(rb.root), "config", "user.email", "nobody@example.com"], check=True)
+    res = run(rb, "request", "--resource", "db-prod", "--role", "read", "--for", "1h", "--start", T0,
+              "--name", "x2", "--no-branch")
+    assert res.exit_code == 1 and "pass --as" in res.output
