@@ -464,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--people", type=int, default=1_000)
     parser.add_argument("--resources", type=int, default=200)
     parser.add_argument("--apply-n", type=int, default=1_000)
-    parser.add_argument("--loop-sample", type=int, default=50, help="items for the measured ansible loop sample")
+    parser.add_argument("--loop-sample", type=int, default=100, help="items for the measured ansible loop sample")
     parser.add_argument("--now", default=DEFAULT_NOW)
     parser.add_argument("--profile", action="store_true", help="also write pyinstrument reports")
     parser.add_argument("--no-install", action="store_true", help="never pip-install a missing peer")
