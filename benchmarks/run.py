@@ -438,19 +438,26 @@ def loop_variant(opts: Options, work: Path, aenv: Mapping[str, str], logins: Seq
 
 
 def profile(opts: Options, repo: Path, env: Mapping[str, str], results: dict[str, Any]) -> None:
-    """pyinstrument text reports of validate and plan (not timed: profiling slows the run)."""
+    """Stage timings (breakdown.py) and pyinstrument call trees of validate and plan, written to
+    benchmarks/out/. Not part of the timed results: a profiler slows the run down."""
+    reports: dict[str, str] = {}
+    out = OUT / "breakdown.txt"
+    done = subprocess.run([sys.executable, str(HERE / "breakdown.py"), str(repo), "--at", opts.now,
+                           "--dsn-env", DSN_ENV], env=dict(env), capture_output=True, text=True, check=False)
+    out.write_text(done.stdout + done.stderr)
+    print(done.stdout.rstrip())
+    reports["breakdown"] = str(out)
     tool = BIN / "pyinstrument"
     if not tool.exists():
-        print("  skip profile: pyinstrument is not installed")
-        return
-    reports: dict[str, str] = {}
-    for name, args in (("validate", ["validate", "--repo", str(repo)]),
-                       ("plan", ["plan", "--repo", str(repo), "--at", opts.now, "--format", "json"])):
-        out = OUT / f"profile-{name}.txt"
-        done = subprocess.run([str(tool), "-o", str(out), "-m", "jitpol.cli", *args], env=dict(env),
-                              capture_output=True, text=True, check=False)
-        print(f"  profile of {name}: {out} (exit {done.returncode})")
-        reports[name] = str(out)
+        print("  skip pyinstrument: not installed (pip install pyinstrument)")
+    else:
+        for name, args in (("validate", ["validate", "--repo", str(repo)]),
+                           ("plan", ["plan", "--repo", str(repo), "--at", opts.now, "--format", "json"])):
+            out = OUT / f"profile-{name}.txt"
+            ran = subprocess.run([str(tool), "-r", "text", "-o", str(out), "-m", "jitpol.cli", *args],
+                                 env=dict(env), capture_output=True, text=True, check=False)
+            print(f"  pyinstrument {name}: {out} (exit {ran.returncode})")
+            reports[name] = str(out)
     results["profiles"] = reports
 
 
@@ -491,29 +498,43 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{summary.signatures} signatures; intended states at now: {expected}")
     results["generated"] = {**summary.as_dict(), "files": files, "seconds": round(gen_s, 2)}
 
+    failures: list[str] = []
+
+    def attempt(name: str, fn: Callable[[], None]) -> None:
+        # a failing jitpol run is reported and recorded; the other benchmarks still run
+        try:
+            fn()
+        except (RuntimeError, OSError, ValueError) as exc:
+            print(f"  FAILED: {str(exc)[:2000]}")
+            results.setdefault("failures", {})[name] = str(exc)[:2000]
+            failures.append(name)
+
     env_info = environment(None)
     try:
         with ThrowawayPostgres(work / "pg") as pg:
             env_info = environment(server_version(pg.superuser_dsn))
             print_environment(env_info)
             results["environment"] = env_info
-            bench_validate(opts, summary.root, files, results)
+            attempt("validate", lambda: bench_validate(opts, summary.root, files, results))
             create_roles(pg.superuser_dsn, summary.pg_roles, summary.pg_logins)
             env = {**os.environ, DSN_ENV: pg.superuser_dsn}
-            bench_plan(opts, summary.root, env, results)
-            bench_apply(opts, work, pg, results)
+            attempt("plan", lambda: bench_plan(opts, summary.root, env, results))
+            attempt("apply", lambda: bench_apply(opts, work, pg, results))
             if opts.profile:
-                print("\n== profiles")
-                profile(opts, summary.root, env, results)
+                print("\n== profiles (not timed)")
+                attempt("profile", lambda: profile(opts, summary.root, env, results))
     except (PostgresNotFound, ThrowawayPostgresError) as exc:
         print_environment(env_info)
         results["environment"] = env_info
         print(f"\nPostgreSQL could not be started ({exc}); running the validate benchmark only")
-        bench_validate(opts, summary.root, files, results)
+        attempt("validate", lambda: bench_validate(opts, summary.root, files, results))
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     OUT.mkdir(exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nresults: {OUT / 'results.json'} (total {results['total_seconds']:.0f} s)")
+    if failures:
+        print(f"jitpol failed in: {', '.join(failures)}")
+        return 1
     return 0
 
 

@@ -13,12 +13,16 @@ from jitpol.errors import PermanentTargetError
 # type -> "module:Class"
 CONNECTORS: dict[str, str] = {
     "postgres": "jitpol.connectors.postgres:PostgresConnector",
+    "ldap": "jitpol.connectors.ldap:LdapConnector",
+    "ssh": "jitpol.connectors.ssh:SshConnector",
     "fake": "jitpol.connectors.fake:FakeConnector",
 }
 
 # which models each target type supports (kept here so validation needs no SDK import)
 MODELS_BY_TYPE: dict[str, frozenset[str]] = {
     "postgres": frozenset({"role-membership"}),
+    "ldap": frozenset({"role-membership", "ephemeral-account"}),
+    "ssh": frozenset({"role-membership", "ephemeral-account", "sudo-rule"}),
     "fake": frozenset({"role-membership"}),
 }
 
@@ -42,6 +46,8 @@ def create(name: str, type_: str, settings: Mapping[str, Any], env: Mapping[str,
 # raises InvalidInput. The modules must import without their SDK.
 NAME_CHECKS: dict[str, str] = {
     "postgres": "jitpol.connectors.postgres:check_name",
+    "ldap": "jitpol.connectors.ldap:check_name",
+    "ssh": "jitpol.connectors.ssh:check_name",
 }
 
 

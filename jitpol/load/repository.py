@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -153,7 +153,8 @@ def _tod(text: str) -> time:
 
 
 def _time_of(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+    """A time with an offset (the schema insists), normalised to UTC for all later arithmetic."""
+    return datetime.fromisoformat(text).astimezone(UTC)
 
 
 def _build(kind: str, doc: YamlDocument, data: dict[str, Any]) -> Any:

@@ -53,6 +53,13 @@ class Action:
     until: datetime | None = None  # additions: end of the live interval (for native expiry)
     reason: str = ""
     drift: bool = False
+    # facts a connector may need beyond the assignment, sorted (key, value) pairs:
+    #   person    the requester's person name        grant   the grant the action serves first
+    #   ssh_keys  the person's public keys, one per line (ssh ephemeral accounts)
+    details: tuple[tuple[str, str], ...] = ()
+
+    def detail(self, key: str, default: str = "") -> str:
+        return next((v for k, v in self.details if k == key), default)
 
     @property
     def target(self) -> str:

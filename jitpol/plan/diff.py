@@ -119,12 +119,20 @@ def diff(
                 reason=f"standing access on exclusive resource {res} that no grant backs", drift=True,
             ))
     if additions:
+        ends = {a.key: a.expires for obs in observed.values() if obs is not None for a in obs}
         for key, want in sorted(desired.items()):
             seen = present.get(key[0])
-            if seen is None or key in seen:
+            if seen is None:
                 continue
+            if key in seen:
+                enforced = ends.get(key)
+                if enforced is None or enforced >= want.until:
+                    continue
+                reason = f"extend the end the target enforces to {want.until:%Y-%m-%dT%H:%M:%SZ}"
+            else:
+                reason = f"grant {', '.join(want.grants)} is active"
             actions.append(Action(
                 ADD_OP.get(key[1], "grant"), want.assignment, resource=want.resource, grants=want.grants,
-                until=want.until, reason=f"grant {', '.join(want.grants)} is active",
+                until=want.until, reason=reason, details=want.details,
             ))
     return tuple(sorted(actions, key=lambda a: (not a.revoking, a.target, a.principal, a.assignment.privilege)))

@@ -7,6 +7,7 @@ the workflow -> approvals -> schedule -> exclusive checkout across grants.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -50,6 +51,14 @@ class Desired:
     resource: str
     grants: tuple[str, ...]
     until: datetime  # the latest live end among the grants behind it
+    details: tuple[tuple[str, str], ...] = ()  # see Action.details
+
+
+def ephemeral_name(person: str, grant: str) -> str:
+    """The account name an ephemeral-account grant gets: short, collision-free per grant, and
+    valid as a PostgreSQL role, an LDAP uid and a Linux user name (<= 32 characters)."""
+    suffix = hashlib.sha256(grant.encode()).hexdigest()[:8]
+    return f"jit-{person[:18].rstrip('-')}-{suffix}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,13 +233,14 @@ def _exclusive_checkout(statuses: dict[str, GrantStatus], policy: PolicySet, his
                 )
 
 
-def assignments_for(
-    grant_resource: Resource, role: str, principal: str, target: str
-) -> list[Assignment]:
-    """The assignments a grant of `role` on `grant_resource` gives `principal`."""
-    role_def = grant_resource.roles.get(role)
+def assignments_for(resource: Resource, role: str, principal: str, target: str) -> list[Assignment]:
+    """The assignments a grant of `role` on `resource` gives `principal`. An ephemeral account is
+    one assignment: the account with the sorted list of everything the role grants."""
+    role_def = resource.roles.get(role)
     privileges = role_def.grants if role_def is not None else ()
-    return [Assignment(target, grant_resource.model, principal, p) for p in privileges]
+    if resource.model == "ephemeral-account":
+        return [Assignment(target, resource.model, principal, canonical_json(sorted(privileges)))]
+    return [Assignment(target, resource.model, principal, p) for p in privileges]
 
 
 def _desired(statuses: tuple[GrantStatus, ...], policy: PolicySet) -> dict[AssignmentKey, Desired]:
@@ -243,14 +253,20 @@ def _desired(statuses: tuple[GrantStatus, ...], policy: PolicySet) -> dict[Assig
         resource = policy.resources[st.resource]
         target = policy.config.targets[resource.target]
         person = policy.people[st.requester]
-        principal = principal_text(person.account_for(target))
+        if resource.model == "ephemeral-account":
+            principal = ephemeral_name(person.name, st.name)
+        else:
+            principal = principal_text(person.account_for(target))
+        details = (("grant", st.name), ("person", person.name), ("ssh_keys", "\n".join(person.keys)),
+                   ("start", _fmt(st.start)))
         for a in assignments_for(resource, st.role, principal, target.name):
             prev = out.get(a.key)
             if prev is None:
-                out[a.key] = Desired(replace(a, expires=st.live_until), st.resource, (st.name,), st.live_until)
+                out[a.key] = Desired(replace(a, expires=st.live_until), st.resource, (st.name,), st.live_until,
+                                     details)
             else:
                 until = max(prev.until, st.live_until)
                 out[a.key] = Desired(
-                    replace(a, expires=until), prev.resource, (*prev.grants, st.name), until
+                    replace(a, expires=until), prev.resource, (*prev.grants, st.name), until, prev.details
                 )
     return out
