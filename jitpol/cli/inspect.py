@@ -9,11 +9,9 @@ import click
 
 from jitpol.cli.common import Exit, at_option, emit_json, format_option, handle_errors, now_from, repo_option
 from jitpol.cli.render import plan_json, plan_text, status_json, status_text
-from jitpol.execute.engine import LEDGER_PATH, Connections, make_plan, observe, prepare
-from jitpol.ledger.store import Ledger
+from jitpol.execute.engine import Connections, make_plan, observe, prepare
 from jitpol.load.repository import load_repository
 from jitpol.policy.evaluate import evaluate
-from jitpol.policy.history import replay
 from jitpol.vcs.sshsig import SshKeygenVerifier
 
 
@@ -47,16 +45,24 @@ def validate(repo: Path, fmt: str) -> None:
 def status(repo: Path, at: str | None, fmt: str) -> None:
     """Every grant with its state: pending, scheduled, active, expired, revoked, rejected."""
     now = now_from(at)
-    loaded = load_repository(repo)
-    history = replay(Ledger(repo / LEDGER_PATH).events())
-    ev = evaluate(loaded.policy, now, history, SshKeygenVerifier())
-    if not loaded.ok:
-        click.secho(f"warning: the repository has {len(loaded.diagnostics)} problem(s) (see `jitpol validate`);"
+    verifier = SshKeygenVerifier()
+    prep = prepare(repo, now, verifier)
+    ev = prep.evaluation
+    if ev is None:  # invalid repository: show what can be said, nothing of it is applied
+        click.secho(f"warning: the repository has {len(prep.diagnostics)} problem(s) (see `jitpol validate`);"
                     " nothing new is applied until they are fixed", fg="yellow", err=True)
+        ev = evaluate(prep.loaded.policy, now, prep.history, verifier)
     if fmt == "json":
-        emit_json(status_json(ev.statuses))
+        out = status_json(ev.statuses)
+        if prep.policy is not None:
+            out["policy"] = {"digest": prep.policy.digest, "in_force": prep.policy.in_force,
+                             "approved": prep.policy.approved, "approvals": list(prep.policy.counted),
+                             "required": prep.policy.required, "summary": prep.policy.summary()}
+        emit_json(out)
     else:
         click.echo(status_text(ev.statuses, now))
+        if prep.policy is not None:
+            click.echo(prep.policy.summary())
 
 
 @click.command()

@@ -14,9 +14,10 @@ from jitpol.cli.common import Exit, fmt_time, handle_errors, parse_time, repo_op
 from jitpol.errors import InvalidInput
 from jitpol.load.repository import load_repository
 from jitpol.load.yamlstrict import load_yaml_file
-from jitpol.model.canonical import approval_message, grant_digest
+from jitpol.model.canonical import approval_message, grant_digest, policy_message
 from jitpol.model.duration import parse_duration
 from jitpol.model.sshkey import fingerprint
+from jitpol.policy.people import resolve
 from jitpol.vcs import sshsig
 from jitpol.vcs.git import Repo
 
@@ -67,15 +68,54 @@ def _leading_comments(text: str) -> str:
     return "".join(lines)
 
 
+def _approve_policy(repo: Path, person: str, key_file: Path) -> None:
+    loaded = load_repository(repo)
+    if not loaded.ok:
+        for d in loaded.diagnostics:
+            click.echo(str(d), err=True)
+        raise InvalidInput("the repository is invalid; fix it before approving its policy")
+    digest = loaded.policy_digest
+    policy = loaded.policy
+    who = policy.people.get(person)
+    if who is None:
+        raise InvalidInput(f"no person named {person!r} in people/")
+    public = sshsig.public_key(key_file)
+    fp = fingerprint(public)
+    if fp not in {fingerprint(k) for k in who.keys}:
+        raise InvalidInput(f"key {fp} is not one of {person}'s keys in people/{person}.yaml")
+    if policy.config is not None and person not in resolve(policy.config.admins, policy):
+        click.secho(f"warning: {person} is not an admin in this policy; only admins of the policy in force count",
+                    fg="yellow", err=True)
+    signature = sshsig.sign(policy_message(digest), key_file, interactive=True)
+    name = f"policy-{digest[:12]}-{person}"[:63]
+    data = {"apiVersion": "jitpol/v1", "kind": "PolicyApproval", "metadata": {"name": name},
+            "spec": {"digest": digest, "by": person, "key": fp, "signature": signature.strip() + "\n"}}
+    path = repo / "approvals" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("# yaml-language-server: $schema=../schemas/policyapproval.schema.json\n"
+                    + dump_document(data), encoding="utf-8")
+    click.echo(f"approved policy {digest[:12]} as {person} with {fp}: wrote {path.relative_to(repo)}")
+
+
 @click.command()
-@click.argument("grant")
+@click.argument("grant", required=False)
 @repo_option
 @click.option("--as", "person", required=True, help="The approving person (people/NAME.yaml).")
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Private SSH key file to sign with (one of the person's keys).")
+@click.option("--policy", "policy", is_flag=True,
+              help="Approve the current policy (every file outside grants/, approvals/ and audit/) as an admin.")
 @handle_errors
-def approve(grant: str, repo: Path, person: str, key_file: Path) -> None:
-    """Append a signed approval to GRANT (a file path or a grant name)."""
+def approve(grant: str | None, repo: Path, person: str, key_file: Path, policy: bool) -> None:
+    """Append a signed approval to GRANT (a file path or a grant name), or with --policy sign the
+    digest of the current policy into approvals/."""
+    if policy:
+        if grant:
+            raise InvalidInput("give either GRANT or --policy, not both")
+        _approve_policy(repo, person, key_file)
+        return
+    if not grant:
+        raise InvalidInput("name the GRANT to approve (a file or a grant name), or pass --policy")
     path = find_grant_file(repo, grant)
     text = path.read_text(encoding="utf-8")
     doc = load_yaml_file(path, display_path=str(path))

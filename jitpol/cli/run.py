@@ -15,6 +15,7 @@ from jitpol.cli.common import Exit, at_option, fmt_time, handle_errors, now_from
 from jitpol.cli.render import plan_summary, plan_text
 from jitpol.errors import InvalidInput
 from jitpol.execute.engine import (
+    AUDIT_DIR,
     LEDGER_PATH,
     Connections,
     Result,
@@ -22,6 +23,7 @@ from jitpol.execute.engine import (
     lifecycle_events,
     make_plan,
     observe,
+    policy_events,
     prepare,
 )
 from jitpol.execute.lock import RunLock
@@ -65,6 +67,8 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
                 def append(body: Mapping[str, Any]) -> None:
                     appended.append(dict(body))
                     append_one(body)
+                for ev in policy_events(prep):
+                    append({**base, **ev})
                 try:
                     results = execute(plan, conns, append, base, _progress)
                 finally:
@@ -88,11 +92,17 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
         return RunSummary(ok, tuple(results), tuple(appended), message)
 
 
+def _ledger_paths(repo: Path) -> list[str]:
+    """The files a run writes: the ledger and any policy snapshots."""
+    snaps = sorted((repo / AUDIT_DIR / "policies").glob("*.json"))
+    return [LEDGER_PATH.as_posix(), *(p.relative_to(repo).as_posix() for p in snaps)]
+
+
 def _commit(repo: Path, summary: RunSummary) -> str | None:
     git = Repo.find(repo)
     if git is None or not summary.events:
         return None
-    sha = git.commit_paths([LEDGER_PATH.as_posix()], summary.message)
+    sha = git.commit_paths(_ledger_paths(repo), summary.message)
     if sha:
         click.echo(f"Committed ledger: {sha[:12]}")
     return sha
@@ -134,7 +144,7 @@ def reconcile(ctx: click.Context, repo: Path, remote: str, branch: str | None, a
 
         def rebuild() -> str | None:
             Ledger(repo / LEDGER_PATH).append(summary.events)
-            return git.commit_paths([LEDGER_PATH.as_posix()], summary.message + " (re-chained)")
+            return git.commit_paths(_ledger_paths(repo), summary.message + " (re-chained)")
 
         git.push_with_retry(remote, branch, rebuild=rebuild)
         click.echo(f"Pushed ledger to {remote}/{branch}")

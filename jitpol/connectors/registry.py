@@ -15,6 +15,10 @@ CONNECTORS: dict[str, str] = {
     "postgres": "jitpol.connectors.postgres:PostgresConnector",
     "ldap": "jitpol.connectors.ldap:LdapConnector",
     "ssh": "jitpol.connectors.ssh:SshConnector",
+    "aws": "jitpol.connectors.aws:AwsConnector",
+    "azure": "jitpol.connectors.azure:AzureConnector",
+    "gcp": "jitpol.connectors.gcp:GcpConnector",
+    "okta": "jitpol.connectors.okta:OktaConnector",
     "fake": "jitpol.connectors.fake:FakeConnector",
 }
 
@@ -23,6 +27,10 @@ MODELS_BY_TYPE: dict[str, frozenset[str]] = {
     "postgres": frozenset({"role-membership"}),
     "ldap": frozenset({"role-membership", "ephemeral-account"}),
     "ssh": frozenset({"role-membership", "ephemeral-account", "sudo-rule"}),
+    "aws": frozenset({"idp-elevation"}),
+    "azure": frozenset({"idp-elevation"}),
+    "gcp": frozenset({"idp-elevation"}),
+    "okta": frozenset({"idp-elevation"}),
     "fake": frozenset({"role-membership"}),
 }
 
@@ -48,6 +56,10 @@ NAME_CHECKS: dict[str, str] = {
     "postgres": "jitpol.connectors.postgres:check_name",
     "ldap": "jitpol.connectors.ldap:check_name",
     "ssh": "jitpol.connectors.ssh:check_name",
+    "aws": "jitpol.connectors.aws:check_name",
+    "azure": "jitpol.connectors.azure:check_name",
+    "gcp": "jitpol.connectors.gcp:check_name",
+    "okta": "jitpol.connectors.okta:check_name",
 }
 
 

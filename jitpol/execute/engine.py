@@ -18,17 +18,20 @@ from typing import Any
 from jitpol.connectors import registry
 from jitpol.connectors.base import Connector
 from jitpol.errors import JitpolError, TargetError
+from jitpol.ledger.snapshots import read_snapshot, write_snapshot
 from jitpol.ledger.store import Ledger
-from jitpol.load.repository import Diagnostic, LoadResult, load_repository
+from jitpol.load.repository import Diagnostic, LoadResult, load_repository, load_snapshot, snapshot_entries
 from jitpol.model.assignment import Action, Assignment, AssignmentKey, Outcome
 from jitpol.model.documents import PolicySet, Target
 from jitpol.plan.diff import Plan, covered_by_history, diff, exclusive_privileges, scopes
 from jitpol.policy.approvals import Verifier
 from jitpol.policy.evaluate import Evaluation, evaluate
 from jitpol.policy.history import History, replay
+from jitpol.policy.trust import PolicyCheck, check_policy, combine
 from jitpol.vcs.git import Repo
 
-LEDGER_PATH = Path("audit") / "ledger.jsonl"
+AUDIT_DIR = Path("audit")
+LEDGER_PATH = AUDIT_DIR / "ledger.jsonl"
 Progress = Callable[[str], None]
 
 
@@ -51,6 +54,7 @@ class Prepared:
     evaluation: Evaluation | None  # None when the repository is invalid
     policy_commit: str | None
     targets: Mapping[str, Target]  # targets the run may use (from the config, even if invalid)
+    policy: PolicyCheck | None = None  # None when the repository is invalid
 
     @property
     def valid(self) -> bool:
@@ -62,14 +66,44 @@ class Prepared:
 
 
 def prepare(root: Path, now: datetime, verifier: Verifier) -> Prepared:
-    """Load and evaluate. Raises LedgerBroken if the ledger does not verify."""
+    """Load and evaluate under the policy in force. Raises LedgerBroken if the ledger (or the
+    snapshot of the adopted policy) does not verify."""
     loaded = load_repository(root)
     history = replay(Ledger(root / LEDGER_PATH).events())
-    evaluation = evaluate(loaded.policy, now, history, verifier) if loaded.ok else None
     repo = Repo.find(root)
     commit = repo.head_commit() if repo is not None else None
+    in_force: PolicySet | None = None
+    if history.adopted_digest is not None:
+        snap = load_snapshot(read_snapshot(root / AUDIT_DIR, history.adopted_digest))
+        in_force = snap.policy
     targets = dict(loaded.policy.config.targets) if loaded.policy.config is not None else {}
-    return Prepared(root, now, loaded, history, evaluation, commit, targets)
+    if not loaded.ok:
+        if in_force is not None and in_force.config is not None:
+            targets = dict(in_force.config.targets)
+        return Prepared(root, now, loaded, history, None, commit, targets)
+    digest = loaded.policy_digest
+    check = check_policy(loaded.policy, digest, in_force, history.adopted_digest, verifier)
+    proposed = evaluate(loaded.policy, now, history, verifier)
+    if check.approved or in_force is None:
+        return Prepared(root, now, loaded, history, proposed, commit, targets, check)
+    approved = evaluate(in_force.with_grants(loaded.policy.grants), now, history, verifier)
+    # an unapproved change must not redirect where jitpol connects either
+    targets = dict(in_force.config.targets) if in_force.config is not None else {}
+    return Prepared(root, now, loaded, history, combine(approved, proposed, check), commit, targets, check)
+
+
+def policy_events(prep: Prepared) -> list[dict[str, Any]]:
+    """`policy.adopted` when this run puts a new policy in force (and stores its snapshot)."""
+    check = prep.policy
+    if check is None or check.unchanged or not check.approved:
+        return []
+    write_snapshot(prep.root / AUDIT_DIR, check.digest, snapshot_entries(prep.loaded))
+    approvals = [
+        {"by": a.by, "key": a.key} for a in prep.loaded.policy.policy_approvals.values()
+        if a.digest == check.digest and a.by in check.counted
+    ]
+    return [{"event": "policy.adopted", "grant": None, "digest": check.digest, "previous": check.in_force,
+             "bootstrap": check.in_force is None, "approvals": approvals, "summary": check.summary()}]
 
 
 @dataclass(slots=True)
@@ -134,6 +168,8 @@ def observe(prep: Prepared, conns: Connections, progress: Progress | None = None
 def make_plan(prep: Prepared, obs: Observation) -> Plan:
     """The plan for this run (pure given its inputs)."""
     notes = [f"target {t} could not be observed: {e}" for t, e in sorted(obs.errors.items())]
+    if prep.policy is not None and not prep.policy.unchanged:
+        notes.insert(0, prep.policy.summary())
     if prep.evaluation is None:
         actions = diff({}, obs.assignments, prep.history, {}, keep=covered_by_history(prep.history, prep.now),
                        additions=False)

@@ -19,12 +19,13 @@ from jitpol.connectors import registry
 from jitpol.errors import InvalidInput
 from jitpol.load.schema import validate_document
 from jitpol.load.yamlstrict import YamlDocument, YamlError, load_yaml_file
-from jitpol.model.canonical import canonical_json, grant_digest
+from jitpol.model.canonical import POLICY_KINDS, canonical_json, grant_digest, policy_digest
 from jitpol.model.documents import (
     Approval,
     Config,
     Grant,
     Person,
+    PolicyApproval,
     PolicySet,
     Resource,
     Role,
@@ -45,6 +46,7 @@ LAYOUT: dict[str, str] = {
     "workflows": "Workflow",
     "resources": "Resource",
     "grants": "Grant",
+    "approvals": "PolicyApproval",
 }
 CONFIG_FILE = "jitpol.yaml"
 MAX_FILES = 200_000
@@ -66,10 +68,16 @@ class LoadResult:
     policy: PolicySet
     diagnostics: tuple[Diagnostic, ...]
     files: int = 0
+    # every policy document (kinds in POLICY_KINDS) as data, for the policy digest and snapshots
+    policy_documents: tuple[tuple[str, dict[str, Any]], ...] = ()  # (path, data)
 
     @property
     def ok(self) -> bool:
         return not self.diagnostics
+
+    @property
+    def policy_digest(self) -> str:
+        return policy_digest([data for _, data in self.policy_documents])
 
 
 @dataclass(slots=True)
@@ -167,7 +175,8 @@ def _build(kind: str, doc: YamlDocument, data: dict[str, Any]) -> Any:
                           _src(doc, "spec", "targets", tname))
             for tname, t in spec["targets"].items()
         }
-        return Config(name, _refs(spec["admins"]), spec.get("timezone", "UTC"), targets, spec.get("git"), src)
+        return Config(name, _refs(spec["admins"]), spec.get("timezone", "UTC"), targets, spec.get("git"), src,
+                      int(spec.get("policyApprovals", {}).get("required", 1)))
     if kind == "Person":
         return Person(name, spec["email"], tuple(spec.get("keys", ())), dict(spec.get("accounts", {})), src,
                       bool(spec.get("disabled", False)))
@@ -183,10 +192,13 @@ def _build(kind: str, doc: YamlDocument, data: dict[str, Any]) -> Any:
                 tuple(ScheduleWindow(tuple(w["days"]), _tod(w["start"]), _tod(w["end"])) for w in sched["windows"]),
             )
         just = spec.get("justification", {})
+        glass = spec.get("breakglass") or {}
         return Workflow(
             name, _refs(spec["requesters"]), int(approvals["required"]), _refs(approvals.get("approvers")),
             approvals.get("via", "signature"), spec.get("mfa", "none"), parse_duration(spec["maxDuration"]),
             schedule, spec.get("checkout", "shared"), bool(just.get("required", False)), just.get("pattern"), src,
+            parse_duration(approvals["timeout"]) if "timeout" in approvals else None,
+            parse_duration(glass["deadline"]) if glass.get("allowed") else None,
         )
     if kind == "Resource":
         roles = {
@@ -208,30 +220,60 @@ def _build(kind: str, doc: YamlDocument, data: dict[str, Any]) -> Any:
         )
         return Grant(name, spec["requester"], spec["resource"], spec.get("role", ""), start, end,
                      spec.get("justification", ""), approvals, bool(spec.get("revoke", False)),
-                     grant_digest(data), src, _src(doc, "spec", "window"))
+                     grant_digest(data), src, _src(doc, "spec", "window"), bool(spec.get("breakglass", False)))
+    if kind == "PolicyApproval":
+        return PolicyApproval(name, spec["digest"], spec["by"], spec["key"], spec["signature"], src)
     raise AssertionError(kind)
 
 
 def load_repository(root: Path) -> LoadResult:
     """Load every policy file under `root`. Never raises on bad input: see diagnostics."""
     ld = _Loader(root)
-    built: dict[str, dict[str, Any]] = {k: {} for k in ("Config", *LAYOUT.values())}
+    docs: list[tuple[str, YamlDocument]] = []
     count = 0
     for path, kind in ld.files():
         count += 1
         got = ld.read(path, kind)
-        if got is None:
-            continue
-        doc, data = got
+        if got is not None:
+            docs.append((kind, got[0]))
+    return _assemble(ld, docs, count)
+
+
+def load_snapshot(entries: list[dict[str, Any]]) -> LoadResult:
+    """Build a PolicySet from stored policy documents ([{"path", "data"}], as written by
+    snapshot_entries) — the last approved policy, kept in the ledger directory."""
+    ld = _Loader(Path("."))
+    docs: list[tuple[str, YamlDocument]] = []
+    for entry in entries:
+        doc = YamlDocument(str(entry["path"]), entry["data"])
+        for problem in validate_document(doc.data):
+            ld.error(doc, problem.message)
+        kind = str(doc.data.get("kind"))
+        ld.docs[(kind, str(doc.data["metadata"]["name"]))] = doc
+        docs.append((kind, doc))
+    return _assemble(ld, docs, len(docs))
+
+
+def snapshot_entries(result: LoadResult) -> list[dict[str, Any]]:
+    return [{"path": path, "data": data} for path, data in result.policy_documents]
+
+
+def _assemble(ld: _Loader, docs: list[tuple[str, YamlDocument]], count: int) -> LoadResult:
+    built: dict[str, dict[str, Any]] = {k: {} for k in ("Config", *LAYOUT.values())}
+    policy_documents: list[tuple[str, dict[str, Any]]] = []
+    for kind, doc in docs:
+        data = doc.data
+        if kind in POLICY_KINDS:
+            policy_documents.append((doc.path, data))
         try:
             built[kind][data["metadata"]["name"]] = _build(kind, doc, data)
         except ValueError as exc:  # durations, times: schema patterns make this rare
             ld.error(doc, str(exc), "spec")
     config = next(iter(built["Config"].values()), None)
     policy = PolicySet(config, built["Person"], built["Team"], built["Workflow"], built["Resource"],
-                       built["Grant"])
+                       built["Grant"], built["PolicyApproval"])
     _cross_check(ld, policy)
-    return LoadResult(policy, tuple(sorted(set(ld.diags))), count)
+    return LoadResult(policy, tuple(sorted(set(ld.diags))), count, tuple(sorted(policy_documents)))
 
 
 def _cross_check(ld: _Loader, policy: PolicySet) -> None:

@@ -29,7 +29,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator
 from jsonschema.validators import extend
 
-KINDS: tuple[str, ...] = ("Config", "Person", "Team", "Workflow", "Resource", "Grant")
+KINDS: tuple[str, ...] = ("Config", "Person", "Team", "Workflow", "Resource", "Grant", "PolicyApproval")
 API_VERSION = "jitpol/v1"
 SCHEMA_DIR_ENV = "JITPOL_SCHEMA_DIR"
 
@@ -284,6 +284,7 @@ ENV_HINT = (
 
 # Keyed by the exact pattern text in the schemas; a pattern without a hint gets a generic message.
 PATTERN_HINTS: dict[str, str] = {
+    "^[0-9a-f]{64}$": "must be a SHA-256 digest: 64 lowercase hex digits",
     "^[a-z0-9][a-z0-9-]{0,62}$": NAME_HINT,
     "^(person|team):[a-z0-9][a-z0-9-]{0,62}$": "must be a reference like person:alice or team:sre",
     "^([0-9]{1,6}d)?([0-9]{1,6}h)?([0-9]{1,6}m)?([0-9]{1,6}s)?$": DURATION_HINT,

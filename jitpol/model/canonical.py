@@ -32,3 +32,20 @@ def grant_digest(document: Mapping[str, Any]) -> str:
 def approval_message(digest: str) -> bytes:
     """The bytes an approver signs for a grant digest."""
     return f"jitpol-grant:{digest}\n".encode()
+
+
+POLICY_KINDS: tuple[str, ...] = ("Config", "Person", "Team", "Workflow", "Resource")
+
+
+def policy_digest(documents: list[Mapping[str, Any]]) -> str:
+    """SHA-256 (hex) over every policy document (all kinds but Grant and PolicyApproval), in a
+    stable order, excluding comments and formatting. Admins approve exactly this value."""
+    items = sorted(
+        (str(d.get("kind")), str((d.get("metadata") or {}).get("name")), canonical_json(d)) for d in documents
+    )
+    return hashlib.sha256(canonical_json(items).encode()).hexdigest()
+
+
+def policy_message(digest: str) -> bytes:
+    """The bytes an admin signs to approve a policy digest."""
+    return f"jitpol-policy:{digest}\n".encode()

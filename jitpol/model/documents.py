@@ -52,6 +52,7 @@ class Config:
     targets: Mapping[str, Target]
     git: Mapping[str, Any] | None
     source: Source
+    policy_approvals_required: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,8 @@ class Workflow:
     justification_required: bool
     justification_pattern: str | None
     source: Source
+    approval_timeout: timedelta | None = None  # unapproved requests expire this long after their start
+    breakglass_deadline: timedelta | None = None  # None: break-glass not allowed
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,19 @@ class Grant:
     digest: str  # SHA-256 of the canonical JSON without approvals (SPEC section 2)
     source: Source
     window_source: Source = field(default_factory=lambda: Source(""))
+    breakglass: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyApproval:
+    """An admin's signature over a policy digest (approvals/*.yaml)."""
+
+    name: str
+    digest: str
+    by: str
+    key: str
+    signature: str
+    source: Source
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,3 +176,9 @@ class PolicySet:
     workflows: Mapping[str, Workflow]
     resources: Mapping[str, Resource]
     grants: Mapping[str, Grant]
+    policy_approvals: Mapping[str, PolicyApproval] = field(default_factory=dict)
+
+    def with_grants(self, grants: Mapping[str, Grant]) -> PolicySet:
+        """This policy judging other grants (the approved policy judges the proposed grants)."""
+        return PolicySet(self.config, self.people, self.teams, self.workflows, self.resources, grants,
+                         self.policy_approvals)

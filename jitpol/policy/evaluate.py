@@ -165,35 +165,51 @@ def evaluate(policy: PolicySet, now: datetime, history: History, verifier: Verif
 
     checks = check_approvals(needs_approval, policy, verifier)
     for grant, workflow in needs_approval:
-        statuses[grant.name] = _timed_status(grant, workflow, now, checks[grant.name])
+        statuses[grant.name] = _timed_status(grant, workflow, now, checks[grant.name], history)
 
     _exclusive_checkout(statuses, policy, history)
     ordered = tuple(statuses[name] for name in sorted(statuses))
     return Evaluation(ordered, _desired(ordered, policy))
 
 
-def _timed_status(grant: Grant, workflow: Workflow, now: datetime, check: ApprovalCheck) -> GrantStatus:
+def _timed_status(grant: Grant, workflow: Workflow, now: datetime, check: ApprovalCheck,
+                  history: History) -> GrantStatus:
     base = GrantStatus(
         grant.name, "pending", "", grant.requester, grant.resource, grant.role,
         grant.start, grant.end, approvals=check.counted, digest=grant.digest,
     )
     need = workflow.approvals_required
-    if len(check.counted) < need:
+    approved = len(check.counted) >= need
+    intervals = live_intervals(grant.start, grant.end, workflow.schedule)
+    prefix = ""
+    if not approved:
         who = ", ".join(str(r) for r in workflow.approvers) or "nobody"
         reason = f"needs {need - len(check.counted)} more approval(s) from {who} (have {len(check.counted)})"
         if check.ignored:
             reason += "; ignored: " + "; ".join(check.ignored)
-        return replace(base, reason=reason, next_change=grant.end)
-    intervals = live_intervals(grant.start, grant.end, workflow.schedule)
+        timeout = workflow.approval_timeout
+        if timeout is not None and now >= grant.start + timeout and grant.name not in history.activated:
+            return replace(base, state="expired", reason=f"not approved within {format_duration(timeout)} of its "
+                                                         f"start; request again")
+        if not grant.breakglass:
+            return replace(base, reason=reason, next_change=grant.end)
+        if workflow.breakglass_deadline is None:
+            return replace(base, state="rejected", reason=f"workflow {workflow.name} does not allow break-glass")
+        deadline = grant.start + workflow.breakglass_deadline
+        intervals = [(lo, min(hi, deadline)) for lo, hi in intervals if lo < deadline]
+        if now >= deadline:
+            return replace(base, reason=f"BREAK-GLASS deadline {_fmt(deadline)} passed without approval; {reason}",
+                           next_change=grant.end)
+        prefix = f"BREAK-GLASS, unapproved: revoked at {_fmt(deadline)} unless approved; "
     current, upcoming = position(intervals, now)
     if current is not None:
         return replace(
-            base, state="active", reason=f"live until {_fmt(current[1])}",
+            base, state="active", reason=f"{prefix}live until {_fmt(current[1])}",
             live_until=current[1], next_change=current[1],
         )
     if upcoming is not None:
         why = "starts" if now < grant.start else "outside schedule; next live"
-        return replace(base, state="scheduled", reason=f"{why} {_fmt(upcoming)}", next_change=upcoming)
+        return replace(base, state="scheduled", reason=f"{prefix}{why} {_fmt(upcoming)}", next_change=upcoming)
     if now < grant.start:
         return replace(base, state="rejected", reason="window lies entirely outside the workflow's schedule")
     return replace(base, state="expired", reason=f"no schedule window left before {_fmt(grant.end)}",

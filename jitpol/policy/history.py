@@ -5,6 +5,7 @@ Event bodies this module reads (written by jitpol.execute):
   grant.activated  {grant, digest, until, assignments: [{target, model, principal, privilege}]}
   grant.revoked    {grant, final, reason, assignments}                   the grant's access is gone
   drift.corrected  {target, model, principal, privilege}
+  policy.adopted   {digest, approvals, bootstrap}                        the policy now in force
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class History:
     first_activated: dict[str, str] = field(default_factory=dict)  # grant -> time of first activation
     ended: dict[str, str] = field(default_factory=dict)  # grant -> reason of its final end
     rejected: set[tuple[str, str]] = field(default_factory=set)  # (grant, reason) already recorded
+    adopted_digest: str | None = None  # the policy in force: the last `policy.adopted`
+    adopted_commit: str | None = None
     last_seq: int = 0
 
     def managed(self) -> dict[AssignmentKey, set[str]]:
@@ -75,6 +78,9 @@ def replay(events: Iterable[Mapping[str, Any]]) -> History:
             h.open.pop(name, None)
             if ev.get("final", True):
                 h.ended[name] = str(ev.get("reason") or "ended")
+        elif kind == "policy.adopted":
+            h.adopted_digest = str(ev.get("digest"))
+            h.adopted_commit = ev.get("policy_commit")
         elif kind == "grant.rejected" and name:
             h.rejected.add((name, str(ev.get("reason"))))
     return h

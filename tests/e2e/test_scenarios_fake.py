@@ -64,8 +64,9 @@ def test_approved_grant_lifecycle(rb: RepoBuilder) -> None:
     assert run(rb, "apply", "--at", "2026-12-01T12:00:00Z").exit_code == 0
     assert rb.members("app_read") == []
     events = [e["event"] for e in ledger(rb)]
-    assert events == ["action.started", "grant.activated", "grant.revoked"]
-    act = ledger(rb)[1]
+    assert events == ["policy.adopted", "action.started", "grant.activated", "grant.revoked"]
+    assert ledger(rb)[0]["bootstrap"] is True  # the first run adopts the policy it finds, and says so
+    act = ledger(rb)[2]
     assert act["approvals"][0]["by"] == "lead" and act["digest"] and "policy_commit" in act
     assert status(rb, "2026-12-01T12:00:00Z")["alice-read"]["state"] == "expired"
     assert run(rb, "audit", "verify").exit_code == 0
@@ -281,10 +282,10 @@ def test_tampered_ledger_is_detected_and_refused(rb: RepoBuilder) -> None:
     run(rb, "apply", "--at", "2026-12-01T11:30:00Z")
     path = rb.root / "audit" / "ledger.jsonl"
     lines = path.read_text().splitlines()
-    lines[1] = lines[1].replace('"lead"', '"admin"')
+    lines[2] = lines[2].replace('"lead"', '"admin"')
     path.write_text("\n".join(lines) + "\n")
     res = run(rb, "audit", "verify")
-    assert res.exit_code == 1 and ":2:" in res.output
+    assert res.exit_code == 1 and ":3:" in res.output
     res = run(rb, "apply", "--at", "2026-12-01T11:40:00Z")
     assert res.exit_code == 1 and "ledger" in res.output.lower()
 

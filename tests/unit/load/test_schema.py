@@ -117,6 +117,13 @@ GRANT: dict[str, Any] = {
     },
 }
 EXAMPLES = {
+    "PolicyApproval": {
+        "apiVersion": "jitpol/v1",
+        "kind": "PolicyApproval",
+        "metadata": {"name": "policy-3f9c0a1b2d4e-carol"},
+        "spec": {"digest": "3f9c0a1b2d4e" + "0" * 52, "by": "carol", "key": "SHA256:" + "A" * 43,
+                 "signature": "-----BEGIN SSH SIGNATURE-----\nU1NIU0lH\n-----END SSH SIGNATURE-----\n"},
+    },
     "Config": CONFIG,
     "Person": PERSON,
     "Team": TEAM,
@@ -823,7 +830,7 @@ def test_unknown_kind_names_the_known_kinds() -> None:
     assert validate_document(document) == [
         SchemaProblem(
             ("kind",),
-            "kind: unknown kind 'grant'; known kinds: Config, Person, Team, Workflow, Resource, Grant; "
+            "kind: unknown kind 'grant'; known kinds: Config, Person, Team, Workflow, Resource, Grant, PolicyApproval; "
             "did you mean 'Grant'?",
         )
     ]
@@ -831,7 +838,7 @@ def test_unknown_kind_names_the_known_kinds() -> None:
 
 def test_missing_kind_and_wrong_api_version() -> None:
     assert messages({"apiVersion": "jitpol/v2", "metadata": {"name": "x"}, "spec": {}}) == [
-        "missing required field 'kind' (one of Config, Person, Team, Workflow, Resource, Grant)",
+        "missing required field 'kind' (one of Config, Person, Team, Workflow, Resource, Grant, PolicyApproval)",
         "apiVersion: must be 'jitpol/v1' (got 'jitpol/v2')",
     ]
     document = copy.deepcopy(TEAM)
