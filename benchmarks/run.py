@@ -383,7 +383,7 @@ def bench_apply(opts: Options, work: Path, pg: ThrowawayPostgres, results: dict[
                                                        "revoke": round(absent.seconds / revoke.seconds, 3)}
             notes.append(f"grant:  {ratio_text(present.seconds, grant.seconds, 'ansible (list)')}")
             notes.append(f"revoke: {ratio_text(absent.seconds, revoke.seconds, 'ansible (list)')}")
-            loop_variant(opts, work, aenv, logins, grant, revoke, entry, rows, notes)
+            loop_variant(opts, work, aenv, dsn, logins, grant, revoke, entry, rows, notes)
         except (RuntimeError, OSError) as exc:
             print(f"  skip: ansible failed: {str(exc)[:1500]}")
             entry["ansible_error"] = str(exc)[:1500]
@@ -398,21 +398,26 @@ def bench_apply(opts: Options, work: Path, pg: ThrowawayPostgres, results: dict[
     results["apply"] = entry
 
 
-def loop_variant(opts: Options, work: Path, aenv: Mapping[str, str], logins: Sequence[str], grant: Measured,
-                 revoke: Measured, entry: dict[str, Any], rows: list[list[str]], notes: list[str]) -> None:
+def loop_variant(opts: Options, work: Path, aenv: Mapping[str, str], dsn: str, logins: Sequence[str],
+                 grant: Measured, revoke: Measured, entry: dict[str, Any], rows: list[list[str]],
+                 notes: list[str]) -> None:
     """The per-item `loop:` playbook costs about a second per item, so it runs on two samples and
     is extrapolated linearly to the full count (a full run would take a quarter of an hour)."""
     n = len(logins)
     big = min(opts.loop_sample, n)
     small = max(1, big // 5)
-    dsn_counts: list[tuple[int, float, float]] = []
+    samples: list[tuple[int, float, float]] = []
     for k in sorted({small, big}):
         present = run_ansible("membership_loop.yml", work, aenv, logins[:k], "present")
+        got = member_count(dsn, APPLY_GROUP_ROLE)
         absent = run_ansible("membership_loop.yml", work, aenv, logins[:k], "absent")
-        dsn_counts.append((k, present.seconds, absent.seconds))
+        gone = member_count(dsn, APPLY_GROUP_ROLE)
+        if (got, gone) != (k, 0):
+            raise RuntimeError(f"ansible loop playbook left {got} then {gone} members (want {k} then 0)")
+        samples.append((k, present.seconds, absent.seconds))
 
     def fit(index: int) -> tuple[float, float]:
-        (k1, *t1), (k2, *t2) = dsn_counts[0], dsn_counts[-1]
+        (k1, *t1), (k2, *t2) = samples[0], samples[-1]
         if k1 == k2:
             return 0.0, t2[index] / k2
         per = (t2[index] - t1[index]) / (k2 - k1)
@@ -421,12 +426,12 @@ def loop_variant(opts: Options, work: Path, aenv: Mapping[str, str], logins: Seq
     (g0, gper), (r0, rper) = fit(0), fit(1)
     est_grant, est_revoke = g0 + gper * n, r0 + rper * n
     entry["ansible_loop"] = {
-        "samples": [{"items": k, "grant_s": round(p, 3), "revoke_s": round(a, 3)} for k, p, a in dsn_counts],
+        "samples": [{"items": k, "grant_s": round(p, 3), "revoke_s": round(a, 3)} for k, p, a in samples],
         "per_item_s": {"grant": round(gper, 3), "revoke": round(rper, 3)},
         "estimated_s": {"grant": round(est_grant, 1), "revoke": round(est_revoke, 1)},
         "items": n,
     }
-    for k, p, a in dsn_counts:
+    for k, p, a in samples:
         rows.append([f"ansible, loop: per item (measured, {k} items)", fmt_s(p), fmt_s(a), ""])
     rows.append([f"ansible, loop: per item (estimated, {n:,} items)", f"~{est_grant:.0f} s", f"~{est_revoke:.0f} s",
                  ""])

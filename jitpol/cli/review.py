@@ -117,9 +117,18 @@ def approve(grant: str | None, repo: Path, person: str, key_file: Path, policy: 
     if not grant:
         raise InvalidInput("name the GRANT to approve (a file or a grant name), or pass --policy")
     path = find_grant_file(repo, grant)
+    data = load_yaml_file(path, display_path=str(path)).data
+    if isinstance(data, dict) and (data.get("spec") or {}).get("requester") == person:
+        click.secho("note: you are the requester; your signature proves presence (mfa: security-key) but never "
+                    "counts as an approval", fg="yellow", err=True)
+    digest, fp = sign_grant_file(repo, path, person, key_file)
+    click.echo(f"approved {data['metadata']['name']} as {person} with {fp} (digest {digest[:16]}…)")
+
+
+def sign_grant_file(repo: Path, path: Path, person: str, key_file: Path) -> tuple[str, str]:
+    """Append (or replace) `person`'s signature over the grant's digest in its file."""
     text = path.read_text(encoding="utf-8")
-    doc = load_yaml_file(path, display_path=str(path))
-    data: dict[str, Any] = doc.data
+    data: dict[str, Any] = load_yaml_file(path, display_path=str(path)).data
     if data.get("kind") != "Grant":
         raise InvalidInput(f"{path}: not a Grant document")
     loaded = load_repository(repo)
@@ -130,15 +139,13 @@ def approve(grant: str | None, repo: Path, person: str, key_file: Path, policy: 
     fp = fingerprint(public)
     if fp not in {fingerprint(k) for k in who.keys}:
         raise InvalidInput(f"key {fp} is not one of {person}'s keys in people/{person}.yaml")
-    if data["spec"].get("requester") == person:
-        click.secho("warning: you are the requester; your own approval will not count", fg="yellow", err=True)
     digest = grant_digest(data)
     signature = sshsig.sign(approval_message(digest), key_file, interactive=True)
     approvals = [a for a in data["spec"].get("approvals", []) if a.get("by") != person]
     approvals.append({"by": person, "key": fp, "signature": signature.strip() + "\n"})
     data["spec"]["approvals"] = approvals
     path.write_text(_leading_comments(text) + dump_document(data), encoding="utf-8")
-    click.echo(f"approved {data['metadata']['name']} as {person} with {fp} (digest {digest[:16]}…)")
+    return digest, fp
 
 
 def _person_from_git(repo: Path) -> str:
@@ -164,9 +171,11 @@ def _person_from_git(repo: Path) -> str:
 @click.option("--name", default=None, help="Grant name (default: REQUESTER-RESOURCE-YYYYMMDDHHMM).")
 @click.option("--branch/--no-branch", default=True, show_default=True,
               help="Create and switch to branch access/NAME for the pull request.")
+@click.option("--sign", "sign_key", default=None, type=click.Path(dir_okay=False, path_type=Path), metavar="KEYFILE",
+              help="Sign the request with your key (a security key when the workflow says mfa: security-key).")
 @handle_errors
 def request(repo: Path, resource: str, role: str, duration: str, start: str | None, reason: str,
-            requester: str | None, name: str | None, branch: bool) -> None:
+            requester: str | None, name: str | None, branch: bool, sign_key: Path | None) -> None:
     """Write a new grant file (validated) on a new branch, ready for a pull request."""
     requester = requester or _person_from_git(repo)
     begin = parse_time(start) if start else datetime.now(UTC).replace(second=0, microsecond=0)
@@ -195,6 +204,9 @@ def request(repo: Path, resource: str, role: str, duration: str, start: str | No
         for d in mine:
             click.echo(str(d), err=True)
         raise Exit(1)
-    click.echo(f"wrote {path.relative_to(repo) if path.is_relative_to(repo) else path}")
+    if sign_key is not None:
+        sign_grant_file(repo, path, requester, sign_key)
+    click.echo(f"wrote {path.relative_to(repo) if path.is_relative_to(repo) else path}"
+               + (" (signed)" if sign_key else ""))
     if git is not None:
         click.echo(f"on branch access/{name}: commit, push and open a pull request")

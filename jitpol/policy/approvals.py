@@ -32,6 +32,7 @@ class Verifier(Protocol):
 class ApprovalCheck:
     counted: tuple[str, ...]  # people whose approval counts
     ignored: tuple[str, ...]  # "bob: reason" for each approval that does not
+    requester_signed: bool = False  # the requester signed with a security key (mfa: security-key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ class _Pending:
     grant: str
     by: str
     item: tuple[bytes, str, str]
+    own: bool = False  # the requester's own (MFA) signature: proves presence, never counts as approval
 
 
 def _prefilter(grant: Grant, workflow: Workflow, policy: PolicySet) -> tuple[list[_Pending], list[str]]:
@@ -52,6 +54,14 @@ def _prefilter(grant: Grant, workflow: Workflow, policy: PolicySet) -> tuple[lis
             ignored.append(f"{ap.by}: no such person")
             continue
         if ap.by == grant.requester:
+            if workflow.mfa == "security-key":
+                own = next((k for k in person.keys if _fp(k) == ap.key), None)
+                if own is None or not is_hardware_backed(own):
+                    ignored.append(f"{ap.by}: the requester's signature must come from one of their security "
+                                   "keys (sk-)")
+                else:
+                    todo.append(_Pending(grant.name, ap.by, (message, ap.signature, own), own=True))
+                continue
             ignored.append(f"{ap.by}: the requester cannot approve their own grant")
             continue
         if ap.by not in approvers:
@@ -90,11 +100,15 @@ def check_approvals(
         ignored[grant.name] = bad
     results = verifier.verify_many([p.item for p in pending]) if pending else []
     counted: dict[str, list[str]] = {g.name: [] for g, _ in grants}
+    signed: set[str] = set()
     for p, ok in zip(pending, results, strict=True):
         if not ok:
             ignored[p.grant].append(f"{p.by}: signature does not match this grant (edited after approval?)")
+        elif p.own:
+            signed.add(p.grant)
         elif p.by not in counted[p.grant]:
             counted[p.grant].append(p.by)
     return {
-        name: ApprovalCheck(tuple(sorted(counted[name])), tuple(ignored[name])) for name in counted
+        name: ApprovalCheck(tuple(sorted(counted[name])), tuple(ignored[name]), name in signed)
+        for name in counted
     }

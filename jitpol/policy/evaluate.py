@@ -182,15 +182,23 @@ def _timed_status(grant: Grant, workflow: Workflow, now: datetime, check: Approv
     approved = len(check.counted) >= need
     intervals = live_intervals(grant.start, grant.end, workflow.schedule)
     prefix = ""
+    timeout = workflow.approval_timeout
+    if timeout is not None and now >= grant.start + timeout and grant.name not in history.activated:
+        # level-triggered: a request still not live this long after its start has expired, even if
+        # approvals arrived since (the ledger shows no activation in time)
+        return replace(base, state="expired", reason=f"not approved and activated within "
+                                                     f"{format_duration(timeout)} of its start; request again")
+    if workflow.mfa == "security-key" and not check.requester_signed:
+        reason = (f"workflow {workflow.name} requires the requester's security-key signature "
+                  f"(jitpol request --sign, or jitpol approve {grant.name} --as {grant.requester} with an sk- key)")
+        if check.ignored:
+            reason += "; ignored: " + "; ".join(check.ignored)
+        return replace(base, reason=reason, next_change=grant.end)
     if not approved:
         who = ", ".join(str(r) for r in workflow.approvers) or "nobody"
         reason = f"needs {need - len(check.counted)} more approval(s) from {who} (have {len(check.counted)})"
         if check.ignored:
             reason += "; ignored: " + "; ".join(check.ignored)
-        timeout = workflow.approval_timeout
-        if timeout is not None and now >= grant.start + timeout and grant.name not in history.activated:
-            return replace(base, state="expired", reason=f"not approved within {format_duration(timeout)} of its "
-                                                         f"start; request again")
         if not grant.breakglass:
             return replace(base, reason=reason, next_change=grant.end)
         if workflow.breakglass_deadline is None:
