@@ -283,10 +283,14 @@ def lifecycle_events(prep: Prepared, obs: Observation, results: Iterable[Result]
     statuses = ev.by_name() if ev is not None else {}
     desired = ev.desired if ev is not None else {}
     policy = prep.loaded.policy
+    keys_of: dict[str, list[AssignmentKey]] = {}
+    for k, d in desired.items():
+        for g in d.grants:
+            keys_of.setdefault(g, []).append(k)
     for st in statuses.values():
         if st.state != "active":
             continue
-        keys = [k for k, d in desired.items() if st.name in d.grants]
+        keys = keys_of.get(st.name, [])
         og = prep.history.open.get(st.name)
         if og is not None and og.digest == st.digest:
             continue

@@ -14,7 +14,7 @@ from typing import Protocol
 from jitpol.model.canonical import approval_message
 from jitpol.model.documents import Grant, PolicySet, Workflow
 from jitpol.model.sshkey import fingerprint, is_hardware_backed
-from jitpol.policy.people import resolve
+from jitpol.policy.people import Resolver
 
 NAMESPACE = "jitpol-approval"
 
@@ -43,8 +43,9 @@ class _Pending:
     own: bool = False  # the requester's own (MFA) signature: proves presence, never counts as approval
 
 
-def _prefilter(grant: Grant, workflow: Workflow, policy: PolicySet) -> tuple[list[_Pending], list[str]]:
-    approvers = resolve(workflow.approvers, policy)
+def _prefilter(grant: Grant, workflow: Workflow, policy: PolicySet,
+               who: Resolver) -> tuple[list[_Pending], list[str]]:
+    approvers = who(workflow.approvers)
     todo: list[_Pending] = []
     ignored: list[str] = []
     message = approval_message(grant.digest)
@@ -94,8 +95,9 @@ def check_approvals(
     """Check the approvals of many grants with one batched verification call."""
     pending: list[_Pending] = []
     ignored: dict[str, list[str]] = {}
+    who = Resolver(policy)
     for grant, workflow in grants:
-        todo, bad = _prefilter(grant, workflow, policy)
+        todo, bad = _prefilter(grant, workflow, policy, who)
         pending.extend(todo)
         ignored[grant.name] = bad
     results = verifier.verify_many([p.item for p in pending]) if pending else []

@@ -20,7 +20,7 @@ from jitpol.model.documents import Grant, PolicySet, Resource, Workflow
 from jitpol.model.duration import format_duration
 from jitpol.policy.approvals import ApprovalCheck, Verifier, check_approvals
 from jitpol.policy.history import History
-from jitpol.policy.people import resolve
+from jitpol.policy.people import Resolver
 from jitpol.policy.windows import live_intervals, position
 
 State = Literal["pending", "scheduled", "active", "expired", "revoked", "rejected"]
@@ -79,7 +79,7 @@ def principal_text(value: object) -> str:
     return value if isinstance(value, str) else canonical_json(value)
 
 
-def _rule_problem(grant: Grant, policy: PolicySet) -> str | None:
+def _rule_problem(grant: Grant, policy: PolicySet, who: Resolver) -> str | None:
     """Why the workflow's rules refuse this grant outright, or None."""
     resource = policy.resources.get(grant.resource)
     if resource is None:
@@ -102,7 +102,7 @@ def _rule_problem(grant: Grant, policy: PolicySet) -> str | None:
             f"window is {format_duration(length)}, workflow {workflow.name} allows at most "
             f"{format_duration(workflow.max_duration)}"
         )
-    if grant.requester not in resolve(workflow.requesters, policy):
+    if grant.requester not in who(workflow.requesters):
         who = ", ".join(str(r) for r in workflow.requesters)
         return f"{grant.requester} may not request through workflow {workflow.name} (requesters: {who})"
     if workflow.justification_required and not grant.justification.strip():
@@ -127,6 +127,7 @@ def evaluate(policy: PolicySet, now: datetime, history: History, verifier: Verif
     """States of all grants at `now` and the merged assignments the active ones need."""
     statuses: dict[str, GrantStatus] = {}
     needs_approval: list[tuple[Grant, Workflow]] = []
+    who = Resolver(policy)
 
     for grant in policy.grants.values():
         base = GrantStatus(
@@ -156,7 +157,7 @@ def evaluate(policy: PolicySet, now: datetime, history: History, verifier: Verif
                 reason += " (never activated)"
             statuses[grant.name] = replace(base, state="expired", reason=reason)
         else:
-            problem = _rule_problem(grant, policy)
+            problem = _rule_problem(grant, policy, who)
             if problem is not None:
                 statuses[grant.name] = replace(base, state="rejected", reason=problem)
             else:

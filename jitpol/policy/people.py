@@ -20,3 +20,18 @@ def resolve(refs: Iterable[Ref], policy: PolicySet) -> frozenset[str]:
             if team is not None:
                 out.update(m for m in team.members if m in policy.people)
     return frozenset(out)
+
+
+class Resolver:
+    """resolve() with a cache per reference list, for one evaluation of one policy (workflows
+    name the same teams for thousands of grants)."""
+
+    def __init__(self, policy: PolicySet) -> None:
+        self._policy = policy
+        self._cache: dict[tuple[Ref, ...], frozenset[str]] = {}
+
+    def __call__(self, refs: tuple[Ref, ...]) -> frozenset[str]:
+        found = self._cache.get(refs)
+        if found is None:
+            found = self._cache[refs] = resolve(refs, self._policy)
+        return found
