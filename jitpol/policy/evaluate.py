@@ -103,8 +103,8 @@ def _rule_problem(grant: Grant, policy: PolicySet, who: Resolver) -> str | None:
             f"{format_duration(workflow.max_duration)}"
         )
     if grant.requester not in who(workflow.requesters):
-        who = ", ".join(str(r) for r in workflow.requesters)
-        return f"{grant.requester} may not request through workflow {workflow.name} (requesters: {who})"
+        allowed = ", ".join(str(r) for r in workflow.requesters)
+        return f"{grant.requester} may not request through workflow {workflow.name} (requesters: {allowed})"
     if workflow.justification_required and not grant.justification.strip():
         return f"workflow {workflow.name} requires a justification"
     if workflow.justification_pattern and not re.match(workflow.justification_pattern, grant.justification):
