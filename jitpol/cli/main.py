@@ -6,6 +6,7 @@ import click
 
 from jitpol import __version__
 from jitpol.cli.audit import audit
+from jitpol.cli.check import check_cmd
 from jitpol.cli.inspect import plan, status, validate
 from jitpol.cli.review import approve, request
 from jitpol.cli.run import apply, reconcile
@@ -23,7 +24,7 @@ def cli(debug: bool) -> None:
     """
 
 
-for command in (validate, status, plan, apply, reconcile, approve, request, audit):
+for command in (validate, status, plan, apply, reconcile, approve, request, check_cmd, audit):
     cli.add_command(command)
 
 

@@ -59,6 +59,29 @@ class Repo:
         status, out, _ = self._run("symbolic-ref", "--quiet", "--short", "HEAD", check=False)
         return out.strip() if status == 0 else None
 
+    def changed_files(self, base: str) -> list[tuple[str, str]]:
+        """(status letter, path) of every file that differs between the merge base of `base` and
+        HEAD, and the work tree (renames split into a deletion and an addition)."""
+        _, mb, _ = self._run("merge-base", base, "HEAD")
+        _, out, _ = self._run("diff", "--name-status", "--no-renames", "-z", mb.strip())
+        parts = [p for p in out.split("\0") if p]
+        pairs = [(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
+        _, untracked, _ = self._run("ls-files", "--others", "--exclude-standard", "-z")
+        pairs += [("A", p) for p in untracked.split("\0") if p]
+        return pairs
+
+    def export_tree(self, ref: str, dest: Path) -> None:
+        """Write the files of `ref` (a commit-ish) under `dest` (which must be empty)."""
+        import io
+        import tarfile
+
+        status, _, _ = self._run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
+        if status != 0:
+            raise VcsError(f"{ref!r} is not a commit in this repository")
+        data = self._repo.git.execute(["git", "archive", "--format=tar", ref], stdout_as_string=False)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            tar.extractall(dest, filter="data")
+
     def config_value(self, key: str) -> str | None:
         """A git config value (e.g. "user.email") as git resolves it; None when unset."""
         status, out, _ = self._run("config", "--get", key, check=False)
