@@ -8,7 +8,7 @@ import click
 
 from jitpol.cli.common import Exit, at_option, emit_json, fmt_time, format_option, handle_errors, now_from, repo_option
 from jitpol.execute.review import CheckReport, check
-from jitpol.vcs.sshsig import SshKeygenVerifier
+from jitpol.vcs.sshsig import FastVerifier
 
 
 def _key_text(key: tuple[str, str, str, str]) -> str:
@@ -80,7 +80,7 @@ def as_json(r: CheckReport) -> dict[str, object]:
 def check_cmd(repo: Path, base: str, at: str | None, fmt: str) -> None:
     """Pull-request check: validates the change, lists who must approve it, and what merging it
     would grant and revoke. Exit 1 when it cannot be approved as it is."""
-    report = check(repo, base, now_from(at), SshKeygenVerifier())
+    report = check(repo, base, now_from(at), FastVerifier())
     if fmt == "json":
         emit_json(as_json(report))
     else:

@@ -12,7 +12,7 @@ from jitpol.cli.render import plan_json, plan_text, status_json, status_text
 from jitpol.execute.engine import Connections, make_plan, observe, prepare
 from jitpol.load.repository import load_repository
 from jitpol.policy.evaluate import evaluate
-from jitpol.vcs.sshsig import SshKeygenVerifier
+from jitpol.vcs.sshsig import FastVerifier
 
 
 @click.command()
@@ -45,7 +45,7 @@ def validate(repo: Path, fmt: str) -> None:
 def status(repo: Path, at: str | None, fmt: str) -> None:
     """Every grant with its state: pending, scheduled, active, expired, revoked, rejected."""
     now = now_from(at)
-    verifier = SshKeygenVerifier()
+    verifier = FastVerifier()
     prep = prepare(repo, now, verifier)
     ev = prep.evaluation
     if ev is None:  # invalid repository: show what can be said, nothing of it is applied
@@ -74,7 +74,7 @@ def status(repo: Path, at: str | None, fmt: str) -> None:
 def plan(repo: Path, at: str | None, fmt: str, detailed_exitcode: bool) -> None:
     """What apply would do, reading live state. Writes nothing."""
     now = now_from(at)
-    prep = prepare(repo, now, SshKeygenVerifier())
+    prep = prepare(repo, now, FastVerifier())
     for d in prep.diagnostics:
         click.echo(str(d), err=True)
     conns = Connections(prep.targets, dict(os.environ))

@@ -29,7 +29,7 @@ from jitpol.execute.engine import (
 from jitpol.execute.lock import RunLock
 from jitpol.ledger.store import Ledger
 from jitpol.vcs.git import Repo
-from jitpol.vcs.sshsig import SshKeygenVerifier
+from jitpol.vcs.sshsig import FastVerifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +51,7 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
     execution fails part-way."""
     now = now_from(now_at)
     with RunLock(repo):
-        prep = prepare(repo, now, SshKeygenVerifier())
+        prep = prepare(repo, now, FastVerifier())
         for d in prep.diagnostics:
             click.echo(str(d), err=True)
         conns = Connections(prep.targets, env)

@@ -20,11 +20,12 @@ import struct
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 from jitpol.errors import InvalidInput, SignatureError
 
@@ -397,3 +398,88 @@ class SshKeygenVerifier:
             except subprocess.TimeoutExpired as exc:
                 raise SignatureError("ssh-keygen -Y verify did not finish in time") from exc
         return done.returncode == 0
+
+
+class FastVerifier:
+    """Verifies Ed25519 signatures (ssh-ed25519 and sk-ssh-ed25519@openssh.com) in-process with
+    the `cryptography` library, following the SSHSIG format exactly as `ssh-keygen -Y verify`
+    does (same key, namespace, hash algorithm, and for security keys the user-presence flag);
+    every other key type goes to ssh-keygen. Spawning ssh-keygen costs milliseconds per
+    signature, which dominates `plan` on repositories with many approvals."""
+
+    _HASHES: ClassVar[dict[bytes, Callable[[bytes], Any]]] = {
+        b"sha256": hashlib.sha256, b"sha512": hashlib.sha512}
+
+    def __init__(self, fallback: SshKeygenVerifier | None = None) -> None:
+        self._fallback = fallback or SshKeygenVerifier()
+
+    def verify(self, message: bytes, signature: str, public_key_line: str, *, namespace: str = NAMESPACE) -> bool:
+        try:
+            kind, key_blob = _parse_key_line(public_key_line)
+        except InvalidInput:
+            return False
+        if kind not in ("ssh-ed25519", "sk-ssh-ed25519@openssh.com"):
+            return self._fallback.verify(message, signature, public_key_line, namespace=namespace)
+        try:
+            return self._verify_ed25519(message, signature, kind, key_blob, namespace)
+        except (SignatureError, ValueError, IndexError, struct.error):
+            return False
+
+    def verify_many(self, items: Sequence[tuple[bytes, str, str]], *, namespace: str = NAMESPACE,
+                    workers: int = 8) -> list[bool]:
+        fast = [self.verify(m, s, k, namespace=namespace) if _is_ed25519(k) else None for m, s, k in items]
+        slow_idx = [i for i, r in enumerate(fast) if r is None]
+        slow = self._fallback.verify_many([items[i] for i in slow_idx], namespace=namespace, workers=workers) \
+            if slow_idx else []
+        for i, r in zip(slow_idx, slow, strict=True):
+            fast[i] = r
+        return [bool(r) for r in fast]
+
+    def _verify_ed25519(self, message: bytes, signature: str, kind: str, key_blob: bytes, namespace: str) -> bool:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        data = _armor_body(signature)
+        if not data.startswith(_MAGIC) or struct.unpack_from(">I", data, len(_MAGIC))[0] != 1:
+            return False
+        fields = _split_strings(data[len(_MAGIC) + 4:])
+        if len(fields) != 5:
+            return False
+        sig_key, sig_namespace, reserved, hash_name, sig_blob = fields
+        if sig_key != key_blob or sig_namespace != namespace.encode() or hash_name not in self._HASHES:
+            return False
+        signed = (_MAGIC + _wire(namespace.encode()) + _wire(reserved) + _wire(hash_name)
+                  + _wire(self._HASHES[hash_name](message).digest()))
+        sig_type, offset = _read_string(sig_blob, 0)
+        raw, offset = _read_string(sig_blob, offset)
+        if sig_type != kind.encode() or len(raw) != 64:
+            return False
+        key_fields = _split_strings(key_blob)
+        public = Ed25519PublicKey.from_public_bytes(key_fields[1])
+        if kind == "ssh-ed25519":
+            if offset != len(sig_blob):
+                return False
+            to_check = signed
+        else:
+            if len(sig_blob) != offset + 5:
+                return False
+            flags = sig_blob[offset]
+            counter = sig_blob[offset + 1: offset + 5]
+            if not flags & 0x01:  # user presence, required by ssh-keygen unless no-touch-required
+                return False
+            application = key_fields[2]
+            to_check = (hashlib.sha256(application).digest() + bytes([flags]) + counter
+                        + hashlib.sha256(signed).digest())
+        try:
+            public.verify(raw, to_check)
+        except InvalidSignature:
+            return False
+        return True
+
+
+def _wire(value: bytes) -> bytes:
+    return struct.pack(">I", len(value)) + value
+
+
+def _is_ed25519(line: str) -> bool:
+    return line.lstrip().startswith(("ssh-ed25519 ", "sk-ssh-ed25519@openssh.com "))
