@@ -46,7 +46,7 @@ def status(repo: Path, at: str | None, fmt: str) -> None:
     """Every grant with its state: pending, scheduled, active, expired, revoked, rejected."""
     now = now_from(at)
     verifier = FastVerifier()
-    prep = prepare(repo, now, verifier)
+    prep = prepare(repo, now, verifier, dict(os.environ))
     ev = prep.evaluation
     if ev is None:  # invalid repository: show what can be said, nothing of it is applied
         click.secho(f"warning: the repository has {len(prep.diagnostics)} problem(s) (see `jitpol validate`);"
@@ -74,7 +74,7 @@ def status(repo: Path, at: str | None, fmt: str) -> None:
 def plan(repo: Path, at: str | None, fmt: str, detailed_exitcode: bool) -> None:
     """What apply would do, reading live state. Writes nothing."""
     now = now_from(at)
-    prep = prepare(repo, now, FastVerifier())
+    prep = prepare(repo, now, FastVerifier(), dict(os.environ))
     for d in prep.diagnostics:
         click.echo(str(d), err=True)
     conns = Connections(prep.targets, dict(os.environ))

@@ -51,7 +51,7 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
     execution fails part-way."""
     now = now_from(now_at)
     with RunLock(repo):
-        prep = prepare(repo, now, FastVerifier())
+        prep = prepare(repo, now, FastVerifier(), env)
         for d in prep.diagnostics:
             click.echo(str(d), err=True)
         conns = Connections(prep.targets, env)

@@ -18,6 +18,7 @@ from typing import Any
 from jitpol.connectors import registry
 from jitpol.connectors.base import Connector
 from jitpol.errors import JitpolError, TargetError
+from jitpol.execute.reviews import review_approvals
 from jitpol.ledger.snapshots import read_snapshot, write_snapshot
 from jitpol.ledger.store import Ledger
 from jitpol.load.repository import Diagnostic, LoadResult, load_repository, load_snapshot, snapshot_entries
@@ -65,7 +66,7 @@ class Prepared:
         return self.loaded.diagnostics
 
 
-def prepare(root: Path, now: datetime, verifier: Verifier) -> Prepared:
+def prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, str] | None = None) -> Prepared:
     """Load and evaluate under the policy in force. Raises LedgerBroken if the ledger (or the
     snapshot of the adopted policy) does not verify."""
     loaded = load_repository(root)
@@ -83,10 +84,11 @@ def prepare(root: Path, now: datetime, verifier: Verifier) -> Prepared:
         return Prepared(root, now, loaded, history, None, commit, targets)
     digest = loaded.policy_digest
     check = check_policy(loaded.policy, digest, in_force, history.adopted_digest, verifier)
-    proposed = evaluate(loaded.policy, now, history, verifier)
+    reviews = review_approvals(root, loaded.policy, now, env or {})
+    proposed = evaluate(loaded.policy, now, history, verifier, reviews)
     if check.approved or in_force is None:
         return Prepared(root, now, loaded, history, proposed, commit, targets, check)
-    approved = evaluate(in_force.with_grants(loaded.policy.grants), now, history, verifier)
+    approved = evaluate(in_force.with_grants(loaded.policy.grants), now, history, verifier, reviews)
     # an unapproved change must not redirect where jitpol connects either
     targets = dict(in_force.config.targets) if in_force.config is not None else {}
     return Prepared(root, now, loaded, history, combine(approved, proposed, check), commit, targets, check)

@@ -7,7 +7,7 @@ over this exact grant content. Each person counts once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,6 +33,15 @@ class ApprovalCheck:
     counted: tuple[str, ...]  # people whose approval counts
     ignored: tuple[str, ...]  # "bob: reason" for each approval that does not
     requester_signed: bool = False  # the requester signed with a security key (mfa: security-key)
+
+
+@dataclass(frozen=True, slots=True)
+class Reviews:
+    """Approvals a git host's pull-request reviews prove for one grant (approvals.via:
+    github-review): the people (mapped from host logins) and a note on what was found."""
+
+    people: tuple[str, ...]
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,19 +98,45 @@ def _fp(key_line: str) -> str:
         return ""
 
 
+def _from_reviews(grant: Grant, workflow: Workflow, policy: PolicySet, who: Resolver,
+                  reviews: Reviews | None) -> ApprovalCheck:
+    if reviews is None:
+        return ApprovalCheck((), ("no pull-request review information (git host not configured or unreachable)",))
+    approvers = who(workflow.approvers)
+    counted: list[str] = []
+    ignored: list[str] = [reviews.note] if reviews.note else []
+    for person in reviews.people:
+        found = policy.people.get(person)
+        if person == grant.requester:
+            ignored.append(f"{person}: the requester cannot approve their own grant")
+        elif found is None or found.disabled:
+            ignored.append(f"{person}: not an active person")
+        elif person not in approvers:
+            ignored.append(f"{person}: not an approver of workflow {workflow.name}")
+        elif person not in counted:
+            counted.append(person)
+    return ApprovalCheck(tuple(sorted(counted)), tuple(ignored))
+
+
 def check_approvals(
-    grants: Sequence[tuple[Grant, Workflow]], policy: PolicySet, verifier: Verifier
+    grants: Sequence[tuple[Grant, Workflow]], policy: PolicySet, verifier: Verifier,
+    reviews: Mapping[str, Reviews] | None = None,
 ) -> dict[str, ApprovalCheck]:
-    """Check the approvals of many grants with one batched verification call."""
+    """Check the approvals of many grants with one batched verification call. Workflows with
+    approvals.via github-review take theirs from `reviews` (by grant name) instead."""
     pending: list[_Pending] = []
     ignored: dict[str, list[str]] = {}
     who = Resolver(policy)
+    by_review: dict[str, ApprovalCheck] = {}
     for grant, workflow in grants:
+        if workflow.approvals_via == "github-review":
+            by_review[grant.name] = _from_reviews(grant, workflow, policy, who, (reviews or {}).get(grant.name))
+            continue
         todo, bad = _prefilter(grant, workflow, policy, who)
         pending.extend(todo)
         ignored[grant.name] = bad
     results = verifier.verify_many([p.item for p in pending]) if pending else []
-    counted: dict[str, list[str]] = {g.name: [] for g, _ in grants}
+    counted: dict[str, list[str]] = {g.name: [] for g, _ in grants if g.name not in by_review}
     signed: set[str] = set()
     for p, ok in zip(pending, results, strict=True):
         if not ok:
@@ -111,6 +146,7 @@ def check_approvals(
         elif p.by not in counted[p.grant]:
             counted[p.grant].append(p.by)
     return {
-        name: ApprovalCheck(tuple(sorted(counted[name])), tuple(ignored[name]), name in signed)
-        for name in counted
+        **{name: ApprovalCheck(tuple(sorted(counted[name])), tuple(ignored[name]), name in signed)
+           for name in counted},
+        **by_review,
     }

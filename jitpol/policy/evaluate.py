@@ -18,7 +18,7 @@ from jitpol.model.assignment import Assignment, AssignmentKey
 from jitpol.model.canonical import canonical_json
 from jitpol.model.documents import Grant, PolicySet, Resource, Workflow
 from jitpol.model.duration import format_duration
-from jitpol.policy.approvals import ApprovalCheck, Verifier, check_approvals
+from jitpol.policy.approvals import ApprovalCheck, Reviews, Verifier, check_approvals
 from jitpol.policy.history import History
 from jitpol.policy.people import Resolver
 from jitpol.policy.windows import live_intervals, position
@@ -123,8 +123,10 @@ def _rule_problem(grant: Grant, policy: PolicySet, who: Resolver) -> str | None:
     return None
 
 
-def evaluate(policy: PolicySet, now: datetime, history: History, verifier: Verifier) -> Evaluation:
-    """States of all grants at `now` and the merged assignments the active ones need."""
+def evaluate(policy: PolicySet, now: datetime, history: History, verifier: Verifier,
+             reviews: Mapping[str, Reviews] | None = None) -> Evaluation:
+    """States of all grants at `now` and the merged assignments the active ones need. `reviews`:
+    approvals proven by pull-request reviews, for workflows with approvals.via github-review."""
     statuses: dict[str, GrantStatus] = {}
     needs_approval: list[tuple[Grant, Workflow]] = []
     who = Resolver(policy)
@@ -164,7 +166,7 @@ def evaluate(policy: PolicySet, now: datetime, history: History, verifier: Verif
                 workflow = policy.workflows[policy.resources[grant.resource].workflow]
                 needs_approval.append((grant, workflow))
 
-    checks = check_approvals(needs_approval, policy, verifier)
+    checks = check_approvals(needs_approval, policy, verifier, reviews)
     for grant, workflow in needs_approval:
         statuses[grant.name] = _timed_status(grant, workflow, now, checks[grant.name], history)
 

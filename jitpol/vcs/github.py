@@ -1,0 +1,588 @@
+"""Approvals from pull-request reviews on GitHub, re-proved through its REST API at apply time.
+
+A workflow with `approvals.via: github-review` keeps no signatures in its grant files: the
+approvals are the pull-request reviews that brought each file's current content. Nothing the
+repository says about them is trusted; `GitHubReviews.verdicts` re-derives them on every run:
+
+1. The commit that last changed the file on the checked-out branch, following FIRST parents
+   only (`git rev-list -1 --first-parent HEAD -- PATH`): the squash, merge or rebased commit by
+   which the branch itself gained the current content. Following first parents matters: a plain
+   `git log -- PATH` would trace a merge that takes an old, once-approved version of the file
+   from a side branch back to that old approval.
+2. The pull requests GitHub associates with that commit (`GET commits/{sha}/pulls`); only those
+   merged (`merged_at` set) into the branch being reconciled count. None: no approvals.
+3. The file at the pull request's head commit (`GET contents/{path}?ref={head}`) must be byte for
+   byte the file in the work tree: what was reviewed is exactly what is about to be applied.
+4. Reviews (`GET pulls/{n}/reviews`, every page): per reviewer only the latest review that
+   takes a position counts (APPROVED, CHANGES_REQUESTED, DISMISSED; as on GitHub, COMMENTED and
+   PENDING reviews do not change a reviewer's position). It must be APPROVED and made on the head
+   commit: approving an earlier push approves other content.
+5. Excluded: the pull request's author, everyone who authored or committed a commit of it
+   (`GET pulls/{n}/commits`), and bots. Logins compare case-insensitively.
+
+The caller maps logins to people (`accounts.github`) and applies the workflow's approver rules,
+including that a requester never approves their own grant.
+
+Errors: network failures, timeouts, 5xx and rate limits raise TargetUnavailable (the grants stay
+pending and the next run retries); bad credentials, missing permissions, a wrong repository or
+API URL, an unusable clone raise PermanentTargetError. Whatever cannot be proved for one file
+(direct push, content changed after review, shallow history) is a verdict without approvers,
+never an error. The token is sent only as `Authorization: Bearer`, only to `api_url`'s origin
+(redirects are refused and pagination links to other origins rejected) and appears in no message.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import re
+import ssl
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import Message
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from jitpol.errors import PermanentTargetError, TargetUnavailable
+
+API_VERSION = "2022-11-28"
+PER_PAGE = 100
+# A pagination loop (or a hostile server) must not keep a run busy forever: 50 pages are 5,000
+# reviews, far more than any real pull request carries.
+MAX_PAGES = 50
+# GitHub's "list commits on a pull request" returns at most 250 commits. A longer pull request
+# cannot be checked for reviewers who pushed to it, so it yields no approvals.
+PULL_COMMITS_LIMIT = 250
+# Responses larger than this are not GitHub answering these endpoints.
+MAX_RESPONSE_BYTES = 20 * 1024 * 1024
+GIT_TIMEOUT_SECONDS = 60.0
+
+NO_PULL = "no merged pull request brought this content (unreviewed direct push or admin bypass merge)"
+CONTENT_DIFFERS = "merged content differs from what was reviewed"
+
+_LINK = re.compile(r'<([^>]*)>\s*;\s*rel="?([^";]*)"?')
+_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_STATEFUL = frozenset({"APPROVED", "CHANGES_REQUESTED", "DISMISSED"})
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewVerdict:
+    """Who approved one grant file's current content through pull-request reviews."""
+
+    path: str  # the grant file, relative to the repository root
+    pull: int | None  # the pull request that brought the file's current content, if any
+    approvers: tuple[str, ...]  # GitHub logins whose approval counts (lower-cased), sorted
+    excluded: tuple[str, ...]  # "login: why" for reviews that do not count
+    reason: str  # human summary
+
+
+@dataclass(frozen=True, slots=True)
+class _Pull:
+    number: int
+    author: str | None  # lower-cased login; None when GitHub names nobody
+    head_sha: str
+    base_ref: str
+    merged: bool
+    merge_commit_sha: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Reviews:
+    """The outcome of one pull request's reviews, independent of any file."""
+
+    approvers: tuple[str, ...]
+    excluded: tuple[str, ...]
+    refused: str | None  # why no approval of this pull request can count at all
+
+
+@dataclass(frozen=True, slots=True)
+class _Response:
+    body: Any  # parsed JSON
+    headers: Message
+
+
+@dataclass(frozen=True, slots=True)
+class _Clone:
+    branch: str
+    prefix: str  # the repo_dir's path inside the repository ("" or "policies/")
+    shallow: frozenset[str]  # boundary commits of a shallow clone (their diffs are not real)
+
+
+class GitHubReviews:
+    """Approvals of grant files from GitHub pull-request reviews, for one run.
+
+    The constructor does no I/O. Results of API calls are cached for the life of the instance,
+    so one pull request that brought many grant files is fetched once; make a new instance per
+    run (the reviews change between runs).
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        repository: str,
+        token: str | None,
+        repo_dir: Path,
+        *,
+        timeout: float = 10.0,
+        branch: str | None = None,
+    ) -> None:
+        """`branch` is the branch being reconciled; default: the checked-out branch (a detached
+        HEAD then fails with PermanentTargetError). Raises PermanentTargetError for an unusable
+        `api_url` or `repository`, including a token that would travel over plain http."""
+        parsed = urllib.parse.urlsplit(api_url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise PermanentTargetError(f"git host api_url {api_url!r} is not an http(s) URL")
+        if parsed.username or parsed.password or parsed.query or parsed.fragment:
+            raise PermanentTargetError("git host api_url must not carry credentials, a query or a fragment")
+        if parsed.scheme == "http" and token and parsed.hostname not in ("127.0.0.1", "::1", "localhost"):
+            raise PermanentTargetError(
+                f"git host api_url {api_url!r} is plain http: the token would travel unencrypted; use https"
+            )
+        owner, sep, name = repository.partition("/")
+        if not sep or not owner or not name or "/" in name or name in (".", "..") or owner in (".", ".."):
+            raise PermanentTargetError(f"git repository {repository!r} is not OWNER/NAME")
+        self._base = api_url.rstrip("/")
+        self._origin = (parsed.scheme, parsed.netloc.lower())
+        self._repo_path = f"/repos/{_quote(owner)}/{_quote(name)}"
+        self.repository = repository
+        self._token = token or None
+        self._repo_dir = Path(repo_dir)
+        self._timeout = timeout
+        self._branch = branch
+        self._opener = urllib.request.build_opener(_RefuseRedirects())
+        self._clone: _Clone | None = None
+        self._pulls_of: dict[str, list[_Pull] | None] = {}
+        self._contents: dict[tuple[str, str], bytes | None] = {}
+        self._reviews: dict[int, _Reviews] = {}
+
+    # -- public ------------------------------------------------------------------------------
+
+    def verdicts(self, paths: Sequence[str]) -> dict[str, ReviewVerdict]:
+        """The verdict for each grant file in `paths` (relative to `repo_dir`, POSIX separators).
+
+        A file whose approval cannot be proved gets a verdict with no approvers and the reason;
+        raises TargetUnavailable (temporary: network, 5xx, rate limit) or PermanentTargetError
+        (credentials, permissions, configuration, git failures) when the proof cannot be attempted.
+        Raises ValueError for a path that is absolute or climbs out with `..`.
+        """
+        for path in paths:
+            _check_relative(path)
+        if not paths:
+            return {}
+        clone = self._context()
+        return {path: self._verdict(path, clone) for path in dict.fromkeys(paths)}
+
+    # -- one file ------------------------------------------------------------------------------
+
+    def _verdict(self, path: str, clone: _Clone) -> ReviewVerdict:
+        def none(reason: str, pull: int | None = None, excluded: tuple[str, ...] = ()) -> ReviewVerdict:
+            return ReviewVerdict(path=path, pull=pull, approvers=(), excluded=excluded, reason=reason)
+
+        local = self._repo_dir / path
+        if local.is_symlink():
+            return none("the grant file is a symbolic link; only regular files can be reviewed")
+        root = self._repo_dir.resolve()
+        if not local.resolve().is_relative_to(root) or not local.is_file():
+            return none("the grant file is not a regular file inside the work tree")
+        try:
+            content = local.read_bytes()
+        except OSError as exc:
+            raise PermanentTargetError(f"cannot read {path}: {exc.strerror}") from None
+
+        commit = self._git("rev-list", "-1", "--first-parent", "HEAD", "--", path).strip()
+        if not commit:
+            return none("the grant file is not committed on this branch")
+        if commit in clone.shallow:
+            return none(
+                f"the clone is shallow: cannot tell which commit brought this content ({commit[:12]} is a "
+                "shallow boundary); fetch the full history (actions/checkout: fetch-depth: 0)"
+            )
+
+        pulls = self._pulls_for_commit(commit)
+        if pulls is None:
+            return none(f"commit {commit[:12]} is not on the git host (not pushed?), so no review can cover it")
+        merged = [p for p in pulls if p.merged and p.base_ref == clone.branch]
+        if not merged:
+            if pulls:
+                shown = ", ".join(f"#{p.number}" for p in sorted(pulls, key=lambda p: p.number))
+                return none(f"{NO_PULL}: pull request {shown} is not merged into {clone.branch}")
+            return none(NO_PULL)
+        # The pull request whose merge produced exactly this commit is the one; several only
+        # remain when a commit was pushed that belongs to more than one (stacked branches).
+        exact = [p for p in merged if p.merge_commit_sha == commit]
+        candidates = sorted(exact or merged, key=lambda p: p.number, reverse=True)
+
+        best: tuple[_Pull, _Reviews] | None = None
+        for pull in candidates:
+            if self._content_at(clone.prefix + path, pull.head_sha) != content:
+                continue
+            outcome = self._pull_reviews(pull)
+            # Each pull request is judged alone: approvals of two different pull requests never add up.
+            if best is None or len(outcome.approvers) > len(best[1].approvers):
+                best = (pull, outcome)
+        if best is None:
+            first = candidates[0]
+            if self._work_tree_dirty(path):
+                return none(f"{CONTENT_DIFFERS}: the work-tree file has uncommitted changes", first.number)
+            return none(f"{CONTENT_DIFFERS} in pull request #{first.number} (head {first.head_sha[:12]})",
+                        first.number)
+        pull, outcome = best
+        if outcome.refused is not None:
+            return none(f"pull request #{pull.number}: {outcome.refused}", pull.number, outcome.excluded)
+        if not outcome.approvers:
+            return none(f"pull request #{pull.number} has no approval that counts", pull.number, outcome.excluded)
+        return ReviewVerdict(
+            path=path,
+            pull=pull.number,
+            approvers=outcome.approvers,
+            excluded=outcome.excluded,
+            reason=f"approved in pull request #{pull.number} by {', '.join(outcome.approvers)}",
+        )
+
+    # -- one pull request -----------------------------------------------------------------------
+
+    def _pull_reviews(self, pull: _Pull) -> _Reviews:
+        cached = self._reviews.get(pull.number)
+        if cached is not None:
+            return cached
+        prefix = f"{self._repo_path}/pulls/{pull.number}"
+        commits = self._list(f"{prefix}/commits", f"pull request #{pull.number} commits")
+        reviews = self._list(f"{prefix}/reviews", f"pull request #{pull.number} reviews")
+
+        refused: str | None = None
+        if pull.author is None:
+            refused = "GitHub names no author for it, so self-approval cannot be ruled out"
+        elif len(commits) >= PULL_COMMITS_LIMIT:
+            refused = (f"it has {PULL_COMMITS_LIMIT} or more commits, more than GitHub lists, so reviewers who "
+                       "pushed to it cannot be ruled out")
+        pushers: set[str] = set()
+        for item in commits:
+            for role in ("author", "committer"):
+                login = _login(_get(item, role, dict, optional=True))
+                if login is not None and login != "web-flow":
+                    pushers.add(login)
+
+        # Latest position per reviewer: reviews come oldest first; ids only grow, so order by id.
+        latest: dict[str, Mapping[str, Any]] = {}
+        excluded: list[str] = []
+        for review in sorted(reviews, key=lambda r: _get(r, "id", int)):
+            state = _get(review, "state", str)
+            if state not in _STATEFUL:
+                continue
+            user = _get(review, "user", dict, optional=True)
+            login = _login(user)
+            if login is None:
+                excluded.append(f"<deleted account>: review {_get(review, 'id', int)} has no user")
+                continue
+            latest[login] = review
+
+        approvers: list[str] = []
+        for login, review in sorted(latest.items()):
+            state = _get(review, "state", str)
+            user = _get(review, "user", dict)
+            commit_id = _get(review, "commit_id", str, optional=True)
+            if state != "APPROVED":
+                excluded.append(f"{login}: latest review is {state}")
+            elif commit_id != pull.head_sha:
+                shown = commit_id[:12] if commit_id else "an unknown commit"
+                excluded.append(f"{login}: approved {shown}, not the merged head {pull.head_sha[:12]}")
+            elif user.get("type") == "Bot" or login.endswith("[bot]"):
+                excluded.append(f"{login}: a bot")
+            elif login == pull.author:
+                excluded.append(f"{login}: author of the pull request")
+            elif login in pushers:
+                excluded.append(f"{login}: authored or committed commits in the pull request")
+            else:
+                approvers.append(login)
+        outcome = _Reviews(
+            approvers=() if refused else tuple(approvers), excluded=tuple(excluded), refused=refused
+        )
+        self._reviews[pull.number] = outcome
+        return outcome
+
+    def _pulls_for_commit(self, sha: str) -> list[_Pull] | None:
+        """Pull requests GitHub associates with commit `sha`; None when GitHub does not know it."""
+        if sha in self._pulls_of:
+            return self._pulls_of[sha]
+        # 422 "No commit found for SHA" is GitHub's answer for a commit it does not have; a 404
+        # here means the repository itself is missing or hidden from the token (an error).
+        items = self._pages(
+            f"{self._repo_path}/commits/{sha}/pulls", f"pull requests of commit {sha[:12]}", absent=(422,)
+        )
+        if items is None:
+            self._pulls_of[sha] = None
+            return None
+        pulls = [_pull(item) for item in items]
+        self._pulls_of[sha] = pulls
+        return pulls
+
+    def _content_at(self, path: str, ref: str) -> bytes | None:
+        """The bytes of file `path` (relative to the repository root) at commit `ref`; None when it
+        is absent there or not a regular file."""
+        key = (path, ref)
+        if key in self._contents:
+            return self._contents[key]
+        query = urllib.parse.urlencode({"ref": ref})
+        url = f"{self._base}{self._repo_path}/contents/{_quote(path, safe='/')}?{query}"
+        response = self._get_json(url, f"{path} at {ref[:12]}", absent=(404,))
+        body = response.body if response is not None else None
+        data: bytes | None = None
+        if isinstance(body, dict) and body.get("type") == "file" and body.get("encoding") == "base64":
+            encoded = body.get("content")
+            if not isinstance(encoded, str):
+                raise PermanentTargetError(f"git host: unexpected contents response for {path}")
+            try:
+                data = base64.b64decode(encoded)  # GitHub wraps the base64 text in lines
+            except ValueError as exc:
+                raise PermanentTargetError(f"git host: undecodable contents for {path}") from exc
+        # Anything else (a directory listing, a symlink, a submodule, a file too large for the
+        # contents API) is not a file whose bytes can be compared: no match.
+        self._contents[key] = data
+        return data
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    def _list(self, path: str, what: str) -> list[Mapping[str, Any]]:
+        items = self._pages(path, what)
+        if items is None:  # unreachable: no status was declared absent
+            raise PermanentTargetError(f"git host: {what}: not found")
+        return items
+
+    def _pages(self, path: str, what: str, *, absent: tuple[int, ...] = ()) -> list[Mapping[str, Any]] | None:
+        """Every item of a paginated list endpoint (`path` below the API root); None when the first
+        page answers with a status in `absent`."""
+        url: str | None = f"{self._base}{path}?per_page={PER_PAGE}"
+        seen: set[str] = set()
+        items: list[Mapping[str, Any]] = []
+        while url is not None:
+            if url in seen or len(seen) >= MAX_PAGES:
+                raise PermanentTargetError(f"git host: {what}: pagination does not end")
+            response = self._get_json(url, what, absent=() if seen else absent)
+            if response is None:
+                return None
+            seen.add(url)
+            body = response.body
+            if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+                raise PermanentTargetError(f"git host: {what}: expected a list of objects")
+            items.extend(body)
+            url = self._next_link(response.headers.get("Link"), what)
+        return items
+
+    def _next_link(self, header: str | None, what: str) -> str | None:
+        if not header:
+            return None
+        for target, rels in _LINK.findall(header):
+            if "next" in rels.split():
+                # Follow GitHub's URL as given (it switches to /repositories/{id}/...), but never
+                # let a link carry the token to another origin.
+                absolute = urllib.parse.urljoin(self._base + "/", str(target))
+                parts = urllib.parse.urlsplit(absolute)
+                if (parts.scheme, parts.netloc.lower()) != self._origin:
+                    raise PermanentTargetError(f"git host: {what}: a pagination link leads to another host")
+                return absolute
+        return None
+
+    def _get_json(self, url: str, what: str, *, absent: tuple[int, ...] = ()) -> _Response | None:
+        """GET `url` and parse its JSON body. A status in `absent` (the caller knows it means "no
+        such object") gives None; other failures raise TargetUnavailable or PermanentTargetError."""
+        headers = {
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": API_VERSION,
+            "User-Agent": "jitpol",
+        }
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token}"
+        # S310: the scheme was checked to be http(s) in __init__ and links are held to that origin
+        request = urllib.request.Request(url, headers=headers, method="GET")  # noqa: S310
+        try:
+            with self._opener.open(request, timeout=self._timeout) as response:
+                raw = response.read(MAX_RESPONSE_BYTES + 1)
+                response_headers = response.headers
+        except urllib.error.HTTPError as exc:
+            try:
+                detail = self._scrub(_message(exc.read(64 * 1024)))
+            finally:
+                exc.close()
+            if exc.code in absent:
+                return None
+            raise self._http_error(exc.code, exc.headers, detail, what) from None
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, ssl.SSLCertVerificationError):
+                raise PermanentTargetError(
+                    f"git host {self._origin[1]}: TLS certificate not trusted ({self._scrub(str(exc.reason))})"
+                ) from None
+            raise TargetUnavailable(
+                f"git host {self._origin[1]} unreachable: {self._scrub(str(exc.reason))}"
+            ) from None
+        except (OSError, http.client.HTTPException) as exc:  # timeouts, resets, truncated responses
+            raise TargetUnavailable(
+                f"git host {self._origin[1]}: {what}: {type(exc).__name__}: {self._scrub(str(exc))}"
+            ) from None
+        if len(raw) > MAX_RESPONSE_BYTES:
+            raise PermanentTargetError(f"git host: {what}: response too large")
+        try:
+            return _Response(json.loads(raw), response_headers)
+        except ValueError:
+            raise PermanentTargetError(
+                f"git host {self._origin[1]}: {what}: the response is not JSON; is api_url the REST API root?"
+            ) from None
+
+    def _http_error(self, status: int, headers: Message, detail: str, what: str) -> Exception:
+        where = f"git host {self._origin[1]}: {what}: HTTP {status}"
+        if status == 404:
+            return PermanentTargetError(
+                f"{where} {detail} (wrong spec.git.repository or api_url, or the token cannot read the repository)"
+            )
+        if status == 401:
+            return PermanentTargetError(f"{where} {detail} (check the token in spec.git.token_env)")
+        limited = headers.get("x-ratelimit-remaining") == "0" or headers.get("retry-after") is not None
+        if status == 429 or (status == 403 and limited):
+            return TargetUnavailable(f"{where} rate limited{_reset_note(headers)}")
+        if status == 403:
+            return PermanentTargetError(
+                f"{where} {detail} (the token needs read access to pull requests and contents)"
+            )
+        if 300 <= status < 400:
+            location = headers.get("Location", "")
+            return PermanentTargetError(
+                f"{where}: redirected to {self._scrub(location)!r}; jitpol does not follow redirects "
+                "(renamed repository? update spec.git.repository / api_url)"
+            )
+        if status >= 500 or status == 408:
+            return TargetUnavailable(f"{where} {detail}")
+        return PermanentTargetError(f"{where} {detail}")
+
+    def _scrub(self, text: str) -> str:
+        """`text` without the token, should a server or proxy echo it back."""
+        return text.replace(self._token, "***") if self._token else text
+
+    # -- git -------------------------------------------------------------------------------
+
+    def _context(self) -> _Clone:
+        if self._clone is not None:
+            return self._clone
+        branch = self._branch
+        if branch is None:
+            branch = self._git("symbolic-ref", "--quiet", "--short", "HEAD", allow_fail=True).strip()
+            if not branch:
+                raise PermanentTargetError(
+                    "HEAD is detached: cannot tell which branch the pull requests must be merged into; "
+                    "check the branch out"
+                )
+        prefix = self._git("rev-parse", "--show-prefix").strip()
+        shallow: frozenset[str] = frozenset()
+        if self._git("rev-parse", "--is-shallow-repository").strip() == "true":
+            marker = Path(self._git("rev-parse", "--git-path", "shallow").strip())
+            marker = marker if marker.is_absolute() else self._repo_dir / marker
+            try:
+                shallow = frozenset(marker.read_text().split())
+            except FileNotFoundError:
+                shallow = frozenset()
+        self._clone = _Clone(branch=branch, prefix=prefix, shallow=shallow)
+        return self._clone
+
+    def _work_tree_dirty(self, path: str) -> bool:
+        return bool(self._git("status", "--porcelain", "--", path).strip())
+
+    def _git(self, *args: str, allow_fail: bool = False) -> str:
+        # Literal pathspecs: a grant file named `*` is that file. No prompts: nothing answers them.
+        env = {**os.environ, "GIT_LITERAL_PATHSPECS": "1", "GIT_TERMINAL_PROMPT": "0"}
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=self._repo_dir, env=env, capture_output=True, text=True,
+                timeout=GIT_TIMEOUT_SECONDS, check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise PermanentTargetError(f"git {args[0]} failed in {self._repo_dir}: {exc}") from None
+        if done.returncode != 0 and not allow_fail:
+            message = done.stderr.strip() or "no message from git"
+            raise PermanentTargetError(f"git {args[0]} failed in {self._repo_dir}: {message}")
+        return done.stdout if done.returncode == 0 else ""
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Turn every redirect into an HTTPError: urllib would forward the Authorization header to
+    whatever host a Location names."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Message,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        return None
+
+
+def _pull(item: Mapping[str, Any]) -> _Pull:
+    head = _get(item, "head", dict)
+    base = _get(item, "base", dict)
+    head_sha = _get(head, "sha", str)
+    if not _SHA.match(head_sha):
+        raise PermanentTargetError(f"git host: pull request has an invalid head sha {head_sha[:80]!r}")
+    return _Pull(
+        number=_get(item, "number", int),
+        author=_login(_get(item, "user", dict, optional=True)),
+        head_sha=head_sha,
+        base_ref=_get(base, "ref", str),
+        merged=_get(item, "merged_at", str, optional=True) is not None,
+        merge_commit_sha=_get(item, "merge_commit_sha", str, optional=True),
+    )
+
+
+def _login(user: Mapping[str, Any] | None) -> str | None:
+    if user is None:
+        return None
+    login = user.get("login")
+    return login.lower() if isinstance(login, str) and login else None
+
+
+def _get(obj: Mapping[str, Any], key: str, kind: type[Any], *, optional: bool = False) -> Any:
+    """obj[key] checked to be of `kind` (None allowed when `optional`); a wrong shape means the
+    server is not the GitHub API we know, which no retry fixes."""
+    value = obj.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise PermanentTargetError(f"git host: unexpected response: {key!r} is not a {kind.__name__}")
+    return value
+
+
+def _message(raw: bytes) -> str:
+    """GitHub's error `message`, shortened; never the raw body (a proxy page is noise)."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return ""
+    message = body.get("message") if isinstance(body, dict) else None
+    return message[:200] if isinstance(message, str) else ""
+
+
+def _reset_note(headers: Message) -> str:
+    reset = headers.get("x-ratelimit-reset")
+    if reset is not None and reset.isdigit():
+        when = datetime.fromtimestamp(int(reset), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"; the limit resets at {when}"
+    retry = headers.get("retry-after")
+    if retry is not None and retry.isdigit():
+        return f"; retry after {retry} s"
+    return ""
+
+
+def _quote(text: str, safe: str = "") -> str:
+    return urllib.parse.quote(text, safe=safe)
+
+
+def _check_relative(path: str) -> None:
+    pure = PurePosixPath(path)
+    if not path or pure.is_absolute() or ".." in pure.parts:
+        raise ValueError(f"{path!r} is not a path inside the repository")

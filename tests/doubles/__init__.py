@@ -1,0 +1,1 @@
+"""HTTP doubles of SaaS APIs that cannot run here; each speaks real HTTP to the real SDK."""
