@@ -27,6 +27,7 @@ from jitpol.execute.engine import (
     prepare,
 )
 from jitpol.execute.lock import RunLock
+from jitpol.execute.mfa import okta_pushes
 from jitpol.ledger.store import Ledger
 from jitpol.vcs.git import Repo
 from jitpol.vcs.sshsig import FastVerifier
@@ -51,11 +52,18 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
     execution fails part-way."""
     now = now_from(now_at)
     with RunLock(repo):
-        prep = prepare(repo, now, FastVerifier(), env)
+        verifier = FastVerifier()
+        prep = prepare(repo, now, verifier, env)
+        appended: list[dict[str, Any]] = []
+        asked = okta_pushes(prep, env)
+        if asked:  # second factors answered: record them, then judge again
+            answers = [{"time": fmt_time(now), "policy_commit": prep.policy_commit, **e} for e in asked]
+            Ledger(repo / LEDGER_PATH).append(answers)
+            appended.extend(answers)
+            prep = prepare(repo, now, verifier, env)
         for d in prep.diagnostics:
             click.echo(str(d), err=True)
         conns = Connections(prep.targets, env)
-        appended: list[dict[str, Any]] = []
         results: list[Result] = []
         ledger = Ledger(repo / LEDGER_PATH)
         try:

@@ -41,6 +41,7 @@ class GrantStatus:
     next_change: datetime | None = None  # when this grant's state changes next, if known
     approvals: tuple[str, ...] = ()  # people whose approvals counted
     digest: str = ""
+    awaiting: str = ""  # a second factor the run must ask for before activation ("okta-push")
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +198,13 @@ def _timed_status(grant: Grant, workflow: Workflow, now: datetime, check: Approv
         if check.ignored:
             reason += "; ignored: " + "; ".join(check.ignored)
         return replace(base, reason=reason, next_change=grant.end)
+    if workflow.mfa == "okta-push" and approved and grant.name not in history.activated:
+        answer = history.mfa.get((grant.name, grant.digest))
+        if answer == "REJECTED":
+            return replace(base, state="rejected", reason="the requester rejected the Okta Verify push")
+        if answer != "SUCCESS" and position(intervals, now)[0] is not None:
+            return replace(base, reason="approved; waiting for the requester to accept an Okta Verify push "
+                                        "(sent by the next apply)", next_change=grant.end, awaiting="okta-push")
     if not approved:
         who = ", ".join(str(r) for r in workflow.approvers) or "nobody"
         reason = f"needs {need - len(check.counted)} more approval(s) from {who} (have {len(check.counted)})"

@@ -6,6 +6,7 @@ Event bodies this module reads (written by jitpol.execute):
   grant.revoked    {grant, final, reason, assignments}                   the grant's access is gone
   drift.corrected  {target, model, principal, privilege}
   policy.adopted   {digest, approvals, bootstrap}                        the policy now in force
+  mfa.checked      {grant, digest, factor, result}                       an Okta Verify push answered
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class History:
     first_activated: dict[str, str] = field(default_factory=dict)  # grant -> time of first activation
     ended: dict[str, str] = field(default_factory=dict)  # grant -> reason of its final end
     rejected: set[tuple[str, str]] = field(default_factory=set)  # (grant, reason) already recorded
+    mfa: dict[tuple[str, str], str] = field(default_factory=dict)  # (grant, digest) -> SUCCESS | REJECTED
     adopted_digest: str | None = None  # the policy in force: the last `policy.adopted`
     adopted_commit: str | None = None
     last_seq: int = 0
@@ -78,6 +80,8 @@ def replay(events: Iterable[Mapping[str, Any]]) -> History:
             h.open.pop(name, None)
             if ev.get("final", True):
                 h.ended[name] = str(ev.get("reason") or "ended")
+        elif kind == "mfa.checked" and name:
+            h.mfa[(name, str(ev.get("digest")))] = str(ev.get("result"))
         elif kind == "policy.adopted":
             h.adopted_digest = str(ev.get("digest"))
             h.adopted_commit = ev.get("policy_commit")

@@ -1,0 +1,48 @@
+"""Second factors the reconciler asks for before activating a grant (mfa: okta-push)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from jitpol.errors import JitpolError
+from jitpol.execute.engine import Prepared
+
+PUSH_TIMEOUT_S = 60.0
+
+
+def okta_pushes(prep: Prepared, env: Mapping[str, str], timeout_s: float = PUSH_TIMEOUT_S) -> list[dict[str, Any]]:
+    """Send an Okta Verify push to the requester of every approved grant that waits for one, and
+    return `mfa.checked` ledger events with the answers (SUCCESS, REJECTED, TIMEOUT or ERROR).
+    The Okta org is the repository's okta target; the requester's Okta user id comes from their
+    person file (accounts.okta or accounts.<target name>)."""
+    if prep.evaluation is None:
+        return []
+    waiting = [s for s in prep.evaluation.statuses if s.awaiting == "okta-push"]
+    if not waiting:
+        return []
+    policy = prep.loaded.policy
+    oktas = [t for t in prep.targets.values() if t.type == "okta"]
+
+    def one(name: str, digest: str, requester: str) -> dict[str, Any]:
+        event: dict[str, Any] = {"event": "mfa.checked", "grant": name, "digest": digest, "factor": "okta-push"}
+        if len(oktas) != 1:
+            return {**event, "result": "ERROR", "error": "okta-push needs exactly one okta target in jitpol.yaml"}
+        target = oktas[0]
+        person = policy.people.get(requester)
+        user_id = person.account_for(target) if person is not None else None
+        token = env.get(str(target.settings.get("token_env", "")))
+        if not isinstance(user_id, str) or not token:
+            return {**event, "result": "ERROR",
+                    "error": f"no Okta user id for {requester} or no token in ${target.settings.get('token_env')}"}
+        from jitpol.connectors.okta import send_push_and_wait
+
+        try:
+            result = send_push_and_wait(str(target.settings["org_url"]), token, user_id, timeout_s)
+        except JitpolError as exc:
+            return {**event, "result": "ERROR", "error": str(exc)}
+        return {**event, "result": str(result)}
+
+    with ThreadPoolExecutor(max_workers=min(8, len(waiting))) as pool:
+        return list(pool.map(lambda s: one(s.name, s.digest, s.requester), waiting))
