@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Install the Debian packages jitpol's demo and tests need, if missing:
-# PostgreSQL server binaries (throwaway test/demo clusters), ssh-keygen (approval signatures), git.
+# PostgreSQL server binaries (throwaway test/demo clusters), ssh-keygen (approval signatures), git,
+# OpenLDAP slapd + ldap-utils (LDAP connector tests), openssh-server + sudo (Linux host connector
+# tests, run in a private mount namespace), openssl (test certificates), util-linux (unshare).
 set -euo pipefail
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || need+=(slapd)
+command -v ldapsearch >/dev/null 2>&1 || need+=(ldap-utils)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+[ -x /usr/bin/sudo ] || need+=(sudo)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing system packages: ${need[*]} - install them (e.g. sudo apt-get install ${need[*]})" >&2
@@ -15,5 +22,9 @@ fi
 echo "installing system packages: ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+# policy-rc.d: never start the system's own daemons (slapd, sshd, postgresql); tests run their own
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-# the Debian postgresql package starts a cluster on install where it can; tests run their own

@@ -1,0 +1,124 @@
+"""The connector contract on a real OpenLDAP slapd (one per test session): role-membership and
+ephemeral-account."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jitpol.connectors.base import Connector
+from jitpol.model.assignment import Action, Assignment, Op, Scope
+from jitpol.model.canonical import canonical_json
+from tests.ldap_fixtures import *  # noqa: F403 (the fixtures: ldap_server, ldap_sandbox)
+from tests.ldap_fixtures import TARGET, LdapSandbox
+
+from .suite import ConnectorContract, MakeAction
+
+ROLE = "role-membership"
+EPHEMERAL = "ephemeral-account"
+
+
+class TestLdapRoleMembershipContract(ConnectorContract):
+    @pytest.fixture
+    def entries(self, ldap_sandbox: LdapSandbox) -> tuple[str, str]:
+        """(group, principal): a groupOfNames with a bystander, and a person not yet in it."""
+        sb = ldap_sandbox
+        principal = sb.person("alice")
+        bystander = sb.person("bob")
+        group = sb.group("db-admins", [bystander])
+        sb.group("unrelated", [principal])  # standing access out of scope
+        return group, principal
+
+    @pytest.fixture
+    def connector(self, ldap_sandbox: LdapSandbox) -> Iterator[Connector]:
+        connector = ldap_sandbox.connector()
+        yield connector
+        connector.close()
+
+    @pytest.fixture
+    def scope(self, entries: tuple[str, str], ldap_sandbox: LdapSandbox) -> Scope:
+        missing = f"cn=contract-missing,{ldap_sandbox.groups}"
+        return Scope(target=TARGET, model=ROLE, privileges=frozenset({entries[0], missing}))
+
+    @pytest.fixture
+    def make_action(self, entries: tuple[str, str]) -> MakeAction:
+        group, principal = entries
+
+        def make(op: Op) -> Action:
+            return Action(op=op, assignment=Assignment(TARGET, ROLE, principal, group), resource="corp-ldap",
+                          grants=("g",))  # fmt: skip
+
+        return make
+
+
+class TestLdapEphemeralAccountContract(ConnectorContract):
+    """The suite speaks of "grant" and "revoke"; for this model they are create-account and
+    delete-account. Two suite tests assume observe() filters by scope.privileges, which this
+    model does not do (it reports every account carrying jitpol's marker): they are restated
+    below for that semantics."""
+
+    @pytest.fixture
+    def groups(self, ldap_sandbox: LdapSandbox) -> list[str]:
+        sb = ldap_sandbox
+        bystander = sb.person("bob")
+        return sorted([sb.group("db-admins", [bystander]), sb.group("db-readers", [bystander])])
+
+    @pytest.fixture
+    def connector(self, ldap_sandbox: LdapSandbox) -> Iterator[Connector]:
+        ldap_sandbox.person("jit-not-ours-1", description="an account someone else made")
+        connector = ldap_sandbox.connector()
+        yield connector
+        connector.close()
+
+    @pytest.fixture
+    def privilege(self, groups: list[str]) -> str:
+        return canonical_json(sorted(groups))
+
+    @pytest.fixture
+    def scope(self, privilege: str) -> Scope:
+        return Scope(target=TARGET, model=EPHEMERAL, privileges=frozenset({privilege}))
+
+    @pytest.fixture
+    def make_action(self, privilege: str, ldap_sandbox: LdapSandbox) -> MakeAction:
+        until = datetime.now(UTC) + timedelta(hours=1)
+        principal = f"jit-alice-{ldap_sandbox.tag[:8]}"
+
+        def make(op: Op) -> Action:
+            real_op: Op = {"grant": "create-account", "revoke": "delete-account"}.get(op, op)  # type: ignore[assignment]
+            return Action(
+                op=real_op,
+                assignment=Assignment(TARGET, EPHEMERAL, principal, privilege),
+                resource="corp-ldap-jit",
+                grants=("alice-dba-1",),
+                until=until if real_op == "create-account" else None,
+                details=(("grant", "alice-dba-1"), ("password", "correct horse"), ("person", "alice")),
+            )
+
+        return make
+
+    def test_fixtures_describe_a_new_assignment_in_scope(
+        self, connector: Connector, scope: Scope, make_action: MakeAction
+    ) -> None:
+        action = make_action("grant")
+        assert action.op == "create-account"
+        assert make_action("revoke").op == "delete-account"
+        assert action.assignment.privilege in scope.privileges
+        assert action.assignment.model == scope.model
+        assert action.assignment.model in connector.capabilities.models
+        assert action.assignment not in connector.observe(scope)
+
+    def test_observe_reports_only_privileges_in_scope(
+        self, connector: Connector, scope: Scope, make_action: MakeAction
+    ) -> None:
+        action = make_action("grant")
+        connector.apply(action)
+        observed = connector.observe(scope)
+        assert observed == {action.assignment}, "jitpol's account, and not the unmarked one"
+        (account,) = observed
+        assert account.target == action.target and account.model == scope.model
+        assert account.expires is not None and account.expires >= action.until  # type: ignore[operator]
+        # accounts are found by jitpol's marker, whatever privileges the scope names
+        empty = Scope(target=scope.target, model=scope.model, privileges=frozenset())
+        assert connector.observe(empty) == observed
