@@ -1,0 +1,442 @@
+"""AzureConnector through the real azure-mgmt-authorization SDK against the local HTTPS ARM double:
+name checks, lazy SDK import, role-name resolution, paging, idempotency and the 409 race, drift,
+unrelated assignments left alone, PIM schedules with the end Azure enforces, and errors
+(unreachable, 401, 403, 5xx, ARM error bodies) without tokens in messages."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jitpol.connectors.azure import ASSIGNMENT_NAMESPACE, AzureConnector, check_name, parse_privilege
+from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
+from jitpol.model.assignment import Action, Assignment, Op, Scope
+from jitpol.model.canonical import canonical_json
+from tests.azure_fixtures import *  # noqa: F403 - the fixtures
+from tests.azure_fixtures import (
+    CONTRIBUTOR,
+    READER,
+    RG_SCOPE,
+    SUB_SCOPE,
+    SUBSCRIPTION,
+    TARGET,
+    TENANT,
+    AzureConnect,
+    StaticTokenCredential,
+)
+from tests.doubles.arm import FakeArm
+
+MODEL = "idp-elevation"
+REPO = Path(__file__).resolve().parents[2]
+READER_BY_NAME = canonical_json({"scope": RG_SCOPE, "role": "Reader"})
+READER_BY_GUID = canonical_json({"scope": RG_SCOPE, "role": READER})
+ROLE_IDS = "/providers/Microsoft.Authorization/roleDefinitions"
+
+
+def action(op: Op, principal: str, privilege: str = READER_BY_NAME, *, until: datetime | None = None,
+           drift: bool = False) -> Action:
+    return Action(op=op, assignment=Assignment(TARGET, MODEL, principal, privilege), resource="orders",
+                  grants=("alice-orders",), until=until, drift=drift)
+
+
+def scope_of(*privileges: str) -> Scope:
+    return Scope(TARGET, MODEL, frozenset(privileges))
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def in_hours(h: float) -> datetime:
+    return datetime.now(UTC).replace(microsecond=0) + timedelta(hours=h)
+
+
+# -- names and imports -------------------------------------------------------------------------
+
+
+def test_importing_the_module_and_checking_names_does_not_import_the_sdk() -> None:
+    code = (
+        "import sys, jitpol.connectors.azure as m\n"
+        "m.check_name('0f8fad5b-d9cb-469f-a165-70867728950e', 'principal')\n"
+        "m.check_name('{\"role\":\"Reader\",\"scope\":\"/subscriptions/" + SUBSCRIPTION + "\"}', 'privilege')\n"
+        "print(sorted(k for k in sys.modules if k == 'azure' or k.startswith('azure.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("value", [
+    "0f8fad5b-d9cb-469f-a165-70867728950e",
+])
+def test_check_name_accepts_object_ids(value: str) -> None:
+    check_name(value, "principal")
+
+
+@pytest.mark.parametrize("value", [
+    "0F8FAD5B-D9CB-469F-A165-70867728950E",  # Azure reports lower case; equality must hold
+    "alice@example.com", "", "0f8fad5b-d9cb-469f-a165-70867728950e\n", 42, None,
+])
+def test_check_name_refuses_other_principals(value: object) -> None:
+    with pytest.raises(InvalidInput, match="object id"):
+        check_name(value, "principal")
+
+
+@pytest.mark.parametrize("value", [
+    {"scope": RG_SCOPE, "role": "Reader"},
+    READER_BY_GUID,
+    canonical_json({"scope": SUB_SCOPE, "role": f"{SUB_SCOPE}{ROLE_IDS}/{READER}"}),
+    canonical_json({"scope": f"{RG_SCOPE}/providers/Microsoft.Storage/storageAccounts/ordersdata",
+                    "role": "Storage Blob Data Contributor"}),
+    canonical_json({"scope": "/providers/Microsoft.Management/managementGroups/platform", "role": "Reader"}),
+])
+def test_check_name_accepts_privileges(value: object) -> None:
+    check_name(value, "privilege")
+
+
+@pytest.mark.parametrize("value", [
+    "Reader",  # not a mapping
+    {"scope": RG_SCOPE},
+    {"scope": RG_SCOPE, "role": "Reader", "extra": 1},
+    {"scope": "/subscriptions/not-a-guid", "role": "Reader"},
+    {"scope": RG_SCOPE + "/../../x", "role": "Reader"},
+    {"scope": RG_SCOPE + "?api-version=1", "role": "Reader"},
+    {"scope": RG_SCOPE, "role": "Reader' or roleName eq 'Owner"},
+    {"scope": RG_SCOPE, "role": "/subscriptions/x/providers/Other/roleDefinitions/y"},
+    {"scope": RG_SCOPE, "role": 7},
+])
+def test_check_name_refuses_other_privileges(value: object) -> None:
+    with pytest.raises(InvalidInput, match="privilege"):
+        check_name(value, "privilege")
+
+
+def test_parse_privilege_knows_guids_without_io() -> None:
+    assert parse_privilege(READER_BY_GUID).role_guid == READER
+    upper = canonical_json({"scope": RG_SCOPE, "role": f"{ROLE_IDS}/{READER.upper()}"})
+    assert parse_privilege(upper).role_guid == READER
+    assert parse_privilege(READER_BY_NAME).role_guid is None
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("settings", "match"), [
+    ({"tenant_id": TENANT}, "subscription_id"),
+    ({"subscription_id": SUBSCRIPTION}, "tenant_id"),
+    ({"subscription_id": SUBSCRIPTION, "tenant_id": TENANT, "base_url": "http://127.0.0.1:1"}, "https"),
+    ({"subscription_id": SUBSCRIPTION, "tenant_id": TENANT, "client_id_env": "AZ_ID"}, "both"),
+    ({"subscription_id": SUBSCRIPTION, "tenant_id": TENANT, "pim": "yes"}, "pim"),
+])
+def test_bad_settings_are_permanent_errors(settings: dict[str, Any], match: str) -> None:
+    with pytest.raises(PermanentTargetError, match=match):
+        AzureConnector(TARGET, settings, {})
+
+
+def test_missing_client_secret_variable_is_named_and_its_value_never_shown(fake_arm: FakeArm) -> None:
+    connector = AzureConnector(
+        TARGET,
+        {"subscription_id": SUBSCRIPTION, "tenant_id": TENANT, "base_url": fake_arm.url,
+         "client_id_env": "AZ_ID", "client_secret_env": "AZ_SECRET"},
+        {"AZ_ID": "11111111-2222-3333-4444-555555555555"},
+    )
+    with pytest.raises(PermanentTargetError, match="AZ_SECRET is not set"):
+        connector.observe(scope_of(READER_BY_NAME))
+    connector.close()
+    connector.close()  # safe twice
+    assert fake_arm.log == []  # nothing was sent
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def test_observe_pages_through_next_links_and_reports_only_this_scope_and_role(
+    fake_arm: FakeArm, azure_connect: AzureConnect
+) -> None:
+    holders = {str(uuid.uuid4()) for _ in range(5)}
+    for p in holders:
+        fake_arm.add_assignment(RG_SCOPE, READER, p)
+    inherited = fake_arm.add_assignment(SUB_SCOPE, READER, str(uuid.uuid4())).principal
+    other_role = fake_arm.add_assignment(RG_SCOPE, CONTRIBUTOR, str(uuid.uuid4())).principal
+    other_rg = fake_arm.add_assignment(SUB_SCOPE + "/resourceGroups/rg-other", READER, str(uuid.uuid4())).principal
+
+    observed = azure_connect().observe(scope_of(READER_BY_NAME))
+
+    assert {a.principal for a in observed} == holders
+    assert {inherited, other_role, other_rg}.isdisjoint(a.principal for a in observed)
+    assert all(a.privilege == READER_BY_NAME and a.expires is None for a in observed)
+    pages = [q for m, p, q in fake_arm.log if p.endswith("/roleAssignments") and m == "GET"]
+    assert len(pages) >= 3 and all(q.get("$filter") == "atScope()" for q in pages)
+    assert any("$skipToken" in q for q in pages)
+
+
+def test_role_names_are_resolved_once_and_unknown_names_have_no_holders(
+    fake_arm: FakeArm, azure_connect: AzureConnect
+) -> None:
+    p = fake_arm.add_assignment(RG_SCOPE, READER, str(uuid.uuid4())).principal
+    connector = azure_connect()
+    nobody = canonical_json({"scope": RG_SCOPE, "role": "No Such Role"})
+    for _ in range(3):
+        observed = connector.observe(scope_of(READER_BY_NAME, READER_BY_GUID, nobody))
+        assert {(a.principal, a.privilege) for a in observed} == {(p, READER_BY_NAME), (p, READER_BY_GUID)}
+    lookups = [q["$filter"] for m, path, q in fake_arm.log if path.endswith("/roleDefinitions")]
+    assert lookups.count("roleName eq 'Reader'") == 1
+    with pytest.raises(PermanentTargetError, match="No Such Role"):
+        connector.apply(action("grant", str(uuid.uuid4()), nobody))
+
+
+def test_ambiguous_role_names_are_refused(fake_arm: FakeArm, azure_connect: AzureConnect) -> None:
+    fake_arm.add_role("Reader")  # a custom role with a built-in's name
+    with pytest.raises(PermanentTargetError, match="GUID instead"):
+        azure_connect().apply(action("grant", str(uuid.uuid4())))
+
+
+# -- plain role assignments --------------------------------------------------------------------
+
+
+def test_grant_creates_a_deterministically_named_assignment_and_revoke_deletes_it(
+    fake_arm: FakeArm, azure_connect: AzureConnect
+) -> None:
+    principal = str(uuid.uuid4())
+    connector = azure_connect()
+    outcome = connector.apply(action("grant", principal))
+    name = str(uuid.uuid5(ASSIGNMENT_NAMESPACE, f"{RG_SCOPE.lower()}|{READER}|{principal}"))
+    assert outcome.operations == (
+        f"PUT {RG_SCOPE}/providers/Microsoft.Authorization/roleAssignments/{name} "
+        + canonical_json({"principalId": principal,
+                          "roleDefinitionId": f"{SUB_SCOPE}{ROLE_IDS}/{READER}"}),
+    )
+    assert fake_arm.records[name].principal == principal
+    revoked = connector.apply(action("revoke", principal))
+    assert revoked.operations == (f"DELETE {RG_SCOPE}/providers/Microsoft.Authorization/roleAssignments/{name}",)
+    assert name not in fake_arm.records
+
+
+def test_409_role_assignment_exists_means_already_true(fake_arm: FakeArm, azure_connect: AzureConnect) -> None:
+    # another run (or a person) creates it between our read and our PUT
+    fake_arm.fail_next.append(("PUT", 409, {"error": {"code": "RoleAssignmentExists",
+                                                      "message": "The role assignment already exists."}}))
+    outcome = azure_connect().apply(action("grant", str(uuid.uuid4())))
+    assert not outcome.changed and outcome.before and outcome.after
+    assert len(outcome.operations) == 1  # the PUT was sent, and is reported
+
+
+def test_other_409s_are_permanent_errors(fake_arm: FakeArm, azure_connect: AzureConnect) -> None:
+    fake_arm.fail_next.append(("PUT", 409, {"error": {"code": "RoleAssignmentUpdateNotPermitted",
+                                                      "message": "Tenant ID, application ID ... cannot be updated."}}))
+    with pytest.raises(PermanentTargetError, match="RoleAssignmentUpdateNotPermitted"):
+        azure_connect().apply(action("grant", str(uuid.uuid4())))
+
+
+def test_assignment_made_elsewhere_counts_as_held_and_drift_revoke_removes_only_it(
+    fake_arm: FakeArm, azure_connect: AzureConnect
+) -> None:
+    principal = str(uuid.uuid4())
+    standing = fake_arm.add_assignment(RG_SCOPE, READER, principal)  # not jitpol's name
+    inherited = fake_arm.add_assignment(SUB_SCOPE, READER, principal)
+    other_role = fake_arm.add_assignment(RG_SCOPE, CONTRIBUTOR, principal)
+    bystander = fake_arm.add_assignment(RG_SCOPE, READER, str(uuid.uuid4()))
+    connector = azure_connect()
+
+    assert Assignment(TARGET, MODEL, principal, READER_BY_NAME) in connector.observe(scope_of(READER_BY_NAME))
+    again = connector.apply(action("grant", principal))
+    assert not again.changed and again.operations == ()
+
+    drift = connector.apply(action("revoke", principal, drift=True))
+    assert drift.changed and drift.operations == (f"DELETE {standing.id}",)
+    assert set(fake_arm.records) == {inherited.name, other_role.name, bystander.name}
+    assert connector.observe(scope_of(READER_BY_NAME)) == {Assignment(TARGET, MODEL, bystander.principal,
+                                                                      READER_BY_NAME)}
+
+
+def test_check_mode_sends_no_writes(fake_arm: FakeArm, azure_connect: AzureConnect) -> None:
+    principal = str(uuid.uuid4())
+    connector = azure_connect()
+    assert connector.apply(action("grant", principal), check=True).changed
+    fake_arm.add_assignment(RG_SCOPE, READER, principal)
+    assert connector.apply(action("revoke", principal), check=True).changed
+    assert fake_arm.writes() == []
+
+
+def test_unknown_principals_surface_arm_error_bodies(fake_arm: FakeArm, azure_connect: AzureConnect) -> None:
+    fake_arm.directory = set()
+    with pytest.raises(PermanentTargetError, match="PrincipalNotFound"):
+        azure_connect().apply(action("grant", str(uuid.uuid4())))
+
+
+def test_hostile_names_never_reach_arm(fake_arm: FakeArm, azure_connect: AzureConnect) -> None:
+    connector = azure_connect()
+    bad_scope = '{"role":"Reader","scope":"/subscriptions/' + SUBSCRIPTION + '/resourceGroups/rg/../../x"}'
+    with pytest.raises(PermanentTargetError, match="scope"):
+        connector.apply(action("grant", str(uuid.uuid4()), bad_scope))
+    with pytest.raises(PermanentTargetError, match="object id"):
+        connector.apply(action("grant", "ALICE"))
+    with pytest.raises(PermanentTargetError, match="not supported"):
+        connector.apply(Action("create-account", Assignment(TARGET, MODEL, str(uuid.uuid4()), READER_BY_NAME),
+                               "orders", ("g",)))
+    with pytest.raises(PermanentTargetError, match="model"):
+        connector.observe(Scope(TARGET, "role-membership", frozenset({READER_BY_NAME})))
+    assert fake_arm.log == []
+
+
+# -- PIM ---------------------------------------------------------------------------------------
+
+
+def test_pim_grant_sets_the_end_azure_enforces_and_azure_ends_it(
+    fake_arm: FakeArm, azure_connect: AzureConnect
+) -> None:
+    principal = str(uuid.uuid4())
+    until = in_hours(2) + timedelta(microseconds=250)  # rounded UP to the second
+    connector = azure_connect(pim=True)
+
+    outcome = connector.apply(action("grant", principal, READER_BY_GUID, until=until))
+
+    assert outcome.changed
+    request = fake_arm.requests[-1]["properties"]
+    assert request["requestType"] == "AdminAssign"
+    assert request["principalId"] == principal
+    assert request["roleDefinitionId"] == f"{SUB_SCOPE}/providers/Microsoft.Authorization/roleDefinitions/{READER}"
+    assert request["scheduleInfo"]["expiration"]["type"] == "AfterDateTime"
+    end = until.replace(microsecond=0) + timedelta(seconds=1)
+    assert datetime.fromisoformat(request["scheduleInfo"]["expiration"]["endDateTime"].replace("Z", "+00:00")) == end
+    assert request["scheduleInfo"]["startDateTime"]
+    assert request["justification"] == "jitpol: alice-orders"
+    (observed,) = connector.observe(scope_of(READER_BY_GUID))
+    assert observed.principal == principal and observed.expires == end
+
+    # Azure ends it by itself: no revoke needed
+    fake_arm.now = lambda: end + timedelta(seconds=1)
+    assert connector.observe(scope_of(READER_BY_GUID)) == frozenset()
+
+
+def test_pim_extends_an_earlier_end_and_never_shortens_a_later_one(
+    fake_arm: FakeArm, azure_connect: AzureConnect
+) -> None:
+    principal = str(uuid.uuid4())
+    connector = azure_connect(pim=True)
+    connector.apply(action("grant", principal, READER_BY_GUID, until=in_hours(2)))
+
+    longer = connector.apply(action("grant", principal, READER_BY_GUID, until=in_hours(4)))
+    assert longer.changed and '"requestType":"AdminUpdate"' in longer.operations[0]
+    (observed,) = connector.observe(scope_of(READER_BY_GUID))
+    assert observed.expires == in_hours(4)
+
+    shorter = connector.apply(action("grant", principal, READER_BY_GUID, until=in_hours(3)))
+    assert not shorter.changed and shorter.operations == ()
+    assert fake_arm.holders(RG_SCOPE, READER)[principal] == in_hours(4)
+
+
+def test_pim_treats_a_permanent_assignment_as_held_and_revokes_with_admin_remove(
+    fake_arm: FakeArm, azure_connect: AzureConnect
+) -> None:
+    principal = str(uuid.uuid4())
+    fake_arm.add_assignment(RG_SCOPE, READER, principal)  # plain, no end
+    bystander = fake_arm.add_assignment(RG_SCOPE, READER, str(uuid.uuid4()), end=in_hours(1))
+    connector = azure_connect(pim=True)
+    observed = {a.principal: a.expires for a in connector.observe(scope_of(READER_BY_GUID))}
+    assert observed == {principal: None, bystander.principal: bystander.end}
+    assert not connector.apply(action("grant", principal, READER_BY_GUID, until=in_hours(2))).changed
+
+    revoked = connector.apply(action("revoke", principal, READER_BY_GUID, drift=True))
+    assert '"requestType":"AdminRemove"' in revoked.operations[0]
+    assert fake_arm.holders(RG_SCOPE, READER) == {bystander.principal: bystander.end}
+    assert not connector.apply(action("revoke", principal, READER_BY_GUID)).changed
+
+
+def test_pim_check_mode_sends_nothing(fake_arm: FakeArm, azure_connect: AzureConnect) -> None:
+    outcome = azure_connect(pim=True).apply(action("grant", str(uuid.uuid4()), READER_BY_GUID, until=in_hours(2)),
+                                            check=True)
+    assert outcome.changed and "<new GUID>" in outcome.operations[0]
+    assert fake_arm.writes() == [] and fake_arm.requests == []
+
+
+def test_pim_policy_refusals_and_missing_ends_are_permanent(fake_arm: FakeArm, azure_connect: AzureConnect) -> None:
+    connector = azure_connect(pim=True)
+    with pytest.raises(PermanentTargetError, match="ExpirationRule"):
+        connector.apply(action("grant", str(uuid.uuid4()), READER_BY_GUID, until=in_hours(24 * 365)))
+    with pytest.raises(PermanentTargetError, match="needs an end"):
+        connector.apply(action("grant", str(uuid.uuid4()), READER_BY_GUID))
+
+
+def test_pim_race_on_admin_assign_is_already_true_when_the_end_suffices(
+    fake_arm: FakeArm, azure_connect: AzureConnect
+) -> None:
+    principal = str(uuid.uuid4())
+    connector = azure_connect(pim=True)
+    # the request meets an assignment made meanwhile: the double answers as Azure does, and the
+    # connector reads again
+    original = fake_arm.handle
+
+    def racing(method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        if method == "PUT" and "roleAssignmentScheduleRequests" in path and not fake_arm.holders(RG_SCOPE, READER):
+            fake_arm.add_assignment(RG_SCOPE, READER, principal, end=in_hours(5))
+        return original(method, path, query, body)
+
+    fake_arm.handle = racing  # type: ignore[method-assign]
+    outcome = connector.apply(action("grant", principal, READER_BY_GUID, until=in_hours(2)))
+    assert not outcome.changed and outcome.before and len(outcome.operations) == 1
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def test_unreachable_arm_is_temporary(arm_cert: tuple[Path, Path]) -> None:
+    connector = AzureConnector(
+        TARGET,
+        {"subscription_id": SUBSCRIPTION, "tenant_id": TENANT, "base_url": f"https://127.0.0.1:{closed_port()}"},
+        {},
+        credential=StaticTokenCredential(),
+        client_options={"connection_verify": str(arm_cert[0]), "retry_total": 0},
+    )
+    with pytest.raises(TargetUnavailable, match="cannot reach"):
+        connector.observe(scope_of(READER_BY_GUID))
+    with pytest.raises(TargetUnavailable):
+        connector.apply(action("grant", str(uuid.uuid4()), READER_BY_GUID))
+    connector.close()
+
+
+def test_rejected_token_is_permanent_and_never_shown(fake_arm: FakeArm, azure_connect: AzureConnect) -> None:
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzZWNyZXQifQ.c2lnbmF0dXJlLXNlY3JldA"
+    connector = azure_connect(credential=StaticTokenCredential(token))
+    with pytest.raises(PermanentTargetError) as info:
+        connector.observe(scope_of(READER_BY_GUID))
+    assert "InvalidAuthenticationToken" in str(info.value)
+    assert token not in str(info.value) and "c2lnbmF0dXJl" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_forbidden_is_permanent_with_arm_message(fake_arm: FakeArm, azure_connect: AzureConnect) -> None:
+    fake_arm.forbidden = {"PUT", "DELETE"}
+    connector = azure_connect()
+    with pytest.raises(PermanentTargetError, match="AuthorizationFailed"):
+        connector.apply(action("grant", str(uuid.uuid4())))
+    with pytest.raises(PermanentTargetError, match="AuthorizationFailed"):
+        azure_connect(pim=True).apply(action("grant", str(uuid.uuid4()), READER_BY_GUID, until=in_hours(1)))
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_throttling_and_server_errors_are_temporary(fake_arm: FakeArm, azure_connect: AzureConnect,
+                                                    status: int) -> None:
+    fake_arm.fail_next.append((None, status, {"error": {"code": "ServerBusy", "message": "try later"}}))
+    with pytest.raises(TargetUnavailable, match="ServerBusy"):
+        azure_connect().observe(scope_of(READER_BY_GUID))
+
+
+def test_client_secret_is_redacted_from_messages(fake_arm: FakeArm, azure_connect: AzureConnect) -> None:
+    secret = "s3cr3t-client-secret-value"
+    echo = f"echo {secret} Bearer abc.def"
+    fake_arm.fail_next.append((None, 400, {"error": {"code": "BadRequest", "message": echo}}))
+    connector = azure_connect(env={"AZ_ID": "x", "AZ_SECRET": secret}, client_id_env="AZ_ID",
+                              client_secret_env="AZ_SECRET")
+    with pytest.raises(PermanentTargetError) as info:
+        connector.observe(scope_of(READER_BY_GUID))
+    assert secret not in str(info.value) and "abc.def" not in str(info.value)
+    assert "BadRequest" in str(info.value)
