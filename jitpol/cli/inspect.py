@@ -52,8 +52,10 @@ def status(repo: Path, at: str | None, fmt: str) -> None:
         click.secho(f"warning: the repository has {len(prep.diagnostics)} problem(s) (see `jitpol validate`);"
                     " nothing new is applied until they are fixed", fg="yellow", err=True)
         ev = evaluate(prep.loaded.policy, now, prep.history, verifier)
+    holders = [{"target": t, "account": a, "holders": list(h)} for (t, a), h in sorted(prep.history.holders.items())]
     if fmt == "json":
         out = status_json(ev.statuses)
+        out["checkouts"] = holders
         if prep.policy is not None:
             out["policy"] = {"digest": prep.policy.digest, "in_force": prep.policy.in_force,
                              "approved": prep.policy.approved, "approvals": list(prep.policy.counted),
@@ -61,6 +63,9 @@ def status(repo: Path, at: str | None, fmt: str) -> None:
         emit_json(out)
     else:
         click.echo(status_text(ev.statuses, now))
+        for h in holders:
+            who = ", ".join(h["holders"]) or "nobody (rotated to a secret no one holds)"
+            click.echo(f"Shared account {h['account']} on {h['target']}: held by {who}")
         if prep.policy is not None:
             click.echo(prep.policy.summary())
 

@@ -7,6 +7,7 @@ import click
 from jitpol import __version__
 from jitpol.cli.audit import audit
 from jitpol.cli.check import check_cmd
+from jitpol.cli.credentials import credentials
 from jitpol.cli.inspect import plan, status, validate
 from jitpol.cli.review import approve, request
 from jitpol.cli.run import apply, reconcile
@@ -24,7 +25,7 @@ def cli(debug: bool) -> None:
     """
 
 
-for command in (validate, status, plan, apply, reconcile, approve, request, check_cmd, audit):
+for command in (validate, status, plan, apply, reconcile, approve, request, check_cmd, credentials, audit):
     cli.add_command(command)
 
 

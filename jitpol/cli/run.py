@@ -14,6 +14,7 @@ import click
 from jitpol.cli.common import Exit, at_option, fmt_time, handle_errors, now_from, repo_option
 from jitpol.cli.render import plan_summary, plan_text
 from jitpol.errors import InvalidInput
+from jitpol.execute.delivery import CredentialIssuer
 from jitpol.execute.engine import (
     AUDIT_DIR,
     LEDGER_PATH,
@@ -77,8 +78,9 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
                     append_one(body)
                 for ev in policy_events(prep):
                     append({**base, **ev})
+                issuer = CredentialIssuer(repo, prep.loaded.policy, prep.targets, prep.history.holders, now)
                 try:
-                    results = execute(plan, conns, append, base, _progress)
+                    results = execute(plan, conns, append, base, _progress, issuer)
                 finally:
                     for ev in lifecycle_events(prep, obs, results):
                         append({**base, **ev})
@@ -101,9 +103,9 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
 
 
 def _ledger_paths(repo: Path) -> list[str]:
-    """The files a run writes: the ledger and any policy snapshots."""
-    snaps = sorted((repo / AUDIT_DIR / "policies").glob("*.json"))
-    return [LEDGER_PATH.as_posix(), *(p.relative_to(repo).as_posix() for p in snaps)]
+    """What a run writes: audit/ — the ledger, policy snapshots, delivered credentials (added
+    and removed)."""
+    return [AUDIT_DIR.as_posix()]
 
 
 def _commit(repo: Path, summary: RunSummary) -> str | None:

@@ -1,25 +1,35 @@
 """In-memory twin of a target with the same semantics as the real connectors.
 
 State lives in a JSON file named by the target's `state_file` setting, so separate jitpol
-processes (tests, docs) see one world. The file holds {"members": {privilege: [principal]},
-"down": bool, "fail": [principal]}: `down` makes every call raise TargetUnavailable, `fail`
-makes additions for those principals fail permanently.
+processes (tests, docs) see one world. The file holds
+  {"members": {privilege: [principal]},                      role-membership
+   "accounts": {name: {"groups", "password", "expires"}},    ephemeral-account (all jitpol's)
+   "shared": {account: {"password", "until"}},              credential-checkout (must pre-exist)
+   "down": bool, "fail": [principal]}
+`down` makes every call raise TargetUnavailable, `fail` makes additions for those principals fail
+permanently. Like a real target, the fake keeps the passwords it is given (tests use that to
+prove a secret appears nowhere else).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from jitpol.errors import PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
+from jitpol.model.canonical import canonical_json
 
 
 class FakeConnector:
     type: ClassVar[str] = "fake"
-    capabilities: ClassVar[Capabilities] = Capabilities(models=frozenset({"role-membership"}))
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        models=frozenset({"role-membership", "ephemeral-account", "credential-checkout"}),
+        native_expiry=frozenset({"ephemeral-account"}),
+    )
 
     def __init__(self, name: str, settings: Mapping[str, Any], env: Mapping[str, str]) -> None:
         self.name = name
@@ -40,7 +50,16 @@ class FakeConnector:
         tmp.replace(self._path)
 
     def observe(self, scope: Scope) -> frozenset[Assignment]:
-        members = self._load()["members"]
+        state = self._load()
+        if scope.model == "ephemeral-account":
+            return frozenset(
+                Assignment(self.name, scope.model, name, canonical_json(sorted(acct["groups"])),
+                           datetime.fromisoformat(acct["expires"]) if acct.get("expires") else None)
+                for name, acct in state.get("accounts", {}).items()
+            )
+        if scope.model == "credential-checkout":
+            return frozenset()
+        members = state["members"]
         return frozenset(
             Assignment(self.name, scope.model, principal, privilege)
             for privilege in scope.privileges
@@ -50,6 +69,8 @@ class FakeConnector:
     def apply(self, action: Action, *, check: bool = False) -> Outcome:
         state = self._load()
         a = action.assignment
+        if a.model in ("ephemeral-account", "credential-checkout"):
+            return self._account(state, action, check)
         holders: list[str] = state["members"].setdefault(a.privilege, [])
         present = a.principal in holders
         if action.op == "grant":
@@ -71,6 +92,44 @@ class FakeConnector:
                 self._save(state)
             return Outcome(changed=True, before=False, after=not check, operations=(op,))
         raise PermanentTargetError(f"target {self.name}: fake does not support {action.op}")
+
+    def _account(self, state: dict[str, Any], action: Action, check: bool) -> Outcome:
+        a = action.assignment
+        accounts: dict[str, Any] = state.setdefault("accounts", {})
+        password = action.detail("password") or None
+        until = action.until.isoformat() if action.until else None
+        if action.op == "rotate":
+            shared = state.setdefault("shared", {})
+            if a.principal not in shared:
+                raise PermanentTargetError(f"target {self.name}: shared account {a.principal} does not exist")
+            if not password:
+                raise PermanentTargetError(f"target {self.name}: a rotation needs a new password")
+            if not check:
+                shared[a.principal] = {"password": password, "until": until if a.privilege != "[]" else None}
+                self._save(state)
+            return Outcome(changed=True, before=False, after=not check,
+                           operations=(f"SET PASSWORD {a.principal} '***'",))
+        if action.op == "create-account":
+            want = {"groups": sorted(json.loads(a.privilege)), "password": password, "expires": until}
+            have = accounts.get(a.principal)
+            if have is not None and not password and have["groups"] == want["groups"] and (
+                    not until or (have.get("expires") or "") >= until):
+                return Outcome(changed=False, before=True, after=True)
+            if have is not None and not password:
+                want["password"] = have.get("password")
+            if not check:
+                accounts[a.principal] = want
+                self._save(state)
+            return Outcome(changed=True, before=False, after=not check,
+                           operations=(f"CREATE ACCOUNT {a.principal} PASSWORD '***'",))
+        if action.op == "delete-account":
+            if a.principal not in accounts:
+                return Outcome(changed=False, before=True, after=True)
+            if not check:
+                del accounts[a.principal]
+                self._save(state)
+            return Outcome(changed=True, before=False, after=not check, operations=(f"DELETE ACCOUNT {a.principal}",))
+        raise PermanentTargetError(f"target {self.name}: {action.op} does not apply to {a.model}")
 
     def close(self) -> None:
         pass

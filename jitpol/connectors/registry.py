@@ -31,8 +31,16 @@ MODELS_BY_TYPE: dict[str, frozenset[str]] = {
     "azure": frozenset({"idp-elevation"}),
     "gcp": frozenset({"idp-elevation"}),
     "okta": frozenset({"idp-elevation"}),
-    "fake": frozenset({"role-membership"}),
+    "fake": frozenset({"role-membership", "ephemeral-account", "credential-checkout"}),
 }
+
+# (type, model) pairs whose accounts log in with a password jitpol generates and delivers
+NEEDS_SECRET: frozenset[tuple[str, str]] = frozenset({
+    ("postgres", "ephemeral-account"), ("postgres", "credential-checkout"),
+    ("ldap", "ephemeral-account"), ("ldap", "credential-checkout"),
+    ("ssh", "credential-checkout"),
+    ("fake", "ephemeral-account"), ("fake", "credential-checkout"),
+})
 
 KNOWN_TYPES: frozenset[str] = frozenset(
     {"postgres", "ldap", "ssh", "aws", "azure", "gcp", "okta", "fake"}

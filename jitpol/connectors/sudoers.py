@@ -9,8 +9,9 @@ from render():
     <user> ALL=(<runAs>) [NOTBEFORE=<yyyymmddHHMMSSZ> ]NOTAFTER=<yyyymmddHHMMSSZ> NOPASSWD: <command>
 
 NOTBEFORE/NOTAFTER are sudo 1.9's per-command Date_Spec options; they always end in `Z` (without
-it sudo reads local time). A command without arguments is written `<path> ""`, because a bare
-path in sudoers allows ANY arguments.
+it sudo reads local time). sudo accepts a rule through the whole second NOTAFTER names, so a
+window ending at 12:00:00Z is written NOTAFTER=...115959Z (end_stamp). A command without
+arguments is written `<path> ""`, because a bare path in sudoers allows ANY arguments.
 
 What a rule may contain (validate_command): an absolute, canonical path (components of
 `[A-Za-z0-9_+-][A-Za-z0-9_.+-]*`, no `..`, no trailing `/` — in sudoers a directory means every
@@ -76,7 +77,8 @@ _VERSION_SUFFIX = re.compile(r"(?:[.-]?[0-9][0-9.]*|\.(?:basic|tiny|nox|gtk3?|at
 @dataclass(frozen=True, slots=True)
 class SudoRule:
     """One drop-in's content. `command` is the normalised command text (path, then arguments
-    separated by single spaces); times are timezone-aware UTC."""
+    separated by single spaces); times are timezone-aware UTC. `not_after` is the moment access
+    ENDS (exclusive; see end_stamp for how it is written), `not_before` when it starts."""
 
     user: str
     command: str
@@ -179,22 +181,41 @@ def file_name(principal: str, privilege: str) -> str:
     return FILE_PREFIX + hashlib.sha256((principal + privilege).encode()).hexdigest()[:16]
 
 
-def sudo_time(t: datetime) -> str:
-    """`yyyymmddHHMMSSZ` in UTC, rounded UP to the second so that the end is never early."""
+def _aware(t: datetime) -> datetime:
     if t.tzinfo is None:
         raise ValueError("sudo times must be timezone-aware")
-    u = t.astimezone(UTC)
-    if u.microsecond:
-        u = u.replace(microsecond=0) + timedelta(seconds=1)
-    return u.strftime("%Y%m%d%H%M%SZ")
+    return t.astimezone(UTC)
 
 
-def parse_sudo_time(text: str) -> datetime:
-    """Inverse of sudo_time (only the full `yyyymmddHHMMSSZ` form). Raises ValueError."""
-    m = _TIMESTAMP.fullmatch(text)
-    if not m:
-        raise ValueError(f"not a yyyymmddHHMMSSZ time: {text!r}")
-    return datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=UTC)
+def end_stamp(end: datetime) -> str:
+    """The `yyyymmddHHMMSSZ` stamp for access that ends at `end` (exclusive).
+
+    sudo (NOTAFTER) and sshd (expiry-time) compare whole seconds and accept THROUGH the second
+    they name (refused only once time() > stamp), so the stamp is the last whole second still
+    inside the window: ceil(end) - 1 s. Access therefore ends at ceil(end): never early, and
+    less than a second late when `end` has a fraction."""
+    u = _aware(end)
+    whole = u.replace(microsecond=0)
+    last = whole - timedelta(seconds=1) if u == whole else whole
+    return last.strftime("%Y%m%d%H%M%SZ")
+
+
+def stamp_end(stamp: str) -> datetime:
+    """Inverse of end_stamp: the moment access ends for a NOTAFTER/expiry-time stamp (the stamp
+    plus one second). Only the full `yyyymmddHHMMSSZ` form; raises ValueError otherwise."""
+    return parse_stamp(stamp) + timedelta(seconds=1)
+
+
+def start_stamp(start: datetime) -> str:
+    """The NOTBEFORE stamp for access that starts at `start`: rounded down, never late."""
+    return _aware(start).replace(microsecond=0).strftime("%Y%m%d%H%M%SZ")
+
+
+def parse_stamp(stamp: str) -> datetime:
+    """`yyyymmddHHMMSSZ` -> aware UTC datetime. Raises ValueError for any other form."""
+    if not _TIMESTAMP.fullmatch(stamp):
+        raise ValueError(f"not a yyyymmddHHMMSSZ time: {stamp!r}")
+    return datetime.strptime(stamp, "%Y%m%d%H%M%SZ").replace(tzinfo=UTC)
 
 
 def render(rule: SudoRule) -> str:
@@ -206,18 +227,11 @@ def render(rule: SudoRule) -> str:
     if rule.grant and not GRANT_NAME.fullmatch(rule.grant):
         raise InvalidInput(f"grant name {shown(rule.grant)} is not valid")
     header = f"{MARKER}: grant {rule.grant}" if rule.grant else MARKER
-    dates = f"NOTAFTER={sudo_time(rule.not_after)}"
+    dates = f"NOTAFTER={end_stamp(rule.not_after)}"
     if rule.not_before is not None:
-        dates = f"NOTBEFORE={sudo_time_floor(rule.not_before)} {dates}"
+        dates = f"NOTBEFORE={start_stamp(rule.not_before)} {dates}"
     cmnd = " ".join((path, *args)) if args else f'{path} ""'
     return f"{header}\n{rule.user} ALL=({rule.run_as}) {dates} NOPASSWD: {cmnd}\n"
-
-
-def sudo_time_floor(t: datetime) -> str:
-    """Like sudo_time but rounded DOWN (a start is never late)."""
-    if t.tzinfo is None:
-        raise ValueError("sudo times must be timezone-aware")
-    return t.astimezone(UTC).replace(microsecond=0).strftime("%Y%m%d%H%M%SZ")
 
 
 _RULE = re.compile(
@@ -244,7 +258,7 @@ def parse(text: str) -> SudoRule:
         user=m["user"],
         command=command,
         run_as=m["run_as"],
-        not_after=parse_sudo_time(m["na"]),
-        not_before=parse_sudo_time(m["nb"]) if m["nb"] else None,
+        not_after=stamp_end(m["na"]),
+        not_before=parse_stamp(m["nb"]) if m["nb"] else None,
         grant=m["grant"] or "",
     )

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from jitpol.connectors import registry
 from jitpol.connectors.base import Connector
@@ -24,7 +24,7 @@ from jitpol.ledger.store import Ledger
 from jitpol.load.repository import Diagnostic, LoadResult, load_repository, load_snapshot, snapshot_entries
 from jitpol.model.assignment import Action, Assignment, AssignmentKey, Outcome
 from jitpol.model.documents import PolicySet, Target
-from jitpol.plan.diff import Plan, covered_by_history, diff, exclusive_privileges, scopes
+from jitpol.plan.diff import Plan, checkout_actions, covered_by_history, diff, exclusive_privileges, scopes
 from jitpol.policy.approvals import Verifier
 from jitpol.policy.evaluate import Evaluation, evaluate
 from jitpol.policy.history import History, replay
@@ -173,15 +173,42 @@ def make_plan(prep: Prepared, obs: Observation) -> Plan:
     if prep.policy is not None and not prep.policy.unchanged:
         notes.insert(0, prep.policy.summary())
     if prep.evaluation is None:
-        actions = diff({}, obs.assignments, prep.history, {}, keep=covered_by_history(prep.history, prep.now),
-                       additions=False)
+        covered = covered_by_history(prep.history, prep.now)
+        actions = diff({}, obs.assignments, prep.history, {}, keep=covered, additions=False)
+        live = {g for g, og in prep.history.open.items() if og.until is not None and og.until > prep.now}
+        actions += checkout_actions({}, prep.history, keep=live)
         notes.insert(0, "repository is invalid: only revocations that are due are planned, nothing is added")
-        return Plan(actions, (), tuple(notes), valid=False)
+        return Plan(_ordered(actions), (), tuple(notes), valid=False)
     policy = prep.loaded.policy
-    actions = diff(prep.evaluation.desired, obs.assignments, prep.history, exclusive_privileges(policy))
-    actions = tuple(_with_resource(a, policy) for a in actions)
+    desired = prep.evaluation.desired
+    actions = diff(desired, obs.assignments, prep.history, exclusive_privileges(policy))
+    actions += checkout_actions(desired, prep.history)
+    actions += _redeliveries(prep, obs)
+    actions = tuple(_with_resource(a, policy) for a in _ordered(actions))
     rejected = tuple(s for s in prep.evaluation.statuses if s.state == "rejected")
     return Plan(actions, rejected, tuple(notes))
+
+
+def _ordered(actions: tuple[Action, ...]) -> tuple[Action, ...]:
+    return tuple(sorted(actions, key=lambda a: (not a.revoking, a.target, a.principal, a.assignment.privilege)))
+
+
+def _redeliveries(prep: Prepared, obs: Observation) -> tuple[Action, ...]:
+    """Ephemeral accounts that exist but whose credential the ledger never recorded as delivered
+    (a run died between creating and recording): set and deliver a new one."""
+    assert prep.evaluation is not None
+    out: list[Action] = []
+    for key, want in sorted(prep.evaluation.desired.items()):
+        target = prep.targets.get(key[0])
+        found = obs.assignments.get(key[0])
+        if (key[1] != "ephemeral-account" or target is None or found is None
+                or (target.type, key[1]) not in registry.NEEDS_SECRET
+                or key not in {a.key for a in found} or any(g in prep.history.delivered for g in want.grants)):
+            continue
+        out.append(Action("create-account", want.assignment, resource=want.resource, grants=want.grants,
+                          until=want.until, reason="no delivered credential on record: set and deliver a new one",
+                          details=want.details))
+    return tuple(out)
 
 
 def _with_resource(action: Action, policy: PolicySet) -> Action:
@@ -209,8 +236,21 @@ class Result:
 Append = Callable[[Mapping[str, Any]], Any]
 
 
+class Issuer(Protocol):
+    """Makes and hands out the secrets of ephemeral accounts and shared-account checkouts."""
+
+    def issue(self, action: Action) -> tuple[Action, dict[str, Any]]:
+        """The action with a fresh secret in its details (delivered to its holders first) and the
+        ledger facts about it (fingerprint, delivered); (action, {}) when it needs no secret."""
+        ...
+
+    def retire(self, action: Action) -> None:
+        """After a successful removal or rotation: drop deliveries nobody should use any more."""
+        ...
+
+
 def execute(plan: Plan, conns: Connections, append: Append, base: Mapping[str, Any],
-            progress: Progress | None = None) -> list[Result]:
+            progress: Progress | None = None, issuer: Issuer | None = None) -> list[Result]:
     """Apply every action: all revocations on all targets first, then additions. Each action is
     isolated; a failure is recorded and the rest go on. Targets run in parallel, one thread each;
     actions on one target run in order."""
@@ -228,8 +268,13 @@ def execute(plan: Plan, conns: Connections, append: Append, base: Mapping[str, A
             if not action.revoking:
                 record({"event": "action.started", "grant": action.grants[0] if action.grants else None,
                         "op": action.op, **key_dict(key), "grants": list(action.grants)})
+            facts: dict[str, Any] = {}
             try:
+                if issuer is not None:
+                    action, facts = issuer.issue(action)
                 outcome = conns.get(action.target).apply(action)
+                if issuer is not None:
+                    issuer.retire(action)
             except Exception as exc:  # noqa: BLE001 - per-action isolation: one failure must not stop the rest
                 message = str(exc) if isinstance(exc, JitpolError) else f"{type(exc).__name__}: {exc}"
                 record({"event": "action.failed", "grant": action.grants[0] if action.grants else None,
@@ -239,6 +284,17 @@ def execute(plan: Plan, conns: Connections, append: Append, base: Mapping[str, A
                 if action.drift:
                     record({"event": "drift.corrected", "grant": None, "op": action.op, **key_dict(key),
                             "resource": action.resource, "changed": outcome.changed})
+                first = action.grants[0] if action.grants else None
+                if action.op == "rotate":
+                    record({"event": "credential.rotated", "grant": first, "target": action.target,
+                            "account": action.principal, "holders": list(action.grants), **facts})
+                elif action.op == "create-account":
+                    record({"event": "account.created", "grant": first, "target": action.target,
+                            "account": action.principal, "groups": action.assignment.privilege,
+                            "until": iso(action.until) if action.until else None, **facts})
+                elif action.op == "delete-account" and outcome.changed:
+                    record({"event": "account.deleted", "grant": first, "target": action.target,
+                            "account": action.principal})
                 out.append(Result(action, outcome, None))
             if progress:
                 progress(f"{'ok  ' if out[-1].ok else 'FAIL'} {action.op} {action.assignment.privilege} "
@@ -273,12 +329,22 @@ def lifecycle_events(prep: Prepared, obs: Observation, results: Iterable[Result]
         else:
             bucket.add(key)
 
+    holders = dict(prep.history.holders)
+    for r in results:
+        if r.ok and r.action.op == "rotate":
+            holders[(r.action.target, r.action.principal)] = r.action.grants
+
     def is_present(key: AssignmentKey) -> bool | None:
         if key in failed:
             return None
         if key[0] in present:
             return key in present[key[0]]
         return None  # unknown: the target was not observed and nothing ran there
+
+    def held(key: AssignmentKey, grant: str) -> bool | None:
+        if key[1] == "credential-checkout":  # held when this grant is among the secret's holders
+            return grant in holders.get((key[0], key[2]), ())
+        return is_present(key)
 
     events: list[dict[str, Any]] = []
     ev = prep.evaluation
@@ -296,7 +362,7 @@ def lifecycle_events(prep: Prepared, obs: Observation, results: Iterable[Result]
         og = prep.history.open.get(st.name)
         if og is not None and og.digest == st.digest:
             continue
-        if keys and all(is_present(k) for k in keys):
+        if keys and all(held(k, st.name) for k in keys):
             grant = policy.grants[st.name]
             events.append({
                 "event": "grant.activated", "grant": st.name, "digest": st.digest,
@@ -312,7 +378,8 @@ def lifecycle_events(prep: Prepared, obs: Observation, results: Iterable[Result]
             continue
         if ev is None and og.until is not None and og.until > prep.now:
             continue
-        if all(k in keep or is_present(k) is False for k in og.keys):
+        if all(held(k, name) is False if k[1] == "credential-checkout" else (k in keep or is_present(k) is False)
+               for k in og.keys):
             if now_st is None:
                 final, reason = True, ("grant file deleted" if ev is not None else "live interval ended")
             else:

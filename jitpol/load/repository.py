@@ -49,6 +49,7 @@ LAYOUT: dict[str, str] = {
     "approvals": "PolicyApproval",
 }
 CONFIG_FILE = "jitpol.yaml"
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 MAX_FILES = 200_000
 
 

@@ -13,12 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from jitpol.model.assignment import Action, Assignment, AssignmentKey, Op, Scope
+from jitpol.model.canonical import canonical_json
 from jitpol.model.documents import PolicySet
 from jitpol.policy.evaluate import Desired, GrantStatus
 from jitpol.policy.history import History
 
 ADD_OP: dict[str, Op] = {"ephemeral-account": "create-account", "credential-checkout": "rotate"}
 REMOVE_OP: dict[str, Op] = {"ephemeral-account": "delete-account", "credential-checkout": "rotate"}
+# models whose live state is what the ledger recorded, not what a target can show (who knows a
+# shared account's current secret): planned by checkout_actions, not by diff
+LEDGER_TRACKED: frozenset[str] = frozenset({"credential-checkout"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +100,7 @@ def diff(
     actions: list[Action] = []
     managed = history.managed()
     for key, backers in sorted(managed.items()):
-        if key in desired or key in keep_set:
+        if key in desired or key in keep_set or key[1] in LEDGER_TRACKED:
             continue
         target, model, principal, privilege = key
         seen = present.get(target)
@@ -122,7 +126,7 @@ def diff(
         ends = {a.key: a.expires for obs in observed.values() if obs is not None for a in obs}
         for key, want in sorted(desired.items()):
             seen = present.get(key[0])
-            if seen is None:
+            if seen is None or key[1] in LEDGER_TRACKED:
                 continue
             if key in seen:
                 enforced = ends.get(key)
@@ -136,3 +140,35 @@ def diff(
                 until=want.until, reason=reason, details=want.details,
             ))
     return tuple(sorted(actions, key=lambda a: (not a.revoking, a.target, a.principal, a.assignment.privilege)))
+
+
+def checkout_actions(
+    desired: Mapping[AssignmentKey, Desired], history: History, *, keep: Iterable[str] | None = None
+) -> tuple[Action, ...]:
+    """Rotations of shared accounts (credential-checkout) whose set of holders changes: a new
+    secret for the new holders, or for nobody when the last holder's window ends. `keep`: in
+    invalid-repository mode, the grants that may go on holding (from the ledger)."""
+    wanted: dict[tuple[str, str], Desired] = {}
+    for key, entry in desired.items():
+        if key[1] == "credential-checkout":
+            wanted[(key[0], key[2])] = entry
+    actions: list[Action] = []
+    keep_set = set(keep) if keep is not None else None
+    for target, account in sorted(set(wanted) | set(history.holders)):
+        have = history.holders.get((target, account), ())
+        want = wanted.get((target, account))
+        if keep_set is not None:
+            holders = tuple(g for g in have if g in keep_set)
+        else:
+            holders = tuple(sorted(want.grants)) if want is not None else ()
+        if holders == have:
+            continue
+        until = want.until if want is not None and holders else None
+        reason = (f"new secret for {', '.join(holders)}" if holders
+                  else f"checkout by {', '.join(have)} ended: rotate to a secret nobody holds")
+        actions.append(Action(
+            "rotate", Assignment(target, "credential-checkout", account, canonical_json(list(holders))),
+            resource=want.resource if want is not None else "", grants=holders, until=until, reason=reason,
+            details=want.details if want is not None and holders else (),
+        ))
+    return tuple(actions)

@@ -273,6 +273,8 @@ def assignments_for(resource: Resource, role: str, principal: str, target: str) 
     one assignment: the account with the sorted list of everything the role grants."""
     role_def = resource.roles.get(role)
     privileges = role_def.grants if role_def is not None else ()
+    if resource.model == "credential-checkout":
+        return [Assignment(target, resource.model, principal, "checkout")]
     if resource.model == "ephemeral-account":
         return [Assignment(target, resource.model, principal, canonical_json(sorted(privileges)))]
     return [Assignment(target, resource.model, principal, p) for p in privileges]
@@ -290,6 +292,8 @@ def _desired(statuses: tuple[GrantStatus, ...], policy: PolicySet) -> dict[Assig
         person = policy.people[st.requester]
         if resource.model == "ephemeral-account":
             principal = ephemeral_name(person.name, st.name)
+        elif resource.model == "credential-checkout":
+            principal = resource.account or ""
         else:
             principal = principal_text(person.account_for(target))
         details = (("grant", st.name), ("person", person.name), ("ssh_keys", "\n".join(person.keys)),

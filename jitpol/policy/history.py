@@ -7,6 +7,8 @@ Event bodies this module reads (written by jitpol.execute):
   drift.corrected  {target, model, principal, privilege}
   policy.adopted   {digest, approvals, bootstrap}                        the policy now in force
   mfa.checked      {grant, digest, factor, result}                       an Okta Verify push answered
+  credential.rotated {target, account, holders, fingerprint}             a shared account's new secret
+  account.created  {grant, target, account, delivered, fingerprint}      an ephemeral account (re)issued
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ class History:
     ended: dict[str, str] = field(default_factory=dict)  # grant -> reason of its final end
     rejected: set[tuple[str, str]] = field(default_factory=set)  # (grant, reason) already recorded
     mfa: dict[tuple[str, str], str] = field(default_factory=dict)  # (grant, digest) -> SUCCESS | REJECTED
+    # (target, shared account) -> grants holding its current secret ((): rotated to nobody)
+    holders: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    delivered: set[str] = field(default_factory=set)  # grants whose ephemeral account secret was delivered
     adopted_digest: str | None = None  # the policy in force: the last `policy.adopted`
     adopted_commit: str | None = None
     last_seq: int = 0
@@ -80,6 +85,10 @@ def replay(events: Iterable[Mapping[str, Any]]) -> History:
             h.open.pop(name, None)
             if ev.get("final", True):
                 h.ended[name] = str(ev.get("reason") or "ended")
+        elif kind == "credential.rotated":
+            h.holders[(str(ev.get("target")), str(ev.get("account")))] = tuple(ev.get("holders") or ())
+        elif kind == "account.created" and name and ev.get("delivered"):
+            h.delivered.add(name)
         elif kind == "mfa.checked" and name:
             h.mfa[(name, str(ev.get("digest")))] = str(ev.get("result"))
         elif kind == "policy.adopted":

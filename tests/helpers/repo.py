@@ -73,14 +73,17 @@ class RepoBuilder:
                                 "roles": {"read": {"grants": ["app_read"]},
                                           "write": {"grants": ["app_read", "app_write"]}}}
         base.update(spec)
+        base = {k: v for k, v in base.items() if v is not None}  # roles=None: a resource without roles
         write_yaml(self.root / "resources" / f"{name}.yaml", doc("Resource", name, base))
 
     def grant(self, name: str, requester: str, start: str, duration: str = "2h", *, resource: str = "db-prod",
-              role: str = "read", approvers: tuple[str, ...] = (), **spec: Any) -> Path:
+              role: str | None = "read", approvers: tuple[str, ...] = (), **spec: Any) -> Path:
         body: dict[str, Any] = {"requester": requester, "resource": resource, "role": role,
                                 "window": {"start": start, "duration": duration},
                                 "justification": "INC-1 testing"}
         body.update(spec)
+        if role is None:
+            del body["role"]
         data = doc("Grant", name, body)
         data["spec"]["approvals"] = [self.sign(data, who) for who in approvers]
         if not data["spec"]["approvals"]:

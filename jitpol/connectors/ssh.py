@@ -1,0 +1,1006 @@
+"""SSH connector for Linux hosts: `role-membership`, `ephemeral-account` and `sudo-rule`.
+
+Settings (the target's entry in jitpol.yaml):
+    host            required; name or address of the host
+    port            optional, default 22
+    user            required; login user: root, or a user that may run the commands below
+                    through `sudo -n` (no password)
+    key_env         required; NAME of the environment variable holding the private key TEXT
+                    (OpenSSH or PEM; ed25519, ecdsa or rsa; not encrypted)
+    host_key        required; the host's public key line ("ssh-ed25519 AAAA..."), pinned: a
+                    host presenting any other key is refused (PermanentTargetError naming both
+                    fingerprints)
+    end_sessions    optional bool, default true: on a role-membership revoke, kill the
+                    principal's processes (they keep the supplementary groups they started with)
+    connect_timeout optional int seconds, default 10 (TCP, banner, authentication)
+    hostname        optional; used by `jitpol agent`, ignored here
+
+Models (see docs/targets/ssh.md):
+- role-membership: principal = a Linux user (uid >= 1000), privilege = a supplementary group.
+  `gpasswd -a` / `gpasswd -d`; observe reads direct members with `getent group`.
+- ephemeral-account: principal `jit-...`, privilege = canonical JSON of its sorted groups.
+  `useradd -m -c 'jitpol grant <grant>' -p '*' -e <day after the end> -G ...`, then
+  ~/.ssh/authorized_keys with `expiry-time="yyyymmddHHMMSSZ"` on each of the person's keys
+  (sshd refuses the keys after that second). delete-account expires the account, kills its
+  processes, waits for them and runs `userdel -r`.
+- sudo-rule: principal = a Linux user, privilege = canonical JSON {"command", "runAs"}. One
+  drop-in per assignment in /etc/sudoers.d written only from jitpol.connectors.sudoers.render,
+  with NOTAFTER (and NOTBEFORE) in UTC; checked with `visudo -cf`, moved into place
+  atomically and read back with `sudo -l -U`.
+
+Safety: every name is checked against an allowlist by check_name (at `jitpol validate`) and
+again before use; every command is an argument list joined with shlex.quote (the few `sh -c`
+scripts are constants of this module that receive names only as quoted positional
+arguments); exit statuses are checked. Connection failures are TargetUnavailable; a wrong host
+key, a refused login or a refused command are PermanentTargetError. The private key never
+appears in messages. paramiko is imported lazily: check_name works without it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shlex
+import socket
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+
+from jitpol.connectors import sudoers
+from jitpol.connectors.sudoers import check_linux_name, shown
+from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
+from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
+from jitpol.model.canonical import canonical_json
+from jitpol.model.sshkey import fingerprint, split_key
+
+if TYPE_CHECKING:
+    import paramiko
+
+ROLE = "role-membership"
+EPHEMERAL = "ephemeral-account"
+SUDO = "sudo-rule"
+MODELS = frozenset({ROLE, EPHEMERAL, SUDO})
+
+EPHEMERAL_NAME = re.compile(r"jit-[a-z0-9][a-z0-9-]{0,30}")
+_MAX_LINUX_NAME = 32
+GECOS_PREFIX = "jitpol grant "  # the marker on accounts jitpol created (':' is not allowed in GECOS)
+MIN_UID = 1000  # below: system accounts, never a principal
+_NOBODY_UID = 65534
+
+# Never principals: root and the usual system accounts (the uid check at apply time catches
+# the rest on the host itself).
+RESERVED_USERS: frozenset[str] = frozenset({
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
+    "www-data", "backup", "list", "irc", "gnats", "nobody", "nfsnobody", "_apt", "messagebus",
+    "sshd", "syslog", "adm", "halt", "shutdown", "operator", "ftp", "polkitd", "postgres", "mysql",
+})
+# Never handed out as groups: each gives root (or the means to become root, or to read every
+# secret) without going through a scoped sudo rule. Granting `sudo`/`wheel`/`admin` would make
+# the person's sudo rights whatever /etc/sudoers gives those groups, bypassing sudo-rule.
+REFUSED_GROUPS: frozenset[str] = frozenset({
+    "root", "sudo", "wheel", "admin", "adm", "shadow", "disk", "kmem", "mem", "tty", "staff",
+    "sys", "bin", "daemon", "utmp", "sudoers",
+})
+KEY_TYPES: frozenset[str] = frozenset({
+    "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
+})
+_HOST = re.compile(r"[A-Za-z0-9._:\[\]-]{1,253}")
+_COMMAND_TIMEOUT = 60.0  # seconds of silence before a remote command counts as hung
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_RS = "\x1e"  # record separator in the output of the multi-file read scripts
+
+# -- constant scripts: names reach them only as quoted positional parameters -------------------
+
+# wait until every process of user $1 is gone (a zombie counts as gone), at most ~10 s
+_WAIT_GONE = (
+    'i=0; while ps -o stat= -u "$1" 2>/dev/null | grep -qv "^Z"; do '
+    'i=$((i+1)); if [ "$i" -ge 200 ]; then echo "processes of $1 are still running" >&2; exit 1; fi; '
+    "sleep 0.05; done"
+)
+# authorized_keys of each user "$@", read AS that user (a symlink there cannot make root read
+# another file), each preceded by a record separator line naming the user
+_READ_KEYS = (
+    'for u do printf "\\036%s\\n" "$u"; h=$(getent passwd -- "$u" | cut -d: -f6) || continue; '
+    '[ -n "$h" ] || continue; setpriv --reuid="$u" --regid="$(id -g -- "$u")" --clear-groups -- '
+    'cat -- "$h/.ssh/authorized_keys" 2>/dev/null | tr -d "\\036"; done'
+)
+# replace ~$1/.ssh/authorized_keys with stdin atomically, writing AS user $1 (a symlink the user
+# planted cannot make root write anywhere)
+_WRITE_KEYS = (
+    'set -eu; h=$(getent passwd -- "$1" | cut -d: -f6); '
+    'if [ -z "$h" ] || [ ! -d "$h" ]; then echo "no home directory for $1" >&2; exit 3; fi; '
+    'exec setpriv --reuid="$1" --regid="$(id -g -- "$1")" --clear-groups -- sh -c '
+    "'umask 077 && mkdir -p -- \"$1/.ssh\" && cat > \"$1/.ssh/authorized_keys.jitpol-new\" && "
+    "mv -f -- \"$1/.ssh/authorized_keys.jitpol-new\" \"$1/.ssh/authorized_keys\"' jitpol-keys \"$h\""
+)
+# every jitpol drop-in with its text, each preceded by a record separator line naming it
+_READ_RULES = (
+    'for f in /etc/sudoers.d/jitpol-*; do [ -f "$f" ] || continue; '
+    'printf "\\036%s\\n" "${f##*/}"; tr -d "\\036" < "$f"; done'
+)
+
+
+# -- name checks (no paramiko) ----------------------------------------------------------------
+
+
+def validate_principal(name: object) -> str:
+    """A Linux user that may receive a group or a sudo rule: a valid name, not root or a known
+    system account. Raises InvalidInput."""
+    user = check_linux_name(name, "principal")
+    if user in RESERVED_USERS or user.startswith("systemd-"):
+        raise InvalidInput(f"principal {shown(user)} is root or a system account; jitpol never grants to it")
+    return user
+
+
+def validate_group(name: object) -> str:
+    """A supplementary group jitpol may hand out: a valid name not in REFUSED_GROUPS (groups that
+    are root in disguise or bypass sudo-rule scoping). Raises InvalidInput."""
+    group = check_linux_name(name, "group")
+    if group in REFUSED_GROUPS:
+        raise InvalidInput(
+            f"group {shown(group)} gives root or unscoped sudo; jitpol never hands it out "
+            f"(refused: {', '.join(sorted(REFUSED_GROUPS))}); use a sudo-rule resource instead"
+        )
+    return group
+
+
+def validate_account_name(name: object) -> str:
+    """An ephemeral account's name: `^jit-[a-z0-9][a-z0-9-]{0,30}$` and at most 32 characters."""
+    if not isinstance(name, str) or not EPHEMERAL_NAME.fullmatch(name) or len(name) > _MAX_LINUX_NAME:
+        raise InvalidInput(
+            f"ephemeral account {shown(name)} must match ^jit-[a-z0-9][a-z0-9-]*$ and be at most "
+            f"{_MAX_LINUX_NAME} characters"
+        )
+    return name
+
+
+def parse_groups(privilege: object) -> tuple[str, ...]:
+    """The groups of an ephemeral-account privilege: canonical JSON of a sorted list of distinct
+    group names, each allowed by validate_group. Raises InvalidInput."""
+    try:
+        value = json.loads(privilege) if isinstance(privilege, str) else None
+    except ValueError:
+        value = None
+    if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
+        raise InvalidInput(f"ephemeral-account privilege {shown(privilege)} must be a JSON list of group names")
+    groups = tuple(validate_group(g) for g in value)
+    if list(groups) != sorted(set(groups)) or canonical_json(list(groups)) != privilege:
+        raise InvalidInput(
+            f"ephemeral-account privilege {shown(privilege)} must be the canonical JSON of a sorted list "
+            "of distinct groups"
+        )
+    return groups
+
+
+def check_name(value: object, what: str) -> None:
+    """The policy loader's hook (registry.NAME_CHECKS). `what` is "principal" for a person's
+    Linux user name; otherwise `value` is a resource's grants entry: a group name, or (for
+    sudo-rule resources) the canonical JSON of {command, runAs}. Raises InvalidInput saying what
+    is allowed."""
+    if what == "principal":
+        validate_principal(value)
+    elif isinstance(value, str) and value.startswith("{"):
+        sudoers.parse_privilege(value)
+    else:
+        validate_group(value)
+
+
+def public_keys(text: str) -> tuple[str, ...]:
+    """`type base64` of each key line in `text` (comments and blank lines dropped; a line's own
+    comment dropped too). Refuses options and unknown types: a person's key file cannot smuggle
+    `command=` or `from=` into authorized_keys. Raises InvalidInput."""
+    keys: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            kind, _blob = split_key(line)
+        except ValueError:
+            raise InvalidInput("an SSH key of the person is not a public key line (type base64 [comment])") from None
+        if kind not in KEY_TYPES:
+            raise InvalidInput(f"SSH key type {shown(kind)} is not accepted (allowed: {', '.join(sorted(KEY_TYPES))})")
+        entry = f"{kind} {line.split()[1]}"
+        if entry not in keys:
+            keys.append(entry)
+    return tuple(keys)
+
+
+def key_end(t: datetime) -> str:
+    """expiry-time value for a window ending at `t`: the last whole second inside it, UTC with
+    Z (sshd refuses the key once time() is past the stamp; see sudoers.end_stamp)."""
+    return sudoers.end_stamp(t)
+
+
+def authorized_keys_text(keys: Iterable[str], end: datetime, grant: str) -> str:
+    """The authorized_keys file jitpol writes: every key limited to `end` by expiry-time."""
+    stamp = key_end(end)
+    lines = [f"# managed by jitpol: grant {grant}; keys refused after {stamp}"]
+    lines += [f'expiry-time="{stamp}" {key}' for key in keys]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizedKey:
+    key: str  # "type base64"
+    end: datetime | None  # from expiry-time=..Z; None when the line has no end we can read
+
+
+def parse_authorized_keys(text: str) -> tuple[AuthorizedKey, ...]:
+    """Every key line of an authorized_keys file with its end. Lines whose key we cannot find
+    count as keys without an end (they might still be accepted by sshd)."""
+    out: list[AuthorizedKey] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = _split_unquoted(line)
+        if fields and fields[0] in KEY_TYPES:
+            options, rest = "", fields
+        else:
+            options, rest = (fields[0] if fields else ""), fields[1:]
+        if len(rest) < 2 or rest[0] not in KEY_TYPES:
+            out.append(AuthorizedKey(key=line, end=None))
+            continue
+        m = re.search(r'(?:^|,)expiry-time="(\d{14})Z"(?:,|$)', options)
+        end = sudoers.stamp_end(m.group(1) + "Z") if m else None
+        out.append(AuthorizedKey(key=f"{rest[0]} {rest[1]}", end=end))
+    return tuple(out)
+
+
+def _split_unquoted(line: str) -> list[str]:
+    """Split on spaces outside double quotes (authorized_keys options may quote spaces)."""
+    fields: list[str] = []
+    cur: list[str] = []
+    quoted = escaped = False
+    for ch in line:
+        if escaped:
+            cur.append(ch)
+            escaped = False
+        elif ch == "\\" and quoted:
+            cur.append(ch)
+            escaped = True
+        elif ch == '"':
+            cur.append(ch)
+            quoted = not quoted
+        elif ch in " \t" and not quoted:
+            if cur:
+                fields.append("".join(cur))
+                cur = []
+        else:
+            cur.append(ch)
+    if cur:
+        fields.append("".join(cur))
+    return fields
+
+
+def expire_day(t: datetime) -> int:
+    """The shadow expiry day (days since 1970-01-01 UTC) for a window ending at `t`. An account
+    is refused from the START of its expiry day, so round up: the account lives to the end."""
+    seconds = (t.astimezone(UTC) - _EPOCH).total_seconds()
+    return int(-(-seconds // 86400))
+
+
+def day_start(day: int) -> datetime:
+    return _EPOCH + timedelta(days=day)
+
+
+# -- remote facts -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    status: int
+    out: str
+    err: str
+
+
+@dataclass(frozen=True, slots=True)
+class _User:
+    name: str
+    uid: int
+    gid: int
+    gecos: str
+    home: str
+
+    @property
+    def marked(self) -> bool:
+        """Created by jitpol as an ephemeral account."""
+        return self.gecos.startswith(GECOS_PREFIX) and bool(EPHEMERAL_NAME.fullmatch(self.name))
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    name: str
+    gid: int
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Account:
+    user: _User
+    groups: tuple[str, ...]  # supplementary, sorted
+    expire_day: int | None
+    keys: tuple[AuthorizedKey, ...]
+
+    @property
+    def privilege(self) -> str:
+        return canonical_json(list(self.groups))
+
+    @property
+    def expires(self) -> datetime | None:
+        """The end the host enforces: the account's expiry day, or sooner the moment after which
+        none of its keys is accepted (None when neither bounds it)."""
+        ends: list[datetime] = []
+        if self.expire_day is not None:
+            ends.append(day_start(self.expire_day))
+        if self.keys and all(k.end is not None for k in self.keys):
+            ends.append(max(k.end for k in self.keys if k.end is not None))
+        return min(ends) if ends else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One remote command of an apply."""
+
+    argv: tuple[str, ...]
+    stdin: str | None = None
+    ok: tuple[int, ...] = (0,)
+    note: str = ""  # what stdin holds, for the operations record
+
+
+def _parse_passwd(text: str) -> list[_User]:
+    users = []
+    for line in text.splitlines():
+        parts = line.split(":")
+        if len(parts) != 7 or not parts[2].isdigit() or not parts[3].isdigit():
+            continue
+        users.append(_User(parts[0], int(parts[2]), int(parts[3]), parts[4], parts[5]))
+    return users
+
+
+def _parse_groups(text: str) -> list[_Group]:
+    groups = []
+    for line in text.splitlines():
+        parts = line.split(":")
+        if len(parts) != 4 or not parts[2].isdigit():
+            continue
+        members = tuple(m for m in parts[3].split(",") if m)
+        groups.append(_Group(parts[0], int(parts[2]), members))
+    return groups
+
+
+def _records(text: str) -> dict[str, str]:
+    """Output of the _READ_* scripts: {name: text}. The scripts delete the separator from file
+    contents, so a user cannot forge a record for another user."""
+    out: dict[str, str] = {}
+    for chunk in text.split(_RS)[1:]:
+        name, _, body = chunk.partition("\n")
+        out.setdefault(name, body)
+    return out
+
+
+class SshConnector:
+    """Connector for one Linux host over SSH (see the module docstring).
+
+    One SSH connection is opened on first use and reused for every command; close() ends it.
+    """
+
+    type: ClassVar[str] = "ssh"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        models=MODELS, native_expiry=frozenset({EPHEMERAL, SUDO}), ends_sessions=True
+    )
+
+    def __init__(self, name: str, settings: Mapping[str, Any], env: Mapping[str, str]) -> None:
+        self.name = name
+        host = settings.get("host")
+        if not isinstance(host, str) or not _HOST.fullmatch(host):
+            raise PermanentTargetError(f"target {name}: setting host (a host name or address) is required")
+        port = settings.get("port", 22)
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise PermanentTargetError(f"target {name}: setting port must be an integer from 1 to 65535")
+        user = settings.get("user")
+        try:
+            check_linux_name(user, "setting user")
+        except InvalidInput as exc:
+            raise PermanentTargetError(f"target {name}: {exc}") from None
+        key_env = settings.get("key_env")
+        if not isinstance(key_env, str) or not key_env:
+            raise PermanentTargetError(f"target {name}: setting key_env (an environment variable name) is required")
+        host_key = settings.get("host_key")
+        try:
+            kind, _blob = split_key(host_key) if isinstance(host_key, str) else ("", b"")
+        except ValueError:
+            kind = ""
+        if kind not in KEY_TYPES or not isinstance(host_key, str):
+            raise PermanentTargetError(
+                f"target {name}: setting host_key must be the host's public key line, e.g. the output of "
+                "`ssh-keyscan -t ed25519 HOST` without the host name"
+            )
+        end_sessions = settings.get("end_sessions", True)
+        if not isinstance(end_sessions, bool):
+            raise PermanentTargetError(f"target {name}: setting end_sessions must be true or false")
+        timeout = settings.get("connect_timeout", 10)
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
+            raise PermanentTargetError(f"target {name}: setting connect_timeout must be a positive integer")
+        self._host = host
+        self._port = port
+        self._user = str(user)
+        self._key_env = key_env
+        self._host_key = " ".join(host_key.split()[:2])
+        self._end_sessions = end_sessions
+        self._timeout = float(timeout)
+        self._env = env  # read at connect time only: the key is never kept on this object
+        self._client: paramiko.SSHClient | None = None
+
+    # -- Connector protocol -----------------------------------------------------------------
+
+    def observe(self, scope: Scope) -> frozenset[Assignment]:
+        """role-membership: the direct members of every group in scope.privileges (groups that
+        do not exist have none). ephemeral-account: EVERY account carrying jitpol's marker,
+        whatever scope.privileges says, with its groups and the end the host enforces.
+        sudo-rule: the jitpol drop-ins whose rule is in scope.privileges, with their NOTAFTER.
+        Read-only."""
+        self._check_model(scope.model)
+        if scope.model == ROLE:
+            return self._observe_groups(scope)
+        if scope.model == EPHEMERAL:
+            return frozenset(
+                Assignment(self.name, EPHEMERAL, a.user.name, a.privilege, expires=a.expires)
+                for a in self._accounts(u for u in self._passwd() if u.marked).values()
+            )
+        return frozenset(
+            Assignment(self.name, SUDO, rule.user, rule.privilege, expires=rule.not_after)
+            for rule in self._rules().values()
+            if rule.privilege in scope.privileges
+        )
+
+    def apply(self, action: Action, *, check: bool = False) -> Outcome:
+        """Make one action true; idempotent (already true -> changed=False, no operations).
+        check=True only reads, and lists the commands it would send. Additions with a native end
+        are already true only when the host enforces an end >= action.until; an earlier end is
+        extended, a later one never shortened."""
+        a = action.assignment
+        self._check_model(a.model)
+        expected = {ROLE: ("grant", "revoke"), EPHEMERAL: ("create-account", "delete-account"),
+                    SUDO: ("grant", "revoke")}[a.model]
+        if action.op not in expected:
+            raise PermanentTargetError(
+                f"target {self.name}: operation {action.op!r} is not supported for {a.model} "
+                f"(only {' and '.join(expected)})"
+            )
+        try:
+            if a.model == ROLE:
+                steps = self._plan_membership(action)
+            elif a.model == EPHEMERAL:
+                steps = self._plan_account(action)
+            else:
+                return self._apply_rule(action, check)
+        except InvalidInput as exc:
+            raise PermanentTargetError(f"target {self.name}: {exc}") from None
+        if not steps:
+            return Outcome(changed=False, before=True, after=True)
+        operations = tuple(self._describe(s) for s in steps)
+        if not check:
+            for step in steps:
+                self._run_step(step)
+        return Outcome(changed=True, before=False, after=not check, operations=operations)
+
+    def close(self) -> None:
+        """Close the SSH connection, if any. Safe to call twice; a later call reconnects."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    # -- role-membership --------------------------------------------------------------------
+
+    def _observe_groups(self, scope: Scope) -> frozenset[Assignment]:
+        names = sorted(scope.privileges)
+        for group in names:
+            self._checked(check_linux_name, group, "group")
+        if not names:
+            return frozenset()
+        found = _parse_groups(self._run(["getent", "group", "--", *names], ok=(0, 2)).out)
+        return frozenset(
+            Assignment(self.name, ROLE, member, g.name)
+            for g in found
+            if g.name in scope.privileges
+            for member in g.members
+        )
+
+    def _plan_membership(self, action: Action) -> list[_Step]:
+        a = action.assignment
+        user = validate_principal(a.principal)
+        group = validate_group(a.privilege)
+        self._refuse_login_user(user)
+        found = {g.name: g for g in _parse_groups(self._run(["getent", "group", "--", group], ok=(0, 2)).out)}
+        info = found.get(group)
+        member = info is not None and user in info.members
+        if action.op == "grant":
+            if info is None:
+                raise PermanentTargetError(f"target {self.name}: group {group!r} does not exist")
+            if info.gid == 0:
+                raise InvalidInput(f"group {group!r} has gid 0 (root's group)")
+            account = self._require_person(user)
+            if account.gid == info.gid:
+                raise PermanentTargetError(
+                    f"target {self.name}: {group!r} is the primary group of {user!r}; it cannot be granted "
+                    "or revoked as a supplementary group"
+                )
+            if member:
+                return []
+            return [_Step(("gpasswd", "-a", user, group))]
+        if not member:
+            return []
+        steps = [_Step(("gpasswd", "-d", user, group))]
+        if self._end_sessions:
+            # a process keeps the supplementary groups it started with: end them all
+            steps += self._kill_steps(user)
+        return steps
+
+    # -- ephemeral-account ------------------------------------------------------------------
+
+    def _plan_account(self, action: Action) -> list[_Step]:
+        a = action.assignment
+        name = validate_account_name(a.principal)
+        groups = parse_groups(a.privilege)
+        found = self._passwd([name])
+        user = found[0] if found else None
+        if user is not None and not user.marked:
+            raise PermanentTargetError(
+                f"target {self.name}: account {name!r} exists but was not created by jitpol; leaving it alone"
+            )
+        if action.op == "delete-account":
+            if user is None:
+                return []
+            # expire first so no new login starts, then end every process, then remove
+            return [
+                _Step(("usermod", "--expiredate", "1", "--", name)),
+                *self._kill_steps(name),
+                _Step(("userdel", "-r", "--", name)),
+            ]
+
+        if action.until is None:
+            raise PermanentTargetError(f"target {self.name}: create-account for {name!r} needs the window's end")
+        grant = self._grant_name(action)
+        keys = public_keys(action.detail("ssh_keys"))
+        if not keys:
+            raise PermanentTargetError(
+                f"target {self.name}: the person has no SSH public keys, so account {name!r} could not be used"
+            )
+        self._require_groups(groups)
+        until = action.until
+        day = expire_day(until)
+        write_keys = _Step(
+            ("sh", "-c", _WRITE_KEYS, "jitpol-keys", name),
+            stdin=authorized_keys_text(keys, until, grant),
+            note=f"[authorized_keys: {len(keys)} key(s), expiry-time={key_end(until)}]",
+        )
+        if user is None:
+            create = ["useradd", "-m", "-c", f"{GECOS_PREFIX}{grant}", "-p", "*", "-s", "/bin/bash",
+                      "-e", day_start(day).strftime("%Y-%m-%d")]
+            if groups:
+                create += ["-G", ",".join(groups)]
+            return [_Step((*create, "--", name)), write_keys]
+
+        account = self._accounts([user])[name]
+        steps: list[_Step] = []
+        if account.groups != groups:
+            steps.append(_Step(("usermod", "-G", ",".join(groups), "--", name)))
+        if account.expire_day is None or account.expire_day < day:
+            steps.append(_Step(("usermod", "--expiredate", day_start(day).strftime("%Y-%m-%d"), "--", name)))
+        ends = {k.end for k in account.keys}
+        current_end = next(iter(ends)) if len(ends) == 1 else None
+        if sorted(k.key for k in account.keys) != sorted(keys) or current_end is None or current_end < until:
+            # never shorten: keep a later end the keys already have
+            end = until if current_end is None or current_end < until else current_end
+            steps.append(_Step(
+                write_keys.argv, stdin=authorized_keys_text(keys, end, grant),
+                note=f"[authorized_keys: {len(keys)} key(s), expiry-time={key_end(end)}]"
+            ))
+        return steps
+
+    def _accounts(self, users: Iterable[_User]) -> dict[str, _Account]:
+        """Groups, expiry day and keys of each of `users`, in three commands."""
+        wanted = {u.name: u for u in users}
+        if not wanted:
+            return {}
+        names = sorted(wanted)
+        memberships: dict[str, list[str]] = {n: [] for n in names}
+        for g in _parse_groups(self._run(["getent", "group"]).out):
+            for m in g.members:
+                if m in memberships:
+                    memberships[m].append(g.name)
+        expiry: dict[str, int | None] = {}
+        for line in self._run(["getent", "shadow", "--", *names], ok=(0, 2)).out.splitlines():
+            parts = line.split(":")
+            if len(parts) == 9 and parts[0] in wanted:
+                expiry[parts[0]] = int(parts[7]) if parts[7].isdigit() else None
+        keys = _records(self._run(["sh", "-c", _READ_KEYS, "jitpol-read-keys", *names]).out)
+        return {
+            n: _Account(
+                user=wanted[n],
+                groups=tuple(sorted(set(memberships[n]))),
+                expire_day=expiry.get(n),
+                keys=parse_authorized_keys(keys.get(n, "")),
+            )
+            for n in names
+        }
+
+    # -- sudo-rule --------------------------------------------------------------------------
+
+    def _rules(self) -> dict[str, sudoers.SudoRule]:
+        """file name -> rule for every jitpol drop-in that parses (others are not ours to read)."""
+        out = {}
+        for fname, text in _records(self._run(["sh", "-c", _READ_RULES, "jitpol-read-rules"]).out).items():
+            if not sudoers.FILE_NAME.fullmatch(fname):
+                continue
+            try:
+                out[fname] = sudoers.parse(text)
+            except ValueError:
+                continue
+        return out
+
+    def _apply_rule(self, action: Action, check: bool) -> Outcome:
+        a = action.assignment
+        try:
+            user = validate_principal(a.principal)
+            command, run_as = sudoers.parse_privilege(a.privilege)
+        except InvalidInput as exc:
+            raise PermanentTargetError(f"target {self.name}: {exc}") from None
+        self._refuse_login_user(user)
+        fname = sudoers.file_name(user, a.privilege)
+        path = f"{sudoers.SUDOERS_DIR}/{fname}"
+        rules = self._rules()
+        mine = {f for f, r in rules.items() if r.user == user and r.privilege == a.privilege}
+        listing = self._run(["sh", "-c", 'for f; do [ -e "$f" ] && echo "$f"; done; true', "jitpol-exists", path]).out
+        exists = path in listing.split()
+
+        if action.op == "revoke":
+            # our file by name, and any other drop-in of ours that holds the same rule
+            targets = sorted(({path} if exists else set()) | {f"{sudoers.SUDOERS_DIR}/{f}" for f in mine})
+            if not targets:
+                return Outcome(changed=False, before=True, after=True)
+            step = _Step(("rm", "-f", "--", *targets))
+            if not check:
+                self._run_step(step)
+            return Outcome(changed=True, before=False, after=not check, operations=(self._describe(step),))
+
+        if action.until is None:
+            raise PermanentTargetError(f"target {self.name}: a sudo-rule grant needs the window's end")
+        current = rules.get(fname)
+        if current is not None and current.user == user and current.privilege == a.privilege \
+                and current.not_after >= action.until:
+            return Outcome(changed=False, before=True, after=True)
+        self._require_person(user)
+        self._check_program(command.split(" ")[0])
+        self._checked(check_linux_name, run_as, "runAs")
+        start = action.detail("start")
+        try:
+            not_before = datetime.fromisoformat(start) if start else None
+        except ValueError:
+            raise PermanentTargetError(f"target {self.name}: detail start {shown(start)} is not an ISO time") from None
+        rule = sudoers.SudoRule(
+            user=user, command=command, run_as=run_as, not_after=action.until,
+            not_before=not_before if not_before is not None and not_before.tzinfo is not None else None,
+            grant=self._grant_name(action),
+        )
+        try:
+            text = sudoers.render(rule)
+        except InvalidInput as exc:
+            raise PermanentTargetError(f"target {self.name}: {exc}") from None
+        tmp = f"{path}.jitpol-new"  # contains '.', so sudo ignores it until it is moved
+        steps = [
+            _Step(("install", "-m", "0440", "-o", "root", "-g", "root", "/dev/stdin", tmp),
+                  stdin=text, note=repr(text.splitlines()[1])),
+            _Step(("visudo", "-c", "-q", "-f", tmp)),
+            _Step(("mv", "-f", "-T", "--", tmp, path)),
+        ]
+        operations = tuple(self._describe(s) for s in steps)
+        if not check:
+            self._run_step(steps[0])
+            checked = self._run(steps[1].argv, ok=(0, 1))
+            if checked.status != 0:
+                self._run(["rm", "-f", "--", tmp])
+                raise PermanentTargetError(f"target {self.name}: visudo refused the rule for {user!r}: "
+                                           f"{_first_line(checked.err or checked.out)}")
+            self._run_step(steps[2])
+            self._verify_rule(user, text)
+        return Outcome(changed=True, before=False, after=not check, operations=operations)
+
+    def _verify_rule(self, user: str, text: str) -> None:
+        # sudo -l lists the rule even outside its dates: proof that sudo read the file
+        listing = " ".join(self._run(["sudo", "-n", "-l", "-U", user]).out.split())
+        spec = text.splitlines()[1].split(") ", 1)[1]  # "NOTBEFORE=.. NOTAFTER=.. NOPASSWD: /cmd args"
+        if spec not in listing:
+            raise PermanentTargetError(
+                f"target {self.name}: the sudo rule for {user!r} was written but `sudo -l -U` does not list it "
+                f"(does /etc/sudoers have `@includedir {sudoers.SUDOERS_DIR}`?)"
+            )
+
+    def _check_program(self, path: str) -> None:
+        """The program exists, is not a refused program under another name (symlinks such as
+        /usr/bin/editor), and only root can change it."""
+        resolved = self._run(["readlink", "-e", "--", path], ok=(0, 1))
+        target = resolved.out.strip()
+        if resolved.status != 0 or not target:
+            raise PermanentTargetError(f"target {self.name}: sudo-rule program {path!r} does not exist on the host")
+        if sudoers.refused_program(target):
+            raise PermanentTargetError(
+                f"target {self.name}: sudo-rule program {path!r} is {target!r}, which can start a shell"
+            )
+        # whoever can write the program or any directory above it can swap in a shell
+        parts = target.split("/")
+        paths = [target, *("/".join(parts[:i]) or "/" for i in range(len(parts) - 1, 0, -1))]
+        lines = self._run(["stat", "-c", "%u %a %F", "--", *paths]).out.split("\n")
+        for i, path in enumerate(paths):
+            uid, mode, kind = [*lines[i].split(" ", 2), "", ""][:3] if i < len(lines) else ("", "", "")
+            if uid != "0" or not mode.isdigit() or int(mode, 8) & 0o022 \
+                    or kind != ("regular file" if i == 0 else "directory"):
+                raise PermanentTargetError(
+                    f"target {self.name}: sudo-rule program {target!r} must be a regular file that only root can "
+                    f"change, in directories only root can change ({path!r} is not)"
+                )
+
+    # -- shared checks ----------------------------------------------------------------------
+
+    def _require_person(self, name: str) -> _User:
+        found = self._passwd([name])
+        if not found:
+            raise PermanentTargetError(f"target {self.name}: user {name!r} does not exist on the host")
+        user = found[0]
+        if user.uid < MIN_UID or user.uid == _NOBODY_UID:
+            raise PermanentTargetError(
+                f"target {self.name}: user {name!r} is a system account (uid {user.uid}); jitpol never grants to it"
+            )
+        return user
+
+    def _require_groups(self, groups: Sequence[str]) -> None:
+        if not groups:
+            return
+        found = {g.name: g for g in _parse_groups(self._run(["getent", "group", "--", *groups], ok=(0, 2)).out)}
+        missing = [g for g in groups if g not in found]
+        if missing:
+            raise PermanentTargetError(f"target {self.name}: group(s) {', '.join(missing)} do not exist")
+        if any(found[g].gid == 0 for g in groups):
+            raise PermanentTargetError(f"target {self.name}: a group with gid 0 is never handed out")
+
+    def _refuse_login_user(self, user: str) -> None:
+        if user == self._user:
+            raise PermanentTargetError(
+                f"target {self.name}: {user!r} is the user jitpol logs in as; jitpol never changes its access"
+            )
+
+    def _grant_name(self, action: Action) -> str:
+        grant = action.detail("grant") or (action.grants[0] if action.grants else "")
+        if not sudoers.GRANT_NAME.fullmatch(grant):
+            raise PermanentTargetError(f"target {self.name}: the action names no valid grant ({shown(grant)})")
+        return grant
+
+    def _kill_steps(self, user: str) -> list[_Step]:
+        return [
+            _Step(("pkill", "-KILL", "-u", user), ok=(0, 1)),  # 1: no process matched
+            _Step(("sh", "-c", _WAIT_GONE, "jitpol-wait", user)),
+        ]
+
+    def _passwd(self, names: Sequence[str] = ()) -> list[_User]:
+        argv = ["getent", "passwd", "--", *names] if names else ["getent", "passwd"]
+        return _parse_passwd(self._run(argv, ok=(0, 2)).out)
+
+    def _check_model(self, model: str) -> None:
+        if model not in MODELS:
+            raise PermanentTargetError(
+                f"target {self.name}: model {model!r} is not supported (only {', '.join(sorted(MODELS))})"
+            )
+
+    def _checked(self, fn: Any, value: object, what: str) -> None:
+        try:
+            fn(value, what)
+        except InvalidInput as exc:
+            raise PermanentTargetError(f"target {self.name}: {exc}") from None
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def _command_text(self, argv: Sequence[str]) -> str:
+        prefix = [] if self._user == "root" else ["sudo", "-n", "--"]
+        return " ".join(shlex.quote(arg) for arg in (*prefix, *argv))
+
+    def _describe(self, step: _Step) -> str:
+        text = self._command_text(step.argv)
+        return f"{text} < {step.note}" if step.stdin is not None else text
+
+    def _run_step(self, step: _Step) -> _Result:
+        return self._run(step.argv, stdin=step.stdin, ok=step.ok)
+
+    def _run(self, argv: Sequence[str], *, stdin: str | None = None, ok: tuple[int, ...] = (0,)) -> _Result:
+        """Run one command (argv quoted for the remote shell) and return its result; a status
+        outside `ok` is PermanentTargetError, a lost connection or timeout TargetUnavailable."""
+        import paramiko
+
+        command = self._command_text(argv)
+        client = self._connection()
+        try:
+            transport = client.get_transport()
+            if transport is None or not transport.is_active():
+                raise paramiko.SSHException("connection closed")
+            chan = transport.open_session(timeout=self._timeout)
+            try:
+                chan.settimeout(_COMMAND_TIMEOUT)
+                chan.exec_command(command)
+                if stdin is not None:
+                    chan.sendall(stdin.encode())
+                chan.shutdown_write()
+                out, err = bytearray(), bytearray()
+                while True:
+                    if chan.recv_stderr_ready():
+                        err += chan.recv_stderr(65536)
+                    data = chan.recv(65536)
+                    if not data:
+                        break
+                    out += data
+                while data := chan.recv_stderr(65536):
+                    err += data
+                if not chan.status_event.wait(_COMMAND_TIMEOUT):
+                    raise TimeoutError
+                status = chan.exit_status
+            finally:
+                chan.close()
+        except TimeoutError:  # socket.timeout is TimeoutError since 3.10
+            self.close()
+            raise TargetUnavailable(f"target {self.name}: timed out running {_short(argv)}") from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise TargetUnavailable(f"target {self.name}: connection lost running {_short(argv)}: "
+                                    f"{type(exc).__name__}") from None
+        result = _Result(status, out.decode(errors="replace"), err.decode(errors="replace"))
+        if status not in ok:
+            self._refused(argv, result)
+        return result
+
+    def _refused(self, argv: Sequence[str], result: _Result) -> NoReturn:
+        detail = _first_line(result.err) or _first_line(result.out) or "no output"
+        if self._user != "root" and "sudo:" in result.err and "password" in result.err:
+            detail = f"user {self._user!r} may not run it through `sudo -n` ({detail})"
+        raise PermanentTargetError(
+            f"target {self.name}: {_short(argv)} failed with status {result.status}: {detail}"
+        )
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _connection(self) -> paramiko.SSHClient:
+        client = self._client
+        if client is not None:
+            transport = client.get_transport()
+            if transport is not None and transport.is_active():
+                return client
+            self.close()
+        import paramiko
+
+        pkey = self._private_key()
+        pinned = self._pinned_key()
+        entry = self._host if self._port == 22 else f"[{self._host}]:{self._port}"
+        client = paramiko.SSHClient()
+        client.get_host_keys().add(entry, pinned.get_name(), pinned)
+        client.set_missing_host_key_policy(_refuse_unknown_policy())
+        try:
+            client.connect(
+                self._host, port=self._port, username=self._user, pkey=pkey,
+                allow_agent=False, look_for_keys=False, timeout=self._timeout,
+                banner_timeout=self._timeout, auth_timeout=self._timeout, channel_timeout=self._timeout,
+            )
+            transport = client.get_transport()
+            if transport is None:
+                raise paramiko.SSHException("no transport after connect")
+            presented = transport.get_remote_server_key()
+            if presented.asbytes() != pinned.asbytes():  # belt and braces over paramiko's check
+                raise paramiko.BadHostKeyException(entry, presented, pinned)
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            self._host_key_refused(exc.key)
+        except _UnknownHostKey as exc:
+            client.close()
+            self._host_key_refused(exc.key)
+        except paramiko.AuthenticationException:
+            client.close()
+            raise PermanentTargetError(
+                f"target {self.name}: {self._host}:{self._port} refused the key in {self._key_env} for user "
+                f"{self._user!r}"
+            ) from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            client.close()
+            raise TargetUnavailable(
+                f"target {self.name}: cannot reach {self._host}:{self._port} over SSH: "
+                f"{_first_line(str(exc)) or type(exc).__name__}"
+            ) from None
+        # every command is a small request/response: without this, Nagle's algorithm and delayed
+        # ACKs add ~40 ms to each channel open
+        transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]
+        self._client = client
+        return client
+
+    def _host_key_refused(self, presented: paramiko.PKey) -> NoReturn:
+        got = "SHA256:" + _b64(presented.asbytes())
+        raise PermanentTargetError(
+            f"target {self.name}: host key of {self._host}:{self._port} is {presented.get_name()} {got}, "
+            f"but host_key pins {fingerprint(self._host_key)}; refusing to connect"
+        )
+
+    def _pinned_key(self) -> paramiko.PKey:
+        import paramiko
+
+        kind, blob = split_key(self._host_key)
+        try:
+            return paramiko.PKey.from_type_string(kind, blob)
+        except (paramiko.SSHException, ValueError, TypeError):
+            raise PermanentTargetError(f"target {self.name}: setting host_key is not a usable {kind} key") from None
+
+    def _private_key(self) -> paramiko.PKey:
+        import paramiko
+
+        text = self._env.get(self._key_env)
+        if not text:
+            raise PermanentTargetError(
+                f"target {self.name}: environment variable {self._key_env} (key_env) is not set"
+            )
+        key_classes: tuple[type[paramiko.PKey], ...] = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
+        for cls in key_classes:
+            try:
+                return cls.from_private_key(io.StringIO(text))
+            except paramiko.PasswordRequiredException:
+                raise PermanentTargetError(
+                    f"target {self.name}: the key in {self._key_env} is encrypted; jitpol needs it without a passphrase"
+                ) from None
+            except (paramiko.SSHException, ValueError, TypeError, IndexError):
+                continue
+        raise PermanentTargetError(
+            f"target {self.name}: {self._key_env} does not hold an ed25519, ecdsa or rsa private key"
+        )
+
+
+class _UnknownHostKey(Exception):
+    """Raised by the host key policy; turned into PermanentTargetError in _connection."""
+
+    def __init__(self, key: paramiko.PKey) -> None:
+        super().__init__("unknown host key")
+        self.key = key
+
+
+_POLICY: Any = None
+
+
+def _refuse_unknown_policy() -> paramiko.MissingHostKeyPolicy:
+    """A policy refusing every host key not already in the client's HostKeys (only the pinned
+    key is). Built lazily: the class derives from paramiko's."""
+    global _POLICY  # one class, made on first use
+    if _POLICY is None:
+        import paramiko
+
+        class RefuseUnknown(paramiko.MissingHostKeyPolicy):
+            def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+                raise _UnknownHostKey(key)
+
+        _POLICY = RefuseUnknown
+    policy: paramiko.MissingHostKeyPolicy = _POLICY()
+    return policy
+
+
+def _b64(blob: bytes) -> str:
+    import base64
+    import hashlib
+
+    return base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def _first_line(text: str) -> str:
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def _short(argv: Sequence[str]) -> str:
+    """The command for a message: scripts by their $0 name, everything else quoted and cut."""
+    if len(argv) > 3 and argv[0] == "sh" and argv[1] == "-c":
+        return " ".join(shlex.quote(a) for a in argv[3:])[:160]
+    return " ".join(shlex.quote(a) for a in argv)[:160]

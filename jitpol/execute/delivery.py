@@ -1,0 +1,155 @@
+"""Handing a secret to exactly one holder: encrypted with age to the SSH public keys in their
+person file, stored as ASCII-armored ciphertext in the repository (audit/credentials/GRANT.age).
+Plain text exists only in memory, on its way to the target and to the holder's terminal."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jitpol.connectors import registry
+from jitpol.errors import InvalidInput
+from jitpol.model.assignment import Action
+from jitpol.model.documents import PolicySet, Target
+
+CREDENTIALS_DIR = Path("audit") / "credentials"
+_BEGIN = "-----BEGIN AGE ENCRYPTED FILE-----"
+_END = "-----END AGE ENCRYPTED FILE-----"
+# age encrypts to these SSH key types; security keys (sk-) and ECDSA keys it cannot use
+AGE_KEY_TYPES = ("ssh-ed25519", "ssh-rsa")
+
+
+def new_secret() -> str:
+    """A fresh random password: 192 bits, URL-safe, accepted by every target type."""
+    return secrets.token_urlsafe(24)
+
+
+def fingerprint(secret: str) -> str:
+    """Names a secret's version in the ledger without revealing anything usable about it (the
+    secret has 192 random bits, so its hash cannot be reversed by guessing)."""
+    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+def delivery_path(root: Path, grant: str) -> Path:
+    return root / CREDENTIALS_DIR / f"{grant}.age"
+
+
+def armor(data: bytes) -> str:
+    text = base64.b64encode(data).decode()
+    return "\n".join([_BEGIN, *(text[i:i + 64] for i in range(0, len(text), 64)), _END]) + "\n"
+
+
+def dearmor(text: str) -> bytes:
+    lines = [x.strip() for x in text.strip().splitlines()]
+    if len(lines) < 2 or lines[0] != _BEGIN or lines[-1] != _END:
+        raise InvalidInput("not an age-armored file")
+    return base64.b64decode("".join(lines[1:-1]), validate=True)
+
+
+def encrypt_for(keys: Iterable[str], payload: dict[str, Any]) -> str:
+    """Armored age ciphertext of `payload` (JSON) that only the holders of `keys` can open."""
+    import pyrage
+
+    recipients = []
+    for line in keys:
+        if line.split(" ", 1)[0] in AGE_KEY_TYPES:
+            recipients.append(pyrage.ssh.Recipient.from_str(" ".join(line.split()[:2])))
+    if not recipients:
+        raise InvalidInput("the holder has no ssh-ed25519 or ssh-rsa key in their person file to encrypt "
+                           "the credential to (age cannot encrypt to sk- or ECDSA keys)")
+    return armor(pyrage.encrypt(json.dumps(payload, sort_keys=True).encode(), recipients))
+
+
+def write_delivery(root: Path, grant: str, keys: Iterable[str], payload: dict[str, Any]) -> Path:
+    path = delivery_path(root, grant)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(encrypt_for(keys, payload), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def remove_delivery(root: Path, grant: str) -> bool:
+    path = delivery_path(root, grant)
+    if path.exists():
+        path.unlink()
+        return True
+    return False
+
+
+def open_delivery(root: Path, grant: str, key_file: Path) -> dict[str, Any]:
+    """Decrypt the credential delivered for `grant` with the private SSH key in `key_file`.
+    Raises InvalidInput when nothing was delivered or the key is not the holder's."""
+    import pyrage
+
+    path = delivery_path(root, grant)
+    if not path.exists():
+        raise InvalidInput(f"no credential delivered for grant {grant} (not active, not yet reconciled, "
+                           "or already ended)")
+    try:
+        identity = pyrage.ssh.Identity.from_buffer(key_file.read_bytes())
+    except (OSError, pyrage.IdentityError) as exc:
+        raise InvalidInput(f"{key_file}: cannot use this private key ({type(exc).__name__}); use an unencrypted "
+                           "ssh-ed25519 or ssh-rsa key from your person file") from None
+    try:
+        data = pyrage.decrypt(dearmor(path.read_text(encoding="utf-8")), [identity])
+    except pyrage.DecryptError:
+        raise InvalidInput(f"grant {grant}: this key cannot open the credential — it was delivered to the "
+                           "grant's holder only") from None
+    payload: dict[str, Any] = json.loads(data)
+    return payload
+
+
+class CredentialIssuer:
+    """The engine's Issuer: secrets for ephemeral accounts and checkouts on targets whose
+    accounts log in with passwords (registry.NEEDS_SECRET), delivered before the target is
+    changed so the holder can always open the secret that is live."""
+
+    def __init__(self, root: Path, policy: PolicySet, targets: Mapping[str, Target],
+                 holders: Mapping[tuple[str, str], tuple[str, ...]], now: datetime) -> None:
+        self._root = root
+        self._policy = policy
+        self._targets = targets
+        self._holders = holders
+        self._now = now
+
+    def issue(self, action: Action) -> tuple[Action, dict[str, Any]]:
+        target = self._targets.get(action.target)
+        if (action.op not in ("create-account", "rotate") or target is None
+                or (target.type, action.assignment.model) not in registry.NEEDS_SECRET):
+            return action, {}
+        secret = new_secret()
+        delivered: list[str] = []
+        for name in action.grants:
+            grant = self._policy.grants.get(name)
+            person = self._policy.people.get(grant.requester) if grant is not None else None
+            if person is None:
+                continue
+            write_delivery(self._root, name, person.keys, {
+                "grant": name, "target": action.target, "username": action.principal, "password": secret,
+                "issued": _iso(self._now), "until": _iso(action.until) if action.until else None,
+            })
+            delivered.append(name)
+        details = tuple(sorted({**dict(action.details), "password": secret}.items()))
+        return replace(action, details=details), {
+            "fingerprint": fingerprint(secret), "delivered": bool(delivered), "delivered_to": delivered}
+
+    def retire(self, action: Action) -> None:
+        if action.op == "rotate":
+            for name in self._holders.get((action.target, action.principal), ()):
+                if name not in action.grants:
+                    remove_delivery(self._root, name)
+        elif action.op == "delete-account":
+            for name in action.grants:
+                remove_delivery(self._root, name)
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
