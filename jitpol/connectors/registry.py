@@ -78,3 +78,20 @@ def name_check(type_: str) -> Callable[[Any, str], None] | None:
     module_name, _, func = spec.partition(":")
     fn: Callable[[Any, str], None] = getattr(importlib.import_module(module_name), func)
     return fn
+
+
+# type -> "module:function" (principal, privilege) -> principal: the form observe reports, for
+# targets where a person's account holds several identities (AWS: userId for Identity Center,
+# iamUser for IAM groups). Must import without the SDK.
+PRINCIPAL_FORMS: dict[str, str] = {
+    "aws": "jitpol.connectors.aws:principal_for",
+}
+
+
+def principal_form(type_: str) -> Callable[[str, str], str] | None:
+    spec = PRINCIPAL_FORMS.get(type_)
+    if spec is None:
+        return None
+    module_name, _, func = spec.partition(":")
+    fn: Callable[[str, str], str] = getattr(importlib.import_module(module_name), func)
+    return fn

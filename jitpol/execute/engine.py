@@ -26,7 +26,7 @@ from jitpol.model.assignment import Action, Assignment, AssignmentKey, Outcome
 from jitpol.model.documents import PolicySet, Target
 from jitpol.plan.diff import Plan, checkout_actions, covered_by_history, diff, exclusive_privileges, scopes
 from jitpol.policy.approvals import Verifier
-from jitpol.policy.evaluate import Evaluation, evaluate
+from jitpol.policy.evaluate import Desired, Evaluation, evaluate
 from jitpol.policy.history import History, replay
 from jitpol.policy.trust import PolicyCheck, check_policy, combine
 from jitpol.vcs.git import Repo
@@ -87,11 +87,33 @@ def prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, str
     reviews = review_approvals(root, loaded.policy, now, env or {})
     proposed = evaluate(loaded.policy, now, history, verifier, reviews)
     if check.approved or in_force is None:
-        return Prepared(root, now, loaded, history, proposed, commit, targets, check)
+        return Prepared(root, now, loaded, history, normalized(proposed, targets), commit, targets, check)
     approved = evaluate(in_force.with_grants(loaded.policy.grants), now, history, verifier, reviews)
     # an unapproved change must not redirect where jitpol connects either
     targets = dict(in_force.config.targets) if in_force.config is not None else {}
-    return Prepared(root, now, loaded, history, combine(approved, proposed, check), commit, targets, check)
+    both = combine(approved, proposed, check)
+    return Prepared(root, now, loaded, history, normalized(both, targets), commit, targets, check)
+
+
+def normalized(evaluation: Evaluation, targets: Mapping[str, Target]) -> Evaluation:
+    """Desired assignments with principals in the form their target reports them (see
+    registry.PRINCIPAL_FORMS), so desired and observed compare equal."""
+    forms = {name: registry.principal_form(t.type) for name, t in targets.items()}
+    if not any(forms.values()):
+        return evaluation
+    desired: dict[AssignmentKey, Desired] = {}
+    for key, want in evaluation.desired.items():
+        form = forms.get(key[0])
+        if form is None:
+            desired[key] = want
+            continue
+        try:
+            principal = form(key[2], key[3])
+        except JitpolError:
+            principal = key[2]  # the connector reports the problem when it applies
+        assignment = replace(want.assignment, principal=principal)
+        desired[assignment.key] = replace(want, assignment=assignment)
+    return replace(evaluation, desired=desired)
 
 
 def policy_events(prep: Prepared) -> list[dict[str, Any]]:
