@@ -49,6 +49,7 @@ LAYOUT: dict[str, str] = {
     "approvals": "PolicyApproval",
 }
 CONFIG_FILE = "jitpol.yaml"
+NOTIFY_KEYS = frozenset({"github", "slack"})  # accounts that name a person on the git host / chat, not a target
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 MAX_FILES = 200_000
 
@@ -306,7 +307,7 @@ def _cross_check(ld: _Loader, policy: PolicySet) -> None:
 
     for p in policy.people.values():
         for acct_key, value in p.accounts.items():
-            if acct_key not in target_names and acct_key not in registry.KNOWN_TYPES and acct_key != "github":
+            if acct_key not in target_names and acct_key not in registry.KNOWN_TYPES and acct_key not in NOTIFY_KEYS:
                 ld.error(doc("Person", p.name), f"accounts.{acct_key}: not a target name or target type",
                          "spec", "accounts", acct_key)
                 continue
