@@ -9,7 +9,7 @@ import click
 
 from jitpol.cli.common import Exit, at_option, emit_json, format_option, handle_errors, now_from, repo_option
 from jitpol.cli.render import plan_json, plan_text, status_json, status_text
-from jitpol.execute.engine import Connections, make_plan, observe, prepare
+from jitpol.execute.engine import Connections, Shard, make_plan, observe, prepare
 from jitpol.load.repository import load_repository
 from jitpol.policy.evaluate import evaluate
 from jitpol.vcs.sshsig import FastVerifier
@@ -75,11 +75,12 @@ def status(repo: Path, at: str | None, fmt: str) -> None:
 @at_option
 @format_option("text", "json")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when none, 1 on error.")
+@click.option("--shard", "shard_text", metavar="K/N", default=None, help="Only targets in shard K of N.")
 @handle_errors
-def plan(repo: Path, at: str | None, fmt: str, detailed_exitcode: bool) -> None:
+def plan(repo: Path, at: str | None, fmt: str, detailed_exitcode: bool, shard_text: str | None) -> None:
     """What apply would do, reading live state. Writes nothing."""
     now = now_from(at)
-    prep = prepare(repo, now, FastVerifier(), dict(os.environ))
+    prep = prepare(repo, now, FastVerifier(), dict(os.environ), Shard.parse(shard_text) if shard_text else None)
     for d in prep.diagnostics:
         click.echo(str(d), err=True)
     conns = Connections(prep.targets, dict(os.environ))

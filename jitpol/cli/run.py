@@ -17,10 +17,11 @@ from jitpol.errors import InvalidInput
 from jitpol.execute.delivery import CredentialIssuer
 from jitpol.execute.engine import (
     AUDIT_DIR,
-    LEDGER_PATH,
     Connections,
     Result,
+    Shard,
     execute,
+    ledger_path,
     lifecycle_events,
     make_plan,
     observe,
@@ -48,25 +49,27 @@ def _progress(line: str) -> None:
         click.echo(f"  {line}", err=True)
 
 
-def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: bool = False) -> RunSummary:
+def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: bool = False,
+              shard: Shard | None = None) -> RunSummary:
     """Do one full run under the repository lock. Ledger events are appended even when
     execution fails part-way."""
     now = now_from(now_at)
+    ledger_file = repo / ledger_path(shard)
     with RunLock(repo):
         verifier = FastVerifier()
-        prep = prepare(repo, now, verifier, env)
+        prep = prepare(repo, now, verifier, env, shard)
         appended: list[dict[str, Any]] = []
         asked = okta_pushes(prep, env)
         if asked:  # second factors answered: record them, then judge again
             answers = [{"time": fmt_time(now), "policy_commit": prep.policy_commit, **e} for e in asked]
-            Ledger(repo / LEDGER_PATH).append(answers)
+            Ledger(ledger_file).append(answers)
             appended.extend(answers)
-            prep = prepare(repo, now, verifier, env)
+            prep = prepare(repo, now, verifier, env, shard)
         for d in prep.diagnostics:
             click.echo(str(d), err=True)
         conns = Connections(prep.targets, env)
         results: list[Result] = []
-        ledger = Ledger(repo / LEDGER_PATH)
+        ledger = Ledger(ledger_file)
         try:
             obs = observe(prep, conns, _progress)
             plan = make_plan(prep, obs)
@@ -118,16 +121,22 @@ def _commit(repo: Path, summary: RunSummary) -> str | None:
     return sha
 
 
+shard_option = click.option(
+    "--shard", "shard_text", metavar="K/N", default=None,
+    help="Only targets in shard K of N (stable hash of the target name); ledger audit/ledger-K-of-N.jsonl.")
+
+
 @click.command()
 @repo_option
 @at_option
+@shard_option
 @click.option("--no-commit", is_flag=True, help="Append the ledger but do not commit it.")
 @click.pass_context
 @handle_errors
-def apply(ctx: click.Context, repo: Path, at: str | None, no_commit: bool) -> None:
+def apply(ctx: click.Context, repo: Path, at: str | None, shard_text: str | None, no_commit: bool) -> None:
     """Make the targets match the active grants; append and commit the ledger."""
     debug = bool(ctx.find_root().params.get("debug"))
-    summary = run_apply(repo, at, dict(os.environ), debug)
+    summary = run_apply(repo, at, dict(os.environ), debug, Shard.parse(shard_text) if shard_text else None)
     if not no_commit:
         _commit(repo, summary)
     if not summary.ok:
@@ -139,12 +148,15 @@ def apply(ctx: click.Context, repo: Path, at: str | None, no_commit: bool) -> No
 @click.option("--remote", default="origin", show_default=True)
 @click.option("--branch", default=None, help="Branch to push (default: the current branch).")
 @click.option("--at", "at", hidden=True)
+@shard_option
 @click.pass_context
 @handle_errors
-def reconcile(ctx: click.Context, repo: Path, remote: str, branch: str | None, at: str | None) -> None:
+def reconcile(ctx: click.Context, repo: Path, remote: str, branch: str | None, at: str | None,
+              shard_text: str | None) -> None:
     """apply, then push the ledger commit (re-chaining and retrying when the remote moved)."""
     debug = bool(ctx.find_root().params.get("debug"))
-    summary = run_apply(repo, at, dict(os.environ), debug)
+    shard = Shard.parse(shard_text) if shard_text else None
+    summary = run_apply(repo, at, dict(os.environ), debug, shard)
     git = Repo.find(repo)
     if git is not None and summary.events:
         _commit(repo, summary)
@@ -153,7 +165,7 @@ def reconcile(ctx: click.Context, repo: Path, remote: str, branch: str | None, a
             raise InvalidInput("HEAD is detached: pass --branch to say where the ledger commit goes")
 
         def rebuild() -> str | None:
-            Ledger(repo / LEDGER_PATH).append(summary.events)
+            Ledger(repo / ledger_path(shard)).append(summary.events)
             return git.commit_paths(_ledger_paths(repo), summary.message + " (re-chained)")
 
         git.push_with_retry(remote, branch, rebuild=rebuild)

@@ -1,14 +1,42 @@
-"""PostgreSQL connector: the `role-membership` model (a person's login role is made a direct
-member of group roles, and removed again).
+"""PostgreSQL connector: models `role-membership`, `ephemeral-account` and `credential-checkout`.
 
 Settings (the target's entry in jitpol.yaml):
     dsn_env             required; NAME of the environment variable that holds the libpq DSN
-    terminate_sessions  optional bool, default true: end the principal's sessions on revoke
+    terminate_sessions  optional bool, default true: end the principal's sessions on a
+                        role-membership revoke (ephemeral accounts and checkouts always end them)
     connect_timeout     optional int seconds, default 10
+    reassign_to         optional role name: who inherits what a deleted ephemeral account owned;
+                        default the connector's own login role (an action's detail
+                        "reassign_to", e.g. from a resource option, takes precedence)
+
+role-membership: a person's login role is made a direct member of a group role (GRANT) and
+removed again (REVOKE, then pg_terminate_backend of the principal's sessions).
+
+ephemeral-account: principal is a role name jitpol chose (`^jit-[a-z0-9][a-z0-9-]{0,30}$`),
+privilege the canonical JSON of the sorted list of roles it gets. create-account makes a LOGIN
+role with the password from action.detail("password"), `VALID UNTIL` the window's end (the
+server refuses password logins after it even if no run happens) and those roles, commented
+`jitpol: grant=<grant>; person=<person>` (jitpol's marker) in the same transaction. An existing
+role with the marker is brought exactly to that state (password set unless it already verifies,
+end extended but never shortened, missing roles granted, extra ones revoked); a role without the
+marker is never adopted. delete-account (marked roles only) sets NOLOGIN, terminates the role's
+sessions, runs REASSIGN OWNED / DROP OWNED in every database that allows connections and drops
+the role. observe() reports every marked role, whatever scope.privileges says.
+
+credential-checkout: principal is an existing shared login role; rotate sets a new password
+(required), `VALID UNTIL` the checkout's end when the privilege names holders (not when it is
+"[]", a rotation to nobody), and terminates every session of the account. Superusers, jitpol's
+own login and ephemeral accounts are refused. observe() reports nothing (the ledger knows the
+holders).
+
+Secrets: passwords are hashed on the client (libpq's PQencryptPasswordConn, the server's
+password_encryption), so the plain text never reaches the server, its logs or
+pg_stat_activity; operations show `PASSWORD '***'`; errors of statements that carry a verifier
+are raised without the driver's exception attached.
 
 Safety: every role name is checked against an allowlist (validate_identifier) before any SQL
-is built, statements are composed with psycopg.sql.Identifier only, and superusers are never
-granted to, revoked from or handed out. The DSN and its password never appear in errors.
+is built, statements are composed with psycopg.sql.Identifier/Literal only, and superusers are
+never granted to, revoked from or handed out. The DSN and its password never appear in errors.
 
 psycopg is imported lazily, so the policy validator can import validate_identifier on a machine
 without it.
@@ -16,20 +44,44 @@ without it.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
-from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
+from jitpol.errors import InvalidInput, PermanentTargetError, TargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
+from jitpol.model.canonical import canonical_json
 
 if TYPE_CHECKING:
     import psycopg
     from psycopg import sql
 
-MODEL = "role-membership"
+MODEL = "role-membership"  # the first model; the name importers already use
+ROLE_MEMBERSHIP = MODEL
+EPHEMERAL = "ephemeral-account"
+CHECKOUT = "credential-checkout"
+MODELS = (ROLE_MEMBERSHIP, EPHEMERAL, CHECKOUT)
+
+# the comment (COMMENT ON ROLE) that says a role is jitpol's own ephemeral account
+MARKER_PREFIX = "jitpol:"
+# how long pg_terminate_backend waits for each session to be gone
+SESSION_WAIT_MS = 5000
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.@-]*")
+_EPHEMERAL_NAME = re.compile(r"jit-[a-z0-9][a-z0-9-]{0,30}")
+_MARKER_VALUE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+_B64 = r"[A-Za-z0-9+/]+={0,2}"
+_SCRAM_VERIFIER = re.compile(rf"SCRAM-SHA-256\$([0-9]{{1,7}}):({_B64})\$({_B64}):({_B64})")
+# a stored verifier with more iterations is not re-derived (it would stall the run): the
+# password is set again instead
+_MAX_SCRAM_ITERATIONS = 100_000
 # NAMEDATALEN - 1: PostgreSQL silently truncates longer names, so "alice_<64 bytes>" would
 # quietly become some other role. Refuse instead.
 _MAX_IDENTIFIER_BYTES = 63
@@ -56,6 +108,33 @@ SELECT current_user,
                JOIN pg_catalog.pg_roles AS member ON member.oid = m.member
                WHERE grp.rolname = %(role)s AND member.rolname = %(principal)s)
 """
+
+# Roles with their marker, enforced end and direct memberships. psycopg cannot load the
+# infinities: 'infinity' (like NULL) is no end; '-infinity' ended long ago, shown as the epoch.
+_ROLES_SQL = """
+SELECT r.rolname::text,
+       r.rolsuper,
+       r.rolcanlogin,
+       pg_catalog.shobj_description(r.oid, 'pg_authid'),
+       CASE WHEN r.rolvaliduntil = '-infinity' THEN 'epoch'::timestamptz
+            WHEN pg_catalog.isfinite(r.rolvaliduntil) THEN r.rolvaliduntil END,
+       ARRAY(SELECT g.rolname::text
+             FROM pg_catalog.pg_auth_members AS m
+             JOIN pg_catalog.pg_roles AS g ON g.oid = m.roleid
+             WHERE m.member = r.oid)
+FROM pg_catalog.pg_roles AS r
+WHERE r.rolname = ANY(%(names)s)
+   OR pg_catalog.starts_with(pg_catalog.shobj_description(r.oid, 'pg_authid'), %(marker)s)
+"""
+_SESSION_SQL = "SELECT current_user::text, pg_catalog.has_table_privilege('pg_catalog.pg_authid', 'SELECT')"
+_STORED_VERIFIER_SQL = "SELECT rolpassword FROM pg_catalog.pg_authid WHERE rolname = %s"
+_DATABASES_SQL = "SELECT datname::text FROM pg_catalog.pg_database WHERE datallowconn ORDER BY datname"
+_SESSIONS_LEFT_SQL = (
+    "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE usename = %s AND pid <> pg_catalog.pg_backend_pid()"
+)
+
+
+# -- names (no psycopg needed) ----------------------------------------------------------------
 
 
 def validate_identifier(name: str, what: str) -> None:
@@ -89,6 +168,50 @@ def validate_principal(name: str) -> None:
         )
 
 
+def validate_account_name(name: object) -> str:
+    """The name of an ephemeral account, if it is one jitpol may create: `jit-` followed by 1 to
+    31 lower-case letters, digits or `-` (at most 35 bytes, far below PostgreSQL's 63-byte
+    limit, so it is never truncated). Raises InvalidInput."""
+    if not isinstance(name, str) or not _EPHEMERAL_NAME.fullmatch(name):
+        raise InvalidInput(
+            f"ephemeral account name {_shown(name)} is not allowed "
+            "(jit- followed by 1 to 31 lower-case letters, digits or -, not starting with -)"
+        )
+    validate_identifier(name, "ephemeral account name")  # defence in depth: the byte limit
+    return name
+
+
+def parse_role_list(privilege: object) -> list[str]:
+    """The roles of an ephemeral account's privilege: the canonical JSON of a sorted list of
+    distinct role names (`canonical_json(sorted(roles))`), each one validate_identifier accepts.
+    Any other spelling is refused, because jitpol compares privileges as plain strings. Raises
+    InvalidInput."""
+    try:
+        roles = json.loads(privilege) if isinstance(privilege, str) else None
+    except ValueError:
+        roles = None
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise InvalidInput(
+            f"the privilege {_shown(privilege)} of an ephemeral account must be a JSON list of role names"
+        )
+    for role in roles:
+        validate_identifier(role, "role")
+    if canonical_json(sorted(set(roles))) != privilege:
+        raise InvalidInput(
+            f"the privilege {_shown(privilege)} is not the canonical JSON of a sorted list of distinct role names"
+        )
+    return list(roles)
+
+
+def marker(grant: str, person: str) -> str:
+    """The comment that marks a role as jitpol's ephemeral account. Raises InvalidInput unless
+    both are jitpol names (so the comment needs no escaping to be read back)."""
+    for key, value in (("grant", grant), ("person", person)):
+        if not isinstance(value, str) or not _MARKER_VALUE.fullmatch(value):
+            raise InvalidInput(f"detail {key} {_shown(value)} is missing or not a jitpol name")
+    return f"{MARKER_PREFIX} grant={grant}; person={person}"
+
+
 def check_name(value: object, what: str) -> None:
     """The policy loader's hook (registry.NAME_CHECKS): `what` is "principal" for a person's
     account, anything else (e.g. "privilege") for a role named in a resource's grants. Raises
@@ -101,24 +224,94 @@ def check_name(value: object, what: str) -> None:
         validate_identifier(value, "role")
 
 
+def password_matches(stored: str | None, password: str, role: str) -> bool:
+    """True only when `stored` (pg_authid.rolpassword of `role`) is known to verify `password`:
+    a SCRAM-SHA-256 verifier (RFC 5802/7677) or an md5 hash. False when it does not, when there
+    is none, and when this cannot tell (a non-ASCII password, which the server would SASLprep;
+    an unknown format; an absurd iteration count) — the caller then sets the password again."""
+    if not stored or not password.isascii():
+        # ASCII needs no SASLprep: the server hashes exactly these bytes
+        return False
+    if stored.startswith("md5") and len(stored) == 35:
+        expected = "md5" + hashlib.md5((password + role).encode(), usedforsecurity=False).hexdigest()
+        return hmac.compare_digest(stored, expected)
+    match = _SCRAM_VERIFIER.fullmatch(stored)
+    if match is None:
+        return False
+    iterations = int(match.group(1))
+    if not 0 < iterations <= _MAX_SCRAM_ITERATIONS:
+        return False
+    try:
+        salt, stored_key, server_key = (base64.b64decode(match.group(i), validate=True) for i in (2, 3, 4))
+    except binascii.Error:
+        return False
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    server = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    return hmac.compare_digest(hashlib.sha256(client_key).digest(), stored_key) and hmac.compare_digest(
+        server, server_key
+    )
+
+
+def valid_until_text(until: datetime) -> str:
+    """`until` as the literal VALID UNTIL takes (ISO 8601 in UTC). Raises InvalidInput for a
+    naive datetime: the server would read it in its own time zone."""
+    if until.tzinfo is None or until.utcoffset() is None:
+        raise InvalidInput("the end of an account's window must carry a time zone")
+    return until.astimezone(UTC).isoformat(sep=" ")
+
+
 def _shown(name: object) -> str:
     # repr escapes quotes and control characters; cut so a hostile name cannot flood a log
     text = repr(name)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-class PostgresConnector:
-    """Connector for one PostgreSQL cluster (see the module docstring for settings).
+def _database_label(name: str) -> str:
+    # for Outcome.operations only: JSON quoting shows any name on one line, and `*\/` (a legal
+    # JSON escape) keeps a name from closing the surrounding comment
+    return json.dumps(name).replace("*/", "*\\/")
 
-    observe() reads direct memberships from pg_auth_members; apply() GRANTs/REVOKEs one
-    membership and, on revoke, ends the principal's sessions. One autocommit connection is
-    opened on first use and reused. Errors: TargetUnavailable when the server cannot be
-    reached (or the connection drops), PermanentTargetError for everything else.
+
+@dataclass(frozen=True, slots=True)
+class _Role:
+    name: str
+    superuser: bool
+    login: bool
+    comment: str | None
+    valid_until: datetime | None  # the enforced end; None: none
+    member_of: frozenset[str]  # direct memberships
+
+    @property
+    def marked(self) -> bool:
+        return self.comment is not None and self.comment.startswith(MARKER_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One statement: what is sent, and how Outcome.operations shows it (secrets as '***')."""
+
+    sent: sql.Composed
+    shown: sql.Composed
+    database: str | None = None  # None: the connector's own database
+    ends_sessions_of: str | None = None  # afterwards, this role must have no session left
+
+
+class PostgresConnector:
+    """Connector for one PostgreSQL cluster (see the module docstring for settings and models).
+
+    One autocommit connection is opened on first use and reused; delete-account opens one more,
+    briefly, per other database. Errors: TargetUnavailable when the server cannot be reached (or
+    the connection drops, or a session will not end), PermanentTargetError for everything else.
     """
 
     type: ClassVar[str] = "postgres"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        models=frozenset({MODEL}), native_expiry=frozenset(), ends_sessions=True
+        models=frozenset(MODELS),
+        # VALID UNTIL: an ephemeral account's, and a checked-out password's, end is enforced by
+        # the server for password logins even when no run happens
+        native_expiry=frozenset({EPHEMERAL, CHECKOUT}),
+        ends_sessions=True,
     )
 
     def __init__(self, name: str, settings: Mapping[str, Any], env: Mapping[str, str]) -> None:
@@ -134,39 +327,81 @@ class PostgresConnector:
         timeout = settings.get("connect_timeout", 10)
         if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
             raise PermanentTargetError(f"target {name}: setting connect_timeout must be a positive integer")
+        reassign_to = settings.get("reassign_to")
+        if reassign_to is not None:
+            try:
+                validate_identifier(reassign_to, "reassign_to")
+            except InvalidInput as exc:
+                raise PermanentTargetError(f"target {name}: setting {exc}") from None
         self._dsn_env = dsn_env
         self._terminate_sessions = terminate
         self._connect_timeout = timeout
+        self._reassign_to: str | None = reassign_to
         self._env = env  # read at connect time only: the DSN is never kept on this object
         self._conn: psycopg.Connection[Any] | None = None
 
     # -- Connector protocol -----------------------------------------------------------------
 
     def observe(self, scope: Scope) -> frozenset[Assignment]:
-        """Every direct member of each role in scope.privileges. Roles that do not exist have
-        no members. Read-only."""
-        self._check_model(scope.model)
-        if not scope.privileges:
+        """Read-only.
+
+        role-membership: every direct member of each role in scope.privileges (roles that do not
+        exist have no members). ephemeral-account: every role carrying jitpol's marker, whatever
+        scope.privileges says, with its sorted direct memberships as the privilege and its
+        VALID UNTIL as `expires`. credential-checkout: nothing (the ledger tracks holders)."""
+        if scope.model == ROLE_MEMBERSHIP:
+            if not scope.privileges:
+                return frozenset()
+            rows = self._fetch(_OBSERVE_SQL, (sorted(scope.privileges),))
+            return frozenset(
+                Assignment(target=self.name, model=scope.model, principal=str(member), privilege=str(role))
+                for member, role in rows
+            )
+        if scope.model == EPHEMERAL:
+            return frozenset(
+                Assignment(self.name, EPHEMERAL, r.name, canonical_json(sorted(r.member_of)), expires=r.valid_until)
+                for r in self._roles(()).values()
+                if r.marked
+            )
+        if scope.model == CHECKOUT:
             return frozenset()
-        rows = self._fetch(_OBSERVE_SQL, (sorted(scope.privileges),))
-        return frozenset(
-            Assignment(target=self.name, model=scope.model, principal=str(member), privilege=str(role))
-            for member, role in rows
-        )
+        self._unsupported_model(scope.model)
 
     def apply(self, action: Action, *, check: bool = False) -> Outcome:
+        """Make one action true (see the module docstring); check=True sends nothing but reads,
+        and lists the statements it would send. Idempotent, except that a rotate is an event:
+        it always changes the password (changed=True)."""
+        model = action.assignment.model
+        if model == ROLE_MEMBERSHIP:
+            return self._apply_membership(action, check)
+        if model == EPHEMERAL:
+            if action.op == "create-account":
+                return self._create_account(action, check)
+            if action.op == "delete-account":
+                return self._delete_account(action, check)
+            self._unsupported_op(action)
+        if model == CHECKOUT:
+            if action.op == "rotate":
+                return self._rotate(action, check)
+            self._unsupported_op(action)
+        self._unsupported_model(model)
+
+    def close(self) -> None:
+        """Close the connection, if any. Safe to call twice; a later call reconnects."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    # -- role-membership --------------------------------------------------------------------
+
+    def _apply_membership(self, action: Action, check: bool) -> Outcome:
         """GRANT or REVOKE one direct membership; idempotent. A revoke also terminates the
-        principal's sessions (unless terminate_sessions is false). check=True sends nothing
-        but reads, and lists the statements it would send."""
+        principal's sessions (unless terminate_sessions is false)."""
         from psycopg import sql
 
         a = action.assignment
-        self._check_model(a.model)
         if action.op not in ("grant", "revoke"):
-            raise PermanentTargetError(
-                f"target {self.name}: operation {action.op!r} is not supported by the postgres "
-                f"{MODEL} connector"
-            )
+            self._unsupported_op(action)
         try:
             validate_identifier(a.privilege, "role")
             validate_principal(a.principal)
@@ -204,12 +439,7 @@ class PostgresConnector:
                 # the group role until it disconnects. We cannot see which sessions did, so end
                 # all of the principal's (never our own). The timeout makes the call wait until
                 # they are really gone, so `after` is true when we return.
-                statements.append(
-                    sql.SQL(
-                        "SELECT pg_catalog.pg_terminate_backend(pid, 5000) FROM pg_catalog.pg_stat_activity "
-                        "WHERE usename = {} AND pid <> pg_catalog.pg_backend_pid()"
-                    ).format(sql.Literal(a.principal))
-                )
+                statements.append(_terminate(a.principal))
         conn = self._connection()
         operations = tuple(stmt.as_string(conn) for stmt in statements)
         if not check:
@@ -218,18 +448,6 @@ class PostgresConnector:
             if action.op == "revoke":
                 self._verify_revoked(a)
         return Outcome(changed=True, before=False, after=not check, operations=operations)
-
-    def close(self) -> None:
-        """Close the connection, if any. Safe to call twice; a later call reconnects."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
-    # -- internals --------------------------------------------------------------------------
-
-    def _check_model(self, model: str) -> None:
-        if model != MODEL:
-            raise PermanentTargetError(f"target {self.name}: model {model!r} is not supported (only {MODEL})")
 
     def _verify_revoked(self, a: Assignment) -> None:
         # From PostgreSQL 16 a membership granted by another role survives a plain REVOKE (with
@@ -241,29 +459,357 @@ class PostgresConnector:
                 "(granted by another role?)"
             )
 
+    # -- ephemeral-account ------------------------------------------------------------------
+
+    def _create_account(self, action: Action, check: bool) -> Outcome:
+        from psycopg import sql
+
+        a = action.assignment
+        try:
+            name = validate_account_name(a.principal)
+            wanted = parse_role_list(a.privilege)
+            comment = marker(action.detail("grant"), action.detail("person"))
+            if action.until is None:
+                raise InvalidInput("an ephemeral account needs the end of its window (action.until)")
+            until_text = valid_until_text(action.until)
+        except InvalidInput as exc:
+            raise PermanentTargetError(f"target {self.name}: {exc}") from None
+        until = action.until
+        password = self._checked_password(action, required=False)
+
+        current_user, can_read_passwords = self._session()
+        roles = self._roles([name, *wanted])
+        self._check_account_roles(name, wanted, roles, current_user)
+        existing = roles.get(name)
+        if existing is not None and not existing.marked:
+            raise PermanentTargetError(
+                f"target {self.name}: role {name!r} exists and does not carry jitpol's marker; "
+                "jitpol never adopts a role it did not create"
+            )
+        if existing is not None and existing.superuser:
+            raise PermanentTargetError(
+                f"target {self.name}: jitpol's account {name!r} has been made a superuser; refusing to touch it"
+            )
+
+        ident = sql.Identifier(name)
+        until_sql = sql.Literal(until_text)
+        secret: sql.Composable | None = None
+        already = (
+            password is not None
+            and existing is not None
+            and can_read_passwords
+            and password_matches(self._stored_verifier(name), password, name)
+        )
+        if password is not None and not already:
+            secret = sql.SQL("'***'") if check else sql.Literal(self._verifier(name, password))
+        steps: list[_Step] = []
+        if existing is None:
+            def create(password_sql: sql.Composable | None) -> sql.Composed:
+                options: list[sql.Composable] = [sql.SQL("LOGIN")]
+                if password_sql is not None:
+                    options.append(sql.SQL("PASSWORD {}").format(password_sql))
+                options.append(sql.SQL("VALID UNTIL {}").format(until_sql))
+                if wanted:
+                    options.append(sql.SQL("IN ROLE {}").format(sql.SQL(", ").join(map(sql.Identifier, wanted))))
+                return sql.SQL("CREATE ROLE {} WITH {}").format(ident, sql.SQL(" ").join(options))
+
+            steps.append(_Step(create(secret), create(None if secret is None else sql.SQL("'***'"))))
+            steps.append(_plain(sql.SQL("COMMENT ON ROLE {} IS {}").format(ident, sql.Literal(comment))))
+        else:
+            if secret is not None:
+                steps.append(_Step(
+                    sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(ident, secret),
+                    sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(ident, sql.SQL("'***'")),
+                ))  # fmt: skip
+            if existing.valid_until is None or existing.valid_until < until:
+                steps.append(_plain(sql.SQL("ALTER ROLE {} VALID UNTIL {}").format(ident, until_sql)))
+            for role in wanted:
+                if role not in existing.member_of:
+                    steps.append(_plain(sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), ident)))
+            for role in sorted(existing.member_of - set(wanted)):
+                steps.append(_plain(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(role), ident)))
+        if not steps:
+            return Outcome(changed=False, before=True, after=True)
+        operations = self._shown(steps)
+        if not check:
+            # one transaction: a run that dies half-way must not leave a role without the marker
+            # (the next run would refuse to adopt it)
+            self._send(self._connection(), steps, transaction=True, secret=secret is not None)
+            self._verify_account(name, wanted, until)
+        return Outcome(changed=True, before=False, after=not check, operations=operations)
+
+    def _check_account_roles(
+        self, name: str, wanted: Sequence[str], roles: Mapping[str, _Role], current_user: str
+    ) -> None:
+        for role in wanted:
+            info = roles.get(role)
+            if info is None:
+                raise PermanentTargetError(f'target {self.name}: role "{role}" does not exist')
+            # membership in a superuser role is superuser (SET ROLE); in our own login, our
+            # powers; in another ephemeral account, access that account's end takes away
+            why = (
+                "it is a superuser role" if info.superuser
+                else "it is jitpol's own login" if role == current_user
+                else "it is the account itself" if role == name
+                else "it is another ephemeral account" if info.marked
+                else None
+            )  # fmt: skip
+            if why is not None:
+                raise PermanentTargetError(f"target {self.name}: refusing to give {name!r} the role {role!r}: {why}")
+
+    def _verify_account(self, name: str, wanted: Sequence[str], until: datetime) -> None:
+        role = self._roles([name]).get(name)
+        if role is None or not role.marked:
+            raise PermanentTargetError(f"target {self.name}: account {name!r} is missing after creating it")
+        if role.member_of != frozenset(wanted):
+            # PostgreSQL 16: a membership granted by another role survives a plain REVOKE
+            raise PermanentTargetError(
+                f"target {self.name}: account {name!r} has roles {sorted(role.member_of)} instead of "
+                f"{sorted(wanted)} after apply (granted by another role?)"
+            )
+        if role.valid_until is None or role.valid_until < until:
+            raise PermanentTargetError(f"target {self.name}: account {name!r} did not get its VALID UNTIL")
+
+    def _delete_account(self, action: Action, check: bool) -> Outcome:
+        from psycopg import sql
+
+        try:
+            name = validate_account_name(action.assignment.principal)
+            chosen = action.detail("reassign_to") or self._reassign_to
+            if chosen is not None:
+                validate_identifier(chosen, "reassign_to")
+        except InvalidInput as exc:
+            raise PermanentTargetError(f"target {self.name}: {exc}") from None
+        current_user, _ = self._session()
+        reassign_to = chosen or current_user
+        roles = self._roles([name, reassign_to])
+        existing = roles.get(name)
+        if existing is None:
+            return Outcome(changed=False, before=True, after=True)
+        if not existing.marked:
+            raise PermanentTargetError(
+                f"target {self.name}: role {name!r} does not carry jitpol's marker; jitpol does not drop it"
+            )
+        heir = roles.get(reassign_to)
+        if heir is None:
+            raise PermanentTargetError(f'target {self.name}: reassign_to role "{reassign_to}" does not exist')
+        if heir.marked:
+            raise PermanentTargetError(
+                f"target {self.name}: reassign_to {reassign_to!r} is an ephemeral account; what it inherits "
+                "would be dropped with it"
+            )
+        ident = sql.Identifier(name)
+        steps: list[_Step] = []
+        if existing.login:
+            # no new session may start between the termination and the drop (it could create
+            # objects after REASSIGN OWNED, and DROP ROLE would then fail)
+            steps.append(_plain(sql.SQL("ALTER ROLE {} NOLOGIN").format(ident)))
+        steps.append(_termination(name))
+        for database in self._databases():
+            for text in ("REASSIGN OWNED BY {} TO {}", "DROP OWNED BY {}"):
+                stmt = sql.SQL(text).format(ident, sql.Identifier(reassign_to))
+                steps.append(_Step(stmt, stmt, database))
+        steps.append(_plain(sql.SQL("DROP ROLE {}").format(ident)))
+        operations = self._shown(steps)
+        if not check:
+            self._run_steps(steps)
+            if name in self._roles([name]):
+                raise PermanentTargetError(f"target {self.name}: role {name!r} still exists after DROP ROLE")
+        return Outcome(changed=True, before=False, after=not check, operations=operations)
+
+    # -- credential-checkout ----------------------------------------------------------------
+
+    def _rotate(self, action: Action, check: bool) -> Outcome:
+        from psycopg import sql
+
+        a = action.assignment
+        try:
+            validate_principal(a.principal)
+            holders = json.loads(a.privilege)
+            if not isinstance(holders, list):
+                raise ValueError
+        except ValueError:  # InvalidInput is not a ValueError: both are caught apart
+            raise PermanentTargetError(
+                f"target {self.name}: the privilege of a credential checkout must be a JSON list of holders"
+            ) from None
+        except InvalidInput as exc:
+            raise PermanentTargetError(f"target {self.name}: {exc}") from None
+        name = a.principal
+        password = self._checked_password(action, required=True)
+        assert password is not None  # required=True
+        until_text: str | None = None
+        if holders and action.until is not None:
+            # the checked-out password stops working at the end of the checkout even if no run
+            # happens; a rotation to nobody leaves VALID UNTIL alone (nobody knows the secret)
+            try:
+                until_text = valid_until_text(action.until)
+            except InvalidInput as exc:
+                raise PermanentTargetError(f"target {self.name}: {exc}") from None
+
+        current_user, _ = self._session()
+        role = self._roles([name]).get(name)
+        if role is None:
+            raise PermanentTargetError(f'target {self.name}: role "{name}" does not exist')
+        if role.superuser or role.marked or name == current_user:
+            raise PermanentTargetError(
+                f"target {self.name}: refusing to rotate {name!r}: jitpol never checks out superusers, "
+                "its own login or its ephemeral accounts"
+            )
+        ident = sql.Identifier(name)
+
+        def alter(password_sql: sql.Composable) -> sql.Composed:
+            stmt = sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(ident, password_sql)
+            if until_text is not None:
+                stmt = sql.SQL("{} VALID UNTIL {}").format(stmt, sql.Literal(until_text))
+            return stmt
+
+        shown = alter(sql.SQL("'***'"))
+        # ALTER first, then terminate: a holder who reconnects in between has the old password only
+        steps = [
+            _Step(shown if check else alter(sql.Literal(self._verifier(name, password))), shown),
+            _termination(name),
+        ]
+        operations = self._shown(steps)
+        if not check:
+            self._send(self._connection(), steps[:1], transaction=False, secret=True)
+            self._run_steps(steps[1:])
+        # a rotation is an event, never "already true"
+        return Outcome(changed=True, before=False, after=not check, operations=operations)
+
+    # -- shared by the account models -------------------------------------------------------
+
+    def _checked_password(self, action: Action, *, required: bool) -> str | None:
+        password = action.detail("password")
+        if not password:
+            if required:
+                raise PermanentTargetError(
+                    f"target {self.name}: {action.op} of {action.assignment.principal!r} needs a password detail"
+                )
+            return None
+        if "\x00" in password:  # libpq takes C strings: the password would be cut short silently
+            raise PermanentTargetError(f"target {self.name}: the password detail contains a NUL character")
+        return password
+
+    def _verifier(self, role: str, password: str) -> str:
+        """The password hashed here by libpq (the server's password_encryption), so that the plain
+        text never reaches the server, its log or pg_stat_activity."""
+        import psycopg
+
+        conn = self._connection()
+        try:
+            return conn.pgconn.encrypt_password(password.encode(), role.encode(), None).decode("ascii")
+        except psycopg.Error:
+            raise PermanentTargetError(f"target {self.name}: could not encrypt the password for {role!r}") from None
+
+    def _stored_verifier(self, role: str) -> str | None:
+        rows = self._fetch(_STORED_VERIFIER_SQL, (role,))
+        return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def _session(self) -> tuple[str, bool]:
+        """(our login role, whether we may read pg_authid, i.e. stored password verifiers)."""
+        current_user, can_read = self._fetch(_SESSION_SQL, None)[0]
+        return str(current_user), bool(can_read)
+
+    def _roles(self, names: Sequence[str]) -> dict[str, _Role]:
+        """The roles named (those that exist), and every role carrying jitpol's marker."""
+        rows = self._fetch(_ROLES_SQL, {"names": list(names), "marker": MARKER_PREFIX})
+        return {
+            str(n): _Role(str(n), bool(su), bool(login), comment, until, frozenset(member_of or ()))
+            for n, su, login, comment, until, member_of in rows
+        }
+
+    def _databases(self) -> list[str]:
+        return [str(row[0]) for row in self._fetch(_DATABASES_SQL, None)]
+
+    def _shown(self, steps: Sequence[_Step]) -> tuple[str, ...]:
+        conn = self._connection()
+        out = []
+        for step in steps:
+            text = step.shown.as_string(conn)
+            if step.database is not None:
+                text = f"/* database {_database_label(step.database)} */ {text}"
+            out.append(text)
+        return tuple(out)
+
+    def _run_steps(self, steps: Sequence[_Step]) -> None:
+        """Send steps in order, each in its own transaction on the connector's connection but
+        those for another database: one transaction per database, on a connection of its own.
+        After a termination, check that the role has no session left."""
+        conn = self._connection()
+        i = 0
+        while i < len(steps):
+            database = steps[i].database
+            j = i
+            while j < len(steps) and steps[j].database == database:
+                j += 1
+            group = steps[i:j]
+            if database is None:
+                for step in group:
+                    self._send(conn, [step], transaction=False, secret=False)
+                    if step.ends_sessions_of is not None:
+                        self._check_sessions_ended(step.ends_sessions_of)
+            elif database == conn.info.dbname:
+                self._send(conn, group, transaction=True, secret=False)
+            else:
+                other = self._open(database)
+                try:
+                    self._send(other, group, transaction=True, secret=False)
+                finally:
+                    other.close()
+            i = j
+
+    def _check_sessions_ended(self, role: str) -> None:
+        left = int(self._fetch(_SESSIONS_LEFT_SQL, (role,))[0][0])
+        if left:
+            raise TargetUnavailable(
+                f"target {self.name}: {left} session(s) of {role!r} did not end within "
+                f"{SESSION_WAIT_MS // 1000} s; the next run tries again"
+            )
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _unsupported_model(self, model: str) -> NoReturn:
+        raise PermanentTargetError(
+            f"target {self.name}: model {model!r} is not supported (only {', '.join(MODELS)})"
+        )
+
+    def _unsupported_op(self, action: Action) -> NoReturn:
+        raise PermanentTargetError(
+            f"target {self.name}: operation {action.op!r} is not supported by the postgres "
+            f"{action.assignment.model} connector"
+        )
+
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is not None and not self._conn.closed and not self._conn.broken:
             return self._conn
+        self._conn = self._open(None)
+        return self._conn
+
+    def _open(self, database: str | None) -> psycopg.Connection[Any]:
+        """A new autocommit connection with the DSN, to `database` instead of the DSN's own when
+        given."""
         import psycopg
+        from psycopg.conninfo import make_conninfo
 
         dsn = self._env.get(self._dsn_env)
         if not dsn:
             raise PermanentTargetError(
                 f"target {self.name}: environment variable {self._dsn_env} (dsn_env) is not set"
             )
+        where = "" if database is None else f" database {_database_label(database)}"
         try:
-            self._conn = psycopg.connect(
-                dsn, autocommit=True, connect_timeout=self._connect_timeout, application_name="jitpol"
+            conninfo = dsn if database is None else make_conninfo(dsn, dbname=database)
+            return psycopg.connect(
+                conninfo, autocommit=True, connect_timeout=self._connect_timeout, application_name="jitpol"
             )
         except psycopg.OperationalError as exc:
             reason = _redact(str(exc), dsn)
-            raise TargetUnavailable(f"target {self.name}: cannot connect to PostgreSQL: {reason}") from None
+            raise TargetUnavailable(f"target {self.name}: cannot connect to PostgreSQL{where}: {reason}") from None
         except psycopg.Error:
             # libpq's parse errors quote the DSN itself (password included): say nothing of it
             raise PermanentTargetError(
                 f"target {self.name}: the DSN in {self._dsn_env} is not a valid libpq connection string"
             ) from None
-        return self._conn
 
     def _fetch(self, query: str, params: Any) -> list[tuple[Any, ...]]:
         import psycopg
@@ -285,16 +831,65 @@ class PostgresConnector:
         except psycopg.Error as exc:
             self._fail(exc)
 
-    def _fail(self, exc: psycopg.Error) -> NoReturn:
+    def _send(self, conn: psycopg.Connection[Any], steps: Sequence[_Step], *, transaction: bool, secret: bool) -> None:
+        """Execute the steps' statements on `conn`, in one transaction when asked. When a
+        statement carries a secret (a password verifier), an error is raised outside the
+        handler, without the driver's exception (whose text may quote the statement)."""
         import psycopg
 
-        if isinstance(exc, psycopg.OperationalError) and (self._conn is None or self._conn.broken):
-            self.close()  # reconnect on the next call
-            raise TargetUnavailable(f"target {self.name}: connection to PostgreSQL lost") from None
+        failure: TargetError | None = None
+        try:
+            if transaction:
+                with conn.transaction():
+                    for step in steps:
+                        conn.execute(step.sent)
+            else:
+                for step in steps:
+                    conn.execute(step.sent)
+        except psycopg.Error as exc:
+            if not secret:
+                self._fail(exc, conn)
+            failure = self._error(exc, conn)
+        if failure is not None:
+            raise failure
+
+    def _error(self, exc: psycopg.Error, conn: psycopg.Connection[Any] | None = None) -> TargetError:
+        import psycopg
+
+        conn = self._conn if conn is None else conn
+        if isinstance(exc, psycopg.OperationalError) and (conn is None or conn.broken):
+            if conn is self._conn:
+                self.close()  # reconnect on the next call
+            return TargetUnavailable(f"target {self.name}: connection to PostgreSQL lost")
         detail = exc.diag.message_primary or type(exc).__name__
         if isinstance(exc, psycopg.OperationalError):  # lock or statement timeout, shutting down...
-            raise TargetUnavailable(f"target {self.name}: PostgreSQL: {detail}") from exc
-        raise PermanentTargetError(f"target {self.name}: PostgreSQL refused: {detail}") from exc
+            return TargetUnavailable(f"target {self.name}: PostgreSQL: {detail}")
+        return PermanentTargetError(f"target {self.name}: PostgreSQL refused: {detail}")
+
+    def _fail(self, exc: psycopg.Error, conn: psycopg.Connection[Any] | None = None) -> NoReturn:
+        error = self._error(exc, conn)
+        if "connection to PostgreSQL lost" in str(error):
+            raise error from None
+        raise error from exc
+
+
+def _plain(stmt: sql.Composed) -> _Step:
+    return _Step(stmt, stmt)
+
+
+def _termination(role: str) -> _Step:
+    stmt = _terminate(role)
+    return _Step(stmt, stmt, ends_sessions_of=role)
+
+
+def _terminate(role: str) -> sql.Composed:
+    """End every session of `role` but our own, waiting up to SESSION_WAIT_MS for each."""
+    from psycopg import sql
+
+    return sql.SQL(
+        "SELECT pg_catalog.pg_terminate_backend(pid, {}) FROM pg_catalog.pg_stat_activity "
+        "WHERE usename = {} AND pid <> pg_catalog.pg_backend_pid()"
+    ).format(sql.Literal(SESSION_WAIT_MS), sql.Literal(role))
 
 
 def _redact(text: str, dsn: str) -> str:

@@ -7,6 +7,7 @@ invalid repository, an unreachable target or a failed addition only stops additi
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -17,23 +18,56 @@ from typing import Any, Protocol
 
 from jitpol.connectors import registry
 from jitpol.connectors.base import Connector
-from jitpol.errors import JitpolError, TargetError
+from jitpol.errors import InvalidInput, JitpolError, TargetError
 from jitpol.execute.reviews import review_approvals
 from jitpol.ledger.snapshots import read_snapshot, write_snapshot
-from jitpol.ledger.store import Ledger
+from jitpol.ledger.store import Ledger, ledger_files
 from jitpol.load.repository import Diagnostic, LoadResult, load_repository, load_snapshot, snapshot_entries
 from jitpol.model.assignment import Action, Assignment, AssignmentKey, Outcome
 from jitpol.model.documents import PolicySet, Target
 from jitpol.plan.diff import Plan, checkout_actions, covered_by_history, diff, exclusive_privileges, scopes
 from jitpol.policy.approvals import Verifier
 from jitpol.policy.evaluate import Desired, Evaluation, evaluate
-from jitpol.policy.history import History, replay
+from jitpol.policy.history import History, merge, replay, restricted
 from jitpol.policy.trust import PolicyCheck, check_policy, combine
 from jitpol.vcs.git import Repo
 
 AUDIT_DIR = Path("audit")
 LEDGER_PATH = AUDIT_DIR / "ledger.jsonl"
 Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """Part K of N of the targets, chosen by a stable hash of the target name, so N CI jobs can
+    reconcile in parallel; each appends to its own ledger file."""
+
+    k: int
+    n: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        k, sep, n = text.partition("/")
+        if not sep or not k.isdigit() or not n.isdigit() or not 1 <= int(k) <= int(n) <= 256:
+            raise InvalidInput(f"--shard {text!r}: write K/N with 1 <= K <= N <= 256, e.g. 2/4")
+        return cls(int(k), int(n))
+
+    def owns(self, target: str) -> bool:
+        return int(hashlib.sha256(target.encode()).hexdigest(), 16) % self.n == self.k - 1
+
+    @property
+    def ledger(self) -> Path:
+        return AUDIT_DIR / f"ledger-{self.k}-of-{self.n}.jsonl"
+
+
+def ledger_path(shard: Shard | None) -> Path:
+    return shard.ledger if shard is not None else LEDGER_PATH
+
+
+def read_history(root: Path) -> History:
+    """Every ledger file under audit/ (the main one, shards, agents), each chain verified."""
+    files = ledger_files(root / AUDIT_DIR)
+    return merge([replay(Ledger(f).events()) for f in files]) if files else History()
 
 
 def iso(t: datetime) -> str:
@@ -51,11 +85,12 @@ class Prepared:
     root: Path
     now: datetime
     loaded: LoadResult
-    history: History
+    history: History  # restricted to this run's targets when sharded
     evaluation: Evaluation | None  # None when the repository is invalid
     policy_commit: str | None
     targets: Mapping[str, Target]  # targets the run may use (from the config, even if invalid)
     policy: PolicyCheck | None = None  # None when the repository is invalid
+    shard: Shard | None = None
 
     @property
     def valid(self) -> bool:
@@ -66,11 +101,24 @@ class Prepared:
         return self.loaded.diagnostics
 
 
-def prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, str] | None = None) -> Prepared:
-    """Load and evaluate under the policy in force. Raises LedgerBroken if the ledger (or the
-    snapshot of the adopted policy) does not verify."""
+def prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, str] | None = None,
+            shard: Shard | None = None) -> Prepared:
+    """Load and evaluate under the policy in force; with `shard`, only that part of the targets.
+    Raises LedgerBroken if a ledger file (or the snapshot of the adopted policy) does not verify."""
+    prep = _prepare(root, now, verifier, env, read_history(root))
+    if shard is None:
+        return prep
+    mine = {name: t for name, t in prep.targets.items() if shard.owns(name)}
+    ev = prep.evaluation
+    if ev is not None:
+        ev = replace(ev, desired={k: d for k, d in ev.desired.items() if k[0] in mine})
+    return replace(prep, targets=mine, evaluation=ev, history=restricted(prep.history, frozenset(mine)),
+                   shard=shard)
+
+
+def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, str] | None,
+             history: History) -> Prepared:
     loaded = load_repository(root)
-    history = replay(Ledger(root / LEDGER_PATH).events())
     repo = Repo.find(root)
     commit = repo.head_commit() if repo is not None else None
     in_force: PolicySet | None = None
@@ -165,7 +213,8 @@ def observe(prep: Prepared, conns: Connections, progress: Progress | None = None
     policy = prep.loaded.policy if prep.valid else None
     by_target: dict[str, list[Any]] = {}
     for (target, _model), scope in scopes(policy, prep.history).items():
-        by_target.setdefault(target, []).append(scope)
+        if target in prep.targets:  # not another shard's, nor a target only an unapproved change adds
+            by_target.setdefault(target, []).append(scope)
 
     def one(target: str) -> tuple[str, frozenset[Assignment] | None, str | None]:
         try:
@@ -410,6 +459,8 @@ def lifecycle_events(prep: Prepared, obs: Observation, results: Iterable[Result]
             events.append({"event": "grant.revoked", "grant": name, "final": final, "reason": reason,
                            "assignments": [key_dict(k) for k in sorted(og.keys)]})
     for st in statuses.values():
+        if prep.shard is not None and prep.shard.k != 1:
+            break  # one shard records rejections, so N jobs do not record each N times
         if st.state == "rejected" and (st.name, st.reason) not in prep.history.rejected:
             events.append({"event": "grant.rejected", "grant": st.name, "reason": st.reason, "digest": st.digest})
     return events

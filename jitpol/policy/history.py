@@ -14,7 +14,7 @@ Event bodies this module reads (written by jitpol.execute):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -44,6 +44,7 @@ class History:
     delivered: set[str] = field(default_factory=set)  # grants whose ephemeral account secret was delivered
     adopted_digest: str | None = None  # the policy in force: the last `policy.adopted`
     adopted_commit: str | None = None
+    adopted_at: str = ""
     last_seq: int = 0
 
     def managed(self) -> dict[AssignmentKey, set[str]]:
@@ -94,6 +95,47 @@ def replay(events: Iterable[Mapping[str, Any]]) -> History:
         elif kind == "policy.adopted":
             h.adopted_digest = str(ev.get("digest"))
             h.adopted_commit = ev.get("policy_commit")
+            h.adopted_at = str(ev.get("time"))
         elif kind == "grant.rejected" and name:
             h.rejected.add((name, str(ev.get("reason"))))
     return h
+
+
+def merge(histories: list[History]) -> History:
+    """One view of several ledger files (shards, agents): each file is replayed on its own, so a
+    grant closed in one shard's file stays open where another shard still holds its access."""
+    if len(histories) == 1:
+        return histories[0]
+    out = History()
+    adopted_at = ""
+    for h in histories:
+        for name, og in h.open.items():
+            mine = out.open.setdefault(name, OpenGrant(name))
+            mine.keys |= og.keys
+            mine.digest = mine.digest or og.digest
+            if og.until is not None and (mine.until is None or og.until > mine.until):
+                mine.until = og.until
+        out.activated.update(h.activated)
+        for name, when in h.first_activated.items():
+            out.first_activated[name] = min(when, out.first_activated.get(name, when))
+        out.ended.update(h.ended)
+        out.rejected |= h.rejected
+        out.mfa.update(h.mfa)
+        out.holders.update(h.holders)
+        out.delivered |= h.delivered
+        if h.adopted_digest is not None and h.adopted_at >= adopted_at:
+            out.adopted_digest, out.adopted_commit, adopted_at = h.adopted_digest, h.adopted_commit, h.adopted_at
+        out.last_seq = max(out.last_seq, h.last_seq)
+    out.adopted_at = adopted_at
+    return out
+
+
+def restricted(history: History, targets: frozenset[str]) -> History:
+    """The part of `history` about these targets (a shard's view); facts about grant names
+    (activated, ended, rejected, MFA) and the policy stay whole."""
+    out = replace(history, open={}, holders={k: v for k, v in history.holders.items() if k[0] in targets})
+    for name, og in history.open.items():
+        keys = {k for k in og.keys if k[0] in targets}
+        if keys:
+            out.open[name] = OpenGrant(name, og.digest, og.until, keys)
+    return out
