@@ -55,7 +55,7 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
     execution fails part-way."""
     now = now_from(now_at)
     ledger_file = repo / ledger_path(shard)
-    with RunLock(repo):
+    with RunLock(repo, f"{shard.k}-of-{shard.n}" if shard else ""):
         verifier = FastVerifier()
         prep = prepare(repo, now, verifier, env, shard)
         appended: list[dict[str, Any]] = []

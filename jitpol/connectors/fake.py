@@ -14,6 +14,7 @@ prove a secret appears nowhere else).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -34,8 +35,11 @@ class FakeConnector:
     def __init__(self, name: str, settings: Mapping[str, Any], env: Mapping[str, str]) -> None:
         self.name = name
         self._path = Path(str(settings["state_file"]))
+        self._latency = int(settings.get("latency_ms", 0)) / 1000  # a remote target's round trip
 
     def _load(self) -> dict[str, Any]:
+        if self._latency:
+            time.sleep(self._latency)
         state: dict[str, Any] = (
             json.loads(self._path.read_text()) if self._path.exists() else {"members": {}}
         )

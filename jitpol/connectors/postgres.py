@@ -475,7 +475,7 @@ class PostgresConnector:
         except InvalidInput as exc:
             raise PermanentTargetError(f"target {self.name}: {exc}") from None
         until = action.until
-        password = self._checked_password(action, required=False)
+        password = self._checked_password(action)
 
         current_user, can_read_passwords = self._session()
         roles = self._roles([name, *wanted])
@@ -635,8 +635,10 @@ class PostgresConnector:
         except InvalidInput as exc:
             raise PermanentTargetError(f"target {self.name}: {exc}") from None
         name = a.principal
-        password = self._checked_password(action, required=True)
-        assert password is not None  # required=True
+        password = self._checked_password(action)
+        if password is None:
+            # a rotation without a new secret would leave the old holder's password working
+            raise PermanentTargetError(f"target {self.name}: rotate of {name!r} needs a password detail")
         until_text: str | None = None
         if holders and action.until is not None:
             # the checked-out password stops working at the end of the checkout even if no run
@@ -678,13 +680,11 @@ class PostgresConnector:
 
     # -- shared by the account models -------------------------------------------------------
 
-    def _checked_password(self, action: Action, *, required: bool) -> str | None:
+    def _checked_password(self, action: Action) -> str | None:
+        """The password detail; None when there is none. Raises PermanentTargetError for one
+        libpq would cut short."""
         password = action.detail("password")
         if not password:
-            if required:
-                raise PermanentTargetError(
-                    f"target {self.name}: {action.op} of {action.assignment.principal!r} needs a password detail"
-                )
             return None
         if "\x00" in password:  # libpq takes C strings: the password would be cut short silently
             raise PermanentTargetError(f"target {self.name}: the password detail contains a NUL character")

@@ -43,13 +43,12 @@ import json
 import re
 import shlex
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from jitpol.connectors import sudoers
-from jitpol.connectors.sudoers import check_linux_name, shown
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 from jitpol.model.canonical import canonical_json
@@ -129,19 +128,19 @@ _READ_RULES = (
 def validate_principal(name: object) -> str:
     """A Linux user that may receive a group or a sudo rule: a valid name, not root or a known
     system account. Raises InvalidInput."""
-    user = check_linux_name(name, "principal")
+    user = sudoers.check_linux_name(name, "principal")
     if user in RESERVED_USERS or user.startswith("systemd-"):
-        raise InvalidInput(f"principal {shown(user)} is root or a system account; jitpol never grants to it")
+        raise InvalidInput(f"principal {sudoers.shown(user)} is root or a system account; jitpol never grants to it")
     return user
 
 
 def validate_group(name: object) -> str:
     """A supplementary group jitpol may hand out: a valid name not in REFUSED_GROUPS (groups that
     are root in disguise or bypass sudo-rule scoping). Raises InvalidInput."""
-    group = check_linux_name(name, "group")
+    group = sudoers.check_linux_name(name, "group")
     if group in REFUSED_GROUPS:
         raise InvalidInput(
-            f"group {shown(group)} gives root or unscoped sudo; jitpol never hands it out "
+            f"group {sudoers.shown(group)} gives root or unscoped sudo; jitpol never hands it out "
             f"(refused: {', '.join(sorted(REFUSED_GROUPS))}); use a sudo-rule resource instead"
         )
     return group
@@ -151,7 +150,7 @@ def validate_account_name(name: object) -> str:
     """An ephemeral account's name: `^jit-[a-z0-9][a-z0-9-]{0,30}$` and at most 32 characters."""
     if not isinstance(name, str) or not EPHEMERAL_NAME.fullmatch(name) or len(name) > _MAX_LINUX_NAME:
         raise InvalidInput(
-            f"ephemeral account {shown(name)} must match ^jit-[a-z0-9][a-z0-9-]*$ and be at most "
+            f"ephemeral account {sudoers.shown(name)} must match ^jit-[a-z0-9][a-z0-9-]*$ and be at most "
             f"{_MAX_LINUX_NAME} characters"
         )
     return name
@@ -165,11 +164,11 @@ def parse_groups(privilege: object) -> tuple[str, ...]:
     except ValueError:
         value = None
     if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
-        raise InvalidInput(f"ephemeral-account privilege {shown(privilege)} must be a JSON list of group names")
+        raise InvalidInput(f"ephemeral-account privilege {sudoers.shown(privilege)} must be a JSON list of group names")
     groups = tuple(validate_group(g) for g in value)
     if list(groups) != sorted(set(groups)) or canonical_json(list(groups)) != privilege:
         raise InvalidInput(
-            f"ephemeral-account privilege {shown(privilege)} must be the canonical JSON of a sorted list "
+            f"ephemeral-account privilege {sudoers.shown(privilege)} must be the canonical JSON of a sorted list "
             "of distinct groups"
         )
     return groups
@@ -202,7 +201,9 @@ def public_keys(text: str) -> tuple[str, ...]:
         except ValueError:
             raise InvalidInput("an SSH key of the person is not a public key line (type base64 [comment])") from None
         if kind not in KEY_TYPES:
-            raise InvalidInput(f"SSH key type {shown(kind)} is not accepted (allowed: {', '.join(sorted(KEY_TYPES))})")
+            raise InvalidInput(
+                f"SSH key type {sudoers.shown(kind)} is not accepted (allowed: {', '.join(sorted(KEY_TYPES))})"
+            )
         entry = f"{kind} {line.split()[1]}"
         if entry not in keys:
             keys.append(entry)
@@ -404,7 +405,7 @@ class SshConnector:
             raise PermanentTargetError(f"target {name}: setting port must be an integer from 1 to 65535")
         user = settings.get("user")
         try:
-            check_linux_name(user, "setting user")
+            sudoers.check_linux_name(user, "setting user")
         except InvalidInput as exc:
             raise PermanentTargetError(f"target {name}: {exc}") from None
         key_env = settings.get("key_env")
@@ -500,7 +501,7 @@ class SshConnector:
     def _observe_groups(self, scope: Scope) -> frozenset[Assignment]:
         names = sorted(scope.privileges)
         for group in names:
-            self._checked(check_linux_name, group, "group")
+            self._checked(sudoers.check_linux_name, group, "group")
         if not names:
             return frozenset()
         found = _parse_groups(self._run(["getent", "group", "--", *names], ok=(0, 2)).out)
@@ -656,8 +657,7 @@ class SshConnector:
         path = f"{sudoers.SUDOERS_DIR}/{fname}"
         rules = self._rules()
         mine = {f for f, r in rules.items() if r.user == user and r.privilege == a.privilege}
-        listing = self._run(["sh", "-c", 'for f; do [ -e "$f" ] && echo "$f"; done; true', "jitpol-exists", path]).out
-        exists = path in listing.split()
+        exists = self._run(["test", "-e", path], ok=(0, 1)).status == 0
 
         if action.op == "revoke":
             # our file by name, and any other drop-in of ours that holds the same rule
@@ -677,12 +677,14 @@ class SshConnector:
             return Outcome(changed=False, before=True, after=True)
         self._require_person(user)
         self._check_program(command.split(" ")[0])
-        self._checked(check_linux_name, run_as, "runAs")
+        self._checked(sudoers.check_linux_name, run_as, "runAs")
         start = action.detail("start")
         try:
             not_before = datetime.fromisoformat(start) if start else None
         except ValueError:
-            raise PermanentTargetError(f"target {self.name}: detail start {shown(start)} is not an ISO time") from None
+            raise PermanentTargetError(
+                f"target {self.name}: detail start {sudoers.shown(start)} is not an ISO time"
+            ) from None
         rule = sudoers.SudoRule(
             user=user, command=command, run_as=run_as, not_after=action.until,
             not_before=not_before if not_before is not None and not_before.tzinfo is not None else None,
@@ -777,7 +779,7 @@ class SshConnector:
     def _grant_name(self, action: Action) -> str:
         grant = action.detail("grant") or (action.grants[0] if action.grants else "")
         if not sudoers.GRANT_NAME.fullmatch(grant):
-            raise PermanentTargetError(f"target {self.name}: the action names no valid grant ({shown(grant)})")
+            raise PermanentTargetError(f"target {self.name}: the action names no valid grant ({sudoers.shown(grant)})")
         return grant
 
     def _kill_steps(self, user: str) -> list[_Step]:
@@ -796,7 +798,7 @@ class SshConnector:
                 f"target {self.name}: model {model!r} is not supported (only {', '.join(sorted(MODELS))})"
             )
 
-    def _checked(self, fn: Any, value: object, what: str) -> None:
+    def _checked(self, fn: Callable[[object, str], object], value: object, what: str) -> None:
         try:
             fn(value, what)
         except InvalidInput as exc:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import tempfile
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -70,9 +72,10 @@ def encrypt_for(keys: Iterable[str], payload: dict[str, Any]) -> str:
 def write_delivery(root: Path, grant: str, keys: Iterable[str], payload: dict[str, Any]) -> Path:
     path = delivery_path(root, grant)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(encrypt_for(keys, payload), encoding="utf-8")
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{grant}-", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(encrypt_for(keys, payload))
+    os.replace(tmp, path)
     return path
 
 

@@ -23,9 +23,13 @@ FALLBACK_NAME = ".jitpol.lock"
 _HOLDER = re.compile(r"pid=(\d{1,10}) host=(\S{1,255})")
 
 
-def lock_path(repo_dir: Path) -> Path:
+def lock_path(repo_dir: Path, scope: str = "") -> Path:
     """Where the lock for `repo_dir` lives: in its git directory when `repo_dir` is a work-tree
-    root (so the lock never shows up as a change), else `repo_dir/.jitpol.lock`."""
+    root (so the lock never shows up as a change), else `repo_dir/.jitpol.lock`. A `scope` (a
+    shard, "2-of-4") gets a lock of its own: shards touch disjoint targets and ledger files."""
+    if scope:
+        base = lock_path(repo_dir)
+        return base.with_name(f"{base.name}.{scope}" if base.name.startswith(".") else f"jitpol-{scope}.lock")
     dot_git = repo_dir / ".git"
     if dot_git.is_dir():
         return dot_git / LOCK_NAME
@@ -46,8 +50,8 @@ class RunLock:
     another RunLock in this process) holds it; it never waits. Not re-entrant.
     """
 
-    def __init__(self, repo_dir: Path) -> None:
-        self.path = lock_path(repo_dir)
+    def __init__(self, repo_dir: Path, scope: str = "") -> None:
+        self.path = lock_path(repo_dir, scope)
         self._fd: int | None = None
 
     def __enter__(self) -> RunLock:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +25,10 @@ def write_snapshot(audit_dir: Path, digest: str, entries: list[dict[str, Any]]) 
         raise ValueError("snapshot entries do not match the digest")
     path = snapshot_path(audit_dir, digest)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(canonical_json(entries) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{digest[:12]}-", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:  # unique name: concurrent shards may write it too
+        out.write(canonical_json(entries) + "\n")
+    os.replace(tmp, path)
     return path
 
 

@@ -1,0 +1,236 @@
+"""Which lifecycle notifications are due: a pure function of (grant statuses, policy, ledger, now).
+
+Kinds and who receives them:
+
+    pending     a request waits for approvals           -> the workflow's approvers, minus the requester
+    scheduled   approved, its window has not started    -> the requester
+    activated   the ledger records its access in place  -> the requester
+    expiring    active, and its live interval ends within `expiring_within` -> the requester
+    expired     its access ended with its window (final `grant.revoked`)     -> the requester
+    revoked     its access was ended early (final `grant.revoked`)           -> the requester
+    rejected    refused, with the reason                -> the requester
+
+Every notification has a stable `key` naming exactly what it is about: a new version of the grant
+(another digest), another live interval or another rejection reason is a new notification; the
+same facts seen by a later run are the same key. A notification is sent once per channel: keys
+already sent are those of the ledger's `notification.sent` events. Keys never use ledger `seq`
+numbers, because a push race re-chains events and renumbers them.
+
+Ledger facts (`activated`, `expired`, `revoked`) older than `max_age`, or later than `now` (a
+preview `--at` in the past), are not news and are never due; so turning notifications on for a
+repository with a long history does not replay it. State facts (`pending`, `scheduled`,
+`expiring`, `rejected`) come from the current evaluation and are due while they hold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from jitpol.model.documents import PolicySet
+from jitpol.policy.evaluate import GrantStatus
+from jitpol.policy.people import resolve
+
+Kind = Literal["pending", "scheduled", "activated", "expiring", "expired", "revoked", "rejected"]
+KINDS: tuple[Kind, ...] = ("pending", "scheduled", "activated", "expiring", "expired", "revoked", "rejected")
+SENT_EVENT = "notification.sent"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One notification about one grant. `to` are person names (resolved to mentions by the
+    renderer); the remaining fields are what templates show. Times are aware datetimes."""
+
+    kind: Kind
+    grant: str
+    key: str
+    to: tuple[str, ...]
+    requester: str
+    resource: str
+    role: str
+    start: datetime | None = None
+    end: datetime | None = None
+    until: datetime | None = None  # activated/expiring: when the current live interval ends
+    justification: str = ""
+    reason: str = ""
+    approvers: tuple[str, ...] = ()  # pending: who may approve (the requester excluded)
+    approvals: tuple[str, ...] = ()  # people whose approvals counted
+    required: int = 0  # approvals the workflow requires
+    via: str = "signature"  # signature | github-review
+    path: str | None = None  # the grant file, relative to the repository root, when known
+    at: datetime | None = None  # when the fact happened (ledger facts) or was seen (state facts)
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A notification already delivered on a channel, from a `notification.sent` event."""
+
+    key: str
+    channel: str
+
+
+def sent_keys(events: Iterable[Mapping[str, Any]]) -> frozenset[Sent]:
+    """Everything the ledger says was sent."""
+    return frozenset(
+        Sent(str(e.get("key")), str(e.get("channel"))) for e in events if e.get("event") == SENT_EVENT
+    )
+
+
+def unsent(messages: Iterable[Message], sent: frozenset[Sent], channel: str) -> list[Message]:
+    """The messages not yet delivered on `channel`, in the given order."""
+    return [m for m in messages if Sent(m.key, channel) not in sent]
+
+
+def sent_event(message: Message, channel: str, now: datetime) -> dict[str, Any]:
+    """The ledger body recording that `message` went out on `channel` (time: the evaluation time)."""
+    return {"time": _iso(now), "event": SENT_EVENT, "grant": message.grant, "kind": message.kind,
+            "key": message.key, "channel": channel, "to": list(message.to)}
+
+
+def due(
+    statuses: Iterable[GrantStatus] | None,
+    policy: PolicySet,
+    events: Sequence[Mapping[str, Any]],
+    now: datetime,
+    *,
+    expiring_within: timedelta,
+    max_age: timedelta,
+) -> list[Message]:
+    """Every notification the current facts call for, whether sent already or not (filter with
+    `unsent`). `statuses` is None when the repository is invalid: then only ledger facts are
+    due, since an invalid repository's evaluation is not to be trusted. `events` are the ledger
+    events of every ledger file, each file in order. Ordered by grant, then kind."""
+    out: list[Message] = []
+    activated_digest: dict[str, str] = {}
+    for e in events:
+        if e.get("event") == "grant.activated" and e.get("grant") and _time(e.get("time"), now) is not None:
+            activated_digest[str(e["grant"])] = str(e.get("digest"))
+    out += _ledger_facts(policy, events, now, max_age)
+    if statuses is not None:
+        for st in statuses:
+            msg = _state_fact(st, policy, now, expiring_within, activated_digest)
+            if msg is not None:
+                out.append(msg)
+    order = {k: i for i, k in enumerate(KINDS)}
+    # one message per key (several ledger files may record the same fact)
+    unique = {m.key: m for m in out}
+    return sorted(unique.values(), key=lambda m: (m.grant, order[m.kind], m.key))
+
+
+def _state_fact(st: GrantStatus, policy: PolicySet, now: datetime, expiring_within: timedelta,
+                activated: Mapping[str, str]) -> Message | None:
+    grant = policy.grants.get(st.name)
+    resource = policy.resources.get(st.resource)
+    workflow = policy.workflows.get(resource.workflow) if resource is not None else None
+    base = Message(
+        kind="pending", grant=st.name, key="", to=(st.requester,), requester=st.requester,
+        resource=st.resource, role=st.role, start=st.start, end=st.end,
+        justification=grant.justification if grant is not None else "", reason=st.reason,
+        approvals=tuple(sorted(st.approvals)),
+        required=workflow.approvals_required if workflow is not None else 0,
+        via=workflow.approvals_via if workflow is not None else "signature",
+        path=grant.source.path if grant is not None and grant.source.path else None, at=now,
+    )
+    version = st.digest[:16]
+    if st.state == "pending":
+        # Approvers have nothing to do for a grant that has its approvals and waits for
+        # something else (the requester's second factor or own security-key signature).
+        if workflow is None or st.awaiting or len(st.approvals) >= workflow.approvals_required:
+            return None
+        approvers = tuple(sorted(resolve(workflow.approvers, policy) - {st.requester}))
+        return _with(base, "pending", f"pending:{st.name}:{version}", to=approvers, approvers=approvers)
+    if st.state == "scheduled":
+        if st.name in activated:  # between schedule windows of a grant that was live already
+            return None
+        return _with(base, "scheduled", f"scheduled:{st.name}:{version}")
+    if st.state == "active":
+        until = st.live_until
+        if until is None or activated.get(st.name) != st.digest or not now < until <= now + expiring_within:
+            return None
+        return _with(base, "expiring", f"expiring:{st.name}:{version}:{_iso(until)}", until=until)
+    if st.state == "rejected":
+        why = hashlib.sha256(st.reason.encode()).hexdigest()[:12]
+        return _with(base, "rejected", f"rejected:{st.name}:{version}:{why}")
+    return None
+
+
+def _ledger_facts(policy: PolicySet, events: Sequence[Mapping[str, Any]], now: datetime,
+                  max_age: timedelta) -> list[Message]:
+    """Activations still in force and final ends, from the ledger, within [now - max_age, now]."""
+    out: list[Message] = []
+    latest_activation: dict[str, Mapping[str, Any]] = {}
+    requesters: dict[str, Mapping[str, Any]] = {}
+    for e in events:
+        when = _time(e.get("time"), now)
+        name = e.get("grant")
+        if when is None or not isinstance(name, str) or not name:
+            continue  # after `now`: not yet known at the time being evaluated
+        kind = e.get("event")
+        if kind == "grant.activated":
+            latest_activation[name] = e
+            requesters[name] = e
+        elif kind == "grant.revoked":
+            # access gone: an activation before it is no longer news
+            latest_activation.pop(name, None)
+            if e.get("final", True) and now - when <= max_age:
+                out.append(_ended(name, e, requesters.get(name), policy, when))
+    for name, e in latest_activation.items():
+        when = _time(e.get("time"), now)
+        if when is None or now - when > max_age:
+            continue
+        grant = policy.grants.get(name)
+        requester = str(e.get("requester") or (grant.requester if grant else ""))
+        until = _time(e.get("until"), None)
+        out.append(Message(
+            kind="activated", grant=name,
+            key=f"activated:{name}:{str(e.get('digest'))[:16]}:{_iso(until) if until else ''}",
+            to=(requester,) if requester else (), requester=requester,
+            resource=str(e.get("resource") or ""), role=str(e.get("role") or ""),
+            start=_time(e.get("start"), None), end=_time(e.get("end"), None), until=until,
+            justification=grant.justification if grant is not None else "",
+            approvals=tuple(sorted(str(a.get("by")) for a in e.get("approvals") or () if isinstance(a, Mapping))),
+            path=grant.source.path if grant is not None and grant.source.path else None, at=when,
+        ))
+    return out
+
+
+def _ended(name: str, e: Mapping[str, Any], activation: Mapping[str, Any] | None, policy: PolicySet,
+           when: datetime) -> Message:
+    grant = policy.grants.get(name)
+    reason = str(e.get("reason") or "ended")
+    kind: Kind = "expired" if reason.startswith("expired") else "revoked"
+    act = activation or {}
+    requester = str(act.get("requester") or (grant.requester if grant else ""))
+    return Message(
+        kind=kind, grant=name, key=f"ended:{name}", to=(requester,) if requester else (), requester=requester,
+        resource=str(act.get("resource") or (grant.resource if grant else "")),
+        role=str(act.get("role") or (grant.role if grant else "")),
+        start=_time(act.get("start"), None) or (grant.start if grant else None),
+        end=_time(act.get("end"), None) or (grant.end if grant else None),
+        justification=grant.justification if grant is not None else "", reason=reason,
+        path=grant.source.path if grant is not None and grant.source.path else None, at=when,
+    )
+
+
+def _with(base: Message, kind: Kind, key: str, **changes: Any) -> Message:
+    return replace(base, kind=kind, key=key, **changes)
+
+
+def _time(text: Any, not_after: datetime | None) -> datetime | None:
+    """An ISO time from the ledger; None when absent, unreadable, naive, or after `not_after`."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if t.tzinfo is None or (not_after is not None and t > not_after):
+        return None
+    return t
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
