@@ -125,7 +125,7 @@ class CredentialIssuer:
 
     def issue(self, action: Action) -> tuple[Action, dict[str, Any]]:
         target = self._targets.get(action.target)
-        if (action.op not in ("create-account", "rotate") or target is None
+        if (action.op not in ("create-account", "rotate") or target is None or action.detail("mode") == "extend"
                 or (target.type, action.assignment.model) not in registry.NEEDS_SECRET):
             return action, {}
         secret = new_secret()

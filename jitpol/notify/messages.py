@@ -2,7 +2,8 @@
 
 Kinds and who receives them:
 
-    pending     a request waits for approvals           -> the workflow's approvers, minus the requester
+    pending     approvals are missing (a request, or a live break-glass grant)
+                                                        -> the workflow's approvers, minus the requester
     scheduled   approved, its window has not started    -> the requester
     activated   the ledger records its access in place  -> the requester
     expiring    active, and its live interval ends within `expiring_within` -> the requester
@@ -62,6 +63,7 @@ class Message:
     via: str = "signature"  # signature | github-review
     path: str | None = None  # the grant file, relative to the repository root, when known
     at: datetime | None = None  # when the fact happened (ledger facts) or was seen (state facts)
+    breakglass: bool = False  # a break-glass grant: live before its approvals
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,17 +113,15 @@ def due(
     out += _ledger_facts(policy, events, now, max_age)
     if statuses is not None:
         for st in statuses:
-            msg = _state_fact(st, policy, now, expiring_within, activated_digest)
-            if msg is not None:
-                out.append(msg)
+            out += _state_facts(st, policy, now, expiring_within, activated_digest)
     order = {k: i for i, k in enumerate(KINDS)}
     # one message per key (several ledger files may record the same fact)
     unique = {m.key: m for m in out}
     return sorted(unique.values(), key=lambda m: (m.grant, order[m.kind], m.key))
 
 
-def _state_fact(st: GrantStatus, policy: PolicySet, now: datetime, expiring_within: timedelta,
-                activated: Mapping[str, str]) -> Message | None:
+def _state_facts(st: GrantStatus, policy: PolicySet, now: datetime, expiring_within: timedelta,
+                 activated: Mapping[str, str]) -> list[Message]:
     grant = policy.grants.get(st.name)
     resource = policy.resources.get(st.resource)
     workflow = policy.workflows.get(resource.workflow) if resource is not None else None
@@ -133,28 +133,30 @@ def _state_fact(st: GrantStatus, policy: PolicySet, now: datetime, expiring_with
         required=workflow.approvals_required if workflow is not None else 0,
         via=workflow.approvals_via if workflow is not None else "signature",
         path=grant.source.path if grant is not None and grant.source.path else None, at=now,
+        breakglass=grant.breakglass if grant is not None else False,
     )
     version = st.digest[:16]
-    if st.state == "pending":
-        # Approvers have nothing to do for a grant that has its approvals and waits for
-        # something else (the requester's second factor or own security-key signature).
-        if workflow is None or st.awaiting or len(st.approvals) >= workflow.approvals_required:
-            return None
+    out: list[Message] = []
+    approved = workflow is not None and len(st.approvals) >= workflow.approvals_required
+    # Approvers have something to do while approvals are missing: for a request that waits, and
+    # for a break-glass grant that is live (or scheduled) without them. Not for a grant that has
+    # its approvals and waits for something else (the requester's second factor or signature).
+    if workflow is not None and not approved and not st.awaiting and st.state in ("pending", "scheduled", "active"):
         approvers = tuple(sorted(resolve(workflow.approvers, policy) - {st.requester}))
-        return _with(base, "pending", f"pending:{st.name}:{version}", to=approvers, approvers=approvers)
-    if st.state == "scheduled":
-        if st.name in activated:  # between schedule windows of a grant that was live already
-            return None
-        return _with(base, "scheduled", f"scheduled:{st.name}:{version}")
-    if st.state == "active":
+        out.append(replace(base, kind="pending", key=f"pending:{st.name}:{version}", to=approvers,
+                           approvers=approvers))
+    if st.state == "scheduled" and approved and st.name not in activated:
+        # (a grant activated before is between schedule windows: not news)
+        out.append(replace(base, kind="scheduled", key=f"scheduled:{st.name}:{version}"))
+    elif st.state == "active":
         until = st.live_until
-        if until is None or activated.get(st.name) != st.digest or not now < until <= now + expiring_within:
-            return None
-        return _with(base, "expiring", f"expiring:{st.name}:{version}:{_iso(until)}", until=until)
-    if st.state == "rejected":
+        if until is not None and activated.get(st.name) == st.digest and now < until <= now + expiring_within:
+            out.append(replace(base, kind="expiring", key=f"expiring:{st.name}:{version}:{_iso(until)}",
+                               until=until))
+    elif st.state == "rejected":
         why = hashlib.sha256(st.reason.encode()).hexdigest()[:12]
-        return _with(base, "rejected", f"rejected:{st.name}:{version}:{why}")
-    return None
+        out.append(replace(base, kind="rejected", key=f"rejected:{st.name}:{version}:{why}"))
+    return out
 
 
 def _ledger_facts(policy: PolicySet, events: Sequence[Mapping[str, Any]], now: datetime,
@@ -213,10 +215,6 @@ def _ended(name: str, e: Mapping[str, Any], activation: Mapping[str, Any] | None
         justification=grant.justification if grant is not None else "", reason=reason,
         path=grant.source.path if grant is not None and grant.source.path else None, at=when,
     )
-
-
-def _with(base: Message, kind: Kind, key: str, **changes: Any) -> Message:
-    return replace(base, kind=kind, key=key, **changes)
 
 
 def _time(text: Any, not_after: datetime | None) -> datetime | None:

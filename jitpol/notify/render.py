@@ -224,6 +224,7 @@ class Renderer:
             "window": self._window(m.start, m.end),
             "to": list(m.to), "approvers": list(m.approvers), "approvals": list(m.approvals),
             "required": m.required, "missing": missing, "via": m.via, "path": m.path or "",
+            "breakglass": m.breakglass,
             "mentions": _Raw(", ".join(mention(n, fmt) for n in m.to)),
             "requester_mention": mention(m.requester, fmt) if m.requester else _Raw(""),
             "approve_command": f"jitpol approve {m.grant} --as YOU --key YOUR_KEY",

@@ -135,9 +135,13 @@ def diff(
                 reason = f"extend the end the target enforces to {want.until:%Y-%m-%dT%H:%M:%SZ}"
             else:
                 reason = f"grant {', '.join(want.grants)} is active"
+            extending = key in seen
             actions.append(Action(
                 ADD_OP.get(key[1], "grant"), want.assignment, resource=want.resource, grants=want.grants,
-                until=want.until, reason=reason, details=want.details,
+                until=want.until, reason=reason,
+                # an extension keeps the account's delivered secret: no new one is issued
+                details=tuple(sorted({**dict(want.details), "mode": "extend"}.items())) if extending
+                else want.details,
             ))
     return tuple(sorted(actions, key=lambda a: (not a.revoking, a.target, a.principal, a.assignment.privilege)))
 

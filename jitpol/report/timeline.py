@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 from jitpol.model.documents import PolicySet
@@ -46,6 +47,7 @@ _MIN_SPAN = timedelta(hours=2)
 # tick steps in seconds, smallest first: the first giving at most _MAX_TICKS ticks is used
 _STEPS = (900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 2 * 86400, 7 * 86400, 14 * 86400, 30 * 86400)
 _MAX_TICKS = 10
+_LABEL_MIN = 3.5  # percent of the axis below which a bar carries no label
 
 
 # -- inputs ------------------------------------------------------------------------------------
@@ -212,8 +214,14 @@ def _when(value: Any) -> datetime | None:
     """A ledger time, or None when absent or malformed (the report never fails on an odd event)."""
     if not isinstance(value, str) or not value:
         return None
+    return _parse_time(value)
+
+
+@lru_cache(maxsize=1 << 16)
+def _parse_time(text: str) -> datetime | None:
+    # cached: the events of one run share their time, so a ledger holds few distinct times
     try:
-        t = datetime.fromisoformat(value)
+        t = datetime.fromisoformat(text)
     except ValueError:
         return None
     return t.astimezone(UTC) if t.tzinfo is not None else None
@@ -327,17 +335,24 @@ class _Span:
     title: str
 
 
-def _spans(inp: Inputs, intervals: tuple[Interval, ...]) -> list[_Span]:
+def _why(policy: PolicySet, grant: str) -> str:
+    g = policy.grants.get(grant)
+    return f" · “{g.justification}”" if g is not None and g.justification else ""
+
+
+def _spans(inp: Inputs, intervals: tuple[Interval, ...], lo: datetime, hi: datetime) -> list[_Span]:
+    """Everything to draw that overlaps [lo, hi)."""
     now = inp.now
     spans: list[_Span] = []
-    held_now: set[str] = set()
+    held_now = {iv.grant for iv in intervals if iv.end is None}
     for iv in intervals:
-        who = f"{iv.grant}: {iv.requester} on {iv.resource} ({iv.role})"
+        if (iv.end is not None and iv.end <= lo) or iv.start >= hi:
+            continue
+        who = f"{iv.grant}{_why(inp.policy, iv.grant)}: {iv.requester} on {iv.resource} ({iv.role})"
         if iv.end is not None:
             title = f"{who}, held {fmt(iv.start)} to {fmt(iv.end)}" + (f"; ended: {iv.reason}" if iv.reason else "")
             spans.append(_Span("held", iv.grant, iv.requester, iv.resource, iv.role, iv.start, iv.end, title))
             continue
-        held_now.add(iv.grant)
         planned = f", live until {fmt(iv.until)}" if iv.until is not None else ""
         overdue = "; revocation due (not applied yet)" if iv.until is not None and iv.until <= now else ""
         title = f"{who}, held since {fmt(iv.start)}{planned}{overdue}"
@@ -347,9 +362,9 @@ def _spans(inp: Inputs, intervals: tuple[Interval, ...]) -> list[_Span]:
             spans.append(_Span("planned", iv.grant, iv.requester, iv.resource, iv.role, now, iv.until,
                                f"{who}, live until {fmt(iv.until)}"))
     for st in inp.statuses or ():
-        if st.state not in ("active", "scheduled", "pending"):
+        if st.state not in ("active", "scheduled", "pending") or st.end <= lo or st.start >= hi:
             continue
-        who = f"{st.name}: {st.requester} on {st.resource} ({st.role})"
+        who = f"{st.name}{_why(inp.policy, st.name)}: {st.requester} on {st.resource} ({st.role})"
         if st.state == "pending":
             spans.append(_Span("pending", st.name, st.requester, st.resource, st.role, st.start, st.end,
                                f"{who}, requested {fmt(st.start)} to {fmt(st.end)}; pending: {st.reason}"))
@@ -399,10 +414,11 @@ def _lanes(spans: Sequence[_Span], axis: Axis, by: Literal["resource", "person"]
                 idx = len(rows) - 1
             ends[idx] = max(ends[idx], hi)
             for s in sorted(unit, key=lambda s: s.start):
-                label = s.requester if by == "resource" else f"{s.resource} · {s.role}"
                 left = axis.pos(s.start)
-                rows[idx].append(Bar(s.kind, s.grant, label, s.title, s.start, s.end, left,
-                                     round(axis.pos(s.end) - left, 3)))
+                width = round(axis.pos(s.end) - left, 3)
+                # a label only where it can be read (about 35 px at 1280 px); the tooltip has it all
+                label = "" if width < _LABEL_MIN else s.requester if by == "resource" else f"{s.resource} · {s.role}"
+                rows[idx].append(Bar(s.kind, s.grant, label, s.title, s.start, s.end, left, width))
         lanes.append(Lane(name, notes.get(name, ""), tuple(tuple(r) for r in rows)))
     return Timeline(tuple(lanes), len(names))
 
@@ -524,7 +540,7 @@ def build(inp: Inputs, days: int = DEFAULT_DAYS, limit: int = DEFAULT_LIMIT) -> 
         firsts.setdefault(iv.grant, iv.start)
 
     range_lo, range_hi = now - timedelta(days=days), now + timedelta(days=days)
-    spans = [s for s in _spans(inp, intervals) if s.end > range_lo and s.start < range_hi]
+    spans = [s for s in _spans(inp, intervals, range_lo, range_hi) if s.end > range_lo and s.start < range_hi]
     axis = make_axis(now, ((s.start, s.end) for s in spans), days)
     res_notes = {name: _text(r.settings.get("description")) for name, r in inp.policy.resources.items()}
     people_notes = {name: "disabled (kill switch)" for name, p in inp.policy.people.items() if p.disabled}
