@@ -285,6 +285,8 @@ ENV_HINT = (
 # Keyed by the exact pattern text in the schemas; a pattern without a hint gets a generic message.
 PATTERN_HINTS: dict[str, str] = {
     "^[0-9a-f]{64}$": "must be a SHA-256 digest: 64 lowercase hex digits",
+    "^[A-Za-z_][A-Za-z0-9_.@-]{0,62}$": "must be a PostgreSQL role name: letters, digits and _ . @ -, "
+                                        "not starting with a digit, at most 63 characters",
     "^[a-z0-9][a-z0-9-]{0,62}$": NAME_HINT,
     "^(person|team):[a-z0-9][a-z0-9-]{0,62}$": "must be a reference like person:alice or team:sre",
     "^([0-9]{1,6}d)?([0-9]{1,6}h)?([0-9]{1,6}m)?([0-9]{1,6}s)?$": DURATION_HINT,
