@@ -9,6 +9,7 @@ from jitpol.cli.audit import audit
 from jitpol.cli.check import check_cmd
 from jitpol.cli.credentials import credentials
 from jitpol.cli.inspect import plan, status, validate
+from jitpol.cli.notify import notify
 from jitpol.cli.review import approve, request
 from jitpol.cli.run import apply, reconcile
 
@@ -25,7 +26,7 @@ def cli(debug: bool) -> None:
     """
 
 
-for command in (validate, status, plan, apply, reconcile, approve, request, check_cmd, credentials, audit):
+for command in (validate, status, plan, apply, reconcile, approve, request, check_cmd, credentials, notify, audit):
     cli.add_command(command)
 
 

@@ -128,7 +128,10 @@ def notify(repo: Path, at: str | None, expiring_within: str, max_age: str, webho
         events = ledger_events(repo)
         messages = collect(prep, events, expiring_within=within, max_age=age)
         config = prep.loaded.policy.config
-        renderer = Renderer(repo, prep.loaded.policy.people, config.timezone if config is not None else "UTC")
+        # repository templates are policy: used only when the policy in force is the current one
+        trusted = prep.policy is not None and prep.policy.approved
+        renderer = Renderer(repo if trusted else None, prep.loaded.policy.people,
+                            config.timezone if config is not None else "UTC")
         if dry_run:
             return deliver(messages, sent_keys(events), channels, renderer, None), []
         recorded: list[dict[str, Any]] = []

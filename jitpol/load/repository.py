@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
@@ -238,7 +238,38 @@ def load_repository(root: Path) -> LoadResult:
         got = ld.read(path, kind)
         if got is not None:
             docs.append((kind, got[0]))
-    return _assemble(ld, docs, count)
+    result = _assemble(ld, docs, count)
+    templates = _templates(ld)
+    if templates:
+        result = replace(result, policy_documents=tuple(sorted((*result.policy_documents, *templates))),
+                         diagnostics=tuple(sorted(set(ld.diags))))
+    return result
+
+
+TEMPLATE_DIR = "notifications"
+MAX_TEMPLATE_BYTES = 65_536
+
+
+def _templates(ld: _Loader) -> list[tuple[str, dict[str, Any]]]:
+    """Notification templates are policy too (they decide what people are told): part of the
+    digest admins approve, never used while a change to them waits for approval."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    base = ld.root / TEMPLATE_DIR
+    if not base.is_dir() or base.is_symlink():
+        return out
+    for path in sorted(base.glob("*.j2")):
+        rel = path.relative_to(ld.root).as_posix()
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_TEMPLATE_BYTES:
+            ld.diags.append(Diagnostic(rel, 1, 1, "templates must be regular files of at most 64 KiB"))
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            ld.diags.append(Diagnostic(rel, 1, 1, "not valid UTF-8"))
+            continue
+        out.append((rel, {"apiVersion": "jitpol/v1", "kind": "Template", "metadata": {"name": path.name},
+                          "spec": {"text": text}}))
+    return out
 
 
 def load_snapshot(entries: list[dict[str, Any]]) -> LoadResult:
@@ -247,6 +278,8 @@ def load_snapshot(entries: list[dict[str, Any]]) -> LoadResult:
     ld = _Loader(Path("."))
     docs: list[tuple[str, YamlDocument]] = []
     for entry in entries:
+        if entry["data"].get("kind") == "Template":
+            continue  # in the digest; not a document to build
         doc = YamlDocument(str(entry["path"]), entry["data"])
         for problem in validate_document(doc.data):
             ld.error(doc, problem.message)

@@ -369,17 +369,17 @@ def _spans(inp: Inputs, intervals: tuple[Interval, ...], lo: datetime, hi: datet
             spans.append(_Span("pending", st.name, st.requester, st.resource, st.role, st.start, st.end,
                                f"{who}, requested {fmt(st.start)} to {fmt(st.end)}; pending: {st.reason}"))
             continue
-        for lo, hi in _live(inp.policy, st):
-            if hi <= now:
+        for a, b in _live(inp.policy, st):
+            if b <= now or b <= lo or a >= hi:
                 continue
-            if lo <= now:
+            if a <= now:
                 if st.name in held_now:
                     continue  # drawn from the ledger (open + planned)
-                spans.append(_Span("due", st.name, st.requester, st.resource, st.role, lo, hi,
-                                   f"{who}, live {fmt(lo)} to {fmt(hi)}; not applied yet (the next apply adds it)"))
+                spans.append(_Span("due", st.name, st.requester, st.resource, st.role, a, b,
+                                   f"{who}, live {fmt(a)} to {fmt(b)}; not applied yet (the next apply adds it)"))
             else:
-                spans.append(_Span("scheduled", st.name, st.requester, st.resource, st.role, lo, hi,
-                                   f"{who}, scheduled {fmt(lo)} to {fmt(hi)}"))
+                spans.append(_Span("scheduled", st.name, st.requester, st.resource, st.role, a, b,
+                                   f"{who}, scheduled {fmt(a)} to {fmt(b)}"))
     return spans
 
 

@@ -4,13 +4,16 @@
     GET /repos/{owner}/{repo}/contents/{path}?ref=R   a file at a commit (base64, 60-char lines)
     GET /repos/{owner}/{repo}/pulls/{n}/reviews       reviews, oldest first (paginated)
     GET /repos/{owner}/{repo}/pulls/{n}/commits       commits of a pull request (paginated, max 250)
+    POST /repos/{owner}/{repo}/issues/{n}/comments    comment on a pull request (stored in state.comments)
 
 Every list endpoint pages like GitHub: `per_page` (default 30, at most 100), `page`, and a `Link`
 header whose URLs use GitHub's `/repositories/{id}/...` form, which the double also serves.
 Errors use GitHub's bodies: 404 `{"message": "Not Found", "documentation_url": ...}` (also for a
 private repository read without a token), 401 `Bad credentials`, 422 `No commit found for SHA`,
 403 with `x-ratelimit-remaining: 0` when the rate limit is spent, 403 `Resource not accessible`
-for a token without permission. Tests fill a `GitHubState` and read its request log.
+for a token without permission. Writing a comment needs a token (401 `Requires authentication`
+without one), a JSON object with a string `body` (422 `Validation Failed` otherwise) and an
+existing pull request (404). Tests fill a `GitHubState` and read its request log.
 
     with GitHubDouble(GitHubState(repository="org/access", token="t0k")) as gh:
         gh.state.add_pull(PullRequest(number=7, author="alice", head_sha=head, merge_commit_sha=m))
@@ -71,11 +74,19 @@ class PullCommit:
 
 
 @dataclass
+class IssueComment:
+    id: int
+    body: str
+    login: str = "jitpol-bot"  # the token's user
+
+
+@dataclass
 class RequestRecord:
     method: str
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]  # lower-cased names
+    body: bytes = b""
 
 
 @dataclass
@@ -100,8 +111,10 @@ class GitHubState:
     redirect_to: str | None = None  # 301 every request to this base URL
     link_base: str | None = None  # pagination links point here instead of at the double itself
     requests: list[RequestRecord] = field(default_factory=list)
+    comments: dict[int, list[IssueComment]] = field(default_factory=dict)  # pull number -> comments, oldest first
     lock: threading.Lock = field(default_factory=threading.Lock)
     _next_review_id: int = 1000
+    _next_comment_id: int = 5000
 
     # -- filling --------------------------------------------------------------------------------
     def add_pull(self, pull: PullRequest, commits: list[PullCommit] | None = None) -> PullRequest:
@@ -163,10 +176,14 @@ _ROUTES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(_REPO + r"/pulls/(?P<number>\d+)/reviews$"), "reviews"),
     (re.compile(_REPO + r"/pulls/(?P<number>\d+)/commits$"), "pull_commits"),
 ]
+_POST_ROUTES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(_REPO + r"/issues/(?P<number>\d+)/comments$"), "create_comment"),
+]
 
 
 class _Handler(BaseHTTPRequestHandler):
     state: GitHubState
+    _body: bytes = b""  # the request body of a POST
     server_version = "GitHub.com"
     sys_version = ""
 
@@ -183,9 +200,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._dispatch(state, split.path, query)
 
     def do_POST(self) -> None:
-        self._send(404, {"message": "Not Found", "documentation_url": DOCS})
+        split = urllib.parse.urlsplit(self.path)
+        path = urllib.parse.unquote(split.path)
+        query = urllib.parse.parse_qs(split.query)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        state = self.state
+        with state.lock:
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            state.requests.append(RequestRecord("POST", path, query, headers, body))
+            self._body = body
+            self._dispatch(state, split.path, query, _POST_ROUTES)
 
-    def _dispatch(self, state: GitHubState, raw_path: str, query: dict[str, list[str]]) -> None:
+    def _dispatch(self, state: GitHubState, raw_path: str, query: dict[str, list[str]],
+                  routes: list[tuple[re.Pattern[str], str]] = _ROUTES) -> None:
         if state.redirect_to is not None:
             self._send(301, {"message": "Moved Permanently", "url": state.redirect_to + self.path,
                              "documentation_url": DOCS}, {"Location": state.redirect_to + self.path})
@@ -202,6 +230,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif state.token is not None and state.private:
             self._not_found()
             return
+        elif routes is _POST_ROUTES:
+            self._send(401, {"message": "Requires authentication", "documentation_url": DOCS, "status": "401"})
+            return
         if state.rate_remaining <= 0:
             self._send(403, {"message": "API rate limit exceeded for user ID 1. If you reach out to GitHub "
                              "Support for help, please include the request ID.",
@@ -212,7 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(403, {"message": "Resource not accessible by personal access token",
                              "documentation_url": DOCS, "status": "403"})
             return
-        for pattern, name in _ROUTES:
+        for pattern, name in routes:
             match = pattern.match(urllib.parse.unquote(raw_path) if name != "contents" else raw_path)
             if match is None:
                 continue
@@ -280,6 +311,33 @@ class _Handler(BaseHTTPRequestHandler):
         # GitHub lists at most 250 commits of a pull request
         items = [self._commit_json(c) for c in state.pull_commits.get(number, [])][:250]
         self._paginate(state, f"pulls/{number}/commits", items, query)
+
+    def _create_comment(self, state: GitHubState, groups: dict[str, Any], query: dict[str, list[str]]) -> None:
+        number = int(groups["number"])
+        if number not in state.pulls:
+            self._not_found()
+            return
+        try:
+            payload = json.loads(self._body or b"null")
+        except ValueError:
+            self._send(400, {"message": "Problems parsing JSON", "documentation_url": DOCS, "status": "400"})
+            return
+        if not isinstance(payload, dict) or not isinstance(payload.get("body"), str):
+            self._send(422, {"message": "Validation Failed", "errors": [
+                {"resource": "IssueComment", "code": "missing_field", "field": "body"}],
+                "documentation_url": DOCS, "status": "422"})
+            return
+        state._next_comment_id += 1
+        comment = IssueComment(state._next_comment_id, payload["body"])
+        state.comments.setdefault(number, []).append(comment)
+        api = f"https://api.github.com/repos/{state.repository}"
+        self._send(201, {
+            "id": comment.id, "node_id": f"IC_{comment.id}", "url": f"{api}/issues/comments/{comment.id}",
+            "html_url": f"https://github.com/{state.repository}/pull/{number}#issuecomment-{comment.id}",
+            "body": comment.body, "user": self._user(comment.login, "Bot" if "[bot]" in comment.login else "User"),
+            "created_at": "2026-01-10T12:00:00Z", "updated_at": "2026-01-10T12:00:00Z",
+            "issue_url": f"{api}/issues/{number}", "author_association": "NONE",
+        }, {"Location": f"{api}/issues/comments/{comment.id}"})
 
     # -- shapes -----------------------------------------------------------------------------------
     def _user(self, login: str, kind: str = "User") -> dict[str, Any]:

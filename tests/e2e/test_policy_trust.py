@@ -139,3 +139,11 @@ def test_tampered_policy_snapshot_is_refused(rb: RepoBuilder) -> None:
     rb.workflow("prod", approvals={"required": 0})  # a change, so the snapshot is needed
     res = run(rb, "apply", "--at", T)
     assert res.exit_code == 1 and "snapshot was altered" in res.output
+
+
+def test_notification_templates_are_policy(rb: RepoBuilder) -> None:
+    before = status(rb)["policy"]["digest"]
+    (rb.root / "notifications").mkdir()
+    (rb.root / "notifications" / "activated.j2").write_text("Access granted: {{ grant }}\n")
+    after = status(rb)["policy"]
+    assert after["digest"] != before and after["approved"] is False
