@@ -2,7 +2,8 @@
 # Install the Debian packages jitpol's demo and tests need, if missing:
 # PostgreSQL server binaries (throwaway test/demo clusters), ssh-keygen (approval signatures), git,
 # OpenLDAP slapd + ldap-utils (LDAP connector tests), openssh-server + sudo (Linux host connector
-# tests, run in a private mount namespace), openssl (test certificates), util-linux (unshare).
+# tests, run in a private mount namespace), openssl (test certificates), util-linux (unshare),
+# procps (pkill), chromium + a font (the HTML report is tested in a real headless browser).
 set -euo pipefail
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
@@ -14,6 +15,9 @@ command -v ldapsearch >/dev/null 2>&1 || need+=(ldap-utils)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 [ -x /usr/bin/sudo ] || need+=(sudo)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v pkill >/dev/null 2>&1 || need+=(procps)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)        # the report's browser test
+fc-list 2>/dev/null | grep -q . || need+=(fonts-dejavu-core)   # readable screenshots
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing system packages: ${need[*]} - install them (e.g. sudo apt-get install ${need[*]})" >&2

@@ -10,6 +10,7 @@ from jitpol.cli.check import check_cmd
 from jitpol.cli.credentials import credentials
 from jitpol.cli.inspect import plan, status, validate
 from jitpol.cli.notify import notify
+from jitpol.cli.report import report
 from jitpol.cli.review import approve, request
 from jitpol.cli.run import apply, reconcile
 
@@ -26,7 +27,7 @@ def cli(debug: bool) -> None:
     """
 
 
-for command in (validate, status, plan, apply, reconcile, approve, request, check_cmd, credentials, notify, audit):
+for command in (validate, status, plan, apply, reconcile, approve, request, check_cmd, credentials, report, notify, audit):
     cli.add_command(command)
 
 

@@ -29,19 +29,27 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def verify(self) -> ChainProblem | None:
-        """The first bad entry, or None when intact. A missing file is an empty, intact ledger."""
+    def _read(self) -> bytes | None:
+        """The file's bytes; while another process is appending (it holds the lock), a last line
+        still being written is left out rather than reported as a torn write."""
         try:
-            data = self.path.read_bytes()
+            with open(self.path, "rb") as handle:
+                data = handle.read()
+                if data and not data.endswith(b"\n") and _writer_active(handle):
+                    data = data[: data.rfind(b"\n") + 1]
+                return data
         except FileNotFoundError:
             return None
-        return _verify_bytes(data)[0]
+
+    def verify(self) -> ChainProblem | None:
+        """The first bad entry, or None when intact. A missing file is an empty, intact ledger."""
+        data = self._read()
+        return None if data is None else _verify_bytes(data)[0]
 
     def events(self) -> list[dict[str, Any]]:
         """All events, oldest first, after verifying the chain. Raises LedgerBroken if it does not."""
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
+        data = self._read()
+        if data is None:
             return []
         problem, events = _verify_bytes(data)
         if problem is not None:
@@ -151,6 +159,18 @@ def _verify_bytes(data: bytes) -> tuple[ChainProblem | None, list[dict[str, Any]
         elif problem.line == len(lines):
             problem = ChainProblem(problem.line, problem.seq, f"{problem.message}; {cut}")
     return problem, events if problem is None else []
+
+
+def _writer_active(handle: Any) -> bool:
+    """Whether another process holds the append lock on this file right now."""
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return True
+        raise
+    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return False
 
 
 def _lock(handle: FileIO, path: Path) -> None:

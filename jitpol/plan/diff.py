@@ -97,23 +97,48 @@ def diff(
     present: dict[str, set[AssignmentKey]] = {
         t: {a.key for a in obs} for t, obs in observed.items() if obs is not None
     }
+    # an ephemeral account is one object, whatever its groups drifted to: matched by name
+    wanted_accounts = {(k[0], k[2]) for k in (*desired, *keep_set) if k[1] == "ephemeral-account"}
+    accounts: dict[tuple[str, str], AssignmentKey] = {
+        (k[0], k[2]): k for keys in present.values() for k in keys if k[1] == "ephemeral-account"
+    }
     actions: list[Action] = []
     managed = history.managed()
+    deleting: set[tuple[str, str]] = set()
     for key, backers in sorted(managed.items()):
         if key in desired or key in keep_set or key[1] in LEDGER_TRACKED:
             continue
         target, model, principal, privilege = key
-        seen = present.get(target)
-        if seen is not None and key not in seen:
-            continue  # already gone; the run records the grant's end
+        if model == "ephemeral-account":
+            if (target, principal) in wanted_accounts or (target, principal) in deleting:
+                continue
+            if target in present:
+                if (target, principal) not in accounts:
+                    continue  # already gone
+                key = accounts[(target, principal)]
+            deleting.add((target, principal))
+        else:
+            seen = present.get(target)
+            if seen is not None and key not in seen:
+                continue  # already gone; the run records the grant's end
         actions.append(Action(
-            REMOVE_OP.get(model, "revoke"), Assignment(target, model, principal, privilege),
-            resource="", grants=tuple(sorted(backers)),
+            REMOVE_OP.get(model, "revoke"), Assignment(*key), resource="", grants=tuple(sorted(backers)),
             reason=f"no active grant backs it (was: {', '.join(sorted(backers))})",
+        ))
+    for (target, principal), key in sorted(accounts.items()):
+        # the connector reports only accounts carrying jitpol's marker: one no grant and no ledger
+        # entry backs (a lost ledger, a copied repository) is an orphan, removed
+        if (target, principal) in wanted_accounts or (target, principal) in deleting or key in managed:
+            continue
+        if any(k[0] == target and k[1] == "ephemeral-account" and k[2] == principal for k in managed):
+            continue
+        actions.append(Action(
+            "delete-account", Assignment(*key), resource="", grants=(),
+            reason="an account marked as jitpol's that no grant or ledger entry backs", drift=True,
         ))
     for _target, keys in sorted(present.items()):
         for key in sorted(keys):
-            if key in desired or key in managed or key in keep_set:
+            if key in desired or key in managed or key in keep_set or key[1] == "ephemeral-account":
                 continue
             res = exclusive.get((key[0], key[1], key[3]))
             if res is None:

@@ -226,3 +226,29 @@ except OSError as exc:
     assert result.stdout.startswith("failed"), result.stdout + result.stderr
     assert Ledger(path).verify() is None
     assert [e["seq"] for e in Ledger(path).append([body(2)])] == [2]
+
+
+def test_a_line_being_written_by_another_process_is_not_a_torn_write(tmp_path: Path) -> None:
+    import fcntl
+    import subprocess
+    import sys
+
+    from jitpol.errors import LedgerBroken
+    from jitpol.ledger.store import Ledger
+
+    path = tmp_path / "ledger.jsonl"
+    Ledger(path).append([{"time": "2026-12-01T10:00:00Z", "event": "x", "grant": None}])
+    with open(path, "ab") as f:
+        f.write(b'{"partial":')
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time; f = open(sys.argv[1], 'ab'); fcntl.flock(f, fcntl.LOCK_EX); "
+        "print('locked', flush=True); time.sleep(30)"), str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        assert [e["event"] for e in Ledger(path).events()] == ["x"]  # the writer's line is still coming
+    finally:
+        holder.kill()
+        holder.wait()
+    with pytest.raises(LedgerBroken):  # nobody is writing: a torn last line is a broken ledger
+        Ledger(path).events()
+    assert fcntl  # imported for clarity of what the helper process does

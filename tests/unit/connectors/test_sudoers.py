@@ -1,0 +1,300 @@
+"""jitpol.connectors.sudoers: the one template for sudoers drop-ins, its parser, and the
+allowlists for Linux names and sudo-rule commands (pure; no host needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from jitpol.connectors import sudoers
+from jitpol.connectors.sudoers import SudoRule
+from jitpol.errors import InvalidInput
+from jitpol.model.canonical import canonical_json
+
+REPO = Path(__file__).resolve().parents[3]
+END = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+START = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+
+
+def rule(**changes: object) -> SudoRule:
+    base = SudoRule(user="alice", command="/usr/bin/systemctl restart nginx", run_as="root",
+                    not_after=END, not_before=START, grant="alice-web-inc-1")
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def test_render_is_the_template() -> None:
+    assert sudoers.render(rule()) == (
+        "# managed by jitpol: grant alice-web-inc-1\n"
+        "alice ALL=(root) NOTBEFORE=20261130100000Z NOTAFTER=20261130115959Z NOPASSWD: "
+        "/usr/bin/systemctl restart nginx\n"
+    )
+
+
+def test_a_command_without_arguments_allows_no_arguments() -> None:
+    # a bare path in sudoers would allow ANY arguments
+    text = sudoers.render(rule(command="/usr/bin/id", not_before=None, grant=""))
+    assert text == '# managed by jitpol\nalice ALL=(root) NOTAFTER=20261130115959Z NOPASSWD: /usr/bin/id ""\n'
+
+
+def test_times_are_utc_with_z_and_never_cut_the_window_short() -> None:
+    berlin = timezone(timedelta(hours=1))
+    text = sudoers.render(rule(
+        not_after=datetime(2026, 11, 30, 13, 0, 0, 1, tzinfo=berlin),  # 12:00:00.000001Z
+        not_before=datetime(2026, 11, 30, 11, 0, 0, 999999, tzinfo=berlin),
+    ))
+    # sudo accepts through the whole second NOTAFTER names: 12:00:00 covers 12:00:00.000001
+    assert "NOTBEFORE=20261130100000Z NOTAFTER=20261130120000Z" in text
+
+
+@pytest.mark.parametrize(
+    ("end", "stamp"),
+    [
+        (datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC), "20261130115959Z"),  # last second inside
+        (datetime(2026, 11, 30, 12, 0, 0, 500000, tzinfo=UTC), "20261130120000Z"),
+        (datetime(2026, 12, 1, 0, 0, 0, tzinfo=timezone(timedelta(hours=2))), "20261130215959Z"),
+    ],
+)
+def test_end_stamps(end: datetime, stamp: str) -> None:
+    assert sudoers.end_stamp(end) == stamp
+    ends_at = sudoers.stamp_end(stamp)
+    assert end <= ends_at < end + timedelta(seconds=1)
+
+
+def test_naive_times_are_refused() -> None:
+    with pytest.raises(ValueError, match="timezone"):
+        sudoers.end_stamp(datetime(2026, 1, 1))  # a naive time: the point of the test
+    with pytest.raises(ValueError, match="timezone"):
+        sudoers.start_stamp(datetime(2026, 1, 1))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"user": "alice ALL=(ALL) ALL\n#"},
+        {"user": "ALL"},
+        {"user": "%sudo"},
+        {"run_as": "ALL"},
+        {"run_as": "#0"},
+        {"run_as": "root,alice"},
+        {"command": "ALL"},
+        {"command": "/bin/sh"},
+        {"command": "/usr/bin/id\nalice ALL=(ALL) NOPASSWD: ALL"},
+        {"grant": "x\nalice ALL=(ALL) ALL"},
+    ],
+)
+def test_render_rechecks_every_field(changes: dict[str, str]) -> None:
+    with pytest.raises(InvalidInput):
+        sudoers.render(rule(**changes))
+
+
+# -- parsing -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "r",
+    [
+        rule(),
+        rule(not_before=None),
+        rule(grant=""),
+        rule(command="/usr/bin/id"),
+        rule(command="/usr/sbin/service nginx reload", run_as="www-data"),
+        rule(command="/opt/tools/rotate-logs.sh --dry-run app@prod /var/log/app"),
+    ],
+)
+def test_parse_reads_back_what_render_wrote(r: SudoRule) -> None:
+    assert sudoers.parse(sudoers.render(r)) == r
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "alice ALL=(root) NOTAFTER=20261130120000Z NOPASSWD: /usr/bin/id\n",  # no marker
+        '# managed by jitpol\nalice ALL=(root) NOTAFTER=20261130120000 NOPASSWD: /usr/bin/id ""\n',  # no Z
+        '# managed by jitpol\nalice ALL=(root) NOTAFTER=20261130120000Z NOPASSWD: /usr/bin/id ""',  # no \n
+        '# managed by jitpol\nalice ALL=(ALL) NOTAFTER=20261130120000Z NOPASSWD: /usr/bin/id ""\n',
+        "# managed by jitpol\nalice ALL=(root) NOTAFTER=20261130120000Z NOPASSWD: ALL\n",
+        "# managed by jitpol\nalice ALL=(root) NOTAFTER=20261130120000Z NOPASSWD: /bin/sh\n",
+        "# managed by jitpol\nalice ALL=(root) NOTAFTER=20261130120000Z NOPASSWD: /usr/bin/id *\n",
+        '# managed by jitpol\nalice ALL=(root) NOTAFTER=20261130120000Z NOPASSWD: /usr/bin/id ""\nbob ALL=(ALL) ALL\n',
+        '# managed by jitpol\r\nalice ALL=(root) NOTAFTER=20261130120000Z NOPASSWD: /usr/bin/id ""\r\n',
+    ],
+)
+def test_parse_refuses_anything_render_did_not_write(text: str) -> None:
+    with pytest.raises(ValueError):
+        sudoers.parse(text)
+
+
+def test_stamps_round_trip() -> None:
+    assert sudoers.stamp_end(sudoers.end_stamp(END)) == END
+    assert sudoers.parse_stamp(sudoers.start_stamp(START)) == START
+    for bad in ("2026113012Z", "20261130120000", "20261130120000+0100", "2026113012000Z"):
+        with pytest.raises(ValueError):
+            sudoers.parse_stamp(bad)
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+ALLOWED = [
+    "/usr/bin/systemctl restart nginx",
+    "/usr/bin/id",
+    "/usr/sbin/service nginx reload",
+    "/opt/tools/rotate-logs.sh --dry-run",
+    "/usr/bin/docker ps",
+    "/usr/local/bin/deploy app@prod v1.2.3",
+    "/opt/tools/script.sh",  # a `.sh` is not the `script` program
+]
+
+HOSTILE = [
+    "ALL",
+    "ALL /bin/sh",
+    "sudoedit /etc/shadow",
+    "sudoedit",
+    "",
+    " /usr/bin/id",
+    "/usr/bin/id ",
+    "/usr/bin/id  -u",  # two spaces: not the normalised form
+    "/usr/bin/id\t-u",
+    "usr/bin/id",
+    "./id",
+    "/usr/bin/",  # a directory: every program in it
+    "/usr/bin/../bin/sh",
+    "/usr/./bin/id",
+    "/usr//bin/id",
+    "/usr/bin/id ../../etc/shadow",
+    "/usr/bin/systemctl restart *",
+    "/usr/bin/systemctl restart ngin?",
+    "/usr/bin/systemctl restart [a]",
+    "/usr/bin/id ^-u$",
+    "/usr/bin/id $(id)",
+    "/usr/bin/id `id`",
+    "/usr/bin/id ;rm -rf /",
+    "/usr/bin/id -u,/bin/sh",
+    "/usr/bin/id -u:x",
+    "/usr/bin/id a=b",
+    "/usr/bin/id \\",
+    "/usr/bin/id (x)",
+    "/usr/bin/id !x",
+    "/usr/bin/id #x",
+    "/usr/bin/id %x",
+    '/usr/bin/id ""',
+    "/usr/bin/id 'x'",
+    "/usr/bin/id\nalice ALL=(ALL) ALL",
+    "/bin/sh",
+    "/bin/bash -c id",
+    "/usr/bin/dash",
+    "/usr/bin/rbash",
+    "/usr/bin/busybox sh",
+    "/usr/bin/vi /etc/motd",
+    "/usr/bin/vim.basic /etc/motd",
+    "/usr/bin/nano /etc/motd",
+    "/usr/bin/less /var/log/syslog",
+    "/usr/bin/man ls",
+    "/usr/bin/python3.11 /opt/x.py",
+    "/usr/bin/perl5.36.0 -e1",
+    "/usr/bin/env sh",
+    "/usr/bin/find /tmp -name x",
+    "/usr/bin/sudo -s",
+    "/usr/sbin/visudo",
+    "/usr/bin/crontab -e",
+    "/usr/bin/journalctl -u nginx",
+    "/usr/bin/git log",
+]
+
+
+@pytest.mark.parametrize("command", ALLOWED)
+def test_allowed_commands(command: str) -> None:
+    path, args = sudoers.validate_command(command)
+    assert " ".join((path, *args)) == command
+
+
+@pytest.mark.parametrize("command", HOSTILE)
+def test_hostile_commands_are_refused(command: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        sudoers.validate_command(command)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 400
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [("/usr/bin/python3.11", "python"), ("/usr/bin/vim.basic", "vim"), ("/usr/bin/perl5.36", "perl"),
+     ("/usr/bin/systemctl", "systemctl"), ("/usr/sbin/ip6tables", "ip6tables"), ("/x/script.sh", "script.sh")],
+)
+def test_program_name_strips_versions_only(path: str, name: str) -> None:
+    assert sudoers.program_name(path) == name
+
+
+# -- privileges and names ------------------------------------------------------------------------
+
+
+def test_parse_privilege() -> None:
+    text = canonical_json({"command": "/usr/bin/systemctl restart nginx", "runAs": "root"})
+    assert sudoers.parse_privilege(text) == ("/usr/bin/systemctl restart nginx", "root")
+    assert sudoers.privilege_text("/usr/bin/systemctl restart nginx", "root") == text
+
+
+@pytest.mark.parametrize(
+    "privilege",
+    [
+        '{"command": "/usr/bin/id", "runAs": "root"}',  # not canonical: observe could never match it
+        '{"command":"/usr/bin/id"}',
+        '{"command":"/usr/bin/id","runAs":"root","host":"x"}',
+        '{"command":"/usr/bin/id","runAs":"ALL"}',
+        '{"command":"/usr/bin/id","runAs":"#0"}',
+        '{"command":"/usr/bin/id","runAs":"root,alice"}',
+        '{"command":"ALL","runAs":"root"}',
+        '{"command":["/usr/bin/id"],"runAs":"root"}',
+        '["/usr/bin/id"]',
+        "/usr/bin/id",
+        "{",
+        None,
+    ],
+)
+def test_bad_privileges_are_refused(privilege: object) -> None:
+    with pytest.raises(InvalidInput):
+        sudoers.parse_privilege(privilege)
+
+
+def test_file_name_is_read_by_sudo_and_unique_per_assignment() -> None:
+    p = sudoers.privilege_text("/usr/bin/id", "root")
+    name = sudoers.file_name("alice", p)
+    assert sudoers.FILE_NAME.fullmatch(name)
+    assert "." not in name and not name.endswith("~")  # sudo skips such names
+    assert name == sudoers.file_name("alice", p)
+    assert name != sudoers.file_name("bob", p)
+    assert name != sudoers.file_name("alice", sudoers.privilege_text("/usr/bin/id", "www-data"))
+
+
+@pytest.mark.parametrize("name", ["alice", "_svc", "a" * 32, "web-1", "a_b-c9"])
+def test_linux_names(name: str) -> None:
+    assert sudoers.check_linux_name(name, "user") == name
+
+
+@pytest.mark.parametrize(
+    "name", ["", "a" * 33, "Alice", "1abc", "-rf", "alice; rm -rf /", "$(id)", "a b", "a.b", "ALL", "#0", "é", None, 5]
+)
+def test_bad_linux_names(name: object) -> None:
+    with pytest.raises(InvalidInput):
+        sudoers.check_linux_name(name, "user")
+
+
+def test_module_needs_no_paramiko() -> None:
+    code = (
+        "import sys; sys.modules['paramiko'] = None\n"
+        "from jitpol.connectors import sudoers\n"
+        "from jitpol.connectors.registry import name_check\n"
+        "name_check('ssh')('alice', 'principal')\n"
+        "print(sudoers.file_name('alice', '{}'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("jitpol-")
