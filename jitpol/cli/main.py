@@ -27,7 +27,8 @@ def cli(debug: bool) -> None:
     """
 
 
-for command in (validate, status, plan, apply, reconcile, approve, request, check_cmd, credentials, report, notify, audit):
+COMMANDS = (validate, status, plan, apply, reconcile, approve, request, check_cmd, credentials, report, notify, audit)
+for command in COMMANDS:
     cli.add_command(command)
 
 

@@ -8,8 +8,8 @@ import base64
 import hashlib
 import json
 import os
-import tempfile
 import secrets
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime

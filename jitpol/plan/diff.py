@@ -108,7 +108,7 @@ def diff(
     for key, backers in sorted(managed.items()):
         if key in desired or key in keep_set or key[1] in LEDGER_TRACKED:
             continue
-        target, model, principal, privilege = key
+        target, model, principal, _privilege = key
         if model == "ephemeral-account":
             if (target, principal) in wanted_accounts or (target, principal) in deleting:
                 continue
