@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from jitpol import __version__
+from jitpol.cli.agent import agent
 from jitpol.cli.audit import audit
 from jitpol.cli.check import check_cmd
 from jitpol.cli.credentials import credentials
@@ -27,7 +28,8 @@ def cli(debug: bool) -> None:
     """
 
 
-COMMANDS = (validate, status, plan, apply, reconcile, approve, request, check_cmd, credentials, report, notify, audit)
+COMMANDS = (validate, status, plan, apply, reconcile, approve, request, check_cmd, credentials, report, notify,
+            agent, audit)
 for command in COMMANDS:
     cli.add_command(command)
 

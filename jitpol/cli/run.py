@@ -18,6 +18,7 @@ from jitpol.execute.delivery import CredentialIssuer
 from jitpol.execute.engine import (
     AUDIT_DIR,
     Connections,
+    Part,
     Result,
     Shard,
     execute,
@@ -50,12 +51,12 @@ def _progress(line: str) -> None:
 
 
 def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: bool = False,
-              shard: Shard | None = None) -> RunSummary:
+              shard: Part | None = None) -> RunSummary:
     """Do one full run under the repository lock. Ledger events are appended even when
     execution fails part-way."""
     now = now_from(now_at)
     ledger_file = repo / ledger_path(shard)
-    with RunLock(repo, f"{shard.k}-of-{shard.n}" if shard else ""):
+    with RunLock(repo, shard.lock_scope if shard else ""):
         verifier = FastVerifier()
         prep = prepare(repo, now, verifier, env, shard)
         appended: list[dict[str, Any]] = []

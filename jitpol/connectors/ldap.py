@@ -1,5 +1,6 @@
 """LDAP connector for OpenLDAP and Active Directory: models `role-membership` (a person's entry is
-made a direct `member` of a group) and `ephemeral-account` (an entry created for one grant).
+made a direct `member` of a group), `ephemeral-account` (an entry created for one grant) and
+`credential-checkout` (a shared entry's password handed out and rotated).
 
 Settings (the target's entry in jitpol.yaml):
     url            required; ldap://host:port or ldaps://host:port
@@ -36,11 +37,29 @@ groups in the privilege, with userPassword ({SSHA}) from action.detail("password
 (AD: unicodePwd, only over TLS). The end is enforced by the server where it can: OpenLDAP
 `pwdEndTime` (ppolicy overlay; the server refuses binds after it when a password policy applies
 to the entry), AD `accountExpires`. observe() finds accounts by the marker only; entries
-without it are never changed or deleted.
+without it are never changed or deleted. create-account on an existing marked entry brings it
+to that state; when the action carries a password (the core re-delivers a new secret after a
+run died before recording the first one, which is lost) userPassword is replaced too, unless it
+already verifies that password (the same action applied again; AD's unicodePwd cannot be read,
+so there it is always set).
+
+credential-checkout: principal is the DN of an existing shared entry (the resource's
+spec.account), checked like every DN and never the bind DN, an entry carrying jitpol's marker or
+a name in jitpol's ephemeral namespace; the privilege is the canonical JSON of the holders'
+grant names (opaque here; "[]" means nobody). rotate (the password detail is required) replaces
+userPassword ({SSHA}; AD: unicodePwd, only over TLS) and, in the same modify, the end the
+server enforces: with holders, OpenLDAP `pwdEndTime` (when ppolicy is loaded) / AD
+`accountExpires` = action.until, so the checked-out password stops working at the end even if
+no run happens; when rotating to nobody (or without an end) the end is removed (AD: never), so the entry is
+usable again by whoever next gets a secret. jitpol therefore owns these two attributes on a
+checkout entry. A rotation is an event: always changed=True. observe() reports nothing for this
+model (the ledger knows the holders). LDAP cannot end another client's bound connection: a
+connection bound with the old password keeps its bind until it closes.
 
 Errors: TargetUnavailable when the server cannot be reached, times out or answers busy /
 unavailable; PermanentTargetError for everything else (bad credentials, refused writes, missing
-groups, names outside base_dn). The bind password never appears in messages.
+groups, names outside base_dn). Neither the bind password nor a password being set (nor its
+hash) appears in messages or operations (shown as `***`).
 
 ldap3 is imported lazily, so `jitpol validate` can run check_name() without it.
 """
@@ -48,7 +67,9 @@ ldap3 is imported lazily, so `jitpol validate` can run check_name() without it.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -69,6 +90,7 @@ if TYPE_CHECKING:
 
 ROLE = "role-membership"
 EPHEMERAL = "ephemeral-account"
+CHECKOUT = "credential-checkout"
 FLAVORS = ("openldap", "active-directory")
 
 # Stands in for the members of a groupOfNames that would otherwise be empty. A single RDN outside
@@ -361,6 +383,23 @@ def ssha(password: str, salt: bytes | None = None) -> str:
     return "{SSHA}" + base64.b64encode(digest + salt).decode()
 
 
+def ssha_matches(stored: Sequence[str], password: str) -> bool:
+    """Do the userPassword values `stored` consist of exactly one {SSHA} hash of `password`? False
+    for anything else (another scheme, cleartext, several values, garbage): the caller then sets
+    the password again, which is always safe."""
+    if len(stored) != 1 or stored[0][:6].upper() != "{SSHA}":
+        return False
+    try:
+        raw = base64.b64decode(stored[0][6:], validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    digest, salt = raw[:20], raw[20:]
+    if len(digest) != 20 or not salt:
+        return False
+    expected = hashlib.sha1(password.encode() + salt).digest()  # noqa: S324 - the scheme slapd checks
+    return hmac.compare_digest(digest, expected)
+
+
 def ad_sam_account_name(name: str) -> str:
     """The sAMAccountName of an ephemeral AD account: the name itself when it fits AD's 20
     characters, else `jit-` and 16 hex digits of its SHA-256 (stable, so re-reads agree). The
@@ -385,7 +424,6 @@ def marker(grant: str, person: str) -> str:
 SECRET_ATTRIBUTES = frozenset({"userpassword", "unicodepwd"})
 
 
-
 @dataclass(frozen=True, slots=True)
 class Change:
     op: Literal["add", "delete", "replace"]
@@ -408,11 +446,16 @@ class Request:
         parts = []
         for c in self.changes:
             shown = ["***"] * len(c.values) if c.attribute.lower() in SECRET_ATTRIBUTES else list(c.values)
+            values = " | ".join(shown) or "(none)"  # a replace without values removes the attribute
             if self.kind == "add":
-                parts.append(f"{c.attribute}: {' | '.join(shown)}")
+                parts.append(f"{c.attribute}: {values}")
             else:
-                parts.append(f"{c.op} {c.attribute}: {' | '.join(shown)}")
+                parts.append(f"{c.op} {c.attribute}: {values}")
         return f"{self.kind} {self.dn}: " + "; ".join(parts)
+
+    def secrets(self) -> tuple[str, ...]:
+        """The values never to be shown: passwords (AD) and password hashes (OpenLDAP)."""
+        return tuple(v for c in self.changes if c.attribute.lower() in SECRET_ATTRIBUTES for v in c.values)
 
 
 Step = tuple[Request, Request | None]  # a write, and what to send instead on a conflict
@@ -487,6 +530,32 @@ def end_request(dn: str, flavor: str, end: datetime) -> Request:
     return Request("modify", dn, (Change("replace", "pwdEndTime", (generalized_time(end),)),))
 
 
+def password_request(dn: str, flavor: str, password: str) -> Request:
+    """Replace an ephemeral account's password (a new secret re-delivered): userPassword
+    ({SSHA}); AD: unicodePwd (an administrative reset) and userAccountControl 512, because an
+    account created without a password was created disabled (514)."""
+    if flavor == "active-directory":
+        changes = (Change("replace", "unicodePwd", (password,)), Change("replace", "userAccountControl", ("512",)))
+        return Request("modify", dn, changes)
+    return Request("modify", dn, (Change("replace", "userPassword", (ssha(password),)),))
+
+
+def rotate_request(dn: str, flavor: str, password: str, *, end: datetime | None, set_end: bool) -> Request:
+    """The one modify that rotates a shared entry's password: userPassword ({SSHA}); AD:
+    unicodePwd (an administrative reset). When `set_end` (the server enforces an end: OpenLDAP
+    with ppolicy, AD always) the end is replaced in the same modify, so password and end never
+    disagree: `end` when given, else removed (pwdEndTime without values; accountExpires 0, never)."""
+    if flavor == "active-directory":
+        changes = [Change("replace", "unicodePwd", (password,))]
+        if set_end:
+            changes.append(Change("replace", "accountExpires", (str(filetime(end)) if end is not None else "0",)))
+    else:
+        changes = [Change("replace", "userPassword", (ssha(password),))]
+        if set_end:
+            changes.append(Change("replace", "pwdEndTime", (generalized_time(end),) if end is not None else ()))
+    return Request("modify", dn, tuple(changes))
+
+
 def wire_value(attribute: str, value: str) -> str | bytes:
     """What goes on the wire for one value (unicodePwd is quoted UTF-16-LE)."""
     return ad_password_value(value) if attribute.lower() == "unicodepwd" else value
@@ -537,10 +606,11 @@ class LdapConnector:
 
     type: ClassVar[str] = "ldap"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        models=frozenset({ROLE, EPHEMERAL}),
-        # OpenLDAP (ppolicy pwdEndTime) and AD (accountExpires) end ephemeral accounts themselves;
-        # AD with PAM also ends role memberships (TTL links), reported through Assignment.expires.
-        native_expiry=frozenset({EPHEMERAL}),
+        models=frozenset({ROLE, EPHEMERAL, CHECKOUT}),
+        # OpenLDAP (ppolicy pwdEndTime) and AD (accountExpires) end ephemeral accounts and
+        # checked-out passwords themselves; AD with PAM also ends role memberships (TTL links),
+        # reported through Assignment.expires. LDAP cannot end another client's bound connection.
+        native_expiry=frozenset({EPHEMERAL, CHECKOUT}),
         ends_sessions=False,
     )
 
@@ -596,16 +666,21 @@ class LdapConnector:
         """role-membership: the direct members of every group in scope.privileges (groups that
         do not exist, and names that are not DNs, have none; the placeholder is never shown).
         ephemeral-account: every account below people_base carrying jitpol's marker, whatever
-        scope.privileges says, with its groups and the end the server enforces. Read-only."""
+        scope.privileges says, with its groups and the end the server enforces.
+        credential-checkout: nothing (the ledger knows the holders; no request is sent).
+        Read-only."""
         if scope.model == ROLE:
             return self._observe_members(scope)
         if scope.model == EPHEMERAL:
             return frozenset(self._observe_accounts(scope.model))
+        if scope.model == CHECKOUT:
+            return frozenset()
         self._unsupported_model(scope.model)
 
     def apply(self, action: Action, *, check: bool = False) -> Outcome:
-        """Make one action true (see the module docstring). Idempotent; check=True only reads
-        and lists the requests it would send."""
+        """Make one action true (see the module docstring). Idempotent, except that a rotate
+        is an event (always changed=True) and a create-account carrying a password always sets
+        it; check=True only reads and lists the requests it would send."""
         a = action.assignment
         if a.model == ROLE:
             if action.op not in ("grant", "revoke"):
@@ -618,6 +693,10 @@ class LdapConnector:
                 steps = self._plan_delete(action)
             else:
                 self._unsupported_op(action)
+        elif a.model == CHECKOUT:
+            if action.op != "rotate":
+                self._unsupported_op(action)
+            steps = self._plan_rotate(action)
         else:
             self._unsupported_model(a.model)
         if not steps:
@@ -847,7 +926,7 @@ class LdapConnector:
         principal = self._checked_account_name(a.principal)
         wanted = self._checked_groups(a.privilege)
         description = self._marker(action)
-        password = action.detail("password") or None
+        password = self._checked_password(action)
         ad = self.flavor == "active-directory"
         if ad and password and not self._encrypted:
             raise PermanentTargetError(
@@ -880,6 +959,10 @@ class LdapConnector:
                 steps.append((openldap_account_request(dn, principal, description, end=end, password=password), None))
         else:
             current = self._groups_of(dn)
+            if password and not self._password_verifies(dn, password):
+                # a new secret re-delivered (the first one was lost with a run that died before
+                # recording it): the account must take it, or its holder could not log in
+                steps.append((password_request(dn, self.flavor, password), None))
             if end is not None and (existing.end is None or existing.end < end):
                 steps.append((end_request(dn, self.flavor, end), None))
         for g in wanted:
@@ -888,6 +971,14 @@ class LdapConnector:
         for g in sorted(current - set(wanted)):
             steps.extend(self._leave(g, dn))
         return steps
+
+    def _password_verifies(self, dn: str, password: str) -> bool:
+        """Does the entry's userPassword already verify `password` (the same action applied
+        again)? Always False on AD, whose unicodePwd cannot be read: the password is set again."""
+        if self.flavor == "active-directory":
+            return False
+        entry = self._read_entry(dn, ["userPassword"])
+        return entry is not None and ssha_matches(_texts(entry["raw_attributes"], "userPassword"), password)
 
     def _leave(self, group_dn: str, member_dn: str) -> list[Step]:
         group = self._read_group(group_dn)
@@ -912,6 +1003,71 @@ class LdapConnector:
                 steps.extend(self._leave(g, existing.dn))
         steps.append((Request("delete", existing.dn), None))
         return steps
+
+    # -- credential-checkout ----------------------------------------------------------------
+
+    def _plan_rotate(self, action: Action) -> list[Step]:
+        """One modify: the new password, and the end the server enforces (see rotate_request).
+        Reads the entry first: it must exist and must not be jitpol's ephemeral account."""
+        a = action.assignment
+        dn = self._checked_shared_account(a.principal)
+        try:
+            holders = json.loads(a.privilege)
+        except ValueError:
+            holders = None
+        if not isinstance(holders, list) or not all(isinstance(h, str) for h in holders):
+            raise PermanentTargetError(
+                f"target {self.name}: the privilege of a credential checkout must be a JSON list of holders"
+            )
+        password = self._checked_password(action)
+        if password is None:
+            # a rotation without a new secret would leave the previous holder's password working
+            raise PermanentTargetError(f"target {self.name}: rotate of {dn!r} needs a password detail")
+        ad = self.flavor == "active-directory"
+        if ad and not self._encrypted:
+            raise PermanentTargetError(
+                f"target {self.name}: Active Directory takes passwords only over an encrypted connection "
+                "(use ldaps:// or start_tls: true)"
+            )
+        entry = self._read_entry(dn, ["objectClass", "description"])
+        if entry is None:
+            raise PermanentTargetError(f"target {self.name}: shared account {dn!r} does not exist")
+        if any(d.startswith(MARKER_PREFIX) for d in _texts(entry["raw_attributes"], "description")):
+            raise PermanentTargetError(
+                f"target {self.name}: refusing to rotate {dn!r}: it carries jitpol's marker (an ephemeral "
+                "account), not a shared account"
+            )
+        # with holders the checked-out password ends at the checkout's end even if no run happens;
+        # rotating to nobody (or without an end) removes it, so a stale end never locks out the
+        # next holder
+        end = action.until if holders else None
+        request = rotate_request(dn, self.flavor, password, end=end, set_end=ad or self._ppolicy())
+        return [(request, None)]
+
+    def _checked_shared_account(self, value: str) -> str:
+        """The DN of a shared account jitpol may rotate: canonical, strictly below base_dn, not
+        the placeholder (check_name), not the bind DN, not in jitpol's ephemeral namespace."""
+        dn = self._checked_dn(value, "shared account")
+        if dn == self.bind_dn:
+            raise PermanentTargetError(f"target {self.name}: refusing to rotate {dn!r}: it is jitpol's own bind DN")
+        parsed = parse_dn(dn)
+        first, parent = parsed[0], parsed[1:]
+        if (parent == self._people and len(first) == 1 and first[0][0] == self._rdn_attr
+                and _EPHEMERAL_NAME.fullmatch(first[0][1])):  # fmt: skip
+            raise PermanentTargetError(
+                f"target {self.name}: refusing to rotate {dn!r}: the name belongs to jitpol's ephemeral accounts"
+            )
+        return dn
+
+    def _checked_password(self, action: Action) -> str | None:
+        """The password detail; None when there is none. Raises PermanentTargetError for one that
+        clients would cut short (a NUL), without showing it."""
+        password = action.detail("password")
+        if not password:
+            return None
+        if "\x00" in password:
+            raise PermanentTargetError(f"target {self.name}: the password detail contains a NUL character")
+        return password
 
     # -- names ------------------------------------------------------------------------------
 
@@ -1015,7 +1171,7 @@ class LdapConnector:
         self._conn = conn
         return conn
 
-    def _transport_error(self, exc: Exception, secret: str | None = None) -> NoReturn:
+    def _transport_error(self, exc: Exception, *secrets: str | None) -> NoReturn:
         from ldap3.core.exceptions import (
             LDAPCommunicationError,
             LDAPResponseTimeoutError,
@@ -1024,9 +1180,7 @@ class LdapConnector:
         )
 
         self._drop()
-        text = " ".join(str(exc).split())
-        if secret:
-            text = text.replace(secret, "***")
+        text = _redacted(" ".join(str(exc).split()), secrets)
         if "doesn't match any name" in text:  # ldap3 quotes the whole certificate here
             text = f"the server's certificate does not name {urlsplit(self._url).hostname} (certificate mismatch)"
         text = text[:300]
@@ -1054,23 +1208,19 @@ class LdapConnector:
                 pass  # already broken; we only release it
 
     @staticmethod
-    def _describe_result(result: Mapping[str, Any], secret: str | None = None) -> str:
+    def _describe_result(result: Mapping[str, Any], *secrets: str | None) -> str:
         code = result.get("result")
         text = f"{result.get('description') or 'error'} ({code})"
-        message = " ".join(str(result.get("message") or "").split())
-        if secret:
-            message = message.replace(secret, "***")
+        message = _redacted(" ".join(str(result.get("message") or "").split()), secrets)
         return f"{text}: {message[:200]}" if message else text
 
-    def _fail(self, what: str, result: Mapping[str, Any], secret: str | None = None) -> NoReturn:
+    def _fail(self, what: str, result: Mapping[str, Any], *secrets: str | None) -> NoReturn:
         code = result.get("result")
-        detail = self._describe_result(result, secret)
+        detail = self._describe_result(result, *secrets)
         if code in _TEMPORARY_CODES:
             raise TargetUnavailable(f"target {self.name}: {what}: {detail}")
         if code == _INVALID_CREDENTIALS:
-            raise PermanentTargetError(
-                f"target {self.name}: {what}: invalid credentials (check {self._password_env})"
-            )
+            raise PermanentTargetError(f"target {self.name}: {what}: invalid credentials (check {self._password_env})")
         raise PermanentTargetError(f"target {self.name}: {what}: {detail}")
 
     def _search(
@@ -1128,7 +1278,7 @@ class LdapConnector:
         if fallback is not None and code in (_NO_SUCH_ATTRIBUTE, _VALUE_EXISTS, _OBJECT_CLASS_VIOLATION):
             wrote, done = self._send(fallback, None)
             return wrote, [request, *done]
-        self._fail(request.describe(), result)
+        self._fail(request.describe(), result, *request.secrets())
 
     def _already(self, request: Request, code: int | None, result: Mapping[str, Any]) -> bool:
         if request.kind == "delete":
@@ -1167,19 +1317,29 @@ class LdapConnector:
                     )
                 conn.modify(request.dn, changes)
         except LDAPException as exc:
-            self._transport_error(exc)
+            self._transport_error(exc, *request.secrets())
         result = conn.result or {}
         return result.get("result"), result
 
     # -- misc -------------------------------------------------------------------------------
 
     def _unsupported_model(self, model: str) -> NoReturn:
-        raise PermanentTargetError(f"target {self.name}: model {model!r} is not supported (only {ROLE}, {EPHEMERAL})")
+        raise PermanentTargetError(
+            f"target {self.name}: model {model!r} is not supported (only {ROLE}, {EPHEMERAL}, {CHECKOUT})"
+        )
 
     def _unsupported_op(self, action: Action) -> NoReturn:
         raise PermanentTargetError(
             f"target {self.name}: operation {action.op!r} is not supported for model {action.assignment.model}"
         )
+
+
+def _redacted(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` with every secret in it replaced by ***."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def _texts(attributes: Mapping[str, Any], name: str) -> list[str]:

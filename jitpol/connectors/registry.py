@@ -25,7 +25,7 @@ CONNECTORS: dict[str, str] = {
 # which models each target type supports (kept here so validation needs no SDK import)
 MODELS_BY_TYPE: dict[str, frozenset[str]] = {
     "postgres": frozenset({"role-membership", "ephemeral-account", "credential-checkout"}),
-    "ldap": frozenset({"role-membership", "ephemeral-account"}),
+    "ldap": frozenset({"role-membership", "ephemeral-account", "credential-checkout"}),
     "ssh": frozenset({"role-membership", "ephemeral-account", "sudo-rule"}),
     "aws": frozenset({"idp-elevation"}),
     "azure": frozenset({"idp-elevation"}),

@@ -52,15 +52,65 @@ class Shard:
             raise InvalidInput(f"--shard {text!r}: write K/N with 1 <= K <= N <= 256, e.g. 2/4")
         return cls(int(k), int(n))
 
-    def owns(self, target: str) -> bool:
-        return int(hashlib.sha256(target.encode()).hexdigest(), 16) % self.n == self.k - 1
+    def owns(self, target: Target) -> bool:
+        return (target.type not in PULL_TYPES
+                and int(hashlib.sha256(target.name.encode()).hexdigest(), 16) % self.n == self.k - 1)
 
     @property
     def ledger(self) -> Path:
         return AUDIT_DIR / f"ledger-{self.k}-of-{self.n}.jsonl"
 
+    @property
+    def lock_scope(self) -> str:
+        return f"{self.k}-of-{self.n}"
 
-def ledger_path(shard: Shard | None) -> Path:
+    @property
+    def records_rejections(self) -> bool:
+        return self.k == 1  # one shard records them, so N jobs do not record each N times
+
+
+# target types applied by `jitpol agent` on the endpoint itself, never by a central run
+PULL_TYPES: frozenset[str] = frozenset({"local"})
+
+
+@dataclass(frozen=True, slots=True)
+class HostScope:
+    """The targets an endpoint's own agent applies: `local` targets naming this host."""
+
+    host: str
+
+    def owns(self, target: Target) -> bool:
+        return target.type in PULL_TYPES and str(target.settings.get("hostname", "")).lower() == self.host.lower()
+
+    @property
+    def ledger(self) -> Path:
+        return AUDIT_DIR / f"agent-{self.host}.jsonl"
+
+    @property
+    def lock_scope(self) -> str:
+        return f"agent-{self.host}"
+
+    @property
+    def records_rejections(self) -> bool:
+        return False
+
+
+class Part(Protocol):
+    """Which targets a run applies and where it records: a shard, an agent's host."""
+
+    def owns(self, target: Target) -> bool: ...
+
+    @property
+    def ledger(self) -> Path: ...
+
+    @property
+    def lock_scope(self) -> str: ...
+
+    @property
+    def records_rejections(self) -> bool: ...
+
+
+def ledger_path(shard: Part | None) -> Path:
     return shard.ledger if shard is not None else LEDGER_PATH
 
 
@@ -90,7 +140,7 @@ class Prepared:
     policy_commit: str | None
     targets: Mapping[str, Target]  # targets the run may use (from the config, even if invalid)
     policy: PolicyCheck | None = None  # None when the repository is invalid
-    shard: Shard | None = None
+    shard: Part | None = None
 
     @property
     def valid(self) -> bool:
@@ -102,13 +152,17 @@ class Prepared:
 
 
 def prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, str] | None = None,
-            shard: Shard | None = None) -> Prepared:
+            shard: Part | None = None) -> Prepared:
     """Load and evaluate under the policy in force; with `shard`, only that part of the targets.
+    A central run (no shard) never applies pull-mode (`local`) targets: their agents do.
     Raises LedgerBroken if a ledger file (or the snapshot of the adopted policy) does not verify."""
     prep = _prepare(root, now, verifier, env, read_history(root))
     if shard is None:
-        return prep
-    mine = {name: t for name, t in prep.targets.items() if shard.owns(name)}
+        if not any(t.type in PULL_TYPES for t in prep.targets.values()):
+            return prep
+        mine = {name: t for name, t in prep.targets.items() if t.type not in PULL_TYPES}
+    else:
+        mine = {name: t for name, t in prep.targets.items() if shard.owns(t)}
     ev = prep.evaluation
     if ev is not None:
         ev = replace(ev, desired={k: d for k, d in ev.desired.items() if k[0] in mine})
@@ -459,8 +513,8 @@ def lifecycle_events(prep: Prepared, obs: Observation, results: Iterable[Result]
             events.append({"event": "grant.revoked", "grant": name, "final": final, "reason": reason,
                            "assignments": [key_dict(k) for k in sorted(og.keys)]})
     for st in statuses.values():
-        if prep.shard is not None and prep.shard.k != 1:
-            break  # one shard records rejections, so N jobs do not record each N times
+        if prep.shard is not None and not prep.shard.records_rejections:
+            break
         if st.state == "rejected" and (st.name, st.reason) not in prep.history.rejected:
             events.append({"event": "grant.rejected", "grant": st.name, "reason": st.reason, "digest": st.digest})
     return events

@@ -114,7 +114,7 @@ def _rule_problem(grant: Grant, policy: PolicySet, who: Resolver) -> str | None:
         target = policy.config.targets.get(resource.target)
         if target is None:
             return f"target {resource.target} is not configured in jitpol.yaml"
-        if resource.model in ("role-membership", "ephemeral-account", "sudo-rule", "idp-elevation") and (
+        if resource.model in ("role-membership", "sudo-rule", "idp-elevation") and (
             person.account_for(target) is None
         ):
             return (

@@ -24,7 +24,9 @@ def members(tmp: Path, target: str) -> list[str]:
 
 
 def test_shards_partition_targets() -> None:
-    names = [f"t{i}" for i in range(200)]
+    from jitpol.model.documents import Source, Target
+
+    names = [Target(f"t{i}", "fake", {}, Source("jitpol.yaml")) for i in range(200)]
     for n in (1, 2, 3, 7):
         owners = [[k for k in range(1, n + 1) if Shard(k, n).owns(t)] for t in names]
         assert all(len(o) == 1 for o in owners)
