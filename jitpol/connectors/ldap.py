@@ -50,11 +50,11 @@ grant names (opaque here; "[]" means nobody). rotate (the password detail is req
 userPassword ({SSHA}; AD: unicodePwd, only over TLS) and, in the same modify, the end the
 server enforces: with holders, OpenLDAP `pwdEndTime` (when ppolicy is loaded) / AD
 `accountExpires` = action.until, so the checked-out password stops working at the end even if
-no run happens; when rotating to nobody (or without an end) the end is removed (AD: never), so the entry is
-usable again by whoever next gets a secret. jitpol therefore owns these two attributes on a
-checkout entry. A rotation is an event: always changed=True. observe() reports nothing for this
-model (the ledger knows the holders). LDAP cannot end another client's bound connection: a
-connection bound with the old password keeps its bind until it closes.
+no run happens; when rotating to nobody (or without an end) the end is removed (AD: never), so
+the entry is usable again by whoever next gets a secret. jitpol therefore owns these two
+attributes on a checkout entry. A rotation is an event: always changed=True. observe() reports
+nothing for this model (the ledger knows the holders). LDAP cannot end another client's bound
+connection: a connection bound with the old password keeps its bind until it closes.
 
 Errors: TargetUnavailable when the server cannot be reached, times out or answers busy /
 unavailable; PermanentTargetError for everything else (bad credentials, refused writes, missing
@@ -678,9 +678,9 @@ class LdapConnector:
         self._unsupported_model(scope.model)
 
     def apply(self, action: Action, *, check: bool = False) -> Outcome:
-        """Make one action true (see the module docstring). Idempotent, except that a rotate
-        is an event (always changed=True) and a create-account carrying a password always sets
-        it; check=True only reads and lists the requests it would send."""
+        """Make one action true (see the module docstring). Idempotent, except that a rotate is
+        an event (always changed=True); a create-account carrying a password the account does not
+        already verify sets it. check=True only reads and lists the requests it would send."""
         a = action.assignment
         if a.model == ROLE:
             if action.op not in ("grant", "revoke"):
@@ -1348,3 +1348,12 @@ def _texts(attributes: Mapping[str, Any], name: str) -> list[str]:
         if key.lower() == name.lower():
             return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
     return []
+
+
+def login_name(principal: str, settings: Mapping[str, Any]) -> str:
+    """What the holder of an ephemeral account binds as: the account's full DN (the connector
+    creates `uid=<principal>,<people_base>`, AD `cn=...`). Needs no ldap3."""
+    base = str(settings.get("base_dn", ""))
+    people = str(settings.get("people_base") or f"ou=people,{base}")
+    attr = "cn" if settings.get("flavor") == "active-directory" else "uid"
+    return f"{attr}={escape_value(principal)},{people}"

@@ -15,6 +15,7 @@ CONNECTORS: dict[str, str] = {
     "postgres": "jitpol.connectors.postgres:PostgresConnector",
     "ldap": "jitpol.connectors.ldap:LdapConnector",
     "ssh": "jitpol.connectors.ssh:SshConnector",
+    "local": "jitpol.connectors.ssh:LocalHostConnector",
     "aws": "jitpol.connectors.aws:AwsConnector",
     "azure": "jitpol.connectors.azure:AzureConnector",
     "gcp": "jitpol.connectors.gcp:GcpConnector",
@@ -26,7 +27,8 @@ CONNECTORS: dict[str, str] = {
 MODELS_BY_TYPE: dict[str, frozenset[str]] = {
     "postgres": frozenset({"role-membership", "ephemeral-account", "credential-checkout"}),
     "ldap": frozenset({"role-membership", "ephemeral-account", "credential-checkout"}),
-    "ssh": frozenset({"role-membership", "ephemeral-account", "sudo-rule"}),
+    "ssh": frozenset({"role-membership", "ephemeral-account", "sudo-rule", "credential-checkout"}),
+    "local": frozenset({"role-membership", "ephemeral-account", "sudo-rule", "credential-checkout"}),
     "aws": frozenset({"idp-elevation"}),
     "azure": frozenset({"idp-elevation"}),
     "gcp": frozenset({"idp-elevation"}),
@@ -38,7 +40,7 @@ MODELS_BY_TYPE: dict[str, frozenset[str]] = {
 NEEDS_SECRET: frozenset[tuple[str, str]] = frozenset({
     ("postgres", "ephemeral-account"), ("postgres", "credential-checkout"),
     ("ldap", "ephemeral-account"), ("ldap", "credential-checkout"),
-    ("ssh", "credential-checkout"),
+    ("ssh", "credential-checkout"), ("local", "credential-checkout"),
     ("fake", "ephemeral-account"), ("fake", "credential-checkout"),
 })
 
@@ -64,6 +66,7 @@ NAME_CHECKS: dict[str, str] = {
     "postgres": "jitpol.connectors.postgres:check_name",
     "ldap": "jitpol.connectors.ldap:check_name",
     "ssh": "jitpol.connectors.ssh:check_name",
+    "local": "jitpol.connectors.ssh:check_name",
     "aws": "jitpol.connectors.aws:check_name",
     "azure": "jitpol.connectors.azure:check_name",
     "gcp": "jitpol.connectors.gcp:check_name",
@@ -95,3 +98,19 @@ def principal_form(type_: str) -> Callable[[str, str], str] | None:
     module_name, _, func = spec.partition(":")
     fn: Callable[[str, str], str] = getattr(importlib.import_module(module_name), func)
     return fn
+
+
+# type -> "module:function" (principal, target settings) -> the name an ephemeral account's holder
+# logs in with, when it differs from the account's name (LDAP binds with a DN)
+LOGIN_NAMES: dict[str, str] = {
+    "ldap": "jitpol.connectors.ldap:login_name",
+}
+
+
+def login_name(type_: str, principal: str, settings: Mapping[str, Any]) -> str:
+    spec = LOGIN_NAMES.get(type_)
+    if spec is None:
+        return principal
+    module_name, _, func = spec.partition(":")
+    fn: Callable[[str, Mapping[str, Any]], str] = getattr(importlib.import_module(module_name), func)
+    return fn(principal, settings)

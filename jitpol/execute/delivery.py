@@ -129,6 +129,8 @@ class CredentialIssuer:
                 or (target.type, action.assignment.model) not in registry.NEEDS_SECRET):
             return action, {}
         secret = new_secret()
+        username = (registry.login_name(target.type, action.principal, target.settings)
+                    if action.assignment.model == "ephemeral-account" else action.principal)
         delivered: list[str] = []
         for name in action.grants:
             grant = self._policy.grants.get(name)
@@ -136,7 +138,7 @@ class CredentialIssuer:
             if person is None:
                 continue
             write_delivery(self._root, name, person.keys, {
-                "grant": name, "target": action.target, "username": action.principal, "password": secret,
+                "grant": name, "target": action.target, "username": username, "password": secret,
                 "issued": _iso(self._now), "until": _iso(action.until) if action.until else None,
             })
             delivered.append(name)

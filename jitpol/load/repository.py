@@ -380,6 +380,8 @@ def _cross_check(ld: _Loader, policy: PolicySet) -> None:
             continue
         if res.model == "credential-checkout" and not res.account:
             ld.error(d, "credential-checkout needs spec.account (the shared account)", "spec")
+        elif res.model == "credential-checkout":
+            _check_name(ld, d, target.type, "principal", res.account, "spec", "account")
         for role in res.roles.values():
             for i, entry in enumerate(role.grants):
                 _check_name(ld, d, target.type, "privilege", entry, "spec", "roles", role.name, "grants", i)

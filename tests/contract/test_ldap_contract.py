@@ -1,5 +1,8 @@
 """The connector contract on a real OpenLDAP slapd (one per test session): role-membership and
-ephemeral-account."""
+ephemeral-account. credential-checkout's rotate is an event, never "already true", so the
+idempotency proof does not apply to it; what holds instead (check writes nothing, every apply
+changes, observe reports nothing) is restated below, and tests/integration/test_ldap_checkout.py
+covers the rest."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from .suite import ConnectorContract, MakeAction
 
 ROLE = "role-membership"
 EPHEMERAL = "ephemeral-account"
+CHECKOUT = "credential-checkout"
 
 
 class TestLdapRoleMembershipContract(ConnectorContract):
@@ -122,3 +126,56 @@ class TestLdapEphemeralAccountContract(ConnectorContract):
         # accounts are found by jitpol's marker, whatever privileges the scope names
         empty = Scope(target=scope.target, model=scope.model, privileges=frozenset())
         assert connector.observe(empty) == observed
+
+
+class TestLdapCredentialCheckoutContract:
+    """The contract's counterpart for a model whose only operation is an event."""
+
+    @pytest.fixture
+    def shared(self, ldap_sandbox: LdapSandbox) -> str:
+        return ldap_sandbox.person("app-admin", password="standing-old")
+
+    @pytest.fixture
+    def connector(self, ldap_sandbox: LdapSandbox) -> Iterator[Connector]:
+        connector = ldap_sandbox.connector()
+        yield connector
+        connector.close()
+
+    @staticmethod
+    def rotate(shared: str, holders: list[str], password: str) -> Action:
+        return Action(
+            op="rotate",
+            assignment=Assignment(TARGET, CHECKOUT, shared, canonical_json(sorted(holders))),
+            resource="shared-admin",
+            grants=tuple(sorted(holders)),
+            until=datetime.now(UTC) + timedelta(hours=1) if holders else None,
+            details=(("password", password),),
+        )
+
+    def test_the_model_is_declared(self, connector: Connector) -> None:
+        assert CHECKOUT in connector.capabilities.models
+
+    def test_check_says_changed_and_writes_nothing(
+        self, connector: Connector, shared: str, ldap_sandbox: LdapSandbox
+    ) -> None:
+        outcome = connector.apply(self.rotate(shared, ["alice-admin-1"], "holder-secret"), check=True)
+        assert outcome.changed and not outcome.before and not outcome.after
+        assert outcome.operations, "check mode lists the request it would send"
+        assert ldap_sandbox.can_bind(shared, "standing-old")
+        assert not ldap_sandbox.can_bind(shared, "holder-secret")
+
+    def test_every_apply_changes_with_operations(
+        self, connector: Connector, shared: str, ldap_sandbox: LdapSandbox
+    ) -> None:
+        for holders, password in ((["alice-admin-1"], "holder-secret"), (["alice-admin-1"], "holder-secret"),
+                                  ([], "nobody-knows")):  # fmt: skip
+            outcome = connector.apply(self.rotate(shared, holders, password))
+            assert outcome.changed and not outcome.before and outcome.after
+            assert outcome.operations
+            assert ldap_sandbox.can_bind(shared, password)
+        assert not ldap_sandbox.can_bind(shared, "holder-secret")
+
+    def test_observe_reports_nothing(self, connector: Connector, shared: str) -> None:
+        connector.apply(self.rotate(shared, ["alice-admin-1"], "holder-secret"))
+        scope = Scope(TARGET, CHECKOUT, frozenset({canonical_json(["alice-admin-1"]), "[]"}))
+        assert connector.observe(scope) == frozenset(), "the ledger knows the holders"

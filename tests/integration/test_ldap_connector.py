@@ -44,6 +44,9 @@ from jitpol.connectors.ldap import (
     parse_dn,
     parse_generalized_time,
     parse_ttl_member,
+    password_request,
+    ssha,
+    ssha_matches,
     ttl_seconds,
     wire_value,
 )
@@ -738,6 +741,90 @@ def test_check_mode_writes_nothing_for_accounts(ldap_sandbox: LdapSandbox) -> No
     assert len(connector.observe(ALL_ACCOUNTS)) == 1
 
 
+def test_a_re_delivered_password_replaces_the_lost_one(ldap_sandbox: LdapSandbox) -> None:
+    """After a run died between creating an account and recording its delivery, the core sends
+    create-account again with a NEW secret (the first is lost): the account must take it."""
+    sb = ldap_sandbox
+    group = sb.group("g", [sb.person("bob")])
+    connector = sb.connector()
+    until = datetime(2099, 1, 1, tzinfo=UTC)
+    dn = f"uid=jit-alice-11,{sb.people}"
+    connector.apply(account_action("create-account", "jit-alice-11", [group], until=until, password="lost-one"))
+    before = sb.entry(dn, ["description", "pwdEndTime", "uid"])
+
+    # the same action again (a retried run): the stored hash verifies it, nothing to do
+    again = connector.apply(account_action("create-account", "jit-alice-11", [group], until=until,
+                                           password="lost-one"))  # fmt: skip
+    assert not again.changed and again.operations == ()
+
+    redelivery = account_action("create-account", "jit-alice-11", [group], until=until, password="new-one")
+    checked = connector.apply(redelivery, check=True)
+    assert checked.changed and checked.operations == (f"modify {dn}: replace userPassword: ***",)
+    assert sb.can_bind(dn, "lost-one") and not sb.can_bind(dn, "new-one"), "check mode writes nothing"
+
+    outcome = connector.apply(redelivery)
+    assert outcome.changed and outcome.after
+    assert outcome.operations == (f"modify {dn}: replace userPassword: ***",)
+    assert sb.can_bind(dn, "new-one")
+    assert not sb.can_bind(dn, "lost-one")
+    assert sb.entry(dn, ["description", "pwdEndTime", "uid"]) == before, "marker and end untouched"
+    assert sb.members(group) >= {dn}
+    assert not connector.apply(redelivery).changed
+
+    # an extension carries no password: the delivered one stays
+    extended = connector.apply(account_action("create-account", "jit-alice-11", [group], until=until))
+    assert not extended.changed
+    assert sb.can_bind(dn, "new-one")
+
+
+def test_a_re_delivery_that_also_repairs_groups_does_both(ldap_sandbox: LdapSandbox) -> None:
+    sb = ldap_sandbox
+    bob = sb.person("bob")
+    a, b = sb.group("a", [bob]), sb.group("b", [bob])
+    connector = sb.connector()
+    dn = f"uid=jit-alice-12,{sb.people}"
+    connector.apply(account_action("create-account", "jit-alice-12", [a], password="lost-one"))
+    outcome = connector.apply(account_action("create-account", "jit-alice-12", [a, b], password="new-one"))
+    assert outcome.operations == (
+        f"modify {dn}: replace userPassword: ***",
+        f"modify {b}: add member: {dn}",
+    )
+    assert sb.can_bind(dn, "new-one") and not sb.can_bind(dn, "lost-one")
+    assert dn in sb.members(b)
+
+
+def test_a_password_the_entry_holds_otherwise_is_set_again(ldap_sandbox: LdapSandbox) -> None:
+    """Only a single {SSHA} value that verifies counts as "already set": a second value (someone
+    added their own) or another scheme is replaced, so no other password keeps working."""
+    sb = ldap_sandbox
+    connector = sb.connector()
+    dn = f"uid=jit-alice-13,{sb.people}"
+    connector.apply(account_action("create-account", "jit-alice-13", [], password="delivered"))
+    sb.admin.modify(dn, {"userPassword": [(ldap3.MODIFY_ADD, ["backdoor"])]})
+    assert sb.can_bind(dn, "backdoor")
+    outcome = connector.apply(account_action("create-account", "jit-alice-13", [], password="delivered"))
+    assert outcome.changed
+    assert sb.can_bind(dn, "delivered") and not sb.can_bind(dn, "backdoor")
+
+    sb.admin.modify(dn, {"userPassword": [(ldap3.MODIFY_REPLACE, ["delivered"])]})  # cleartext
+    assert connector.apply(account_action("create-account", "jit-alice-13", [], password="delivered")).changed
+    entry = sb.entry(dn, ["userPassword"])
+    assert entry is not None and entry["raw_attributes"]["userPassword"][0].startswith(b"{SSHA}")
+
+
+def test_ssha_matches() -> None:
+    stored = ssha("pw", salt=b"12345678")
+    assert ssha_matches([stored], "pw")
+    assert ssha_matches(["{ssha}" + stored[6:]], "pw"), "the scheme name is case-insensitive"
+    assert not ssha_matches([stored], "pw ")
+    assert not ssha_matches([stored, stored], "pw"), "a second value is another way in"
+    assert not ssha_matches([], "pw")
+    assert not ssha_matches(["pw"], "pw"), "cleartext is set again, hashed"
+    assert not ssha_matches(["{SHA}" + stored[6:]], "pw")
+    assert not ssha_matches(["{SSHA}not base64!"], "pw")
+    assert not ssha_matches(["{SSHA}" + "QUJD"], "pw"), "too short to hold a digest and a salt"
+
+
 def test_an_account_without_groups_is_allowed(ldap_sandbox: LdapSandbox) -> None:
     connector = ldap_sandbox.connector()
     connector.apply(account_action("create-account", "jit-alice-9", []))
@@ -837,6 +924,21 @@ def test_ad_account_request_values() -> None:
         "modify", AD_USER, (Change("replace", "accountExpires", ("133485696000000000",)),)
     )
     assert ad_domain(parse_dn("ou=x,dc=corp,dc=example")) is None
+
+
+def test_ad_re_delivery_request_values() -> None:
+    """AD's unicodePwd cannot be read back, so a re-delivered password is always set; the account
+    is enabled with it (made without a password, it was created disabled)."""
+    request = password_request(AD_USER, "active-directory", "S3cret!x")
+    assert request == Request(
+        "modify",
+        AD_USER,
+        (Change("replace", "unicodePwd", ("S3cret!x",)), Change("replace", "userAccountControl", ("512",))),
+    )
+    assert request.describe() == f"modify {AD_USER}: replace unicodePwd: ***; replace userAccountControl: 512"
+    openldap = password_request("uid=jit-a,ou=people,dc=example,dc=org", "openldap", "pw")
+    assert [(c.op, c.attribute) for c in openldap.changes] == [("replace", "userPassword")]
+    assert ssha_matches(openldap.changes[0].values, "pw")
 
 
 def test_long_ad_account_names_get_a_short_stable_sam_account_name() -> None:
