@@ -24,6 +24,9 @@ Contract:
 - sshd runs without PAM, so key logins to accounts whose password field is `!` (useradd's
   default) are refused: key-only accounts need `*`. StrictModes is off (DIR usually lies under
   a 0700 or world-writable temp directory).
+- Password logins are refused unless `password_auth=True` (`start --password-auth`): then
+  sshd checks passwords against the namespaced /etc/shadow itself (no PAM), so a password set
+  with chpasswd inside the namespace logs in, and root still logs in only with its key.
 - stop() kills every process left in the namespace (sshd, sessions, anything they started),
   waits until they are gone (a zombie counts as gone: PID 1 here reaps orphans slowly) and
   removes DIR. It is idempotent and works from a fresh object (it reads DIR/state.json), so a
@@ -93,7 +96,8 @@ PidFile {base}/sshd.pid
 AuthorizedKeysFile {base}/keys/authorized/%u .ssh/authorized_keys
 PermitRootLogin prohibit-password
 PubkeyAuthentication yes
-PasswordAuthentication no
+PasswordAuthentication {password_auth}
+PermitEmptyPasswords no
 KbdInteractiveAuthentication no
 # no PAM: pam_loginuid/pam_systemd fail without systemd. Accounts with password '!' are refused.
 UsePAM no
@@ -162,8 +166,9 @@ class ThrowawaySshd:
     (host and client keys), sshd_config, sshd.log and the private copies the namespace mounts.
     """
 
-    def __init__(self, base_dir: Path) -> None:
+    def __init__(self, base_dir: Path, *, password_auth: bool = False) -> None:
         self.base_dir = Path(base_dir).absolute()
+        self.password_auth = password_auth
         self._proc: subprocess.Popen[bytes] | None = None
         self._state: dict[str, object] | None = None
 
@@ -220,7 +225,8 @@ class ThrowawaySshd:
         last = "no attempt"
         for _ in range(_START_ATTEMPTS):
             port = _free_port()
-            (self.base_dir / "sshd_config").write_text(_SSHD_CONFIG.format(port=port, base=self.base_dir))
+            (self.base_dir / "sshd_config").write_text(_SSHD_CONFIG.format(
+                port=port, base=self.base_dir, password_auth="yes" if self.password_auth else "no"))
             id_min = 100000 + _ID_BLOCK * secrets.randbelow(_ID_BLOCKS)
             proc = subprocess.Popen(
                 ["unshare", "--mount", "--propagation", "private", "--",
@@ -350,8 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A throwaway sshd in a private mount namespace.")
     parser.add_argument("command", choices=["start", "stop"])
     parser.add_argument("dir", type=Path)
+    parser.add_argument("--password-auth", action="store_true", help="start: also accept password logins")
     args = parser.parse_args(argv)
-    server = ThrowawaySshd(args.dir)
+    server = ThrowawaySshd(args.dir, password_auth=args.password_auth)
     try:
         if args.command == "start":
             server.start()

@@ -45,7 +45,7 @@ NEEDS_SECRET: frozenset[tuple[str, str]] = frozenset({
 })
 
 KNOWN_TYPES: frozenset[str] = frozenset(
-    {"postgres", "ldap", "ssh", "aws", "azure", "gcp", "okta", "fake"}
+    {"postgres", "ldap", "ssh", "local", "aws", "azure", "gcp", "okta", "fake"}
 )
 
 

@@ -1,6 +1,15 @@
-"""SSH connector for Linux hosts: `role-membership`, `ephemeral-account` and `sudo-rule`.
+"""Linux hosts: `role-membership`, `ephemeral-account`, `sudo-rule` and `credential-checkout`,
+over SSH (type `ssh`, SshConnector) or on the machine itself (type `local`, LocalHostConnector,
+used by `jitpol agent` in pull mode).
 
-Settings (the target's entry in jitpol.yaml):
+Both types share one implementation, LinuxHost, which speaks to its host only through a
+Runner: `run(argv, stdin) -> (status, stdout, stderr)` runs one argument list as root.
+SshRunner sends it over one pinned SSH connection (paramiko; every argument shlex.quote'd,
+`sudo -n --` in front for a non-root login user); LocalRunner runs it with subprocess
+(argument list, no shell, fixed PATH and C locale) and refuses to run unless it is root on the
+host named in its settings.
+
+Settings of type `ssh` (the target's entry in jitpol.yaml):
     host            required; name or address of the host
     port            optional, default 22
     user            required; login user: root, or a user that may run the commands below
@@ -15,6 +24,12 @@ Settings (the target's entry in jitpol.yaml):
     connect_timeout optional int seconds, default 10 (TCP, banner, authentication)
     hostname        optional; used by `jitpol agent`, ignored here
 
+Settings of type `local`:
+    hostname        required; the host's own name. Commands run only on a machine whose name
+                    (os.uname().nodename) is this name (case-insensitive; or both have the
+                    same first label, so `web-1` matches `web-1.internal`)
+    end_sessions    as above
+
 Models (see docs/targets/ssh.md):
 - role-membership: principal = a Linux user (uid >= 1000), privilege = a supplementary group.
   `gpasswd -a` / `gpasswd -d`; observe reads direct members with `getent group`.
@@ -27,26 +42,38 @@ Models (see docs/targets/ssh.md):
   drop-in per assignment in /etc/sudoers.d written only from jitpol.connectors.sudoers.render,
   with NOTAFTER (and NOTBEFORE) in UTC; checked with `visudo -cf`, moved into place
   atomically and read back with `sudo -l -U`.
+- credential-checkout: principal = a shared Linux account (uid >= 1000, not a jitpol
+  ephemeral account, not the login user), privilege = the JSON list of the grants holding the
+  secret ("[]": nobody). op `rotate` sets action.detail("password") with `chpasswd` (the
+  password only on its stdin; operations show `chpasswd < account:***`), kills and waits for
+  every process of the account (the previous holder keeps no shell) and checks that the
+  password field is usable (`passwd -S` status P). Always changed=True. Linux has no per-minute
+  end for a password (`chage -E` is day-granular and locks the whole account, so it is not
+  used): the reconciler's rotation at the window's end is what ends a checkout. observe
+  reports nothing for this model (the ledger knows the holders).
 
 Safety: every name is checked against an allowlist by check_name (at `jitpol validate`) and
-again before use; every command is an argument list joined with shlex.quote (the few `sh -c`
-scripts are constants of this module that receive names only as quoted positional
+again before use; every command is an argument list (over SSH joined with shlex.quote; the
+few `sh -c` scripts are constants of this module that receive names only as quoted positional
 arguments); exit statuses are checked. Connection failures are TargetUnavailable; a wrong host
-key, a refused login or a refused command are PermanentTargetError. The private key never
-appears in messages. paramiko is imported lazily: check_name works without it.
+key, a refused login, not being root or a refused command are PermanentTargetError. The
+private key and passwords never appear in messages or operations. paramiko is imported
+lazily: check_name and LocalHostConnector work without it.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shlex
 import socket
+import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol
 
 from jitpol.connectors import sudoers
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
@@ -60,7 +87,8 @@ if TYPE_CHECKING:
 ROLE = "role-membership"
 EPHEMERAL = "ephemeral-account"
 SUDO = "sudo-rule"
-MODELS = frozenset({ROLE, EPHEMERAL, SUDO})
+CHECKOUT = "credential-checkout"
+MODELS = frozenset({ROLE, EPHEMERAL, SUDO, CHECKOUT})
 
 EPHEMERAL_NAME = re.compile(r"jit-[a-z0-9][a-z0-9-]{0,30}")
 _MAX_LINUX_NAME = 32
@@ -87,6 +115,11 @@ KEY_TYPES: frozenset[str] = frozenset({
     "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
 })
 _HOST = re.compile(r"[A-Za-z0-9._:\[\]-]{1,253}")
+_HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}")
+_MAX_PASSWORD = 1024  # chpasswd reads lines into a fixed buffer; a secret is far shorter
+# what LocalRunner's commands see: system programs first, output in the C locale
+_LOCAL_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C",
+              "HOME": "/root"}
 _COMMAND_TIMEOUT = 60.0  # seconds of silence before a remote command counts as hung
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _RS = "\x1e"  # record separator in the output of the multi-file read scripts
@@ -176,15 +209,31 @@ def parse_groups(privilege: object) -> tuple[str, ...]:
 
 def check_name(value: object, what: str) -> None:
     """The policy loader's hook (registry.NAME_CHECKS). `what` is "principal" for a person's
-    Linux user name; otherwise `value` is a resource's grants entry: a group name, or (for
-    sudo-rule resources) the canonical JSON of {command, runAs}. Raises InvalidInput saying what
-    is allowed."""
-    if what == "principal":
+    Linux user name, "account" for a credential-checkout resource's shared account (the same
+    rules); otherwise `value` is a resource's grants entry: a group name, or (for sudo-rule
+    resources) the canonical JSON of {command, runAs}. Raises InvalidInput saying what is
+    allowed."""
+    if what in ("principal", "account"):
         validate_principal(value)
     elif isinstance(value, str) and value.startswith("{"):
         sudoers.parse_privilege(value)
     else:
         validate_group(value)
+
+
+def parse_holders(privilege: object) -> tuple[str, ...]:
+    """The grants of a credential-checkout privilege: a JSON list of grant names ("[]" when the
+    secret is rotated to nobody). Raises InvalidInput."""
+    try:
+        value = json.loads(privilege) if isinstance(privilege, str) else None
+    except ValueError:
+        value = None
+    if not isinstance(value, list) or not all(isinstance(g, str) and sudoers.GRANT_NAME.fullmatch(g) for g in value):
+        raise InvalidInput(
+            f"credential-checkout privilege {sudoers.shown(privilege)} must be a JSON list of the grant names "
+            "holding the secret"
+        )
+    return tuple(value)
 
 
 def public_keys(text: str) -> tuple[str, ...]:
@@ -351,6 +400,7 @@ class _Step:
     stdin: str | None = None
     ok: tuple[int, ...] = (0,)
     note: str = ""  # what stdin holds, for the operations record
+    secret: str = field(default="", repr=False)  # in stdin; cut from any message about the step
 
 
 def _parse_passwd(text: str) -> list[_User]:
@@ -384,58 +434,279 @@ def _records(text: str) -> dict[str, str]:
     return out
 
 
-class SshConnector:
-    """Connector for one Linux host over SSH (see the module docstring).
+# -- running commands -------------------------------------------------------------------------
 
-    One SSH connection is opened on first use and reused for every command; close() ends it.
-    """
 
-    type: ClassVar[str] = "ssh"
+class Runner(Protocol):
+    """How LinuxHost reaches its host. Every privileged command of the connector goes through
+    run(); a runner adds nothing of its own to the host."""
+
+    def run(self, argv: Sequence[str], stdin: str | None = None) -> tuple[int, str, str]:
+        """Run `argv` (an argument list, never a shell string) as root on the host, `stdin` as
+        its standard input (None: empty). Returns (exit status, stdout, stderr), whatever the
+        status. Raises TargetUnavailable when the host cannot be reached or the command hangs,
+        PermanentTargetError when nothing can be run (login refused, wrong host key, not root,
+        program missing). Messages never contain `stdin`."""
+        ...
+
+    def shown(self, argv: Sequence[str]) -> str:
+        """The command as Outcome.operations records it: exactly what run() executes."""
+        ...
+
+    def close(self) -> None:
+        """Release connections. Safe to call twice; a later run() reconnects."""
+        ...
+
+
+class SshRunner:
+    """Runs commands over one SSH connection (paramiko), opened on first use and reused.
+
+    The command string sent is the argument list joined with shlex.quote, prefixed with
+    `sudo -n --` when the login user is not root. The host key is pinned; the private key is
+    read from `env[key_env]` at connect time only and never kept or shown."""
+
+    def __init__(self, target: str, *, host: str, port: int, user: str, key_env: str, host_key: str,
+                 timeout: float, env: Mapping[str, str]) -> None:
+        self.name = target
+        self._host = host
+        self._port = port
+        self._user = user
+        self._key_env = key_env
+        self._host_key = " ".join(host_key.split()[:2])
+        self._timeout = timeout
+        self._env = env  # read at connect time only: the key is never kept on this object
+        self._client: paramiko.SSHClient | None = None
+
+    @property
+    def user(self) -> str:
+        return self._user
+
+    def shown(self, argv: Sequence[str]) -> str:
+        prefix = [] if self._user == "root" else ["sudo", "-n", "--"]
+        return " ".join(shlex.quote(arg) for arg in (*prefix, *argv))
+
+    def run(self, argv: Sequence[str], stdin: str | None = None) -> tuple[int, str, str]:
+        import paramiko
+
+        command = self.shown(argv)
+        client = self._connection()
+        try:
+            transport = client.get_transport()
+            if transport is None or not transport.is_active():
+                raise paramiko.SSHException("connection closed")
+            chan = transport.open_session(timeout=self._timeout)
+            try:
+                chan.settimeout(_COMMAND_TIMEOUT)
+                chan.exec_command(command)
+                if stdin is not None:
+                    chan.sendall(stdin.encode())
+                chan.shutdown_write()
+                out, err = bytearray(), bytearray()
+                while True:
+                    if chan.recv_stderr_ready():
+                        err += chan.recv_stderr(65536)
+                    data = chan.recv(65536)
+                    if not data:
+                        break
+                    out += data
+                while data := chan.recv_stderr(65536):
+                    err += data
+                if not chan.status_event.wait(_COMMAND_TIMEOUT):
+                    raise TimeoutError
+                status = chan.exit_status
+            finally:
+                chan.close()
+        except TimeoutError:  # socket.timeout is TimeoutError since 3.10
+            self.close()
+            raise TargetUnavailable(f"target {self.name}: timed out running {_short(argv)}") from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise TargetUnavailable(f"target {self.name}: connection lost running {_short(argv)}: "
+                                    f"{type(exc).__name__}") from None
+        return status, out.decode(errors="replace"), err.decode(errors="replace")
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _connection(self) -> paramiko.SSHClient:
+        client = self._client
+        if client is not None:
+            transport = client.get_transport()
+            if transport is not None and transport.is_active():
+                return client
+            self.close()
+        import paramiko
+
+        pkey = self._private_key()
+        pinned = self._pinned_key()
+        entry = self._host if self._port == 22 else f"[{self._host}]:{self._port}"
+        client = paramiko.SSHClient()
+        client.get_host_keys().add(entry, pinned.get_name(), pinned)
+        client.set_missing_host_key_policy(_refuse_unknown_policy())
+        try:
+            client.connect(
+                self._host, port=self._port, username=self._user, pkey=pkey,
+                allow_agent=False, look_for_keys=False, timeout=self._timeout,
+                banner_timeout=self._timeout, auth_timeout=self._timeout, channel_timeout=self._timeout,
+            )
+            transport = client.get_transport()
+            if transport is None:
+                raise paramiko.SSHException("no transport after connect")
+            presented = transport.get_remote_server_key()
+            if presented.asbytes() != pinned.asbytes():  # belt and braces over paramiko's check
+                raise paramiko.BadHostKeyException(entry, presented, pinned)
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            self._host_key_refused(exc.key)
+        except _UnknownHostKey as exc:
+            client.close()
+            self._host_key_refused(exc.key)
+        except paramiko.AuthenticationException:
+            client.close()
+            raise PermanentTargetError(
+                f"target {self.name}: {self._host}:{self._port} refused the key in {self._key_env} for user "
+                f"{self._user!r}"
+            ) from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            client.close()
+            raise TargetUnavailable(
+                f"target {self.name}: cannot reach {self._host}:{self._port} over SSH: "
+                f"{_first_line(str(exc)) or type(exc).__name__}"
+            ) from None
+        # every command is a small request/response: without this, Nagle's algorithm and delayed
+        # ACKs add ~40 ms to each channel open
+        transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]
+        self._client = client
+        return client
+
+    def _host_key_refused(self, presented: paramiko.PKey) -> NoReturn:
+        got = "SHA256:" + _b64(presented.asbytes())
+        raise PermanentTargetError(
+            f"target {self.name}: host key of {self._host}:{self._port} is {presented.get_name()} {got}, "
+            f"but host_key pins {fingerprint(self._host_key)}; refusing to connect"
+        )
+
+    def _pinned_key(self) -> paramiko.PKey:
+        import paramiko
+
+        kind, blob = split_key(self._host_key)
+        try:
+            return paramiko.PKey.from_type_string(kind, blob)
+        except (paramiko.SSHException, ValueError, TypeError):
+            raise PermanentTargetError(f"target {self.name}: setting host_key is not a usable {kind} key") from None
+
+    def _private_key(self) -> paramiko.PKey:
+        import paramiko
+
+        text = self._env.get(self._key_env)
+        if not text:
+            raise PermanentTargetError(
+                f"target {self.name}: environment variable {self._key_env} (key_env) is not set"
+            )
+        key_classes: tuple[type[paramiko.PKey], ...] = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
+        for cls in key_classes:
+            try:
+                return cls.from_private_key(io.StringIO(text))
+            except paramiko.PasswordRequiredException:
+                raise PermanentTargetError(
+                    f"target {self.name}: the key in {self._key_env} is encrypted; jitpol needs it without a passphrase"
+                ) from None
+            except (paramiko.SSHException, ValueError, TypeError, IndexError):
+                continue
+        raise PermanentTargetError(
+            f"target {self.name}: {self._key_env} does not hold an ed25519, ecdsa or rsa private key"
+        )
+
+
+class LocalRunner:
+    """Runs commands on this machine with subprocess: an argument list (no shell), stdin
+    through a pipe, a fixed environment (system PATH, C locale), working directory /.
+
+    Refuses (PermanentTargetError, before running anything) unless the process is root, and,
+    when `hostname` is given, unless this machine is that host (see host_matches): a repository
+    copied to the wrong machine must not apply another host's grants there."""
+
+    def __init__(self, target: str, *, hostname: str | None = None, timeout: float = _COMMAND_TIMEOUT) -> None:
+        self.name = target
+        self._hostname = hostname
+        self._timeout = timeout
+        self._ready = False
+
+    def shown(self, argv: Sequence[str]) -> str:
+        return " ".join(shlex.quote(arg) for arg in argv)
+
+    def run(self, argv: Sequence[str], stdin: str | None = None) -> tuple[int, str, str]:
+        self._check_ready()
+        try:
+            proc = subprocess.run(
+                list(argv), input=(stdin or "").encode(), capture_output=True, env=_LOCAL_ENV, cwd="/",
+                timeout=self._timeout, check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise TargetUnavailable(f"target {self.name}: timed out running {_short(argv)}") from None
+        except FileNotFoundError:
+            raise PermanentTargetError(
+                f"target {self.name}: {sudoers.shown(argv[0])} is not installed on this host"
+            ) from None
+        except OSError as exc:
+            raise PermanentTargetError(
+                f"target {self.name}: cannot run {_short(argv)}: {type(exc).__name__}"
+            ) from None
+        return proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def _check_ready(self) -> None:
+        if self._ready:
+            return
+        uid = os.geteuid()
+        if uid != 0:
+            raise PermanentTargetError(
+                f"target {self.name}: type local changes users, groups and sudoers on this host and must run as "
+                f"root (running as uid {uid}); run `jitpol agent` as root"
+            )
+        if self._hostname is not None:
+            here = os.uname().nodename
+            if not host_matches(self._hostname, here):
+                raise PermanentTargetError(
+                    f"target {self.name}: this machine is {sudoers.shown(here)}, not {self._hostname!r} "
+                    "(setting hostname); refusing to apply another host's grants here"
+                )
+        self._ready = True
+
+
+def host_matches(configured: str, actual: str) -> bool:
+    """True when `actual` (this machine's name) is the host `configured` names: equal ignoring
+    case, or with the same first label when either is a dotted name (`web-1` is
+    `web-1.internal`)."""
+    a, b = configured.lower().rstrip("."), actual.lower().rstrip(".")
+    if a == b:
+        return True
+    return ("." in a or "." in b) and a.split(".", 1)[0] == b.split(".", 1)[0]
+
+
+# -- the connectors -----------------------------------------------------------------------------
+
+
+class LinuxHost:
+    """One Linux host, whichever way its commands travel (see the module docstring for the
+    models). SshConnector and LocalHostConnector are this with an SshRunner or a LocalRunner.
+
+    `login_user` is the user the runner acts through: jitpol never changes its access."""
+
+    type: ClassVar[str]
     capabilities: ClassVar[Capabilities] = Capabilities(
         models=MODELS, native_expiry=frozenset({EPHEMERAL, SUDO}), ends_sessions=True
     )
 
-    def __init__(self, name: str, settings: Mapping[str, Any], env: Mapping[str, str]) -> None:
+    def __init__(self, name: str, runner: Runner, *, end_sessions: bool = True, login_user: str = "root") -> None:
         self.name = name
-        host = settings.get("host")
-        if not isinstance(host, str) or not _HOST.fullmatch(host):
-            raise PermanentTargetError(f"target {name}: setting host (a host name or address) is required")
-        port = settings.get("port", 22)
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise PermanentTargetError(f"target {name}: setting port must be an integer from 1 to 65535")
-        user = settings.get("user")
-        try:
-            sudoers.check_linux_name(user, "setting user")
-        except InvalidInput as exc:
-            raise PermanentTargetError(f"target {name}: {exc}") from None
-        key_env = settings.get("key_env")
-        if not isinstance(key_env, str) or not key_env:
-            raise PermanentTargetError(f"target {name}: setting key_env (an environment variable name) is required")
-        host_key = settings.get("host_key")
-        try:
-            kind, _blob = split_key(host_key) if isinstance(host_key, str) else ("", b"")
-        except ValueError:
-            kind = ""
-        if kind not in KEY_TYPES or not isinstance(host_key, str):
-            raise PermanentTargetError(
-                f"target {name}: setting host_key must be the host's public key line, e.g. the output of "
-                "`ssh-keyscan -t ed25519 HOST` without the host name"
-            )
-        end_sessions = settings.get("end_sessions", True)
-        if not isinstance(end_sessions, bool):
-            raise PermanentTargetError(f"target {name}: setting end_sessions must be true or false")
-        timeout = settings.get("connect_timeout", 10)
-        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
-            raise PermanentTargetError(f"target {name}: setting connect_timeout must be a positive integer")
-        self._host = host
-        self._port = port
-        self._user = str(user)
-        self._key_env = key_env
-        self._host_key = " ".join(host_key.split()[:2])
+        self._runner = runner
         self._end_sessions = end_sessions
-        self._timeout = float(timeout)
-        self._env = env  # read at connect time only: the key is never kept on this object
-        self._client: paramiko.SSHClient | None = None
+        self._user = login_user
 
     # -- Connector protocol -----------------------------------------------------------------
 
@@ -444,7 +715,7 @@ class SshConnector:
         do not exist have none). ephemeral-account: EVERY account carrying jitpol's marker,
         whatever scope.privileges says, with its groups and the end the host enforces.
         sudo-rule: the jitpol drop-ins whose rule is in scope.privileges, with their NOTAFTER.
-        Read-only."""
+        credential-checkout: nothing (the ledger knows who holds a secret). Read-only."""
         self._check_model(scope.model)
         if scope.model == ROLE:
             return self._observe_groups(scope)
@@ -453,6 +724,8 @@ class SshConnector:
                 Assignment(self.name, EPHEMERAL, a.user.name, a.privilege, expires=a.expires)
                 for a in self._accounts(u for u in self._passwd() if u.marked).values()
             )
+        if scope.model == CHECKOUT:
+            return frozenset()
         return frozenset(
             Assignment(self.name, SUDO, rule.user, rule.privilege, expires=rule.not_after)
             for rule in self._rules().values()
@@ -460,14 +733,15 @@ class SshConnector:
         )
 
     def apply(self, action: Action, *, check: bool = False) -> Outcome:
-        """Make one action true; idempotent (already true -> changed=False, no operations).
-        check=True only reads, and lists the commands it would send. Additions with a native end
-        are already true only when the host enforces an end >= action.until; an earlier end is
-        extended, a later one never shortened."""
+        """Make one action true; idempotent (already true -> changed=False, no operations),
+        except `rotate`, which is an event and always changes the password. check=True only
+        reads, and lists the commands it would send. Additions with a native end are already
+        true only when the host enforces an end >= action.until; an earlier end is extended, a
+        later one never shortened."""
         a = action.assignment
         self._check_model(a.model)
         expected = {ROLE: ("grant", "revoke"), EPHEMERAL: ("create-account", "delete-account"),
-                    SUDO: ("grant", "revoke")}[a.model]
+                    SUDO: ("grant", "revoke"), CHECKOUT: ("rotate",)}[a.model]
         if action.op not in expected:
             raise PermanentTargetError(
                 f"target {self.name}: operation {action.op!r} is not supported for {a.model} "
@@ -478,6 +752,8 @@ class SshConnector:
                 steps = self._plan_membership(action)
             elif a.model == EPHEMERAL:
                 steps = self._plan_account(action)
+            elif a.model == CHECKOUT:
+                return self._apply_rotate(action, check)
             else:
                 return self._apply_rule(action, check)
         except InvalidInput as exc:
@@ -491,10 +767,8 @@ class SshConnector:
         return Outcome(changed=True, before=False, after=not check, operations=operations)
 
     def close(self) -> None:
-        """Close the SSH connection, if any. Safe to call twice; a later call reconnects."""
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        """Release the runner's connection, if any. Safe to call twice; a later call reconnects."""
+        self._runner.close()
 
     # -- role-membership --------------------------------------------------------------------
 
@@ -747,6 +1021,61 @@ class SshConnector:
                     f"change, in directories only root can change ({path!r} is not)"
                 )
 
+    # -- credential-checkout ----------------------------------------------------------------
+
+    def _apply_rotate(self, action: Action, check: bool) -> Outcome:
+        """Set the shared account's password to action.detail("password") (stdin of chpasswd
+        only), end every process of the account, check the password field is usable. A
+        rotation is an event: always changed=True."""
+        a = action.assignment
+        user = validate_principal(a.principal)
+        parse_holders(a.privilege)
+        password = self._checked_password(action, user)
+        self._refuse_login_user(user)
+        account = self._require_person(user)
+        if account.gecos.startswith(GECOS_PREFIX):
+            raise PermanentTargetError(
+                f"target {self.name}: {user!r} is an ephemeral account jitpol created; it is never checked out"
+            )
+        # the new password first, then the processes: a holder who logs in again in between
+        # can only use the new secret, which is not theirs
+        steps = [
+            _Step(("chpasswd",), stdin=f"{user}:{password}\n", note=f"{user}:***", secret=password),
+            *self._kill_steps(user),
+        ]
+        operations = tuple(self._describe(s) for s in steps)
+        if not check:
+            for step in steps:
+                self._run_step(step)
+            self._require_usable_password(user)
+        return Outcome(changed=True, before=False, after=not check, operations=operations)
+
+    def _checked_password(self, action: Action, user: str) -> str:
+        password = action.detail("password")
+        if not password:
+            # a rotation without a new secret would leave the previous holder's password working
+            raise PermanentTargetError(f"target {self.name}: rotate of {user!r} needs a password detail")
+        if any(c in password for c in "\n\r\x00"):
+            # chpasswd reads `user:password` lines: a line break would start another account's line
+            raise PermanentTargetError(
+                f"target {self.name}: the password for {user!r} contains a line break or NUL character"
+            )
+        if len(password) > _MAX_PASSWORD:
+            raise PermanentTargetError(
+                f"target {self.name}: the password for {user!r} is longer than {_MAX_PASSWORD} characters"
+            )
+        return password
+
+    def _require_usable_password(self, user: str) -> None:
+        """`passwd -S` says P (a usable password), not L (locked) or NP (none)."""
+        fields = self._run(["passwd", "-S", "--", user]).out.split()
+        status = fields[1] if len(fields) > 1 and fields[0] == user else "unknown"
+        if status != "P":
+            raise PermanentTargetError(
+                f"target {self.name}: after chpasswd the password of {user!r} is not usable (passwd -S says "
+                f"{sudoers.shown(status)})"
+            )
+
     # -- shared checks ----------------------------------------------------------------------
 
     def _require_person(self, name: str) -> _User:
@@ -806,160 +1135,98 @@ class SshConnector:
 
     # -- commands ---------------------------------------------------------------------------
 
-    def _command_text(self, argv: Sequence[str]) -> str:
-        prefix = [] if self._user == "root" else ["sudo", "-n", "--"]
-        return " ".join(shlex.quote(arg) for arg in (*prefix, *argv))
-
     def _describe(self, step: _Step) -> str:
-        text = self._command_text(step.argv)
+        text = self._runner.shown(step.argv)
         return f"{text} < {step.note}" if step.stdin is not None else text
 
     def _run_step(self, step: _Step) -> _Result:
-        return self._run(step.argv, stdin=step.stdin, ok=step.ok)
+        return self._run(step.argv, stdin=step.stdin, ok=step.ok, secret=step.secret)
 
-    def _run(self, argv: Sequence[str], *, stdin: str | None = None, ok: tuple[int, ...] = (0,)) -> _Result:
-        """Run one command (argv quoted for the remote shell) and return its result; a status
-        outside `ok` is PermanentTargetError, a lost connection or timeout TargetUnavailable."""
-        import paramiko
-
-        command = self._command_text(argv)
-        client = self._connection()
-        try:
-            transport = client.get_transport()
-            if transport is None or not transport.is_active():
-                raise paramiko.SSHException("connection closed")
-            chan = transport.open_session(timeout=self._timeout)
-            try:
-                chan.settimeout(_COMMAND_TIMEOUT)
-                chan.exec_command(command)
-                if stdin is not None:
-                    chan.sendall(stdin.encode())
-                chan.shutdown_write()
-                out, err = bytearray(), bytearray()
-                while True:
-                    if chan.recv_stderr_ready():
-                        err += chan.recv_stderr(65536)
-                    data = chan.recv(65536)
-                    if not data:
-                        break
-                    out += data
-                while data := chan.recv_stderr(65536):
-                    err += data
-                if not chan.status_event.wait(_COMMAND_TIMEOUT):
-                    raise TimeoutError
-                status = chan.exit_status
-            finally:
-                chan.close()
-        except TimeoutError:  # socket.timeout is TimeoutError since 3.10
-            self.close()
-            raise TargetUnavailable(f"target {self.name}: timed out running {_short(argv)}") from None
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            self.close()
-            raise TargetUnavailable(f"target {self.name}: connection lost running {_short(argv)}: "
-                                    f"{type(exc).__name__}") from None
-        result = _Result(status, out.decode(errors="replace"), err.decode(errors="replace"))
+    def _run(self, argv: Sequence[str], *, stdin: str | None = None, ok: tuple[int, ...] = (0,),
+             secret: str = "") -> _Result:
+        """Run one command through the runner; a status outside `ok` is PermanentTargetError
+        (without `secret` in its message), a lost connection or timeout TargetUnavailable."""
+        status, out, err = self._runner.run(argv, stdin)
+        result = _Result(status, out, err)
         if status not in ok:
-            self._refused(argv, result)
+            self._refused(argv, result, secret)
         return result
 
-    def _refused(self, argv: Sequence[str], result: _Result) -> NoReturn:
+    def _refused(self, argv: Sequence[str], result: _Result, secret: str = "") -> NoReturn:
         detail = _first_line(result.err) or _first_line(result.out) or "no output"
         if self._user != "root" and "sudo:" in result.err and "password" in result.err:
             detail = f"user {self._user!r} may not run it through `sudo -n` ({detail})"
+        if secret:
+            detail = detail.replace(secret, "***")
         raise PermanentTargetError(
             f"target {self.name}: {_short(argv)} failed with status {result.status}: {detail}"
         )
 
-    # -- connection -------------------------------------------------------------------------
 
-    def _connection(self) -> paramiko.SSHClient:
-        client = self._client
-        if client is not None:
-            transport = client.get_transport()
-            if transport is not None and transport.is_active():
-                return client
-            self.close()
-        import paramiko
+class SshConnector(LinuxHost):
+    """Connector for one Linux host over SSH (see the module docstring).
 
-        pkey = self._private_key()
-        pinned = self._pinned_key()
-        entry = self._host if self._port == 22 else f"[{self._host}]:{self._port}"
-        client = paramiko.SSHClient()
-        client.get_host_keys().add(entry, pinned.get_name(), pinned)
-        client.set_missing_host_key_policy(_refuse_unknown_policy())
+    One SSH connection is opened on first use and reused for every command; close() ends it.
+    """
+
+    type: ClassVar[str] = "ssh"
+
+    def __init__(self, name: str, settings: Mapping[str, Any], env: Mapping[str, str]) -> None:
+        host = settings.get("host")
+        if not isinstance(host, str) or not _HOST.fullmatch(host):
+            raise PermanentTargetError(f"target {name}: setting host (a host name or address) is required")
+        port = settings.get("port", 22)
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise PermanentTargetError(f"target {name}: setting port must be an integer from 1 to 65535")
+        user = settings.get("user")
         try:
-            client.connect(
-                self._host, port=self._port, username=self._user, pkey=pkey,
-                allow_agent=False, look_for_keys=False, timeout=self._timeout,
-                banner_timeout=self._timeout, auth_timeout=self._timeout, channel_timeout=self._timeout,
-            )
-            transport = client.get_transport()
-            if transport is None:
-                raise paramiko.SSHException("no transport after connect")
-            presented = transport.get_remote_server_key()
-            if presented.asbytes() != pinned.asbytes():  # belt and braces over paramiko's check
-                raise paramiko.BadHostKeyException(entry, presented, pinned)
-        except paramiko.BadHostKeyException as exc:
-            client.close()
-            self._host_key_refused(exc.key)
-        except _UnknownHostKey as exc:
-            client.close()
-            self._host_key_refused(exc.key)
-        except paramiko.AuthenticationException:
-            client.close()
-            raise PermanentTargetError(
-                f"target {self.name}: {self._host}:{self._port} refused the key in {self._key_env} for user "
-                f"{self._user!r}"
-            ) from None
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            client.close()
-            raise TargetUnavailable(
-                f"target {self.name}: cannot reach {self._host}:{self._port} over SSH: "
-                f"{_first_line(str(exc)) or type(exc).__name__}"
-            ) from None
-        # every command is a small request/response: without this, Nagle's algorithm and delayed
-        # ACKs add ~40 ms to each channel open
-        transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]
-        self._client = client
-        return client
-
-    def _host_key_refused(self, presented: paramiko.PKey) -> NoReturn:
-        got = "SHA256:" + _b64(presented.asbytes())
-        raise PermanentTargetError(
-            f"target {self.name}: host key of {self._host}:{self._port} is {presented.get_name()} {got}, "
-            f"but host_key pins {fingerprint(self._host_key)}; refusing to connect"
-        )
-
-    def _pinned_key(self) -> paramiko.PKey:
-        import paramiko
-
-        kind, blob = split_key(self._host_key)
+            sudoers.check_linux_name(user, "setting user")
+        except InvalidInput as exc:
+            raise PermanentTargetError(f"target {name}: {exc}") from None
+        key_env = settings.get("key_env")
+        if not isinstance(key_env, str) or not key_env:
+            raise PermanentTargetError(f"target {name}: setting key_env (an environment variable name) is required")
+        host_key = settings.get("host_key")
         try:
-            return paramiko.PKey.from_type_string(kind, blob)
-        except (paramiko.SSHException, ValueError, TypeError):
-            raise PermanentTargetError(f"target {self.name}: setting host_key is not a usable {kind} key") from None
-
-    def _private_key(self) -> paramiko.PKey:
-        import paramiko
-
-        text = self._env.get(self._key_env)
-        if not text:
+            kind, _blob = split_key(host_key) if isinstance(host_key, str) else ("", b"")
+        except ValueError:
+            kind = ""
+        if kind not in KEY_TYPES or not isinstance(host_key, str):
             raise PermanentTargetError(
-                f"target {self.name}: environment variable {self._key_env} (key_env) is not set"
+                f"target {name}: setting host_key must be the host's public key line, e.g. the output of "
+                "`ssh-keyscan -t ed25519 HOST` without the host name"
             )
-        key_classes: tuple[type[paramiko.PKey], ...] = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
-        for cls in key_classes:
-            try:
-                return cls.from_private_key(io.StringIO(text))
-            except paramiko.PasswordRequiredException:
-                raise PermanentTargetError(
-                    f"target {self.name}: the key in {self._key_env} is encrypted; jitpol needs it without a passphrase"
-                ) from None
-            except (paramiko.SSHException, ValueError, TypeError, IndexError):
-                continue
-        raise PermanentTargetError(
-            f"target {self.name}: {self._key_env} does not hold an ed25519, ecdsa or rsa private key"
-        )
+        end_sessions = _end_sessions(name, settings)
+        timeout = settings.get("connect_timeout", 10)
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
+            raise PermanentTargetError(f"target {name}: setting connect_timeout must be a positive integer")
+        runner = SshRunner(name, host=host, port=port, user=str(user), key_env=key_env, host_key=host_key,
+                           timeout=float(timeout), env=env)
+        super().__init__(name, runner, end_sessions=end_sessions, login_user=str(user))
+
+
+class LocalHostConnector(LinuxHost):
+    """The same models on the machine this process runs on (`jitpol agent` in pull mode):
+    commands run with subprocess as root (LocalRunner). Settings: `hostname` (required; the
+    machine must be that host), `end_sessions`. No secrets: `env` is not read."""
+
+    type: ClassVar[str] = "local"
+
+    def __init__(self, name: str, settings: Mapping[str, Any], env: Mapping[str, str]) -> None:
+        hostname = settings.get("hostname")
+        if not isinstance(hostname, str) or not _HOSTNAME.fullmatch(hostname):
+            raise PermanentTargetError(
+                f"target {name}: setting hostname (this host's own name, as `hostname` prints it) is required"
+            )
+        end_sessions = _end_sessions(name, settings)
+        super().__init__(name, LocalRunner(name, hostname=hostname), end_sessions=end_sessions)
+
+
+def _end_sessions(name: str, settings: Mapping[str, Any]) -> bool:
+    value = settings.get("end_sessions", True)
+    if not isinstance(value, bool):
+        raise PermanentTargetError(f"target {name}: setting end_sessions must be true or false")
+    return value
 
 
 class _UnknownHostKey(Exception):

@@ -65,9 +65,13 @@ class Person:
     disabled: bool = False  # kill switch: the person holds nothing
 
     def account_for(self, target: Target) -> Any | None:
-        """Her principal on `target`: by target name first, then by target type."""
+        """Her principal on `target`: by target name first, then by target type (a `local`
+        target — a host its own agent manages — falls back to her `ssh` account: the same Linux
+        user)."""
         if target.name in self.accounts:
             return self.accounts[target.name]
+        if target.type == "local" and "local" not in self.accounts:
+            return self.accounts.get("ssh")
         return self.accounts.get(target.type)
 
 

@@ -790,7 +790,7 @@ def test_secret_in_an_env_field_is_not_repeated() -> None:
 
 def test_unknown_target_type_is_refused() -> None:
     assert messages(config_with({"type": "mysql", "dsn_env": "X"})) == [
-        "spec.targets.t.type: must be one of postgres, ldap, ssh, aws, azure, gcp, okta, fake (got 'mysql')"
+        "spec.targets.t.type: must be one of postgres, ldap, ssh, local, aws, azure, gcp, okta, fake (got 'mysql')"
     ]
     assert messages(config_with({"dsn_env": "X"})) == ["spec.targets.t: missing required field 'type'"]
 
@@ -803,6 +803,9 @@ def test_unknown_target_type_is_refused() -> None:
             {"type": "ssh", "host": "h", "user": "root", "key_env": "K", "host_key": ALICE_KEY, "port": 0},
             "port",
         ),
+        ({"type": "local"}, "hostname"),
+        ({"type": "local", "hostname": "web-1", "host": "web-1"}, "host"),
+        ({"type": "local", "hostname": "-bad"}, "hostname"),
         ({"type": "okta", "org_url": "acme.okta.com", "token_env": "T"}, "org_url"),
         ({"type": "aws", "region": "Frankfurt"}, "region"),
         ({"type": "azure", "subscription_id": "sub-1", "tenant_id": "t"}, "subscription_id"),
