@@ -10,7 +10,7 @@ import json
 import os
 import secrets
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -116,7 +116,9 @@ class CredentialIssuer:
     changed so the holder can always open the secret that is live."""
 
     def __init__(self, root: Path, policy: PolicySet, targets: Mapping[str, Target],
-                 holders: Mapping[tuple[str, str], tuple[str, ...]], now: datetime) -> None:
+                 holders: Mapping[tuple[str, str], tuple[str, ...]], now: datetime,
+                 connector: Callable[[str], Any] | None = None) -> None:
+        self._connector = connector  # target name -> connector, for escrow
         self._root = root
         self._policy = policy
         self._targets = targets
@@ -146,7 +148,7 @@ class CredentialIssuer:
         return replace(action, details=details), {
             "fingerprint": fingerprint(secret), "delivered": bool(delivered), "delivered_to": delivered}
 
-    def retire(self, action: Action) -> None:
+    def retire(self, action: Action) -> dict[str, Any]:
         if action.op == "rotate":
             for name in self._holders.get((action.target, action.principal), ()):
                 if name not in action.grants:
@@ -154,6 +156,18 @@ class CredentialIssuer:
         elif action.op == "delete-account":
             for name in action.grants:
                 remove_delivery(self._root, name)
+        secret = action.detail("password")
+        resource = self._policy.resources.get(action.resource)
+        escrow = ((resource.settings.get("options") or {}).get("escrow") if resource is not None else None)
+        if not secret or not isinstance(escrow, dict) or self._connector is None:
+            return {}
+        store = self._connector(str(escrow["target"]))
+        if not hasattr(store, "escrow"):
+            raise InvalidInput(f"resource {action.resource}: escrow target {escrow['target']} cannot hold secrets")
+        value = json.dumps({"target": action.target, "username": action.principal, "password": secret,
+                            "holders": list(action.grants), "issued": _iso(self._now)}, sort_keys=True)
+        version = store.escrow(str(escrow["secret"]), value, f"jitpol: {action.target}/{action.principal}")
+        return {"escrow": {"target": str(escrow["target"]), "secret": str(escrow["secret"]), "version": version}}
 
 
 def _iso(t: datetime) -> str:

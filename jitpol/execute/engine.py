@@ -340,6 +340,9 @@ def _with_resource(action: Action, policy: PolicySet) -> Action:
     if action.resource:
         return action
     for res in policy.resources.values():
+        if (res.model == "credential-checkout" == action.assignment.model and res.target == action.target
+                and res.account == action.principal):
+            return replace(action, resource=res.name)
         if res.target == action.target and res.model == action.assignment.model and any(
             action.assignment.privilege in r.grants for r in res.roles.values()
         ):
@@ -369,8 +372,10 @@ class Issuer(Protocol):
         ledger facts about it (fingerprint, delivered); (action, {}) when it needs no secret."""
         ...
 
-    def retire(self, action: Action) -> None:
-        """After a successful removal or rotation: drop deliveries nobody should use any more."""
+    def retire(self, action: Action) -> dict[str, Any]:
+        """After the target accepted the action: drop deliveries nobody should use any more,
+        escrow the new secret where the resource asks for it; more ledger facts. Raises when
+        escrow fails (the action counts as failed and the next run rotates again)."""
         ...
 
 
@@ -399,7 +404,7 @@ def execute(plan: Plan, conns: Connections, append: Append, base: Mapping[str, A
                     action, facts = issuer.issue(action)
                 outcome = conns.get(action.target).apply(action)
                 if issuer is not None:
-                    issuer.retire(action)
+                    facts.update(issuer.retire(action))
             except Exception as exc:  # noqa: BLE001 - per-action isolation: one failure must not stop the rest
                 message = str(exc) if isinstance(exc, JitpolError) else f"{type(exc).__name__}: {exc}"
                 record({"event": "action.failed", "grant": action.grants[0] if action.grants else None,

@@ -382,6 +382,12 @@ def _cross_check(ld: _Loader, policy: PolicySet) -> None:
             ld.error(d, "credential-checkout needs spec.account (the shared account)", "spec")
         elif res.model == "credential-checkout":
             _check_name(ld, d, target.type, "principal", res.account, "spec", "account")
+        escrow = (res.settings.get("options") or {}).get("escrow")
+        if escrow is not None:
+            store = cfg.targets.get(str(escrow.get("target"))) if isinstance(escrow, dict) else None
+            if store is None or store.type != "aws" or not isinstance(escrow.get("secret"), str):
+                ld.error(d, "options.escrow needs {target: <an aws target>, secret: <Secrets Manager name>}",
+                         "spec", "options", "escrow")
         for role in res.roles.values():
             for i, entry in enumerate(role.grants):
                 _check_name(ld, d, target.type, "privilege", entry, "spec", "roles", role.name, "grants", i)
