@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from jitpol.cli.common import Exit, at_option, fmt_time, handle_errors, now_from, repo_option
-from jitpol.cli.render import plan_summary, plan_text
+from jitpol.cli.common import Exit, at_option, emit_json, fmt_time, format_option, handle_errors, now_from, repo_option
+from jitpol.cli.render import plan_json, plan_summary, plan_text
 from jitpol.errors import InvalidInput
 from jitpol.execute.delivery import CredentialIssuer
 from jitpol.execute.engine import (
@@ -42,6 +42,21 @@ class RunSummary:
     results: tuple[Result, ...]
     events: tuple[dict[str, Any], ...]  # bodies appended this run (for re-chaining on push)
     message: str
+    plan: dict[str, Any] | None = None  # the plan as `plan --format json` shows it
+
+    def as_json(self, commit: str | None) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "plan": self.plan,
+            "results": [
+                {"op": r.action.op, "target": r.action.target, "principal": r.action.principal,
+                 "privilege": r.action.assignment.privilege, "grants": list(r.action.grants), "ok": r.ok,
+                 "changed": bool(r.outcome and r.outcome.changed), "error": r.error}
+                for r in self.results
+            ],
+            "ledger_events": len(self.events),
+            "commit": commit,
+        }
 
 
 def _progress(line: str) -> None:
@@ -51,7 +66,7 @@ def _progress(line: str) -> None:
 
 
 def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: bool = False,
-              shard: Part | None = None) -> RunSummary:
+              shard: Part | None = None, quiet: bool = False) -> RunSummary:
     """Do one full run under the repository lock. Ledger events are appended even when
     execution fails part-way."""
     now = now_from(now_at)
@@ -74,7 +89,8 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
         try:
             obs = observe(prep, conns, _progress)
             plan = make_plan(prep, obs)
-            click.echo(plan_text(plan, now))
+            if not quiet:
+                click.echo(plan_text(plan, now))
             base = {"time": fmt_time(now), "policy_commit": prep.policy_commit}
             with ledger.appender() as append_one:
                 def append(body: Mapping[str, Any]) -> None:
@@ -103,8 +119,9 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
         message = (f"jitpol: ledger for run at {fmt_time(now)} "
                    f"({done} applied, {len(failed)} failed; {plan_summary(plan)})")
         ok = prep.valid and not failed and not obs.errors
-        click.echo(f"Apply complete: {done} applied, {len(failed)} failed, {len(appended)} ledger events.")
-        return RunSummary(ok, tuple(results), tuple(appended), message)
+        if not quiet:
+            click.echo(f"Apply complete: {done} applied, {len(failed)} failed, {len(appended)} ledger events.")
+        return RunSummary(ok, tuple(results), tuple(appended), message, plan_json(plan, now))
 
 
 def _ledger_paths(repo: Path) -> list[str]:
@@ -113,12 +130,12 @@ def _ledger_paths(repo: Path) -> list[str]:
     return [AUDIT_DIR.as_posix()]
 
 
-def _commit(repo: Path, summary: RunSummary) -> str | None:
+def _commit(repo: Path, summary: RunSummary, quiet: bool = False) -> str | None:
     git = Repo.find(repo)
     if git is None or not summary.events:
         return None
     sha = git.commit_paths(_ledger_paths(repo), summary.message)
-    if sha:
+    if sha and not quiet:
         click.echo(f"Committed ledger: {sha[:12]}")
     return sha
 
@@ -133,14 +150,18 @@ shard_option = click.option(
 @at_option
 @shard_option
 @click.option("--no-commit", is_flag=True, help="Append the ledger but do not commit it.")
+@format_option("text", "json")
 @click.pass_context
 @handle_errors
-def apply(ctx: click.Context, repo: Path, at: str | None, shard_text: str | None, no_commit: bool) -> None:
+def apply(ctx: click.Context, repo: Path, at: str | None, shard_text: str | None, no_commit: bool,
+          fmt: str) -> None:
     """Make the targets match the active grants; append and commit the ledger."""
     debug = bool(ctx.find_root().params.get("debug"))
-    summary = run_apply(repo, at, dict(os.environ), debug, Shard.parse(shard_text) if shard_text else None)
-    if not no_commit:
-        _commit(repo, summary)
+    quiet = fmt == "json"
+    summary = run_apply(repo, at, dict(os.environ), debug, Shard.parse(shard_text) if shard_text else None, quiet)
+    sha = None if no_commit else _commit(repo, summary, quiet)
+    if quiet:
+        emit_json(summary.as_json(sha))
     if not summary.ok:
         raise Exit(1)
 

@@ -366,3 +366,15 @@ def test_request_infers_the_requester_from_git(rb: RepoBuilder) -> None:
     res = run(rb, "request", "--resource", "db-prod", "--role", "read", "--for", "1h", "--start", T0,
               "--name", "x2", "--no-branch")
     assert res.exit_code == 1 and "pass --as" in res.output
+
+
+def test_apply_and_audit_verify_speak_json(rb: RepoBuilder) -> None:
+    rb.grant("a1", "alice", T0, "1h", approvers=("lead",))
+    res = run(rb, "apply", "--at", "2026-12-01T10:30:00Z", "--format", "json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["ok"] is True and out["plan"]["actions"][0]["grant"] == "a1"
+    assert out["results"] == [{"op": "grant", "target": "db", "principal": "alice", "privilege": "app_read",
+                               "grants": ["a1"], "ok": True, "changed": True, "error": None}]
+    res = run(rb, "audit", "verify", "--format", "json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["intact"] is True
