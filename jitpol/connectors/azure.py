@@ -39,7 +39,6 @@ check_name) costs nothing.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -49,6 +48,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from jitpol.clock import Clock, SystemClock
+from jitpol.connectors.base import mapping_entry, shown
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 from jitpol.model.canonical import canonical_json
@@ -111,14 +111,7 @@ class AzurePrivilege:
 def parse_privilege(value: object) -> AzurePrivilege:
     """The privilege as a mapping, or its canonical JSON text. Raises InvalidInput naming the
     allowed form."""
-    data: object = value
-    if isinstance(value, str):
-        try:
-            data = json.loads(value)
-        except ValueError:
-            raise InvalidInput(f"privilege {_shown(value)} is not valid: {_PRIVILEGE_FORM}") from None
-    if not isinstance(data, Mapping) or set(data) != {"scope", "role"}:
-        raise InvalidInput(f"privilege {_shown(value)} is not valid: {_PRIVILEGE_FORM}")
+    data = mapping_entry(value, frozenset({"scope", "role"}), _PRIVILEGE_FORM)
     scope, role = data["scope"], data["role"]
     if not isinstance(scope, str) or not _SCOPE.fullmatch(scope):
         raise InvalidInput(f"privilege scope {_shown(scope)} is not an Azure scope: {_PRIVILEGE_FORM}")
@@ -157,8 +150,7 @@ def check_name(value: object, what: str) -> None:
 
 
 def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 120 else text[:117] + "..."
+    return shown(value)
 
 
 def _ceil_second(t: datetime) -> datetime:

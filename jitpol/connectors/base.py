@@ -36,3 +36,27 @@ class Connector(Protocol):
 
 class ConnectorFactory(Protocol):
     def __call__(self, name: str, settings: Mapping[str, Any], env: Mapping[str, str]) -> Connector: ...
+
+
+def shown(value: object) -> str:
+    """A value for an error message: repr, cut to 120 characters."""
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def mapping_entry(value: object, keys: frozenset[str], form: str) -> Mapping[str, Any]:
+    """A role entry that must be a mapping with exactly `keys`, given as the mapping or as its
+    canonical JSON text (as privileges reach connectors). Raises InvalidInput naming `form`."""
+    import json
+
+    from jitpol.errors import InvalidInput
+
+    data: object = value
+    if isinstance(value, str):
+        try:
+            data = json.loads(value)
+        except ValueError:
+            raise InvalidInput(f"privilege {shown(value)} is not valid: {form}") from None
+    if not isinstance(data, Mapping) or set(data) != keys:
+        raise InvalidInput(f"privilege {shown(value)} is not valid: {form}")
+    return data

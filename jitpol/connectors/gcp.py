@@ -66,6 +66,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
+from jitpol.connectors.base import mapping_entry, shown
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 
@@ -121,14 +122,7 @@ class GcpPrivilege:
 def parse_privilege(value: object) -> GcpPrivilege:
     """The privilege as a mapping, or its canonical JSON text. Raises InvalidInput naming the
     allowed form."""
-    data: object = value
-    if isinstance(value, str):
-        try:
-            data = json.loads(value)
-        except ValueError:
-            raise InvalidInput(f"privilege {_shown(value)} is not valid: {_PRIVILEGE_FORM}") from None
-    if not isinstance(data, Mapping) or set(data) != {"resource", "role"}:
-        raise InvalidInput(f"privilege {_shown(value)} is not valid: {_PRIVILEGE_FORM}")
+    data = mapping_entry(value, frozenset({"resource", "role"}), _PRIVILEGE_FORM)
     resource, role = data["resource"], data["role"]
     if not isinstance(resource, str) or not _RESOURCE.fullmatch(resource):
         raise InvalidInput(f"privilege resource {_shown(resource)} is not valid: {_PRIVILEGE_FORM}")
@@ -179,8 +173,7 @@ def rfc3339(t: datetime) -> str:
 
 
 def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 120 else text[:117] + "..."
+    return shown(value)
 
 
 # -- policy edits (pure: protobuf values in, new binding lists out) ------------------------------
