@@ -50,16 +50,30 @@ class RunLock:
     another RunLock in this process) holds it; it never waits. Not re-entrant.
     """
 
-    def __init__(self, repo_dir: Path, scope: str = "") -> None:
+    def __init__(self, repo_dir: Path, scope: str = "", *, shared: bool = False) -> None:
         self.path = lock_path(repo_dir, scope)
+        self._shared = shared
         self._fd: int | None = None
+        # a scoped run (a shard, an agent) also holds the repository's own lock SHARED: scoped runs
+        # go side by side, but never beside a whole-repository run, which holds it exclusively
+        self._outer = RunLock(repo_dir, shared=True) if scope else None
 
     def __enter__(self) -> RunLock:
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already held by this RunLock")
+        if self._outer is not None:
+            self._outer.__enter__()
+            try:
+                return self._take()
+            except BaseException:
+                self._outer.__exit__(None, None, None)
+                raise
+        return self._take()
+
+    def _take(self) -> RunLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if self._shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
@@ -67,12 +81,13 @@ class RunLock:
                     f"another jitpol run holds {self.path} ({_holder(self.path)}); wait for it to finish"
                 ) from exc
             raise
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid={os.getpid()} host={socket.gethostname()}\n".encode(), 0)
-        except OSError:
-            os.close(fd)  # closing releases the lock
-            raise
+        if not self._shared:  # shared holders leave the exclusive holder's note alone
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"pid={os.getpid()} host={socket.gethostname()}\n".encode(), 0)
+            except OSError:
+                os.close(fd)  # closing releases the lock
+                raise
         self._fd = fd
         return self
 
@@ -89,6 +104,8 @@ class RunLock:
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+            if self._outer is not None:
+                self._outer.__exit__(exc_type, exc, tb)
 
 
 def _holder(path: Path) -> str:

@@ -132,3 +132,19 @@ def test_unreadable_holder_text_still_gives_a_clear_message(tmp_path: Path) -> N
         lock.path.write_text("garbage")
         with pytest.raises(LockHeld, match=r"\(holder unknown\); wait for it to finish"):
             RunLock(tmp_path).__enter__()
+
+
+def test_scoped_runs_share_the_repository_but_exclude_a_whole_run(tmp_path: Path) -> None:
+    from jitpol.errors import LockHeld
+    from jitpol.execute.lock import RunLock
+
+    with RunLock(tmp_path, "1-of-2"), RunLock(tmp_path, "2-of-2"):
+        with pytest.raises(LockHeld):  # a whole-repository run waits for the shards
+            RunLock(tmp_path).__enter__()
+        with pytest.raises(LockHeld):  # the same shard twice: no
+            RunLock(tmp_path, "1-of-2").__enter__()
+    with RunLock(tmp_path):
+        with pytest.raises(LockHeld):  # and shards wait for a whole-repository run
+            RunLock(tmp_path, "1-of-2").__enter__()
+    with RunLock(tmp_path, "1-of-2"):
+        pass  # everything was released
