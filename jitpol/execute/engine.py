@@ -407,6 +407,9 @@ def execute(plan: Plan, conns: Connections, append: Append, base: Mapping[str, A
                     facts.update(issuer.retire(action))
             except Exception as exc:  # noqa: BLE001 - per-action isolation: one failure must not stop the rest
                 message = str(exc) if isinstance(exc, JitpolError) else f"{type(exc).__name__}: {exc}"
+                secret = action.detail("password")
+                if secret:  # defence in depth: connectors redact, but no message may ever carry it
+                    message = message.replace(secret, "***")
                 record({"event": "action.failed", "grant": action.grants[0] if action.grants else None,
                         "op": action.op, **key_dict(key), "grants": list(action.grants), "error": message})
                 out.append(Result(action, None, message))
