@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup setup-test demo test lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -12,18 +12,21 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed
-	@scripts/install-system-deps.sh
+	@scripts/install-system-deps.sh demo
+
+setup-test: $(VENV)/.installed
+	@scripts/install-system-deps.sh test
 
 ## demo: start a throwaway PostgreSQL and reconcile policies/ at a few points in time
 demo: setup
 	$(PY) tools/demo.py
 
 ## test: install everything, start the services, run all tests
-test: setup lint
+test: setup-test lint
 	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 
 ## lint: ruff and mypy --strict
-lint: setup
+lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check jitpol tests tools benchmarks
 	$(VENV)/bin/mypy
 

@@ -5,11 +5,13 @@
 # tests, run in a private mount namespace), openssl (test certificates), util-linux (unshare),
 # procps (pkill), chromium + a font (the HTML report is tested in a real headless browser).
 set -euo pipefail
+profile=${1:-test}   # demo: what `make demo` needs; test: everything the test suite starts
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+if [ "$profile" = test ]; then
 command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || need+=(slapd)
 command -v ldapsearch >/dev/null 2>&1 || need+=(ldap-utils)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
@@ -18,6 +20,7 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v pkill >/dev/null 2>&1 || need+=(procps)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)        # the report's browser test
 fc-list 2>/dev/null | grep -q . || need+=(fonts-dejavu-core)   # readable screenshots
+fi
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing system packages: ${need[*]} - install them (e.g. sudo apt-get install ${need[*]})" >&2
