@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import socket
 import sys
 import threading
 import urllib.parse
@@ -35,13 +33,14 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 
 from jitpol.connectors.aws import AwsConnector
+from tests.doubles.server import LocalServer, QuietHandler
+from tests.services import serve
 
 try:
     from tools.throwaway_moto import MotoNotFound, ThrowawayMoto, ThrowawayMotoError
@@ -221,19 +220,8 @@ def _iam_denied(action: str) -> tuple[int, dict[str, str], bytes]:
     return 403, {"Content-Type": "text/xml"}, body.encode()
 
 
-def _serve(shim: AwsShim) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            pass
-
-        def setup(self) -> None:
-            super().setup()
-            # headers and body go out in two writes: without this, Nagle's algorithm and the
-            # client's delayed ACK add ~40 ms to every request
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
+def _serve(shim: AwsShim) -> LocalServer:
+    class Handler(QuietHandler):
         def _any(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
@@ -249,39 +237,25 @@ def _serve(shim: AwsShim) -> ThreadingHTTPServer:
 
         do_GET = do_POST = do_PUT = do_DELETE = _any
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    server = LocalServer(Handler)
+    server.start()
     return server
 
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[ThrowawayMoto]:
-    server = ThrowawayMoto()
-    try:
-        server.start()
-    except MotoNotFound as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set and moto is required: {exc}", pytrace=False)
-        pytest.skip(str(exc))
-    except ThrowawayMotoError as exc:
-        pytest.fail(f"could not start moto: {exc}", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(ThrowawayMoto(), what="moto", missing=MotoNotFound, failed=ThrowawayMotoError, name="moto")
 
 
 @pytest.fixture(scope="session")
 def aws_shim(moto_server: ThrowawayMoto) -> Iterator[AwsShim]:
     shim = AwsShim(upstream=moto_server.endpoint_url)
     server = _serve(shim)
-    shim.port = int(server.server_address[1])
+    shim.port = server.port
     try:
         yield shim
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
 
 class _Admin:

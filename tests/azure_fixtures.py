@@ -16,7 +16,6 @@ environment variable is set.
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ import pytest
 
 from jitpol.connectors.azure import AzureConnector
 from tests.doubles.arm import FakeArm, make_certificate
+from tests.services import require_service
 
 __all__ = ["arm_cert", "azure_connect", "fake_arm"]  # the fixtures: `from tests.azure_fixtures import *`
 
@@ -38,14 +38,6 @@ RG_SCOPE = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-orders"
 SUB_SCOPE = f"/subscriptions/{SUBSCRIPTION}"
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
-
-
-def _require(ok: bool, what: str) -> None:
-    if ok:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set and {what} is required", pytrace=False)
-    pytest.skip(f"{what} is not available")
 
 
 class StaticTokenCredential:
@@ -65,9 +57,9 @@ class StaticTokenCredential:
 
 @pytest.fixture(scope="session")
 def arm_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    _require(shutil.which("openssl") is not None, "openssl (to make the ARM double's certificate)")
-    _require(importlib.util.find_spec("azure.mgmt.authorization") is not None,
-             "the Azure SDK (pip install azure-mgmt-authorization azure-identity)")
+    require_service(shutil.which("openssl") is not None, "openssl (to make the ARM double's certificate)")
+    require_service(importlib.util.find_spec("azure.mgmt.authorization") is not None,
+                    "the Azure SDK (pip install azure-mgmt-authorization azure-identity)")
     return make_certificate(tmp_path_factory.mktemp("arm-tls"))
 
 

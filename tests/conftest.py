@@ -11,7 +11,6 @@ when the CI environment variable is set: in CI a test that needs a service must 
 
 from __future__ import annotations
 
-import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,6 +27,9 @@ except ModuleNotFoundError:
     sys.modules.pop("tools", None)
     from tools.throwaway_pg import PostgresNotFound, ThrowawayPostgres, ThrowawayPostgresError
 
+# not at the top: `tests` is importable once the repository root is on sys.path (see above)
+from tests.services import serve
+
 
 @dataclass(frozen=True, slots=True)
 class PgDatabase:
@@ -38,18 +40,8 @@ class PgDatabase:
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThrowawayPostgres]:
     server = ThrowawayPostgres(tmp_path_factory.mktemp("pg"))
-    try:
-        server.start()
-    except PostgresNotFound as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set and PostgreSQL is required: {exc}", pytrace=False)
-        pytest.skip(str(exc))
-    except ThrowawayPostgresError as exc:
-        pytest.fail(f"could not start the throwaway PostgreSQL server: {exc}", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(server, what="PostgreSQL", missing=PostgresNotFound, failed=ThrowawayPostgresError,
+                     name="the throwaway PostgreSQL server")
 
 
 @pytest.fixture

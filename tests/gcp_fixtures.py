@@ -14,7 +14,6 @@ variable is set.
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,6 +21,7 @@ import pytest
 
 from jitpol.connectors.gcp import GcpConnector
 from tests.doubles.gcp_crm import FakeCrm
+from tests.services import require_service
 
 __all__ = ["fake_crm", "gcp_connect"]  # the fixtures: `from tests.gcp_fixtures import *`
 
@@ -56,17 +56,10 @@ def anonymous() -> Any:
     return AnonymousCredentials()  # type: ignore[no-untyped-call]
 
 
-def _require_sdk() -> None:
-    if importlib.util.find_spec("google.cloud.resourcemanager_v3") is not None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail("CI is set and google-cloud-resource-manager is required", pytrace=False)
-    pytest.skip("google-cloud-resource-manager is not installed")
-
-
 @pytest.fixture
 def fake_crm() -> Iterator[FakeCrm]:
-    _require_sdk()
+    require_service(importlib.util.find_spec("google.cloud.resourcemanager_v3") is not None,
+                    "google-cloud-resource-manager")
     crm = FakeCrm()
     crm.start()
     crm.add_resource(PROJECT, UNRELATED_BINDINGS, audit_configs=AUDIT_CONFIGS)

@@ -16,7 +16,6 @@ variable is set: in CI a test that needs a service must run.
 
 from __future__ import annotations
 
-import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import ldap3
 import pytest
 
 from jitpol.connectors.ldap import LdapConnector, parse_dn
+from tests.services import serve
 
 try:
     from tools.throwaway_slapd import SlapdNotFound, ThrowawaySlapd, ThrowawaySlapdError
@@ -46,36 +46,16 @@ TARGET = "ldap-test"
 @pytest.fixture(scope="session")
 def ldap_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThrowawaySlapd]:
     server = ThrowawaySlapd(tmp_path_factory.mktemp("slapd"))
-    try:
-        server.start()
-    except SlapdNotFound as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set and OpenLDAP is required: {exc}", pytrace=False)
-        pytest.skip(str(exc))
-    except ThrowawaySlapdError as exc:
-        pytest.fail(f"could not start the throwaway slapd: {exc}", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(server, what="OpenLDAP", missing=SlapdNotFound, failed=ThrowawaySlapdError,
+                     name="the throwaway slapd")
 
 
 @pytest.fixture(scope="session")
 def ldap_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThrowawaySlapd]:
     """A second session server that also speaks StartTLS and LDAPS (self-signed, `ca_file`)."""
     server = ThrowawaySlapd(tmp_path_factory.mktemp("slapd-tls"), tls=True)
-    try:
-        server.start()
-    except SlapdNotFound as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set and OpenLDAP is required: {exc}", pytrace=False)
-        pytest.skip(str(exc))
-    except ThrowawaySlapdError as exc:
-        pytest.fail(f"could not start the throwaway slapd with TLS: {exc}", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve(server, what="OpenLDAP", missing=SlapdNotFound, failed=ThrowawaySlapdError,
+                     name="the throwaway slapd with TLS")
 
 
 def admin_connection(server: ThrowawaySlapd) -> Any:

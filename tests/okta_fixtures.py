@@ -12,7 +12,6 @@ Without the okta SDK the tests are skipped on a laptop and FAIL when CI is set.
 from __future__ import annotations
 
 import importlib.util
-import os
 import secrets
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 
 from jitpol.connectors.okta import OktaConnector
 from tests.doubles.okta import OktaDouble
+from tests.services import require_service
 
 __all__ = ["OKTA_TARGET", "TOKEN_ENV", "OktaWorld", "okta"]
 
@@ -48,10 +48,7 @@ class OktaWorld:
 
 @pytest.fixture
 def okta(monkeypatch: pytest.MonkeyPatch) -> Iterator[OktaWorld]:
-    if importlib.util.find_spec("okta") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI is set and the okta SDK is required: pip install okta", pytrace=False)
-        pytest.skip("the okta SDK is not installed")
+    require_service(importlib.util.find_spec("okta") is not None, "the okta SDK (pip install okta)")
     # the SDK refuses http:// org URLs unless this is set; it reads the process environment
     monkeypatch.setenv("OKTA_TESTING_TESTINGDISABLEHTTPSCHECK", "true")
     token = "00" + secrets.token_urlsafe(30)

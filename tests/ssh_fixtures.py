@@ -44,6 +44,7 @@ import pytest
 from jitpol import errors
 from jitpol.connectors.ssh import LocalHostConnector, SshConnector
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
+from tests.services import require_service, serve
 
 try:
     from tools.throwaway_sshd import SshdNotFound, ThrowawaySshd, ThrowawaySshdError
@@ -76,25 +77,9 @@ def sshd_password_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 def _serve(tmp_path_factory: pytest.TempPathFactory, *, password_auth: bool) -> Iterator[ThrowawaySshd]:
-    reason = None
-    if os.geteuid() != 0:
-        reason = "the throwaway sshd needs root (mount namespaces, useradd)"
     server = ThrowawaySshd(tmp_path_factory.mktemp("sshd"), password_auth=password_auth)
-    if reason is None:
-        try:
-            server.start()
-        except SshdNotFound as exc:
-            reason = str(exc)
-        except ThrowawaySshdError as exc:
-            pytest.fail(f"could not start the throwaway sshd: {exc}", pytrace=False)
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set and sshd is required: {reason}", pytrace=False)
-        pytest.skip(reason)
-    try:
-        yield server
-    finally:
-        server.stop()
+    require_service(os.geteuid() == 0, "sshd", "the throwaway sshd needs root (mount namespaces, useradd)")
+    yield from serve(server, what="sshd", missing=SshdNotFound, failed=ThrowawaySshdError, name="the throwaway sshd")
 
 
 def unique(prefix: str) -> str:

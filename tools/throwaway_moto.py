@@ -18,12 +18,18 @@ Contract:
 from __future__ import annotations
 
 import logging
-import socket
+import sys
 import time
 import urllib.error
 import urllib.request
-from types import TracebackType
+from pathlib import Path
 from typing import Any
+
+if not __package__:  # run as a script (python tools/throwaway_moto.py): make `tools` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tools import throwaway_common as common
+from tools.throwaway_common import free_port  # public here too
 
 __all__ = ["MotoNotFound", "ThrowawayMoto", "ThrowawayMotoError", "free_port"]
 
@@ -38,15 +44,7 @@ class MotoNotFound(ThrowawayMotoError):
     """moto (with its server extra) is not installed."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class ThrowawayMoto:
+class ThrowawayMoto(common.Throwaway):
     """moto's ThreadedMotoServer, started on a free loopback port (see the module docstring)."""
 
     def __init__(self) -> None:
@@ -55,9 +53,7 @@ class ThrowawayMoto:
 
     @property
     def port(self) -> int:
-        if self._port is None:
-            raise ThrowawayMotoError("the moto server is not running")
-        return self._port
+        return common.require_started(self._port, ThrowawayMotoError, "the moto server is not running")
 
     @property
     def endpoint_url(self) -> str:
@@ -92,15 +88,6 @@ class ThrowawayMoto:
         server, self._server, self._port = self._server, None, None
         if server is not None:
             server.stop()
-
-    def __enter__(self) -> ThrowawayMoto:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     @staticmethod
     def _wait_ready(port: int) -> bool:

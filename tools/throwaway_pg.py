@@ -20,21 +20,21 @@ Contract:
 
 from __future__ import annotations
 
-import argparse
 import os
 import pwd
 import re
 import secrets
-import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-from types import TracebackType
+
+if not __package__:  # run as a script (python tools/throwaway_pg.py): make `tools` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tools import throwaway_common as common
 
 __all__ = ["PostgresNotFound", "ThrowawayPostgres", "ThrowawayPostgresError", "find_bindir"]
 
@@ -91,32 +91,6 @@ def find_bindir() -> Path:
     )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _process_gone(pid: int) -> bool:
-    """True when `pid` no longer runs. A zombie counts as gone: here PID 1 reaps orphaned
-    daemons slowly, so a stopped postmaster can linger as state Z for a second or two."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    except OSError:  # no /proc (not Linux): ask the kernel instead
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-    # the state follows the parenthesised command name, which may itself contain ") "
-    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
-
-
 def _clean_env() -> dict[str, str]:
     # PGDATA, PGPORT, PGHOST... from the caller's shell must not steer initdb or the postmaster
     return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
@@ -134,7 +108,7 @@ def _reachable(path: Path) -> bool:
     return probe.returncode == 0
 
 
-class ThrowawayPostgres:
+class ThrowawayPostgres(common.Throwaway):
     """One disposable PostgreSQL cluster whose files live under `base_dir`.
 
     `base_dir` holds `env` (the connection settings, mode 0600) and `cluster/` (data/, sock/,
@@ -154,15 +128,11 @@ class ThrowawayPostgres:
 
     @property
     def port(self) -> int:
-        if self._port is None:
-            raise ThrowawayPostgresError("the server is not started")
-        return self._port
+        return common.require_started(self._port, ThrowawayPostgresError)
 
     @property
     def password(self) -> str:
-        if self._password is None:
-            raise ThrowawayPostgresError("the server is not started")
-        return self._password
+        return common.require_started(self._password, ThrowawayPostgresError)
 
     @property
     def superuser_dsn(self) -> str:
@@ -224,9 +194,7 @@ class ThrowawayPostgres:
             self._remove_files()
             self._reset()
             raise
-        fd = os.open(self.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.writelines(f"{k}={shlex.quote(v)}\n" for k, v in self.env().items())
+        common.write_env_file(self.env_file, self.env())
 
     def stop(self) -> None:
         """Stop the server (fast shutdown) and remove its files. Safe to call twice, and on an
@@ -237,35 +205,18 @@ class ThrowawayPostgres:
         self._remove_files()
         self._reset()
 
-    def __enter__(self) -> ThrowawayPostgres:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     # -- internals --------------------------------------------------------------------------
 
     def _reset(self) -> None:
         self._port = self._password = self._run_dir = None
 
     def _require_run_dir(self) -> Path:
-        if self._run_dir is None:
-            raise ThrowawayPostgresError("the server is not started")
-        return self._run_dir
+        return common.require_started(self._run_dir, ThrowawayPostgresError)
 
     def _load_env(self) -> bool:
-        try:
-            lines = self.env_file.read_text().splitlines()
-        except FileNotFoundError:
+        values = common.read_env_file(self.env_file)
+        if values is None:
             return False
-        values = dict(line.split("=", 1) for line in lines if "=" in line)
-        values = {k: shlex.split(v)[0] if v else "" for k, v in values.items()}
         self._port = int(values["PGPORT"])
         self._password = values["PGPASSWORD"]
         self._run_dir = Path(values["PGRUNDIR"])
@@ -344,7 +295,7 @@ class ThrowawayPostgres:
     def _start_server(self, bindir: Path, run_dir: Path, as_root: bool) -> None:
         log = run_dir / "server.log"
         for attempt in range(1, _START_ATTEMPTS + 1):
-            port = _free_port()
+            port = common.free_port()
             try:
                 self._run(
                     [
@@ -373,7 +324,7 @@ class ThrowawayPostgres:
 
     def _shutdown(self, data: Path) -> None:
         pid = self._postmaster_pid(data)
-        if pid is None or _process_gone(pid):
+        if pid is None or common.process_gone(pid):
             return
         bindir = self._bindir or find_bindir()
         try:
@@ -383,16 +334,11 @@ class ThrowawayPostgres:
             )  # fmt: skip
         except ThrowawayPostgresError:
             pass  # fall through to signals: a stop must not leave a server behind
-        for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGKILL):  # fast, immediate, kill
-            deadline = time.monotonic() + 10
-            while not _process_gone(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if _process_gone(pid):
-                return
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                return
+        if common.wait_gone(pid, 10, 0.05):
+            return
+        # signals in the order of pg_ctl's modes: fast, immediate, then kill
+        if common.stop_process(pid, (signal.SIGINT, signal.SIGQUIT, signal.SIGKILL), timeout=10, interval=0.05):
+            return
         raise ThrowawayPostgresError(f"postmaster {pid} did not stop")
 
     def _remove_files(self) -> None:
@@ -402,24 +348,13 @@ class ThrowawayPostgres:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("command", choices=["start", "stop"])
-    parser.add_argument("dir", type=Path)
-    args = parser.parse_args(argv)
-    pg = ThrowawayPostgres(args.dir)
-    try:
-        if args.command == "start":
-            started = time.monotonic()
-            pg.start()
-            for key, value in pg.env().items():
-                print(f"{key}={shlex.quote(value)}")
-            print(f"# started in {time.monotonic() - started:.2f}s", file=sys.stderr)
-        else:
-            pg.stop()
-    except ThrowawayPostgresError as exc:
-        print(f"throwaway_pg: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return common.run_cli(
+        argv,
+        prog="throwaway_pg",
+        description=(__doc__ or "").split("\n\n", 1)[0],
+        error=ThrowawayPostgresError,
+        make=lambda args: ThrowawayPostgres(args.dir),
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ import base64
 import hashlib
 import os
 import secrets
-import shlex
 import shutil
 import signal
 import socket
@@ -40,7 +39,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
+
+if not __package__:  # run as a script (python tools/throwaway_slapd.py): make `tools` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tools import throwaway_common as common
+from tools.throwaway_common import process_gone  # public here too (tests import it from this module)
 
 __all__ = ["PLACEHOLDER_DN", "SlapdNotFound", "ThrowawaySlapd", "ThrowawaySlapdError", "process_gone"]
 
@@ -87,36 +91,11 @@ def _find_dir(candidates: tuple[str, ...], probe: str, what: str) -> Path:
     raise SlapdNotFound(f"OpenLDAP {what} not found in {', '.join(candidates)} (apt-get install slapd)")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _ssha(password: str) -> str:
     """RFC 2307 {SSHA}: slapd verifies it, and no slappasswd process is needed."""
     salt = os.urandom(8)
     digest = hashlib.sha1(password.encode() + salt).digest()  # noqa: S324 - the scheme slapd checks
     return "{SSHA}" + base64.b64encode(digest + salt).decode()
-
-
-def process_gone(pid: int) -> bool:
-    """True when `pid` no longer runs. A zombie counts as gone: here PID 1 reaps orphaned
-    daemons slowly, so a stopped slapd can linger as state Z for a second or two."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    except OSError:  # no /proc (not Linux): ask the kernel instead
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
 
 
 def _answers(port: int) -> bool:
@@ -132,7 +111,7 @@ def _answers(port: int) -> bool:
     return marker != -1 and reply[marker + 2 : marker + 5] == b"\x0a\x01\x00"
 
 
-class ThrowawaySlapd:
+class ThrowawaySlapd(common.Throwaway):
     """One disposable slapd whose files live under `base_dir` (`env`, mode 0600, and `slapd/`
     with slapd.conf, base.ldif, db/, slapd.pid, slapd.err)."""
 
@@ -149,16 +128,12 @@ class ThrowawaySlapd:
 
     @property
     def port(self) -> int:
-        if self._port is None:
-            raise ThrowawaySlapdError("the server is not started")
-        return self._port
+        return common.require_started(self._port, ThrowawaySlapdError)
 
     @property
     def password(self) -> str:
         """The rootdn's password (random per server)."""
-        if self._password is None:
-            raise ThrowawaySlapdError("the server is not started")
-        return self._password
+        return common.require_started(self._password, ThrowawaySlapdError)
 
     @property
     def url(self) -> str:
@@ -166,9 +141,10 @@ class ThrowawaySlapd:
 
     @property
     def ldaps_url(self) -> str:
-        if self._tls_port is None:
-            raise ThrowawaySlapdError("the server is not started with tls=True")
-        return f"ldaps://127.0.0.1:{self._tls_port}"
+        tls_port = common.require_started(
+            self._tls_port, ThrowawaySlapdError, "the server is not started with tls=True"
+        )
+        return f"ldaps://127.0.0.1:{tls_port}"
 
     @property
     def ca_file(self) -> Path:
@@ -235,9 +211,7 @@ class ThrowawaySlapd:
             shutil.rmtree(self.run_dir, ignore_errors=True)
             self._port = self._tls_port = self._password = None
             raise
-        fd = os.open(self.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.writelines(f"{k}={shlex.quote(v)}\n" for k, v in self.env().items())
+        common.write_env_file(self.env_file, self.env())
 
     def stop(self) -> None:
         """Stop slapd (SIGTERM, SIGKILL after 10 s) and remove its files. Safe to call twice, and
@@ -249,18 +223,6 @@ class ThrowawaySlapd:
         self.env_file.unlink(missing_ok=True)
         self._port = self._tls_port = self._password = None
 
-    def __enter__(self) -> ThrowawaySlapd:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     # -- internals --------------------------------------------------------------------------
 
     @property
@@ -268,12 +230,9 @@ class ThrowawaySlapd:
         return self.run_dir / "slapd.conf"
 
     def _load_env(self) -> bool:
-        try:
-            lines = self.env_file.read_text().splitlines()
-        except FileNotFoundError:
+        values = common.read_env_file(self.env_file)
+        if values is None:
             return False
-        values = dict(line.split("=", 1) for line in lines if "=" in line)
-        values = {k: shlex.split(v)[0] if v else "" for k, v in values.items()}
         self._port = int(values["LDAP_PORT"])
         self._tls_port = int(values["LDAPS_PORT"]) if "LDAPS_PORT" in values else None
         self._password = values["LDAP_PASSWORD"]
@@ -343,8 +302,8 @@ class ThrowawaySlapd:
     def _start_server(self, slapd: str) -> None:
         err_file = self.run_dir / "slapd.err"
         for attempt in range(1, _START_ATTEMPTS + 1):
-            port = _free_port()
-            tls_port = _free_port() if self.tls else None
+            port = common.free_port()
+            tls_port = common.free_port() if self.tls else None
             urls = f"ldap://127.0.0.1:{port}/" + (f" ldaps://127.0.0.1:{tls_port}/" if tls_port else "")
             with err_file.open("w") as err:
                 # slapd forks and the parent exits once the child has opened its listeners
@@ -377,16 +336,8 @@ class ThrowawaySlapd:
         pid = self._pid()
         if pid is None or process_gone(pid):
             return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                return
-            deadline = time.monotonic() + 10
-            while not process_gone(pid) and time.monotonic() < deadline:
-                time.sleep(0.01)
-            if process_gone(pid):
-                return
+        if common.stop_process(pid, (signal.SIGTERM, signal.SIGKILL), timeout=10, interval=0.01):
+            return
         raise ThrowawaySlapdError(f"slapd {pid} did not stop")
 
 
@@ -417,28 +368,19 @@ pwdAttribute: userPassword
 """
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n", 1)[0])
-    parser.add_argument("command", choices=["start", "stop"])
-    parser.add_argument("dir", type=Path)
+def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls", action="store_true", help="also serve StartTLS and LDAPS (self-signed)")
-    args = parser.parse_args(argv)
-    server = ThrowawaySlapd(args.dir, tls=args.tls)
-    try:
-        if args.command == "start":
-            started = time.monotonic()
-            server.start()
-            for key, value in server.env().items():
-                print(f"{key}={shlex.quote(value)}")
-            print(f"# started in {time.monotonic() - started:.2f}s", file=sys.stderr)
-        else:
-            started = time.monotonic()
-            server.stop()
-            print(f"# stopped in {time.monotonic() - started:.2f}s", file=sys.stderr)
-    except ThrowawaySlapdError as exc:
-        print(f"throwaway_slapd: {exc}", file=sys.stderr)
-        return 1
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return common.run_cli(
+        argv,
+        prog="throwaway_slapd",
+        description=(__doc__ or "").split("\n\n", 1)[0],
+        error=ThrowawaySlapdError,
+        make=lambda args: ThrowawaySlapd(args.dir, tls=args.tls),
+        options=_options,
+    )
 
 
 if __name__ == "__main__":

@@ -41,7 +41,6 @@ import argparse
 import json
 import os
 import secrets
-import shlex
 import shutil
 import signal
 import socket
@@ -50,7 +49,11 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
+
+if not __package__:  # run as a script (python tools/throwaway_sshd.py): make `tools` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tools import throwaway_common as common
 
 __all__ = ["SshdNotFound", "ThrowawaySshd", "ThrowawaySshdError"]
 
@@ -119,23 +122,6 @@ class SshdNotFound(ThrowawaySshdError):
     """A program the throwaway sshd needs is missing on this machine."""
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _process_gone(pid: int) -> bool:
-    """True when `pid` no longer runs; a zombie (state Z) counts as gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    # the state follows the parenthesised command name, which may itself contain ") "
-    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
-
-
 def _mount_namespace(pid: int) -> str | None:
     try:
         return os.readlink(f"/proc/{pid}/ns/mnt")
@@ -159,7 +145,7 @@ def _banner_ready(port: int) -> bool:
         return False
 
 
-class ThrowawaySshd:
+class ThrowawaySshd(common.Throwaway):
     """One disposable sshd in a private mount namespace; its files live under `base_dir`.
 
     `base_dir` holds state.json (pid, mount namespace, port), env (KEY=VALUE lines), keys/
@@ -224,7 +210,7 @@ class ThrowawaySshd:
         self._prepare()
         last = "no attempt"
         for _ in range(_START_ATTEMPTS):
-            port = _free_port()
+            port = common.free_port()
             (self.base_dir / "sshd_config").write_text(_SSHD_CONFIG.format(
                 port=port, base=self.base_dir, password_auth="yes" if self.password_auth else "no"))
             id_min = 100000 + _ID_BLOCK * secrets.randbelow(_ID_BLOCKS)
@@ -278,16 +264,16 @@ class ThrowawaySshd:
             pid = int(str(state["pid"]))
             # sshd first (no new sessions), then whatever sessions and their children remain
             if _mount_namespace(pid) == ns:
-                self._signal(pid)
+                common.send_signal(pid, signal.SIGTERM)
             deadline = time.monotonic() + _STOP_TIMEOUT
             while True:
-                alive = [p for p in _pids_in_namespace(ns) if not _process_gone(p)]
+                alive = [p for p in _pids_in_namespace(ns) if not common.process_gone(p)]
                 if not alive:
                     break
                 if time.monotonic() > deadline:
                     raise ThrowawaySshdError(f"processes {alive} in the sshd namespace did not stop")
                 for p in alive:
-                    self._signal(p, signal.SIGKILL)
+                    common.send_signal(p, signal.SIGKILL)
                 time.sleep(0.05)
         if self._proc is not None:
             self._proc.wait()
@@ -295,22 +281,13 @@ class ThrowawaySshd:
         self._state = None
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
-    def __enter__(self) -> ThrowawaySshd:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     # -- internals --------------------------------------------------------------------------
 
     def _require_state(self) -> dict[str, object]:
         if self._state is None:
             state_file = self.base_dir / "state.json"
             if not state_file.exists():
-                raise ThrowawaySshdError("the server is not started")
+                raise ThrowawaySshdError(common.NOT_STARTED)
             self._state = json.loads(state_file.read_text())
         return self._state
 
@@ -331,10 +308,7 @@ class ThrowawaySshd:
         shutil.copyfile(b / "keys" / "client_ed25519.pub", b / "keys" / "authorized" / "root")
 
     def _write_env(self) -> None:
-        lines = [f"{k}={shlex.quote(v)}" for k, v in self.env().items()]
-        env_file = self.base_dir / "env"
-        env_file.write_text("\n".join(lines) + "\n")
-        env_file.chmod(0o600)
+        common.write_env_file(self.base_dir / "env", self.env())
 
     def _log_tail(self) -> str:
         texts = []
@@ -344,31 +318,21 @@ class ThrowawaySshd:
                 texts.extend(path.read_text(errors="replace").splitlines()[-3:])
         return " | ".join(texts) or "no output"
 
-    @staticmethod
-    def _signal(pid: int, sig: int = signal.SIGTERM) -> None:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--password-auth", action="store_true", help="start: also accept password logins")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="A throwaway sshd in a private mount namespace.")
-    parser.add_argument("command", choices=["start", "stop"])
-    parser.add_argument("dir", type=Path)
-    parser.add_argument("--password-auth", action="store_true", help="start: also accept password logins")
-    args = parser.parse_args(argv)
-    server = ThrowawaySshd(args.dir, password_auth=args.password_auth)
-    try:
-        if args.command == "start":
-            server.start()
-            sys.stdout.write((server.base_dir / "env").read_text())
-        else:
-            server.stop()
-    except ThrowawaySshdError as exc:
-        print(f"throwaway_sshd: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return common.run_cli(
+        argv,
+        prog="throwaway_sshd",
+        description="A throwaway sshd in a private mount namespace.",
+        error=ThrowawaySshdError,
+        make=lambda args: ThrowawaySshd(args.dir, password_auth=args.password_auth),
+        options=_options,
+    )
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -51,9 +51,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from tests.doubles.server import QuietHandler, Served
 
 RA_VERSIONS = frozenset({"2022-04-01"})
 PIM_VERSIONS = frozenset({"2020-10-01"})
@@ -131,7 +133,7 @@ class ArmError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-class FakeArm:
+class FakeArm(Served):
     """The double's state and server. start() -> base URL; stop() when done."""
 
     def __init__(self, certfile: Path, keyfile: Path, *, page_size: int = 2) -> None:
@@ -149,26 +151,13 @@ class FakeArm:
         self.max_active_days: int | None = 180
         self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
-        self.url = ""
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> str:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(str(self.certfile), str(self.keyfile))
-        server.socket = ctx.wrap_socket(server.socket, server_side=True)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        self._server = server
-        self.url = f"https://127.0.0.1:{server.server_address[1]}"
-        return self.url
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        return self._serve(_handler(self), tls=ctx)
 
     # -- test helpers (behind jitpol's back) --------------------------------------------------
 
@@ -433,13 +422,7 @@ class FakeArm:
 
 
 def _handler(arm: FakeArm) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms stalls
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
+    class Handler(QuietHandler):
         def _send(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
             data = b"" if body is None else json.dumps(body).encode()
             self.send_response(code)

@@ -41,8 +41,10 @@ import re
 import threading
 import urllib.parse
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.doubles.server import QuietHandler, Served
 
 _PATH = re.compile(r"^/v3/((?:projects|folders|organizations)/[^/:]+):(getIamPolicy|setIamPolicy)$")
 _ROLE = re.compile(r"roles/[A-Za-z0-9_.]+|(?:projects|organizations)/[A-Za-z0-9_.-]+/roles/[A-Za-z0-9_.]+")
@@ -70,7 +72,7 @@ def _condition_key(binding: dict[str, Any]) -> str:
     return json.dumps(binding.get("condition"), sort_keys=True)
 
 
-class FakeCrm:
+class FakeCrm(Served):
     """State and server. start() -> endpoint URL ("http://127.0.0.1:P"); stop() when done."""
 
     def __init__(self) -> None:
@@ -85,23 +87,11 @@ class FakeCrm:
         self.log: list[tuple[str, str, dict[str, Any]]] = []  # (resource, method, body)
         self.fail_next: list[tuple[int, dict[str, Any]]] = []
         self.lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
-        self.url = ""
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> str:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        self._server = server
-        self.url = f"http://127.0.0.1:{server.server_address[1]}"
-        return self.url
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        return self._serve(_handler(self))
 
     # -- test helpers -----------------------------------------------------------------------
 
@@ -239,13 +229,7 @@ class FakeCrm:
 
 
 def _handler(crm: FakeCrm) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms stalls
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
+    class Handler(QuietHandler):
         def _send(self, code: int, body: Any) -> None:
             data = json.dumps(body).encode()
             self.send_response(code)

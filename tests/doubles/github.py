@@ -30,8 +30,10 @@ import re
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.doubles.server import LocalServer
 
 DOCS = "https://docs.github.com/rest"
 API_VERSION = "2022-11-28"
@@ -144,23 +146,18 @@ class GitHubDouble:
     def __init__(self, state: GitHubState) -> None:
         self.state = state
         handler = type("Handler", (_Handler,), {"state": state})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="github-double", daemon=True
-        )
+        self._server = LocalServer(handler, name="github-double")
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return self._server.url
 
     def start(self) -> GitHubDouble:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()
 
     def __enter__(self) -> GitHubDouble:
         return self.start()

@@ -34,14 +34,15 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 import string
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any, Literal
+
+from tests.doubles.server import LocalServer, QuietHandler
 
 PushAnswer = Literal["accept", "reject", "expire", "ignore"]
 _ALNUM = string.ascii_letters + string.digits
@@ -96,21 +97,19 @@ class OktaDouble:
 
     def __init__(self, token: str) -> None:
         self.state = OktaState(token=token)
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LocalServer | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.state))
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        server = LocalServer(_handler(self.state))
+        server.start()
         self._server = server
 
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is not None:
-            server.shutdown()
-            server.server_close()
+            server.stop()
 
     def __enter__(self) -> OktaDouble:
         self.start()
@@ -124,7 +123,7 @@ class OktaDouble:
     @property
     def url(self) -> str:
         assert self._server is not None, "start() first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     # -- arranging state ------------------------------------------------------------------------
 
@@ -230,17 +229,7 @@ def _not_found(what: str) -> tuple[int, Any]:
 
 
 def _handler(st: OktaState) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # the state keeps its own log
-            pass
-
-        def setup(self) -> None:
-            super().setup()
-            # two writes per answer (headers, body): without this Nagle + delayed ACK add ~40 ms
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
+    class Handler(QuietHandler):  # the state keeps its own request log
         def _send(self, code: int, body: Any = None, links: list[tuple[str, str]] | None = None) -> None:
             data = b"" if body is None else json.dumps(body).encode()
             self.send_response(code)
