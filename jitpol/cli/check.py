@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from jitpol.cli.common import Exit, at_option, emit_json, fmt_time, format_option, handle_errors, now_from, repo_option
+from jitpol.cli.common import Exit, at_option, emit_json, format_option, handle_errors, now_from, repo_option
 from jitpol.execute.review import CheckReport, check
+from jitpol.model.times import utc_text
 from jitpol.vcs.sshsig import FastVerifier
 
 
@@ -40,7 +41,7 @@ def markdown(r: CheckReport) -> str:
         out += ["#### Grants", "", "| grant | change | requester | access | window | state | needs |",
                 "|---|---|---|---|---|---|---|"]
         for g in r.grants:
-            window = f"{fmt_time(g.start)} → {fmt_time(g.end)}" if g.start else ""
+            window = f"{utc_text(g.start)} → {utc_text(g.end)}" if g.start else ""
             needs = ", ".join(g.approvers) if g.approvers else ""
             if g.state == "pending" and needs:
                 needs = f"approval by one of: {needs}"
@@ -49,12 +50,12 @@ def markdown(r: CheckReport) -> str:
                        f"{needs or g.reason} |")
         out.append("")
     if r.adds or r.removes:
-        out += [f"#### Merging now ({fmt_time(r.at)}) would", ""]
+        out += [f"#### Merging now ({utc_text(r.at)}) would", ""]
         out += [f"- grant {_key_text(k)}" for k in r.adds]
         out += [f"- revoke {_key_text(k)}" for k in r.removes]
         out.append("")
     elif not r.problems:
-        out += [f"Merging now ({fmt_time(r.at)}) changes no live access.", ""]
+        out += [f"Merging now ({utc_text(r.at)}) changes no live access.", ""]
     return "\n".join(out)
 
 

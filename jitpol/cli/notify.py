@@ -12,12 +12,13 @@ from typing import Any
 
 import click
 
-from jitpol.cli.common import Exit, at_option, emit_json, fmt_time, format_option, handle_errors, now_from, repo_option
+from jitpol.cli.common import Exit, at_option, emit_json, format_option, handle_errors, now_from, repo_option
 from jitpol.errors import InvalidInput
 from jitpol.execute.engine import AUDIT_DIR, LEDGER_PATH, Prepared, prepare
 from jitpol.execute.lock import RunLock
 from jitpol.ledger.store import Ledger
 from jitpol.model.duration import parse_duration
+from jitpol.model.times import utc_text
 from jitpol.notify import Delivery, Preview, collect, deliver, ledger_events
 from jitpol.notify.channels import Channel, PullRequestComments, Webhook
 from jitpol.notify.messages import Message, sent_event, sent_keys
@@ -148,9 +149,9 @@ def notify(repo: Path, at: str | None, expiring_within: str, max_age: str, webho
     else:
         with RunLock(repo):  # never beside an apply: both append to the ledger
             deliveries, recorded = run()
-    _show(deliveries, fmt, dry_run, now_text=fmt_time(now))
+    _show(deliveries, fmt, dry_run, now_text=utc_text(now))
     if recorded and (commit or push):
-        _commit_and_push(repo, recorded, push, remote, fmt_time(now))
+        _commit_and_push(repo, recorded, push, remote, utc_text(now))
     if any(d.outcome == "failed" for d in deliveries):
         raise Exit(1)
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from jitpol.cli.common import fmt_time
+from jitpol.model.times import utc_text
 from jitpol.plan.diff import Plan
 from jitpol.policy.evaluate import GrantStatus
 
@@ -17,7 +17,7 @@ _VERB = {"grant": "to grant", "create-account": "to create", "revoke": "to revok
 
 def plan_json(plan: Plan, at: datetime) -> dict[str, Any]:
     return {
-        "at": fmt_time(at),
+        "at": utc_text(at),
         "valid": plan.valid,
         "actions": [
             {
@@ -29,7 +29,7 @@ def plan_json(plan: Plan, at: datetime) -> dict[str, Any]:
                 "model": a.assignment.model,
                 "principal": a.principal,
                 "privilege": a.assignment.privilege,
-                "until": fmt_time(a.until) or None,
+                "until": utc_text(a.until) or None,
                 "drift": a.drift,
                 "reason": a.reason,
             }
@@ -49,7 +49,7 @@ def plan_summary(plan: Plan) -> str:
 
 
 def plan_text(plan: Plan, at: datetime) -> str:
-    lines = [f"jitpol plan at {fmt_time(at)}", ""]
+    lines = [f"jitpol plan at {utc_text(at)}", ""]
     for note in plan.notes:
         lines.append(f"! {note}")
     if plan.notes:
@@ -57,7 +57,7 @@ def plan_text(plan: Plan, at: datetime) -> str:
     for a in plan.actions:
         sign = "-" if a.revoking else "+"
         prep = "from" if a.revoking else "to"
-        tail = f"until {fmt_time(a.until)}; " if a.until else ""
+        tail = f"until {utc_text(a.until)}; " if a.until else ""
         lines.append(f"  {sign} {a.op:<14} {a.assignment.privilege} {prep} {a.principal} on {a.target}")
         lines.append(f"      {tail}{'DRIFT: ' if a.drift else ''}{a.reason}")
     if plan.rejected:
@@ -72,8 +72,8 @@ def status_json(statuses: Iterable[GrantStatus]) -> dict[str, Any]:
         "grants": [
             {
                 "name": s.name, "state": s.state, "reason": s.reason, "requester": s.requester,
-                "resource": s.resource, "role": s.role, "start": fmt_time(s.start), "end": fmt_time(s.end),
-                "approvals": list(s.approvals), "next_change": fmt_time(s.next_change) or None,
+                "resource": s.resource, "role": s.role, "start": utc_text(s.start), "end": utc_text(s.end),
+                "approvals": list(s.approvals), "next_change": utc_text(s.next_change) or None,
             }
             for s in statuses
         ]
@@ -85,14 +85,14 @@ def status_text(statuses: Iterable[GrantStatus], at: datetime) -> str:
     items = list(statuses)
     for s in items:
         rows.append((s.name, s.state, s.requester, f"{s.resource}/{s.role}",
-                     f"{fmt_time(s.start)} → {fmt_time(s.end)}", s.reason))
+                     f"{utc_text(s.start)} → {utc_text(s.end)}", s.reason))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    out = [f"jitpol status at {fmt_time(at)}", ""]
+    out = [f"jitpol status at {utc_text(at)}", ""]
     for r in rows:
         out.append("  ".join(r[i].ljust(widths[i]) for i in range(5)) + "  " + r[5])
     counts = Counter(s.state for s in items)
     out += ["", ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "No grants."]
     nxt = min((s.next_change for s in items if s.next_change and s.next_change > at), default=None)
     if nxt:
-        out.append(f"Next change due {fmt_time(nxt)}.")
+        out.append(f"Next change due {utc_text(nxt)}.")
     return "\n".join(out)

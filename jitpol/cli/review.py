@@ -10,13 +10,14 @@ from typing import Any
 import click
 import yaml
 
-from jitpol.cli.common import Exit, fmt_time, handle_errors, parse_time, repo_option
+from jitpol.cli.common import Exit, handle_errors, parse_time, repo_option
 from jitpol.errors import InvalidInput
 from jitpol.load.repository import load_repository
 from jitpol.load.yamlstrict import load_yaml_file
 from jitpol.model.canonical import approval_message, grant_digest, policy_message
 from jitpol.model.duration import parse_duration
 from jitpol.model.sshkey import fingerprint
+from jitpol.model.times import utc_text
 from jitpol.policy.people import resolve
 from jitpol.vcs import sshsig
 from jitpol.vcs.git import Repo
@@ -187,7 +188,7 @@ def request(repo: Path, resource: str, role: str, duration: str, start: str | No
     data: dict[str, Any] = {
         "apiVersion": "jitpol/v1", "kind": "Grant", "metadata": {"name": name},
         "spec": {"requester": requester, "resource": resource, "role": role,
-                 "window": {"start": fmt_time(begin), "duration": duration}, "justification": reason},
+                 "window": {"start": utc_text(begin), "duration": duration}, "justification": reason},
     }
     path = repo / "grants" / f"{name}.yaml"
     if path.exists():

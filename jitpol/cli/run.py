@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from jitpol.cli.common import Exit, at_option, emit_json, fmt_time, format_option, handle_errors, now_from, repo_option
+from jitpol.cli.common import Exit, at_option, emit_json, format_option, handle_errors, now_from, repo_option
 from jitpol.cli.render import plan_json, plan_summary, plan_text
 from jitpol.errors import InvalidInput
 from jitpol.execute.delivery import CredentialIssuer
@@ -32,6 +32,7 @@ from jitpol.execute.engine import (
 from jitpol.execute.lock import RunLock
 from jitpol.execute.mfa import okta_pushes
 from jitpol.ledger.store import Ledger
+from jitpol.model.times import utc_text
 from jitpol.vcs.git import Repo
 from jitpol.vcs.sshsig import FastVerifier
 
@@ -77,7 +78,7 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
         appended: list[dict[str, Any]] = []
         asked = okta_pushes(prep, env)
         if asked:  # second factors answered: record them, then judge again
-            answers = [{"time": fmt_time(now), "policy_commit": prep.policy_commit, **e} for e in asked]
+            answers = [{"time": utc_text(now), "policy_commit": prep.policy_commit, **e} for e in asked]
             Ledger(ledger_file).append(answers)
             appended.extend(answers)
             prep = prepare(repo, now, verifier, env, shard)
@@ -91,7 +92,7 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
             plan = make_plan(prep, obs)
             if not quiet:
                 click.echo(plan_text(plan, now))
-            base = {"time": fmt_time(now), "policy_commit": prep.policy_commit}
+            base = {"time": utc_text(now), "policy_commit": prep.policy_commit}
             with ledger.appender() as append_one:
                 def append(body: Mapping[str, Any]) -> None:
                     appended.append(dict(body))
@@ -116,7 +117,7 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
             click.secho(f"FAILED {r.action.op} {r.action.assignment.privilege} for {r.action.principal} on "
                         f"{r.action.target}: {r.error}", fg="red", err=True)
         done = len(results) - len(failed)
-        message = (f"jitpol: ledger for run at {fmt_time(now)} "
+        message = (f"jitpol: ledger for run at {utc_text(now)} "
                    f"({done} applied, {len(failed)} failed; {plan_summary(plan)})")
         ok = prep.valid and not failed and not obs.errors
         if not quiet:

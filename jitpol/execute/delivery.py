@@ -12,7 +12,7 @@ import secrets
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from jitpol.connectors import registry
 from jitpol.errors import InvalidInput
 from jitpol.model.assignment import Action
 from jitpol.model.documents import PolicySet, Target
+from jitpol.model.times import utc_text
 
 CREDENTIALS_DIR = Path("audit") / "credentials"
 _BEGIN = "-----BEGIN AGE ENCRYPTED FILE-----"
@@ -141,7 +142,7 @@ class CredentialIssuer:
                 continue
             write_delivery(self._root, name, person.keys, {
                 "grant": name, "target": action.target, "username": username, "password": secret,
-                "issued": _iso(self._now), "until": _iso(action.until) if action.until else None,
+                "issued": utc_text(self._now), "until": utc_text(action.until) if action.until else None,
             })
             delivered.append(name)
         details = tuple(sorted({**dict(action.details), "password": secret}.items()))
@@ -165,10 +166,6 @@ class CredentialIssuer:
         if not hasattr(store, "escrow"):
             raise InvalidInput(f"resource {action.resource}: escrow target {escrow['target']} cannot hold secrets")
         value = json.dumps({"target": action.target, "username": action.principal, "password": secret,
-                            "holders": list(action.grants), "issued": _iso(self._now)}, sort_keys=True)
+                            "holders": list(action.grants), "issued": utc_text(self._now)}, sort_keys=True)
         version = store.escrow(str(escrow["secret"]), value, f"jitpol: {action.target}/{action.principal}")
         return {"escrow": {"target": str(escrow["target"]), "secret": str(escrow["secret"]), "version": version}}
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

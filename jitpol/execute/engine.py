@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ from jitpol.ledger.store import Ledger, ledger_files
 from jitpol.load.repository import Diagnostic, LoadResult, load_repository, load_snapshot, snapshot_entries
 from jitpol.model.assignment import Action, Assignment, AssignmentKey, Outcome
 from jitpol.model.documents import PolicySet, Target
+from jitpol.model.times import utc_text
 from jitpol.plan.diff import Plan, checkout_actions, covered_by_history, diff, exclusive_privileges, scopes
 from jitpol.policy.approvals import Verifier
 from jitpol.policy.evaluate import Desired, Evaluation, evaluate
@@ -118,10 +119,6 @@ def read_history(root: Path) -> History:
     """Every ledger file under audit/ (the main one, shards, agents), each chain verified."""
     files = ledger_files(root / AUDIT_DIR)
     return merge([replay(Ledger(f).events()) for f in files]) if files else History()
-
-
-def iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def key_dict(key: AssignmentKey) -> dict[str, str]:
@@ -424,7 +421,7 @@ def execute(plan: Plan, conns: Connections, append: Append, base: Mapping[str, A
                 elif action.op == "create-account":
                     record({"event": "account.created", "grant": first, "target": action.target,
                             "account": action.principal, "groups": action.assignment.privilege,
-                            "until": iso(action.until) if action.until else None, **facts})
+                            "until": utc_text(action.until) if action.until else None, **facts})
                 elif action.op == "delete-account" and outcome.changed:
                     record({"event": "account.deleted", "grant": first, "target": action.target,
                             "account": action.principal})
@@ -500,7 +497,7 @@ def lifecycle_events(prep: Prepared, obs: Observation, results: Iterable[Result]
             events.append({
                 "event": "grant.activated", "grant": st.name, "digest": st.digest,
                 "requester": st.requester, "resource": st.resource, "role": st.role,
-                "start": iso(st.start), "end": iso(st.end), "until": iso(st.live_until or st.end),
+                "start": utc_text(st.start), "end": utc_text(st.end), "until": utc_text(st.live_until or st.end),
                 "approvals": [{"by": a.by, "key": a.key} for a in grant.approvals if a.by in st.approvals],
                 "assignments": [key_dict(k) for k in sorted(keys)],
             })

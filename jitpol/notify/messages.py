@@ -28,10 +28,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from jitpol.model.documents import PolicySet
+from jitpol.model.times import utc_text
 from jitpol.policy.evaluate import GrantStatus
 from jitpol.policy.people import resolve
 
@@ -88,7 +89,7 @@ def unsent(messages: Iterable[Message], sent: frozenset[Sent], channel: str) -> 
 
 def sent_event(message: Message, channel: str, now: datetime) -> dict[str, Any]:
     """The ledger body recording that `message` went out on `channel` (time: the evaluation time)."""
-    return {"time": _iso(now), "event": SENT_EVENT, "grant": message.grant, "kind": message.kind,
+    return {"time": utc_text(now), "event": SENT_EVENT, "grant": message.grant, "kind": message.kind,
             "key": message.key, "channel": channel, "to": list(message.to)}
 
 
@@ -151,7 +152,7 @@ def _state_facts(st: GrantStatus, policy: PolicySet, now: datetime, expiring_wit
     elif st.state == "active":
         until = st.live_until
         if until is not None and activated.get(st.name) == st.digest and now < until <= now + expiring_within:
-            out.append(replace(base, kind="expiring", key=f"expiring:{st.name}:{version}:{_iso(until)}",
+            out.append(replace(base, kind="expiring", key=f"expiring:{st.name}:{version}:{utc_text(until)}",
                                until=until))
     elif st.state == "rejected":
         why = hashlib.sha256(st.reason.encode()).hexdigest()[:12]
@@ -188,7 +189,7 @@ def _ledger_facts(policy: PolicySet, events: Sequence[Mapping[str, Any]], now: d
         until = _time(e.get("until"), None)
         out.append(Message(
             kind="activated", grant=name,
-            key=f"activated:{name}:{str(e.get('digest'))[:16]}:{_iso(until) if until else ''}",
+            key=f"activated:{name}:{str(e.get('digest'))[:16]}:{utc_text(until) if until else ''}",
             to=(requester,) if requester else (), requester=requester,
             resource=str(e.get("resource") or ""), role=str(e.get("role") or ""),
             start=_time(e.get("start"), None), end=_time(e.get("end"), None), until=until,
@@ -229,6 +230,3 @@ def _time(text: Any, not_after: datetime | None) -> datetime | None:
         return None
     return t
 
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

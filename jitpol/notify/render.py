@@ -40,6 +40,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from jitpol.errors import InvalidInput
 from jitpol.model.documents import Person
+from jitpol.model.times import utc_text
 from jitpol.notify.messages import Message
 
 Format = Literal["slack", "github", "text"]
@@ -220,7 +221,7 @@ class Renderer:
             "format": fmt, "kind": m.kind, "grant": m.grant, "requester": m.requester,
             "resource": m.resource, "role": m.role, "justification": m.justification, "reason": m.reason,
             "start": self._when(m.start), "end": self._when(m.end), "until": self._when(m.until),
-            "start_iso": _iso(m.start), "end_iso": _iso(m.end), "until_iso": _iso(m.until),
+            "start_iso": utc_text(m.start), "end_iso": utc_text(m.end), "until_iso": utc_text(m.until),
             "window": self._window(m.start, m.end),
             "to": list(m.to), "approvers": list(m.approvers), "approvals": list(m.approvals),
             "required": m.required, "missing": missing, "via": m.via, "path": m.path or "",
@@ -295,10 +296,6 @@ def _tidy(text: str) -> str:
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _iso(t: datetime | None) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t is not None else ""
 
 
 def _line(tb: types.TracebackType | None, filename: str) -> str:

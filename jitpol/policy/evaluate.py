@@ -11,13 +11,14 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from jitpol.model.assignment import Assignment, AssignmentKey
 from jitpol.model.canonical import canonical_json
 from jitpol.model.documents import Grant, PolicySet, Resource, Workflow
 from jitpol.model.duration import format_duration
+from jitpol.model.times import utc_text
 from jitpol.policy.approvals import ApprovalCheck, Reviews, Verifier, check_approvals
 from jitpol.policy.history import History
 from jitpol.policy.people import Resolver
@@ -69,10 +70,6 @@ class Evaluation:
 
     def by_name(self) -> dict[str, GrantStatus]:
         return {s.name: s for s in self.statuses}
-
-
-def _fmt(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def principal_text(value: object) -> str:
@@ -143,7 +140,7 @@ def evaluate(policy: PolicySet, now: datetime, history: History, verifier: Verif
             statuses[grant.name] = replace(base, state="revoked", reason="revoked in its file (revoke: true)")
         elif ended is not None:
             if now >= grant.end:
-                statuses[grant.name] = replace(base, state="expired", reason=f"window ended {_fmt(grant.end)}")
+                statuses[grant.name] = replace(base, state="expired", reason=f"window ended {utc_text(grant.end)}")
             else:
                 statuses[grant.name] = replace(
                     base, state="revoked",
@@ -155,7 +152,7 @@ def evaluate(policy: PolicySet, now: datetime, history: History, verifier: Verif
                 reason="grant name was already used for different content; grant names are single-use",
             )
         elif now >= grant.end:
-            reason = f"window ended {_fmt(grant.end)}"
+            reason = f"window ended {utc_text(grant.end)}"
             if grant.name not in history.activated:
                 reason += " (never activated)"
             statuses[grant.name] = replace(base, state="expired", reason=reason)
@@ -217,21 +214,21 @@ def _timed_status(grant: Grant, workflow: Workflow, now: datetime, check: Approv
         deadline = grant.start + workflow.breakglass_deadline
         intervals = [(lo, min(hi, deadline)) for lo, hi in intervals if lo < deadline]
         if now >= deadline:
-            return replace(base, reason=f"BREAK-GLASS deadline {_fmt(deadline)} passed without approval; {reason}",
+            return replace(base, reason=f"BREAK-GLASS deadline {utc_text(deadline)} passed without approval; {reason}",
                            next_change=grant.end)
-        prefix = f"BREAK-GLASS, unapproved: revoked at {_fmt(deadline)} unless approved; "
+        prefix = f"BREAK-GLASS, unapproved: revoked at {utc_text(deadline)} unless approved; "
     current, upcoming = position(intervals, now)
     if current is not None:
         return replace(
-            base, state="active", reason=f"{prefix}live until {_fmt(current[1])}",
+            base, state="active", reason=f"{prefix}live until {utc_text(current[1])}",
             live_until=current[1], next_change=current[1],
         )
     if upcoming is not None:
         why = "starts" if now < grant.start else "outside schedule; next live"
-        return replace(base, state="scheduled", reason=f"{prefix}{why} {_fmt(upcoming)}", next_change=upcoming)
+        return replace(base, state="scheduled", reason=f"{prefix}{why} {utc_text(upcoming)}", next_change=upcoming)
     if now < grant.start:
         return replace(base, state="rejected", reason="window lies entirely outside the workflow's schedule")
-    return replace(base, state="expired", reason=f"no schedule window left before {_fmt(grant.end)}",
+    return replace(base, state="expired", reason=f"no schedule window left before {utc_text(grant.end)}",
                    next_change=grant.end)
 
 
@@ -264,7 +261,7 @@ def _exclusive_checkout(statuses: dict[str, GrantStatus], policy: PolicySet, his
                 statuses[st.name] = replace(
                     st, state="rejected", live_until=None, next_change=None,
                     reason=(f"exclusive checkout: {clash.requester} holds {st.resource} under grant "
-                            f"{clash.name} until {_fmt(clash.end)}"),
+                            f"{clash.name} until {utc_text(clash.end)}"),
                 )
 
 
@@ -297,7 +294,7 @@ def _desired(statuses: tuple[GrantStatus, ...], policy: PolicySet) -> dict[Assig
         else:
             principal = principal_text(person.account_for(target))
         details = (("grant", st.name), ("person", person.name), ("ssh_keys", "\n".join(person.keys)),
-                   ("start", _fmt(st.start)))
+                   ("start", utc_text(st.start)))
         for a in assignments_for(resource, st.role, principal, target.name):
             prev = out.get(a.key)
             if prev is None:

@@ -161,13 +161,14 @@ def test_local_and_ssh_connectors_see_the_same_host(local_root: LocalProxy, ssh_
                                                     ssh_host: SshHost) -> None:
     group, person = ssh_host.group(), ssh_host.user()
     privilege = rule("/usr/bin/true")
+    until = datetime.now(UTC) + WINDOW  # one end for both sides (a later one would rightly be an extension)
     local_root.apply(act("grant", ROLE, person, group))
-    local_root.apply(act("grant", SUDO, person, privilege, until=datetime.now(UTC) + WINDOW))
+    local_root.apply(act("grant", SUDO, person, privilege, until=until))
     for model, name in ((ROLE, group), (SUDO, privilege)):
         scope = Scope(TARGET, model, frozenset({name}))
         assert ssh_root.observe(scope) == local_root.observe(scope) == {Assignment(TARGET, model, person, name)}
         # what one applied, the other finds already true; what one revokes, the other sees gone
-        assert not ssh_root.apply(act("grant", model, person, name, until=datetime.now(UTC) + WINDOW)).changed
+        assert not ssh_root.apply(act("grant", model, person, name, until=until)).changed
         ssh_root.apply(act("revoke", model, person, name))
         assert local_root.observe(scope) == frozenset()
     assert ssh_host.members(group) == set()
