@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from jitpol.errors import InvalidInput, SignatureError
+from jitpol.model import sshkey
 
 NAMESPACE = "jitpol-approval"
 
@@ -121,8 +122,8 @@ def normalize_public_key(public_key_line: str) -> str:
 def fingerprint(public_key_line: str) -> str:
     """OpenSSH's SHA256 fingerprint ("SHA256:" + unpadded base64 of the blob's SHA-256), as
     `ssh-keygen -lf` prints it. Raises InvalidInput for a malformed line."""
-    _, blob = _parse_key_line(public_key_line)
-    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode("ascii").rstrip("=")
+    _parse_key_line(public_key_line)  # validates more than the pure helper does
+    return sshkey.fingerprint(public_key_line)
 
 
 def key_type(public_key_line: str) -> str:
