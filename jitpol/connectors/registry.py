@@ -49,13 +49,18 @@ KNOWN_TYPES: frozenset[str] = frozenset(
 )
 
 
+def _load(spec: str) -> Any:
+    """The object a "module:attribute" spec names, importing the module only now."""
+    module_name, _, attribute = spec.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
 def create(name: str, type_: str, settings: Mapping[str, Any], env: Mapping[str, str]) -> Connector:
     """A connector for target `name`. Raises PermanentTargetError for an unsupported type."""
     spec = CONNECTORS.get(type_)
     if spec is None:
         raise PermanentTargetError(f"target {name}: type {type_!r} has no connector in this version")
-    module_name, _, class_name = spec.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
+    cls = _load(spec)
     connector: Connector = cls(name, settings, env)
     return connector
 
@@ -78,8 +83,7 @@ def name_check(type_: str) -> Callable[[Any, str], None] | None:
     spec = NAME_CHECKS.get(type_)
     if spec is None:
         return None
-    module_name, _, func = spec.partition(":")
-    fn: Callable[[Any, str], None] = getattr(importlib.import_module(module_name), func)
+    fn: Callable[[Any, str], None] = _load(spec)
     return fn
 
 
@@ -95,8 +99,7 @@ def principal_form(type_: str) -> Callable[[str, str], str] | None:
     spec = PRINCIPAL_FORMS.get(type_)
     if spec is None:
         return None
-    module_name, _, func = spec.partition(":")
-    fn: Callable[[str, str], str] = getattr(importlib.import_module(module_name), func)
+    fn: Callable[[str, str], str] = _load(spec)
     return fn
 
 
@@ -111,6 +114,5 @@ def login_name(type_: str, principal: str, settings: Mapping[str, Any]) -> str:
     spec = LOGIN_NAMES.get(type_)
     if spec is None:
         return principal
-    module_name, _, func = spec.partition(":")
-    fn: Callable[[str, Mapping[str, Any]], str] = getattr(importlib.import_module(module_name), func)
+    fn: Callable[[str, Mapping[str, Any]], str] = _load(spec)
     return fn(principal, settings)
