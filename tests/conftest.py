@@ -4,6 +4,8 @@
     pg_db        function: a fresh database on it (PgDatabase: name, dsn), dropped afterwards
     unique_name  function: unique_name("grp") -> "grp_3f9c0a1b2d"; roles are cluster-wide, so
                  every test names its roles with it
+    now          function: the current time read once (tests.helpers.clock.Now): how a test that
+                 meets a real clock builds its windows (see tests/helpers/clock.py)
 
 Without PostgreSQL binaries the tests that need the server are skipped on a laptop but FAIL
 when the CI environment variable is set: in CI a test that needs a service must run.
@@ -28,6 +30,7 @@ except ModuleNotFoundError:
     from tools.throwaway_pg import PostgresNotFound, ThrowawayPostgres, ThrowawayPostgresError
 
 # not at the top: `tests` is importable once the repository root is on sys.path (see above)
+from tests.helpers.clock import Now
 from tests.services import serve
 
 
@@ -42,6 +45,11 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThrowawayPos
     server = ThrowawayPostgres(tmp_path_factory.mktemp("pg"))
     yield from serve(server, what="PostgreSQL", missing=PostgresNotFound, failed=ThrowawayPostgresError,
                      name="the throwaway PostgreSQL server")
+
+
+@pytest.fixture
+def now() -> Now:
+    return Now.read()
 
 
 @pytest.fixture

@@ -46,6 +46,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,6 +89,12 @@ mount -n --bind "$B/varlog" /var/log                 # useradd/userdel write las
 mount -n --bind "$B/varmail" /var/mail               # mail spool (userdel -r removes it)
 if [ -d /var/spool/mail ] && [ ! -L /var/spool/mail ]; then mount -n --bind "$B/varmail" /var/spool/mail; fi
 if [ -d /var/lib/sudo ] && [ ! -L /var/lib/sudo ]; then mount -n --bind "$B/varlibsudo" /var/lib/sudo; fi
+# Under libfaketime (the suite's shifted-clock run): every process in the namespace sees the same
+# shifted clock, setuid sudo included (the loader ignores LD_PRELOAD for it, not ld.so.preload).
+if [ -n "${JITPOL_NS_FAKETIME_LIB:-}" ]; then
+  printf '%s\n' "$JITPOL_NS_FAKETIME_LIB" > /etc/ld.so.preload
+  printf '%s\n' "$FAKETIME" > /etc/faketimerc
+fi
 exec /usr/sbin/sshd -D -f "$B/sshd_config" -E "$B/sshd.log"
 """
 
@@ -120,6 +127,28 @@ class ThrowawaySshdError(RuntimeError):
 
 class SshdNotFound(ThrowawaySshdError):
     """A program the throwaway sshd needs is missing on this machine."""
+
+
+def faketime_library() -> str | None:
+    """The libfaketime this process runs under (LD_PRELOAD with FAKETIME set), as a file path
+    ($LIB expanded), or None when the clock is not faked."""
+    if not os.environ.get("FAKETIME"):
+        return None
+    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+    for entry in os.environ.get("LD_PRELOAD", "").replace(":", " ").split():
+        if "faketime" in entry:
+            path = entry.replace("$LIB", f"lib/{multiarch}" if multiarch else "lib")  # Debian's $LIB
+            if os.path.exists(path):
+                return path
+    return None
+
+
+def _namespace_env() -> dict[str, str]:
+    env = dict(os.environ)
+    lib = faketime_library()
+    if lib is not None:
+        env["JITPOL_NS_FAKETIME_LIB"] = lib
+    return env
 
 
 def _mount_namespace(pid: int) -> str | None:
@@ -217,6 +246,7 @@ class ThrowawaySshd(common.Throwaway):
             proc = subprocess.Popen(
                 ["unshare", "--mount", "--propagation", "private", "--",
                  "bash", "-c", _NAMESPACE_SCRIPT, "ns", str(self.base_dir), str(id_min)],
+                env=_namespace_env(),
                 stdin=subprocess.DEVNULL,
                 stdout=(self.base_dir / "ns.out").open("ab"),
                 stderr=subprocess.STDOUT,

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from jitpol.cli.main import cli
+from tests.helpers.clock import Now
 from tests.helpers.repo import RepoBuilder
 
 if TYPE_CHECKING:
@@ -55,10 +56,11 @@ def creds(w: dict[str, Any], grant: str, person: str) -> dict[str, str]:
     return got
 
 
-def test_checkout_of_a_shared_postgres_account(world: dict[str, Any]) -> None:
+def test_checkout_of_a_shared_postgres_account(world: dict[str, Any], now: Now) -> None:
+    # PostgreSQL checks VALID UNTIL against its own clock: the window is built from now
     rb: RepoBuilder = world["rb"]
-    rb.grant("alice-admin", "alice", "2026-12-01T10:00:00Z", "1h", resource="pg-admin", role=None)
-    assert run(world, "apply", "--at", "2026-12-01T10:10:00Z", "--no-commit").exit_code == 0
+    rb.grant("alice-admin", "alice", now.text(minutes=-10), "1h", resource="pg-admin", role=None)
+    assert run(world, "apply", "--at", now.text(), "--no-commit").exit_code == 0
     got = creds(world, "alice-admin", "alice")
     assert got["username"] == world["shared"]
     session = login(world, got["username"], got["password"])
@@ -66,22 +68,22 @@ def test_checkout_of_a_shared_postgres_account(world: dict[str, Any]) -> None:
     res = run(world, "credentials", "alice-admin", "--key", str(rb.key("bob")))
     assert res.exit_code == 1  # only the holder's key opens it
 
-    assert run(world, "apply", "--at", "2026-12-01T11:10:00Z", "--no-commit").exit_code == 0
+    assert run(world, "apply", "--at", now.text(minutes=60), "--no-commit").exit_code == 0
     with pytest.raises(psycopg.OperationalError):
         session.execute("SELECT 1")  # her session did not survive the end of the window
     with pytest.raises(psycopg.OperationalError):
         login(world, got["username"], got["password"])  # and her secret no longer works
 
 
-def test_ephemeral_postgres_account(world: dict[str, Any]) -> None:
+def test_ephemeral_postgres_account(world: dict[str, Any], now: Now) -> None:
     rb: RepoBuilder = world["rb"]
-    rb.grant("bob-tmp", "bob", "2026-12-01T10:00:00Z", "1h", resource="pg-scratch", role="read")
-    res = run(world, "apply", "--at", "2026-12-01T10:10:00Z", "--no-commit")
+    rb.grant("bob-tmp", "bob", now.text(minutes=-10), "1h", resource="pg-scratch", role="read")
+    res = run(world, "apply", "--at", now.text(), "--no-commit")
     assert res.exit_code == 0, res.output
     got = creds(world, "bob-tmp", "bob")
     session = login(world, got["username"], got["password"])
     assert session.execute("SELECT current_user").fetchone() == (got["username"],)
-    assert run(world, "apply", "--at", "2026-12-01T11:10:00Z", "--no-commit").exit_code == 0
+    assert run(world, "apply", "--at", now.text(minutes=60), "--no-commit").exit_code == 0
     with pytest.raises(psycopg.OperationalError):
         session.execute("SELECT 1")
     with psycopg.connect(world["server"].superuser_dsn) as admin:

@@ -9,6 +9,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from jitpol.cli.main import cli
+from tests.helpers.clock import Now
 from tests.helpers.repo import RepoBuilder
 from tests.ldap_fixtures import *  # noqa: F403
 from tests.ldap_fixtures import LdapSandbox
@@ -18,7 +19,8 @@ def run(rb: RepoBuilder, sb: LdapSandbox, *args: str) -> Result:
     return CliRunner().invoke(cli, [*args, "--repo", str(rb.root)], env=sb.env, catch_exceptions=False)
 
 
-def test_ldap_models_end_to_end(tmp_path: Path, ldap_sandbox: LdapSandbox) -> None:
+def test_ldap_models_end_to_end(tmp_path: Path, ldap_sandbox: LdapSandbox, now: Now) -> None:
+    # slapd checks pwdEndTime and binds against its own clock: the window is built from now
     sb = ldap_sandbox
     alice_dn = sb.person("alice")
     owner = sb.person("owner")
@@ -37,13 +39,14 @@ def test_ldap_models_end_to_end(tmp_path: Path, ldap_sandbox: LdapSandbox) -> No
     rb.resource("db-admins", target="dir", roles={"admin": {"grants": [g]}})
     rb.resource("scratch", target="dir", model="ephemeral-account", roles={"admin": {"grants": [g]}})
     rb.resource("backup", target="dir", model="credential-checkout", account=shared.lower(), roles=None)
-    rb.grant("alice-group", "alice", "2026-12-01T10:00:00Z", "1h", resource="db-admins", role="admin")
-    rb.grant("alice-tmp", "alice", "2026-12-01T10:00:00Z", "1h", resource="scratch", role="admin")
-    rb.grant("bob-backup", "bob", "2026-12-01T10:00:00Z", "1h", resource="backup", role=None)
+    start = now.text(minutes=-10)  # ends 50 minutes from now
+    rb.grant("alice-group", "alice", start, "1h", resource="db-admins", role="admin")
+    rb.grant("alice-tmp", "alice", start, "1h", resource="scratch", role="admin")
+    rb.grant("bob-backup", "bob", start, "1h", resource="backup", role=None)
     res = run(rb, sb, "validate")
     assert res.exit_code == 0, res.output
 
-    res = run(rb, sb, "apply", "--at", "2026-12-01T10:10:00Z", "--no-commit")
+    res = run(rb, sb, "apply", "--at", now.text(), "--no-commit")
     assert res.exit_code == 0, res.output
     assert alice_dn.lower() in sb.members(admins)
     tmp = json.loads(run(rb, sb, "credentials", "alice-tmp", "--key", str(rb.key("alice")), "--format",
@@ -54,7 +57,7 @@ def test_ldap_models_end_to_end(tmp_path: Path, ldap_sandbox: LdapSandbox) -> No
                             "json").stdout)
     assert sb.can_bind(backup["username"], backup["password"])
 
-    res = run(rb, sb, "apply", "--at", "2026-12-01T11:10:00Z", "--no-commit")
+    res = run(rb, sb, "apply", "--at", now.text(minutes=60), "--no-commit")
     assert res.exit_code == 0, res.output
     assert sb.members(admins) == {owner.lower()}  # unmanaged member untouched
     assert not sb.can_bind(tmp["username"], tmp["password"])

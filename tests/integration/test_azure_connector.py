@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from tests.azure_fixtures import (
     StaticTokenCredential,
 )
 from tests.doubles.arm import FakeArm
+from tests.helpers.clock import Now
 
 MODEL = "idp-elevation"
 REPO = Path(__file__).resolve().parents[2]
@@ -57,8 +58,19 @@ def closed_port() -> int:
     return port
 
 
+_now = Now.read()
+
+
+@pytest.fixture(autouse=True)
+def _read_the_clock_once(now: Now) -> None:
+    """in_hours() counts from one reading of the clock per test: two readings could straddle a
+    second and disagree (tests/helpers/clock.py)."""
+    global _now
+    _now = now
+
+
 def in_hours(h: float) -> datetime:
-    return datetime.now(UTC).replace(microsecond=0) + timedelta(hours=h)
+    return _now.plus(hours=h)
 
 
 # -- names and imports -------------------------------------------------------------------------

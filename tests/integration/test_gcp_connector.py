@@ -29,6 +29,7 @@ from tests.gcp_fixtures import (
     GcpConnect,
     anonymous,
 )
+from tests.helpers.clock import Now
 
 MODEL = "idp-elevation"
 REPO = Path(__file__).resolve().parents[2]
@@ -48,8 +49,19 @@ def scope_of(*privileges: str) -> Scope:
     return Scope(TARGET, MODEL, frozenset(privileges))
 
 
+_now = Now.read()
+
+
+@pytest.fixture(autouse=True)
+def _read_the_clock_once(now: Now) -> None:
+    """in_hours() counts from one reading of the clock per test: two readings could straddle a
+    second and disagree (tests/helpers/clock.py)."""
+    global _now
+    _now = now
+
+
 def in_hours(h: float) -> datetime:
-    return datetime.now(UTC).replace(microsecond=0) + timedelta(hours=h)
+    return _now.plus(hours=h)
 
 
 def canon(bindings: list[dict[str, Any]]) -> list[str]:
