@@ -2,8 +2,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# test-timeshift: libfaketime's offset for every clock (tests, servers, the sshd namespace); empty: skip
+TIMESHIFT ?= +365d
+TIMESHIFT_TESTS ?= tests/integration tests/e2e tests/contract
 
-.PHONY: setup setup-test demo test lint bench clean
+.PHONY: setup setup-test demo test test-timeshift lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,9 +24,18 @@ setup-test: $(VENV)/.installed
 demo: setup
 	$(PY) tools/demo.py
 
-## test: install everything, start the services, run all tests
+## test: install everything, start the services, run all tests; then the tests that meet real
+## clocks again with every clock a year ahead (no test may depend on today's date)
 test: setup-test lint
 	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-timeshift
+
+## test-timeshift: the tests that meet real servers under libfaketime, every clock shifted by
+## TIMESHIFT (+365d by default; e.g. make test-timeshift TIMESHIFT=-1d). See docs/testing.md.
+test-timeshift: setup-test
+ifneq ($(strip $(TIMESHIFT)),)
+	scripts/test-timeshift.sh '$(TIMESHIFT)' $(VENV)/bin/pytest -n 2 -q -p no:cacheprovider $(TIMESHIFT_TESTS)
+endif
 
 ## lint: ruff and mypy --strict
 lint: $(VENV)/.installed

@@ -3,7 +3,8 @@
 # PostgreSQL server binaries (throwaway test/demo clusters), ssh-keygen (approval signatures), git,
 # OpenLDAP slapd + ldap-utils (LDAP connector tests), openssh-server + sudo (Linux host connector
 # tests, run in a private mount namespace), openssl (test certificates), util-linux (unshare),
-# procps (pkill), chromium + a font (the HTML report is tested in a real headless browser).
+# procps (pkill), chromium + a font (the HTML report is tested in a real headless browser),
+# faketime (the suite runs again with every clock a year ahead: no test depends on the date).
 set -euo pipefail
 profile=${1:-test}   # demo: what `make demo` needs; test: everything the test suite starts
 need=()
@@ -19,6 +20,7 @@ command -v ldapsearch >/dev/null 2>&1 || need+=(ldap-utils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v pkill >/dev/null 2>&1 || need+=(procps)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)        # the report's browser test
+command -v faketime >/dev/null 2>&1 || need+=(faketime)        # make test-timeshift: a shifted clock
 fc-list 2>/dev/null | grep -q . || need+=(fonts-dejavu-core)   # readable screenshots
 fi
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi

@@ -38,7 +38,7 @@ UNRELATED_BINDINGS: list[dict[str, Any]] = [
                    "expression": "request.time.getHours('Europe/Berlin') >= 9"}},
     {"role": "roles/cloudsql.admin", "members": ["user:dave@example.org"],
      "condition": {"title": "until new year",
-                   "expression": 'request.time < timestamp("2031-01-01T00:00:00Z")'}},
+                   "expression": 'request.time < timestamp("2096-01-01T00:00:00Z")'}},
     {"role": "roles/viewer", "members": ["serviceAccount:ci@orders-prod-4711.iam.gserviceaccount.com",
                                          "domain:example.org"]},
     {"role": "roles/storage.objectViewer", "members": ["group:readers@example.org"],

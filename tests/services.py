@@ -6,13 +6,14 @@ CI environment variable is set: in CI a test that needs a service must run.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 from typing import Protocol, TypeVar
 
 import pytest
 
-__all__ = ["require_service", "serve"]
+__all__ = ["require_module", "require_service", "serve"]
 
 
 def require_service(available: bool, what: str, why: str | None = None) -> None:
@@ -23,6 +24,15 @@ def require_service(available: bool, what: str, why: str | None = None) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"CI is set and {what} is required" + (f": {why}" if why else ""), pytrace=False)
     pytest.skip(why or f"{what} is not available")
+
+
+def require_module(module: str, what: str | None = None) -> None:
+    """require_service() for an importable Python module (an SDK from the dev extras)."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        found = False
+    require_service(found, what or module, f"{module} is not installed (pip install -e '.[dev]' brings it)")
 
 
 class _Server(Protocol):

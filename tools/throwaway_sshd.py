@@ -89,11 +89,16 @@ mount -n --bind "$B/varlog" /var/log                 # useradd/userdel write las
 mount -n --bind "$B/varmail" /var/mail               # mail spool (userdel -r removes it)
 if [ -d /var/spool/mail ] && [ ! -L /var/spool/mail ]; then mount -n --bind "$B/varmail" /var/spool/mail; fi
 if [ -d /var/lib/sudo ] && [ ! -L /var/lib/sudo ]; then mount -n --bind "$B/varlibsudo" /var/lib/sudo; fi
-# Under libfaketime (the suite's shifted-clock run): every process in the namespace sees the same
-# shifted clock, setuid sudo included (the loader ignores LD_PRELOAD for it, not ld.so.preload).
+# Under libfaketime (scripts/test-timeshift.sh): every program run in the namespace sees the same
+# shifted clock through /etc/ld.so.preload and /etc/faketimerc, setuid sudo included (the loader
+# ignores LD_PRELOAD for it, not ld.so.preload). libfaketime gives each process a semaphore in
+# /dev/shm named by its pid and hands it to its children; one that drops privileges (setpriv,
+# sshd sessions) cannot open root's, and after `exec` cannot make its own under the same pid: it
+# exits. It skips the semaphore where it cannot create one: a read-only /dev/shm here.
 if [ -n "${JITPOL_NS_FAKETIME_LIB:-}" ]; then
+  mount -n -t tmpfs -o ro,mode=1777 tmpfs /dev/shm
+  printf '%s\n' "$JITPOL_NS_FAKETIME" > /etc/faketimerc
   printf '%s\n' "$JITPOL_NS_FAKETIME_LIB" > /etc/ld.so.preload
-  printf '%s\n' "$FAKETIME" > /etc/faketimerc
 fi
 exec /usr/sbin/sshd -D -f "$B/sshd_config" -E "$B/sshd.log"
 """
@@ -143,11 +148,18 @@ def faketime_library() -> str | None:
     return None
 
 
-def _namespace_env() -> dict[str, str]:
+def namespace_env() -> dict[str, str]:
+    """The environment for a program started into the namespace (unshare, nsenter). Under
+    libfaketime the program itself runs unfaked on the host, and what it starts inside gets the
+    clock from the namespace's /etc/ld.so.preload (see _NAMESPACE_SCRIPT): a semaphore made on
+    the host would be missing inside."""
     env = dict(os.environ)
     lib = faketime_library()
     if lib is not None:
         env["JITPOL_NS_FAKETIME_LIB"] = lib
+        env["JITPOL_NS_FAKETIME"] = env["FAKETIME"]
+        for name in ("LD_PRELOAD", "FAKETIME", "FAKETIME_SHARED"):
+            env.pop(name, None)
     return env
 
 
@@ -240,13 +252,14 @@ class ThrowawaySshd(common.Throwaway):
         last = "no attempt"
         for _ in range(_START_ATTEMPTS):
             port = common.free_port()
-            (self.base_dir / "sshd_config").write_text(_SSHD_CONFIG.format(
-                port=port, base=self.base_dir, password_auth="yes" if self.password_auth else "no"))
+            config = _SSHD_CONFIG.format(port=port, base=self.base_dir,
+                                         password_auth="yes" if self.password_auth else "no")
+            (self.base_dir / "sshd_config").write_text(config)
             id_min = 100000 + _ID_BLOCK * secrets.randbelow(_ID_BLOCKS)
             proc = subprocess.Popen(
                 ["unshare", "--mount", "--propagation", "private", "--",
                  "bash", "-c", _NAMESPACE_SCRIPT, "ns", str(self.base_dir), str(id_min)],
-                env=_namespace_env(),
+                env=namespace_env(),
                 stdin=subprocess.DEVNULL,
                 stdout=(self.base_dir / "ns.out").open("ab"),
                 stderr=subprocess.STDOUT,
@@ -278,7 +291,7 @@ class ThrowawaySshd(common.Throwaway):
         """Run `argv` on the host but inside the server's mount namespace (nsenter), as root.
         Tests use it to prepare and inspect users, groups and files without going through SSH."""
         return subprocess.run(
-            ["nsenter", "--target", str(self.pid), "--mount", "--", *argv],
+            ["nsenter", "--target", str(self.pid), "--mount", "--", *argv], env=namespace_env(),
             input=input_text, capture_output=True, text=True, check=check, timeout=timeout,
         )
 
@@ -345,7 +358,7 @@ class ThrowawaySshd(common.Throwaway):
         for name in ("ns.out", "sshd.log"):
             path = self.base_dir / name
             if path.exists():
-                texts.extend(path.read_text(errors="replace").splitlines()[-3:])
+                texts.extend(path.read_text(errors="replace").splitlines()[-8:])
         return " | ".join(texts) or "no output"
 
 

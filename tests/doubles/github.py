@@ -51,7 +51,7 @@ class PullRequest:
     head_sha: str
     base_ref: str = "main"
     head_ref: str = "feature"
-    merged_at: str | None = "2026-01-10T12:00:00Z"  # None: not merged
+    merged_at: str | None = "1998-01-10T12:00:00Z"  # None: not merged
     merge_commit_sha: str | None = None
     state: str | None = None  # default: "closed" when merged, else "open"
     author_type: str = "User"
@@ -65,7 +65,7 @@ class Review:
     commit_id: str
     user_type: str = "User"
     id: int = 0  # assigned by GitHubState.review
-    submitted_at: str = "2026-01-10T11:00:00Z"
+    submitted_at: str = "1998-01-10T11:00:00Z"
 
 
 @dataclass
@@ -107,7 +107,7 @@ class GitHubState:
     files: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (ref sha, path) -> bytes
     rate_limit: int = 5000
     rate_remaining: int = 5000
-    rate_reset: int = 1_800_000_000  # epoch seconds
+    rate_reset: int = 3_945_916_800  # epoch seconds: 2095-01-15T08:00:00Z
     forbidden: bool = False  # 403 "Resource not accessible by personal access token"
     fail_status: int | None = None  # answer every request with this status (e.g. 502)
     redirect_to: str | None = None  # 301 every request to this base URL
@@ -332,7 +332,7 @@ class _Handler(BaseHTTPRequestHandler):
             "id": comment.id, "node_id": f"IC_{comment.id}", "url": f"{api}/issues/comments/{comment.id}",
             "html_url": f"https://github.com/{state.repository}/pull/{number}#issuecomment-{comment.id}",
             "body": comment.body, "user": self._user(comment.login, "Bot" if "[bot]" in comment.login else "User"),
-            "created_at": "2026-01-10T12:00:00Z", "updated_at": "2026-01-10T12:00:00Z",
+            "created_at": "1998-01-10T12:00:00Z", "updated_at": "1998-01-10T12:00:00Z",
             "issue_url": f"{api}/issues/{number}", "author_association": "NONE",
         }, {"Location": f"{api}/issues/comments/{comment.id}"})
 
@@ -358,7 +358,7 @@ class _Handler(BaseHTTPRequestHandler):
             "url": f"{api}/pulls/{pull.number}", "id": 900000 + pull.number, "node_id": f"PR_{pull.number}",
             "html_url": f"https://github.com/{state.repository}/pull/{pull.number}", "number": pull.number,
             "state": state_name, "locked": False, "title": f"Pull request {pull.number}", "user": user,
-            "body": None, "created_at": "2026-01-10T10:00:00Z", "updated_at": "2026-01-10T12:00:00Z",
+            "body": None, "created_at": "1998-01-10T10:00:00Z", "updated_at": "1998-01-10T12:00:00Z",
             "closed_at": pull.merged_at, "merged_at": pull.merged_at, "merge_commit_sha": pull.merge_commit_sha,
             "assignees": [], "requested_reviewers": [], "labels": [], "draft": False,
             "head": {"label": f"{state.repository.split('/')[0]}:{pull.head_ref}", "ref": pull.head_ref,
@@ -387,7 +387,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _commit_json(self, commit: PullCommit) -> dict[str, Any]:
         committer = commit.committer if commit.committer is not None else commit.author
-        person = {"name": "Someone", "email": "someone@example.com", "date": "2026-01-10T10:00:00Z"}
+        person = {"name": "Someone", "email": "someone@example.com", "date": "1998-01-10T10:00:00Z"}
         return {
             "sha": commit.sha, "node_id": f"C_{commit.sha[:10]}",
             "commit": {"author": person, "committer": person, "message": "change", "tree": {"sha": "0" * 40},

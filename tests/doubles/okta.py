@@ -135,8 +135,8 @@ class OktaDouble:
             self.state.users[uid] = {
                 "id": uid,
                 "status": "ACTIVE",
-                "created": "2026-01-01T00:00:00.000Z",
-                "lastUpdated": "2026-01-01T00:00:00.000Z",
+                "created": "1998-01-01T00:00:00.000Z",
+                "lastUpdated": "1998-01-01T00:00:00.000Z",
                 "profile": {"login": login, "email": login, "firstName": login.split("@")[0], "lastName": "Test"},
                 "credentials": {"provider": {"type": "OKTA", "name": "OKTA"}},
                 "_links": {},
@@ -155,7 +155,7 @@ class OktaDouble:
             self.state.groups[gid] = {
                 "id": gid,
                 "type": kind,
-                "created": "2026-01-01T00:00:00.000Z",
+                "created": "1998-01-01T00:00:00.000Z",
                 "profile": {"name": name, "description": ""},
                 "_links": {},
             }
@@ -201,7 +201,7 @@ def _factor(kind: str, provider: str) -> dict[str, Any]:
         "provider": provider,
         "vendorName": provider,
         "status": "ACTIVE",
-        "created": "2026-01-01T00:00:00.000Z",
+        "created": "1998-01-01T00:00:00.000Z",
         "profile": {},
         "_links": {},
     }
@@ -353,7 +353,7 @@ def _handler(st: OktaState) -> type[BaseHTTPRequestHandler]:
 
 def _waiting(transaction: str) -> dict[str, Any]:
     return {
-        "expiresAt": "2026-01-01T00:05:00.000Z",
+        "expiresAt": "1998-01-01T00:05:00.000Z",
         "factorResult": "WAITING",
         "profile": {"credentialId": "user@example.com"},
         "_links": {

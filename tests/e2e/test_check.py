@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 from jitpol.cli.main import cli
 from tests.helpers.repo import RepoBuilder
 
-AT = "2026-12-01T10:30:00Z"
+AT = "1998-12-01T10:30:00Z"
 
 
 def git(rb: RepoBuilder, *args: str) -> None:
@@ -28,7 +28,7 @@ def run(rb: RepoBuilder, *args: str) -> Result:
 def rb(tmp_path: Path) -> RepoBuilder:
     rb = RepoBuilder(tmp_path / "repo", tmp_path / "keys").standard()
     git(rb, "init", "-q", "-b", "main")
-    assert run(rb, "apply", "--at", "2026-12-01T09:00:00Z", "--no-commit").exit_code == 0  # adopt policy
+    assert run(rb, "apply", "--at", "1998-12-01T09:00:00Z", "--no-commit").exit_code == 0  # adopt policy
     git(rb, "add", "-A")
     git(rb, "commit", "-q", "-m", "policy and ledger")
     git(rb, "switch", "-q", "-c", "access/x")
@@ -41,7 +41,7 @@ def check(rb: RepoBuilder, fmt: str = "json") -> tuple[int, str]:
 
 
 def test_pending_request_lists_who_must_approve(rb: RepoBuilder) -> None:
-    rb.grant("alice-read", "alice", "2026-12-01T10:00:00Z", "2h")
+    rb.grant("alice-read", "alice", "1998-12-01T10:00:00Z", "2h")
     code, out = check(rb)
     assert code == 0, out
     report = json.loads(out)
@@ -53,7 +53,7 @@ def test_pending_request_lists_who_must_approve(rb: RepoBuilder) -> None:
 
 
 def test_approved_request_shows_what_merging_grants(rb: RepoBuilder) -> None:
-    rb.grant("alice-read", "alice", "2026-12-01T10:00:00Z", "2h", approvers=("lead",))
+    rb.grant("alice-read", "alice", "1998-12-01T10:00:00Z", "2h", approvers=("lead",))
     git(rb, "add", "-A")
     git(rb, "commit", "-q", "-m", "request")
     code, md = check(rb, "markdown")
@@ -62,7 +62,7 @@ def test_approved_request_shows_what_merging_grants(rb: RepoBuilder) -> None:
 
 def test_policy_change_mixed_with_a_grant_that_needs_it_is_refused(rb: RepoBuilder) -> None:
     rb.workflow("prod", approvals={"required": 0})
-    rb.grant("alice-read", "alice", "2026-12-01T10:00:00Z", "2h")
+    rb.grant("alice-read", "alice", "1998-12-01T10:00:00Z", "2h")
     code, out = check(rb)
     report = json.loads(out)
     assert code == 1
@@ -77,7 +77,7 @@ def test_policy_only_change_is_approvable_by_admins(rb: RepoBuilder) -> None:
 
 
 def test_rule_violations_and_ledger_edits_are_refused(rb: RepoBuilder) -> None:
-    rb.grant("too-long", "alice", "2026-12-01T10:00:00Z", "9h", approvers=("lead",))
+    rb.grant("too-long", "alice", "1998-12-01T10:00:00Z", "9h", approvers=("lead",))
     code, out = check(rb)
     assert code == 1 and "allows at most 4h" in out
     (rb.root / "grants" / "too-long.yaml").unlink()

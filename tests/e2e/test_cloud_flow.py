@@ -27,13 +27,13 @@ def test_aws_identity_center_and_iam_group(tmp_path: Path, aws: AwsWorld) -> Non
     rb.person("alice", accounts={"fake": "alice", "aws": {"userId": user_id, "iamUser": iam_user}})
     rb.resource("cloud-admin", target="cloud", model="idp-elevation", roles={
         "admin": {"grants": [{"account": AwsWorld.ACCOUNT, "permissionSet": ps}, {"iamGroup": group}]}})
-    rb.grant("alice-cloud", "alice", "2026-12-01T10:00:00Z", "1h", resource="cloud-admin", role="admin",
+    rb.grant("alice-cloud", "alice", "1998-12-01T10:00:00Z", "1h", resource="cloud-admin", role="admin",
              approvers=("lead",))
     assert run(rb, "validate").exit_code == 0
-    res = run(rb, "apply", "--at", "2026-12-01T10:10:00Z")
+    res = run(rb, "apply", "--at", "1998-12-01T10:10:00Z")
     assert res.exit_code == 0, res.output
     assert ("USER", user_id) in aws.holders(ps) and aws.iam_members(group) == {iam_user}
-    res = run(rb, "plan", "--at", "2026-12-01T10:20:00Z", "--format", "json")
+    res = run(rb, "plan", "--at", "1998-12-01T10:20:00Z", "--format", "json")
     assert json.loads(res.stdout)["actions"] == []  # desired and observed principals agree
-    assert run(rb, "apply", "--at", "2026-12-01T11:10:00Z").exit_code == 0
+    assert run(rb, "apply", "--at", "1998-12-01T11:10:00Z").exit_code == 0
     assert ("USER", user_id) not in aws.holders(ps) and aws.iam_members(group) == set()

@@ -61,9 +61,9 @@ def w(tmp_path: Path) -> World:
 
 
 def test_checkout_one_after_another(w: World) -> None:
-    w.rb.grant("alice-co", "alice", "2026-12-01T10:00:00Z", "1h", resource="shared-admin", role=None)
-    w.rb.grant("bob-co", "bob", "2026-12-01T11:00:00Z", "1h", resource="shared-admin", role=None)
-    assert w.run("apply", "--at", "2026-12-01T10:10:00Z").exit_code == 0
+    w.rb.grant("alice-co", "alice", "1998-12-01T10:00:00Z", "1h", resource="shared-admin", role=None)
+    w.rb.grant("bob-co", "bob", "1998-12-01T11:00:00Z", "1h", resource="shared-admin", role=None)
+    assert w.run("apply", "--at", "1998-12-01T10:10:00Z").exit_code == 0
     res = w.creds("alice-co", "alice")
     assert res.exit_code == 0, res.output
     got = json.loads(res.stdout)
@@ -71,13 +71,13 @@ def test_checkout_one_after_another(w: World) -> None:
     assert w.creds("alice-co", "bob").exit_code == 1  # not bob's
     alice_secret = got["password"]
 
-    assert w.run("apply", "--at", "2026-12-01T11:10:00Z").exit_code == 0  # alice out, bob in: one rotation
+    assert w.run("apply", "--at", "1998-12-01T11:10:00Z").exit_code == 0  # alice out, bob in: one rotation
     assert w.shared_password() != alice_secret
     assert w.creds("alice-co", "alice").exit_code == 1  # her delivery is gone with her window
     assert json.loads(w.creds("bob-co", "bob").stdout)["password"] == w.shared_password()
     bob_secret = w.shared_password()
 
-    assert w.run("apply", "--at", "2026-12-01T12:10:00Z").exit_code == 0  # nobody: rotate to unknown
+    assert w.run("apply", "--at", "1998-12-01T12:10:00Z").exit_code == 0  # nobody: rotate to unknown
     assert w.shared_password() not in (alice_secret, bob_secret)
     assert not list((w.rb.root / "audit" / "credentials").glob("*.age"))
     rotated = [e for e in w.events() if e["event"] == "credential.rotated"]
@@ -90,10 +90,10 @@ def test_checkout_one_after_another(w: World) -> None:
 
 
 def test_two_people_asking_for_an_exclusive_account_at_once(w: World) -> None:
-    w.rb.grant("alice-co", "alice", "2026-12-01T10:00:00Z", "1h", resource="shared-admin", role=None)
-    w.rb.grant("bob-co", "bob", "2026-12-01T10:00:00Z", "1h", resource="shared-admin", role=None)
-    w.run("apply", "--at", "2026-12-01T10:10:00Z")
-    st = {g["name"]: g for g in json.loads(w.run("status", "--at", "2026-12-01T10:10:00Z", "--format",
+    w.rb.grant("alice-co", "alice", "1998-12-01T10:00:00Z", "1h", resource="shared-admin", role=None)
+    w.rb.grant("bob-co", "bob", "1998-12-01T10:00:00Z", "1h", resource="shared-admin", role=None)
+    w.run("apply", "--at", "1998-12-01T10:10:00Z")
+    st = {g["name"]: g for g in json.loads(w.run("status", "--at", "1998-12-01T10:10:00Z", "--format",
                                                   "json").stdout)["grants"]}
     assert st["alice-co"]["state"] == "active"  # deterministic: same start, the first name wins
     assert st["bob-co"]["state"] == "rejected" and "exclusive checkout" in st["bob-co"]["reason"]
@@ -101,8 +101,8 @@ def test_two_people_asking_for_an_exclusive_account_at_once(w: World) -> None:
 
 
 def test_crash_between_setting_and_recording_is_healed(w: World) -> None:
-    w.rb.grant("alice-co", "alice", "2026-12-01T10:00:00Z", "1h", resource="shared-admin", role=None)
-    w.run("apply", "--at", "2026-12-01T10:10:00Z", "--no-commit")
+    w.rb.grant("alice-co", "alice", "1998-12-01T10:00:00Z", "1h", resource="shared-admin", role=None)
+    w.run("apply", "--at", "1998-12-01T10:10:00Z", "--no-commit")
     # the run "died" right after changing the target: drop its last ledger lines (the chain of
     # what remains still verifies, as after a crash)
     path = w.rb.root / "audit" / "ledger.jsonl"
@@ -111,22 +111,22 @@ def test_crash_between_setting_and_recording_is_healed(w: World) -> None:
     assert keep == lines[:len(keep)]
     path.write_text("\n".join(keep) + "\n")
     assert w.run("audit", "verify").exit_code == 0
-    assert w.run("apply", "--at", "2026-12-01T10:20:00Z", "--no-commit").exit_code == 0
+    assert w.run("apply", "--at", "1998-12-01T10:20:00Z", "--no-commit").exit_code == 0
     assert json.loads(w.creds("alice-co", "alice").stdout)["password"] == w.shared_password()
 
 
 def test_ephemeral_account_is_created_delivered_and_deleted(w: World) -> None:
-    w.rb.grant("alice-tmp", "alice", "2026-12-01T10:00:00Z", "1h", resource="scratch", role="read")
-    assert w.run("apply", "--at", "2026-12-01T10:10:00Z").exit_code == 0
+    w.rb.grant("alice-tmp", "alice", "1998-12-01T10:00:00Z", "1h", resource="scratch", role="read")
+    assert w.run("apply", "--at", "1998-12-01T10:10:00Z").exit_code == 0
     got = json.loads(w.creds("alice-tmp", "alice").stdout)
     accounts = w.rb.fake_state()["accounts"]
     assert list(accounts) == [got["username"]] and got["username"].startswith("jit-alice-")
     assert accounts[got["username"]]["password"] == got["password"]
     assert accounts[got["username"]]["groups"] == ["app_read", "app_stats"]
-    assert accounts[got["username"]]["expires"].startswith("2026-12-01T11:00:00")
-    assert w.run("apply", "--at", "2026-12-01T10:20:00Z").exit_code == 0  # converged: nothing re-issued
+    assert accounts[got["username"]]["expires"].startswith("1998-12-01T11:00:00")
+    assert w.run("apply", "--at", "1998-12-01T10:20:00Z").exit_code == 0  # converged: nothing re-issued
     assert len([e for e in w.events() if e["event"] == "account.created"]) == 1
-    assert w.run("apply", "--at", "2026-12-01T11:10:00Z").exit_code == 0
+    assert w.run("apply", "--at", "1998-12-01T11:10:00Z").exit_code == 0
     assert w.rb.fake_state()["accounts"] == {}
     assert w.creds("alice-tmp", "alice").exit_code == 1
     assert [e["event"] for e in w.events() if e["event"].startswith("account.")] == [
@@ -134,28 +134,28 @@ def test_ephemeral_account_is_created_delivered_and_deleted(w: World) -> None:
 
 
 def test_ephemeral_account_whose_delivery_was_lost_gets_a_new_secret(w: World) -> None:
-    w.rb.grant("alice-tmp", "alice", "2026-12-01T10:00:00Z", "1h", resource="scratch", role="read")
-    w.run("apply", "--at", "2026-12-01T10:10:00Z", "--no-commit")
+    w.rb.grant("alice-tmp", "alice", "1998-12-01T10:00:00Z", "1h", resource="scratch", role="read")
+    w.run("apply", "--at", "1998-12-01T10:10:00Z", "--no-commit")
     path = w.rb.root / "audit" / "ledger.jsonl"
     lines = path.read_text().splitlines()
     keep = [x for x in lines if json.loads(x)["event"] not in ("account.created", "grant.activated")]
     path.write_text("\n".join(keep) + "\n")
     (w.rb.root / "audit" / "credentials" / "alice-tmp.age").unlink()
-    assert w.run("apply", "--at", "2026-12-01T10:20:00Z", "--no-commit").exit_code == 0
+    assert w.run("apply", "--at", "1998-12-01T10:20:00Z", "--no-commit").exit_code == 0
     got = json.loads(w.creds("alice-tmp", "alice").stdout)
     assert w.rb.fake_state()["accounts"][got["username"]]["password"] == got["password"]
 
 
 def test_no_secret_appears_anywhere_but_its_delivery(w: World) -> None:
-    w.rb.grant("alice-co", "alice", "2026-12-01T10:00:00Z", "1h", resource="shared-admin", role=None)
-    w.rb.grant("bob-tmp", "bob", "2026-12-01T10:00:00Z", "2h", resource="scratch", role="read")
-    for at in ("2026-12-01T10:10:00Z", "2026-12-01T11:10:00Z", "2026-12-01T12:10:00Z"):
+    w.rb.grant("alice-co", "alice", "1998-12-01T10:00:00Z", "1h", resource="shared-admin", role=None)
+    w.rb.grant("bob-tmp", "bob", "1998-12-01T10:00:00Z", "2h", resource="scratch", role="read")
+    for at in ("1998-12-01T10:10:00Z", "1998-12-01T11:10:00Z", "1998-12-01T12:10:00Z"):
         w.run("plan", "--at", at, "--format", "json")
         res = CliRunner().invoke(cli, ["--debug", "apply", "--repo", str(w.rb.root), "--at", at])
         w.outputs.append(res.output)
         w.harvest()
         w.run("status", "--at", at, "--format", "json")
-    res = CliRunner().invoke(cli, ["--debug", "plan", "--repo", str(w.rb.root), "--at", "2026-12-01T12:20:00Z"])
+    res = CliRunner().invoke(cli, ["--debug", "plan", "--repo", str(w.rb.root), "--at", "1998-12-01T12:20:00Z"])
     w.outputs.append(res.output)
     assert len(w.secrets) >= 3  # alice's checkout, bob's account, the final rotation to nobody
     history = subprocess.run(["git", "-C", str(w.rb.root), "log", "-p", "--all", "--format=%H %s"],
@@ -169,8 +169,8 @@ def test_no_secret_appears_anywhere_but_its_delivery(w: World) -> None:
 
 
 def test_status_shows_who_holds_each_shared_account(w: World) -> None:
-    w.rb.grant("alice-co", "alice", "2026-12-01T10:00:00Z", "1h", resource="shared-admin", role=None)
-    w.run("apply", "--at", "2026-12-01T10:10:00Z")
-    out = json.loads(w.run("status", "--at", "2026-12-01T10:15:00Z", "--format", "json").stdout)
+    w.rb.grant("alice-co", "alice", "1998-12-01T10:00:00Z", "1h", resource="shared-admin", role=None)
+    w.run("apply", "--at", "1998-12-01T10:10:00Z")
+    out = json.loads(w.run("status", "--at", "1998-12-01T10:15:00Z", "--format", "json").stdout)
     assert out["checkouts"] == [{"target": "db", "account": "app_admin", "holders": ["alice-co"]}]
-    assert "Shared account app_admin on db: held by alice-co" in w.run("status", "--at", "2026-12-01T10:15:00Z").output
+    assert "Shared account app_admin on db: held by alice-co" in w.run("status", "--at", "1998-12-01T10:15:00Z").output

@@ -29,7 +29,7 @@ def test_escrow_follows_every_rotation(tmp_path: Path, aws: AwsWorld) -> None:
     name = AwsWorld.unique("jitpol/db/app_admin")
     rb.resource("shared", model="credential-checkout", account="app_admin", roles=None,
                 options={"escrow": {"target": "vault", "secret": name}})
-    rb.grant("alice-co", "alice", "2026-12-01T10:00:00Z", "1h", resource="shared", role=None)
+    rb.grant("alice-co", "alice", "1998-12-01T10:00:00Z", "1h", resource="shared", role=None)
     assert run(rb, "validate").exit_code == 0
     sm = boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=aws.shim.endpoint_url, **{
         "aws_access_key_id": AWS_ENV["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": AWS_ENV["AWS_SECRET_ACCESS_KEY"]})
@@ -44,10 +44,10 @@ def test_escrow_follows_every_rotation(tmp_path: Path, aws: AwsWorld) -> None:
         password: str = rb.fake_state()["shared"]["app_admin"]["password"]
         return password
 
-    assert run(rb, "apply", "--at", "2026-12-01T10:10:00Z", "--no-commit").exit_code == 0
+    assert run(rb, "apply", "--at", "1998-12-01T10:10:00Z", "--no-commit").exit_code == 0
     first = escrowed()
     assert first["password"] == live() and first["holders"] == ["alice-co"]
-    assert run(rb, "apply", "--at", "2026-12-01T11:10:00Z", "--no-commit").exit_code == 0  # rotated to nobody
+    assert run(rb, "apply", "--at", "1998-12-01T11:10:00Z", "--no-commit").exit_code == 0  # rotated to nobody
     current, previous = escrowed(), escrowed("AWSPREVIOUS")
     assert current["password"] == live() != first["password"] and current["holders"] == []
     assert previous["password"] == first["password"]

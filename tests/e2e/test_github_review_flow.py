@@ -17,7 +17,7 @@ from tests.doubles.github import GitHubDouble, GitHubState, PullCommit, PullRequ
 from tests.helpers.repo import RepoBuilder
 
 TOKEN = "ghp_test_token_never_printed"
-AT = "2026-12-01T10:30:00Z"
+AT = "1998-12-01T10:30:00Z"
 
 
 def git(root: Path, *args: str, who: str = "tester") -> str:
@@ -81,7 +81,7 @@ def state(rb: RepoBuilder, name: str) -> dict[str, str]:
 
 
 def test_review_by_an_approver_activates(rb: RepoBuilder, gh: GitHubDouble) -> None:
-    rb.grant("alice-read", "alice", "2026-12-01T10:00:00Z", "2h")
+    rb.grant("alice-read", "alice", "1998-12-01T10:00:00Z", "2h")
     head = merge_pull(rb, gh, 7, "alice")
     assert state(rb, "alice-read")["state"] == "pending"
     gh.state.review(7, "alice-gh", "APPROVED", head)  # the author approving herself: no
@@ -93,7 +93,7 @@ def test_review_by_an_approver_activates(rb: RepoBuilder, gh: GitHubDouble) -> N
 
 
 def test_direct_push_and_non_approver_review_do_not_activate(rb: RepoBuilder, gh: GitHubDouble) -> None:
-    rb.grant("alice-read", "alice", "2026-12-01T10:00:00Z", "2h")
+    rb.grant("alice-read", "alice", "1998-12-01T10:00:00Z", "2h")
     git(rb.root, "add", "-A")
     git(rb.root, "commit", "-q", "-m", "direct push", who="alice")
     st = state(rb, "alice-read")
@@ -101,7 +101,7 @@ def test_direct_push_and_non_approver_review_do_not_activate(rb: RepoBuilder, gh
 
 
 def test_review_by_someone_outside_the_approvers_does_not_count(rb: RepoBuilder, gh: GitHubDouble) -> None:
-    rb.grant("alice-read", "alice", "2026-12-01T10:00:00Z", "2h")
+    rb.grant("alice-read", "alice", "1998-12-01T10:00:00Z", "2h")
     head = merge_pull(rb, gh, 9, "alice")
     gh.state.review(9, "admin-gh", "APPROVED", head)
     st = state(rb, "alice-read")
@@ -109,7 +109,7 @@ def test_review_by_someone_outside_the_approvers_does_not_count(rb: RepoBuilder,
 
 
 def test_unreachable_host_leaves_grants_pending(rb: RepoBuilder, gh: GitHubDouble) -> None:
-    rb.grant("alice-read", "alice", "2026-12-01T10:00:00Z", "2h")
+    rb.grant("alice-read", "alice", "1998-12-01T10:00:00Z", "2h")
     head = merge_pull(rb, gh, 10, "alice")
     gh.state.review(10, "lead-gh", "APPROVED", head)
     gh.state.fail_status = 502

@@ -15,7 +15,7 @@ from tests.doubles.okta import OktaDouble
 from tests.helpers.repo import RepoBuilder
 
 TOKEN = "okta-test-token-secret"
-AT = "2026-12-01T10:30:00Z"
+AT = "1998-12-01T10:30:00Z"
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def rb(tmp_path: Path, okta: OktaDouble) -> RepoBuilder:
                        "corp-okta": {"type": "okta", "org_url": okta.url, "token_env": "OKTA_TOKEN"}})
     rb.person("alice", accounts={"fake": "alice", "okta": okta.add_user("alice@example.com")})
     rb.workflow("prod", mfa="okta-push")
-    rb.grant("alice-read", "alice", "2026-12-01T10:00:00Z", "2h", approvers=("lead",))
+    rb.grant("alice-read", "alice", "1998-12-01T10:00:00Z", "2h", approvers=("lead",))
     return rb
 
 
@@ -55,7 +55,7 @@ def test_accepted_push_activates(rb: RepoBuilder, okta: OktaDouble) -> None:
     assert rb.members("app_read") == ["alice"]
     events = [json.loads(x) for x in (rb.root / "audit" / "ledger.jsonl").read_text().splitlines()]
     assert [e["result"] for e in events if e["event"] == "mfa.checked"] == ["SUCCESS"]
-    run(rb, "apply", "--at", "2026-12-01T10:40:00Z")  # no second push once activated
+    run(rb, "apply", "--at", "1998-12-01T10:40:00Z")  # no second push once activated
     assert len([r for r in okta.state.requests if r.path.endswith("/verify")]) == 1
 
 

@@ -14,14 +14,14 @@ from click.testing import CliRunner, Result
 from jitpol.cli.main import cli
 from tests.helpers.repo import RepoBuilder
 
-T = "2026-12-01T10:30:00Z"
+T = "1998-12-01T10:30:00Z"
 
 
 @pytest.fixture
 def rb(tmp_path: Path) -> RepoBuilder:
     rb = RepoBuilder(tmp_path / "repo", tmp_path / "keys").standard()
-    rb.grant("alice-ok", "alice", "2026-12-01T10:00:00Z", "4h", approvers=("lead",))
-    assert run(rb, "apply", "--at", "2026-12-01T10:05:00Z").exit_code == 0  # adopts this policy
+    rb.grant("alice-ok", "alice", "1998-12-01T10:00:00Z", "4h", approvers=("lead",))
+    assert run(rb, "apply", "--at", "1998-12-01T10:05:00Z").exit_code == 0  # adopts this policy
     return rb
 
 
@@ -54,7 +54,7 @@ def test_first_run_adopts_the_policy_and_says_so(rb: RepoBuilder) -> None:
 
 def test_relaxing_the_workflow_in_the_same_change_as_a_grant_waits_for_admins(rb: RepoBuilder) -> None:
     rb.workflow("prod", approvals={"required": 0})  # the attacker's relaxation
-    rb.grant("alice-sneaky", "alice", "2026-12-01T10:00:00Z", "4h", role="write")
+    rb.grant("alice-sneaky", "alice", "1998-12-01T10:00:00Z", "4h", role="write")
     st = status(rb)
     sneaky = next(g for g in st["grants"] if g["name"] == "alice-sneaky")
     assert sneaky["state"] == "pending" and "waits for admin approval" in sneaky["reason"]
@@ -96,7 +96,7 @@ def test_restrictions_bite_at_once(rb: RepoBuilder) -> None:
     assert rb.members("app_read") == ["alice"]
     rb.team("eng", ["bob"])  # alice is no longer a requester — unapproved, but a restriction
     assert states(rb)["alice-ok"] == "rejected"
-    assert run(rb, "apply", "--at", "2026-12-01T10:40:00Z").exit_code == 0
+    assert run(rb, "apply", "--at", "1998-12-01T10:40:00Z").exit_code == 0
     assert rb.members("app_read") == []
 
 
@@ -114,7 +114,7 @@ def test_second_identity_cannot_approve(rb: RepoBuilder) -> None:
         "apiVersion": "jitpol/v1", "kind": "Person", "metadata": {"name": "alice2"},
         "spec": {"email": "alice2@example.com", "keys": [pub], "accounts": {"fake": "alice2"}}}))
     rb.team("leads", ["lead", "bob", "alice2"])
-    path = rb.grant("alice-self", "alice", "2026-12-01T10:00:00Z", "2h", role="write")
+    path = rb.grant("alice-self", "alice", "1998-12-01T10:00:00Z", "2h", role="write")
     data = json.loads(path.read_text())
     signed = rb.sign(data, "alice")
     signed["by"] = "alice2"

@@ -20,7 +20,7 @@ def git(cwd: Path, *args: str) -> str:
 
 def test_reconcile_pushes_and_rechains_on_a_moved_remote(tmp_path: Path) -> None:
     rb = RepoBuilder(tmp_path / "work", tmp_path / "keys").standard()
-    rb.grant("a1", "alice", "2026-12-01T10:00:00Z", "1h", approvers=("lead",))
+    rb.grant("a1", "alice", "1998-12-01T10:00:00Z", "1h", approvers=("lead",))
     remote = tmp_path / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
     git(rb.root, "init", "-q", "-b", "main")
@@ -32,13 +32,13 @@ def test_reconcile_pushes_and_rechains_on_a_moved_remote(tmp_path: Path) -> None
     # another runner (a second clone) reconciles first and pushes its ledger
     other = tmp_path / "other"
     subprocess.run(["git", "clone", "-q", str(remote), str(other)], check=True)
-    Ledger(other / "audit" / "ledger.jsonl").append([{"time": "2026-12-01T09:00:00Z", "event": "grant.rejected",
+    Ledger(other / "audit" / "ledger.jsonl").append([{"time": "1998-12-01T09:00:00Z", "event": "grant.rejected",
                                                       "grant": "zz", "reason": "test"}])
     git(other, "add", "-A")
     git(other, "commit", "-q", "-m", "other ledger")
     git(other, "push", "-q", "origin", "main")
 
-    res = CliRunner().invoke(cli, ["reconcile", "--repo", str(rb.root), "--at", "2026-12-01T10:30:00Z"],
+    res = CliRunner().invoke(cli, ["reconcile", "--repo", str(rb.root), "--at", "1998-12-01T10:30:00Z"],
                              catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "Pushed ledger" in res.output

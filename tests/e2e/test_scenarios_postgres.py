@@ -60,22 +60,22 @@ def commit_all(rb: RepoBuilder, message: str) -> None:
 
 def test_grant_drift_expiry_and_session_end(world: dict[str, Any]) -> None:
     rb, n, roles, dsn = world["rb"], world["names"], world["roles"], world["dsn"]
-    rb.grant("alice-ro", "alice", "2026-12-01T10:00:00Z", "1h", resource="db-ro", approvers=("lead",))
-    rb.grant("bob-rw", "bob", "2026-12-01T10:00:00Z", "1h", resource="db-rw", role="write", approvers=("lead",))
+    rb.grant("alice-ro", "alice", "1998-12-01T10:00:00Z", "1h", resource="db-ro", approvers=("lead",))
+    rb.grant("bob-rw", "bob", "1998-12-01T10:00:00Z", "1h", resource="db-rw", role="write", approvers=("lead",))
     commit_all(rb, "policies and grants")
 
-    res = run(rb, dsn, "plan", "--at", "2026-12-01T10:15:00Z", "--format", "json")
+    res = run(rb, dsn, "plan", "--at", "1998-12-01T10:15:00Z", "--format", "json")
     assert res.exit_code == 0, res.output
     ops = sorted((a["op"], a["principal"], a["drift"]) for a in json.loads(res.stdout)["actions"])
     assert ops == [("grant", n["alice"], False), ("grant", n["bob"], False), ("revoke", n["legacy"], True)]
 
-    res = run(rb, dsn, "apply", "--at", "2026-12-01T10:15:00Z")
+    res = run(rb, dsn, "apply", "--at", "1998-12-01T10:15:00Z")
     assert res.exit_code == 0, res.output
     assert roles.members(n["read"]) == {n["alice"]}
     assert roles.members(n["write"]) == {n["reporting"], n["bob"]}
     log = subprocess.run(["git", "-C", str(rb.root), "log", "--format=%s"], capture_output=True, text=True,
                          check=True).stdout
-    assert "jitpol: ledger for run at 2026-12-01T10:15:00Z" in log
+    assert "jitpol: ledger for run at 1998-12-01T10:15:00Z" in log
 
     # alice logs in with her own password and uses the granted role
     port = roles.server.port
@@ -83,10 +83,10 @@ def test_grant_drift_expiry_and_session_end(world: dict[str, Any]) -> None:
                               dbname="postgres", autocommit=True)
     session.execute(f'SET ROLE "{n["read"]}"')
 
-    res = run(rb, dsn, "plan", "--at", "2026-12-01T10:30:00Z", "--detailed-exitcode")
+    res = run(rb, dsn, "plan", "--at", "1998-12-01T10:30:00Z", "--detailed-exitcode")
     assert res.exit_code == 0, res.output  # converged
 
-    res = run(rb, dsn, "apply", "--at", "2026-12-01T11:00:00Z")
+    res = run(rb, dsn, "apply", "--at", "1998-12-01T11:00:00Z")
     assert res.exit_code == 0, res.output
     assert roles.members(n["read"]) == set()
     assert roles.members(n["write"]) == {n["reporting"]}  # unmanaged member untouched
@@ -94,7 +94,7 @@ def test_grant_drift_expiry_and_session_end(world: dict[str, Any]) -> None:
         session.execute("SELECT 1")  # her session that held the role is gone
     session.close()
 
-    res = run(rb, dsn, "apply", "--at", "2026-12-01T11:05:00Z")
+    res = run(rb, dsn, "apply", "--at", "1998-12-01T11:05:00Z")
     assert res.exit_code == 0 and "No changes" in res.output
     assert run(rb, dsn, "audit", "verify").exit_code == 0
     events = [json.loads(x)["event"] for x in (rb.root / "audit" / "ledger.jsonl").read_text().splitlines()]
@@ -109,8 +109,8 @@ def test_hostile_names_never_reach_the_server(world: dict[str, Any]) -> None:
     res = run(rb, dsn, "validate")
     assert res.exit_code == 1
     assert "people/alice.yaml:" in res.output and "resources/db-evil.yaml:" in res.output
-    rb.grant("alice-ro", "alice", "2026-12-01T10:00:00Z", "1h", resource="db-ro", approvers=("lead",))
-    res = run(rb, dsn, "apply", "--at", "2026-12-01T10:15:00Z", "--no-commit")
+    rb.grant("alice-ro", "alice", "1998-12-01T10:00:00Z", "1h", resource="db-ro", approvers=("lead",))
+    res = run(rb, dsn, "apply", "--at", "1998-12-01T10:15:00Z", "--no-commit")
     assert res.exit_code == 1
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'postgres'").fetchone() is not None
@@ -118,9 +118,9 @@ def test_hostile_names_never_reach_the_server(world: dict[str, Any]) -> None:
 
 def test_unreachable_server_is_temporary_and_reported(world: dict[str, Any]) -> None:
     rb = world["rb"]
-    rb.grant("alice-ro", "alice", "2026-12-01T10:00:00Z", "1h", resource="db-ro", approvers=("lead",))
+    rb.grant("alice-ro", "alice", "1998-12-01T10:00:00Z", "1h", resource="db-ro", approvers=("lead",))
     res = run(rb, "host=127.0.0.1 port=1 user=x password=secret-pw dbname=x connect_timeout=2", "apply",
-              "--at", "2026-12-01T10:15:00Z", "--no-commit")
+              "--at", "1998-12-01T10:15:00Z", "--no-commit")
     assert res.exit_code == 1
     assert "could not be observed" in res.output
     assert "secret-pw" not in res.output

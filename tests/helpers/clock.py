@@ -9,9 +9,10 @@
    straddle a second (or an hour, or a day) and disagree.
 
 2. Every other time is a literal date that the real "now" can never cross, in either direction:
-   the years up to LITERAL_PAST_MAX (long past) or from LITERAL_FUTURE_MIN on (far future). The
-   band between them is refused in test files. Dates shifted by 28 years keep their weekdays
-   (1998 is 2026's calendar), so schedules and DST cases keep their meaning.
+   the years up to LITERAL_PAST_MAX (already past) or from LITERAL_FUTURE_MIN on (far future);
+   the suite's own fictional "present" is 1998. The band between them is refused in test files.
+   Dates shifted by 28 years keep their weekdays (1998 has 2026's calendar), so schedules keep
+   their meaning; a DST case checks the zone's rules of the year it uses.
 
    A string that looks like a date but is not a time (an API version such as "2022-11-28", a
    schema URI) carries `# not a time` on its line.
@@ -30,7 +31,7 @@ from jitpol.model.times import utc_text
 
 __all__ = ["LITERAL_FUTURE_MIN", "LITERAL_PAST_MAX", "Now", "iso"]
 
-LITERAL_PAST_MAX = 2005
+LITERAL_PAST_MAX = 2024  # already past when the rule was written (2026)
 LITERAL_FUTURE_MIN = 2090
 
 

@@ -510,8 +510,8 @@ def test_without_revoke_sessions_no_policy_is_put(aws: AwsWorld, member: tuple[s
 
 
 def test_revoke_sessions_policy_text() -> None:
-    policy = json.loads(revoke_sessions_policy(datetime(2026, 11, 30, 12, 0, 5, 900, tzinfo=UTC)))
-    assert policy["Statement"][0]["Condition"] == {"DateLessThan": {"aws:TokenIssueTime": "2026-11-30T12:00:05Z"}}
+    policy = json.loads(revoke_sessions_policy(datetime(1998, 11, 30, 12, 0, 5, 900, tzinfo=UTC)))
+    assert policy["Statement"][0]["Condition"] == {"DateLessThan": {"aws:TokenIssueTime": "1998-11-30T12:00:05Z"}}
 
 
 # -- reaching AWS ------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from tests.gcp_fixtures import (
     anonymous,
 )
 from tests.helpers.clock import Now
+from tests.services import require_module
 
 MODEL = "idp-elevation"
 REPO = Path(__file__).resolve().parents[2]
@@ -136,11 +137,11 @@ def test_check_name_refuses_other_privileges(value: object) -> None:
 
 
 def test_condition_ends_are_recognised_only_in_jitpols_exact_form() -> None:
-    expression = 'request.time < timestamp("2030-01-01T00:00:00Z")'
-    assert condition_end(expression, "jitpol until 2030-01-01T00:00:00Z") == datetime(2030, 1, 1, tzinfo=UTC)
+    expression = 'request.time < timestamp("2095-01-01T00:00:00Z")'
+    assert condition_end(expression, "jitpol until 2095-01-01T00:00:00Z") == datetime(2095, 1, 1, tzinfo=UTC)
     assert condition_end(expression, "until new year") is None  # someone else's
     assert condition_end(expression + " && true", "jitpol x") is None
-    assert rfc3339(datetime(2030, 1, 1, 0, 0, 0, 1, tzinfo=UTC)) == "2030-01-01T00:00:01Z"
+    assert rfc3339(datetime(2095, 1, 1, 0, 0, 0, 1, tzinfo=UTC)) == "2095-01-01T00:00:01Z"
 
 
 # -- granting ----------------------------------------------------------------------------------
@@ -314,8 +315,8 @@ def test_revoke_leaves_standing_bindings_alone_and_says_access_remains(
         connector.apply(action("revoke", "user:standing@example.org"))
     assert fake_crm.writes() == []
     # holding both: jitpol's binding goes, the standing one stays, and the error says so
-    jitpols = {"title": "jitpol until 2031-01-01T00:00:00Z",
-               "expression": 'request.time < timestamp("2031-01-01T00:00:00Z")'}
+    jitpols = {"title": "jitpol until 2096-01-01T00:00:00Z",
+               "expression": 'request.time < timestamp("2096-01-01T00:00:00Z")'}
     fake_crm.set_bindings(PROJECT, [*UNRELATED_BINDINGS,
                                     {"role": ROLE, "members": ["user:standing@example.org"], "condition": jitpols}])
     with pytest.raises(PermanentTargetError, match="removed jitpol's conditional binding"):
@@ -383,7 +384,7 @@ def closed_port() -> int:
 
 
 def test_unreachable_endpoint_is_temporary() -> None:
-    pytest.importorskip("google.cloud.resourcemanager_v3")
+    require_module("google.cloud.resourcemanager_v3")
     connector = GcpConnector(TARGET, {"api_endpoint": f"http://127.0.0.1:{closed_port()}"}, {},
                              credentials=anonymous(), timeout=2)
     with pytest.raises(TargetUnavailable, match="cannot reach"):
@@ -430,7 +431,7 @@ def test_invalid_role_is_reported_as_googles_400(fake_crm: FakeCrm, gcp_connect:
 
 
 def test_credentials_env_problems_are_permanent_and_never_echo_the_key(tmp_path: Path) -> None:
-    pytest.importorskip("google.auth")
+    require_module("google.auth")
     secret_key = "-----BEGIN PRIVATE KEY-----\nMIIsecretsecret\n-----END PRIVATE KEY-----\n"
     cases: list[tuple[dict[str, str], str]] = [
         ({}, "GCP_KEY .credentials_env. is not set"),

@@ -94,7 +94,7 @@ class Forge:
         self.publish(*heads, *landed)
         pull = self.state.add_pull(
             PullRequest(number=number, author=author, head_sha=heads[-1], head_ref=branch,
-                        merged_at="2026-01-10T12:00:00Z" if merge else None,
+                        merged_at="1998-01-10T12:00:00Z" if merge else None,
                         merge_commit_sha=landed[-1] if landed else None),
             [PullCommit(sha, who) for sha, (_, who) in zip(heads, commits, strict=True)],
         )
@@ -473,7 +473,7 @@ def test_a_token_without_permission_is_a_permanent_error(forge: Forge) -> None:
 def test_a_spent_rate_limit_is_temporary_and_says_when_it_resets(forge: Forge) -> None:
     forge.pull(33, [({GRANT: grant_text("INC-29")}, "alice")])
     forge.state.rate_remaining = 0
-    with pytest.raises(TargetUnavailable, match="rate limited; the limit resets at 2027-01-15T08:00:00Z"):
+    with pytest.raises(TargetUnavailable, match="rate limited; the limit resets at 2095-01-15T08:00:00Z"):
         forge.verdict()
 
 

@@ -403,11 +403,11 @@ def test_ad_rotate_request_values() -> None:
 
 def test_openldap_rotate_request_values() -> None:
     dn = "uid=app,ou=people,dc=example,dc=org"
-    end = datetime(2030, 5, 6, 7, 8, 9, 1, tzinfo=UTC)
+    end = datetime(2095, 5, 6, 7, 8, 9, 1, tzinfo=UTC)
     request = rotate_request(dn, "openldap", "pw", end=end, set_end=True)
     assert [(c.op, c.attribute) for c in request.changes] == [("replace", "userPassword"), ("replace", "pwdEndTime")]
     assert ssha_matches(request.changes[0].values, "pw") and not ssha_matches(request.changes[0].values, "pw2")
-    assert request.changes[1].values == (generalized_time(end),) == ("20300506070810Z",)
+    assert request.changes[1].values == (generalized_time(end),) == ("20950506070810Z",)
     assert rotate_request(dn, "openldap", "pw", end=None, set_end=True).changes[1].values == ()
     # without ppolicy the server enforces no end: none is written
     assert [c.attribute for c in rotate_request(dn, "openldap", "pw", end=end, set_end=False).changes] == [

@@ -28,6 +28,7 @@ from jitpol.errors import PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Op, Scope
 from jitpol.model.canonical import canonical_json
 from tests.contract.suite import ConnectorContract, MakeAction
+from tests.services import require_service
 from tests.ssh_fixtures import (  # noqa: F401 - pytest finds the fixtures in this module
     _LOCAL_WORKER,
     REPO,
@@ -280,8 +281,7 @@ def test_host_names_match_by_name_or_first_label(configured: str, actual: str, s
 
 @pytest.fixture
 def runner() -> LocalRunner:
-    if os.geteuid() != 0:
-        pytest.skip("LocalRunner runs only as root")
+    require_service(os.geteuid() == 0, "root", "LocalRunner runs only as root (CI: run the suite as root, e.g. sudo)")
     return LocalRunner("t")
 
 
@@ -297,8 +297,7 @@ def test_the_runner_passes_arguments_and_stdin_without_a_shell(runner: LocalRunn
 
 
 def test_the_runner_reports_missing_programs_and_hangs() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("LocalRunner runs only as root")
+    require_service(os.geteuid() == 0, "root", "LocalRunner runs only as root (CI: run the suite as root, e.g. sudo)")
     with pytest.raises(PermanentTargetError, match="not installed"):
         LocalRunner("t").run(["jitpol-no-such-program"])
     with pytest.raises(TargetUnavailable, match="timed out"):

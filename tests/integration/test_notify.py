@@ -29,7 +29,7 @@ from tests.helpers.repo import RepoBuilder
 
 SECRET = "XyZsecretHookToken0123456789"
 TOKEN = "ghp_notify_token_never_printed"
-T0 = "2026-12-01T10:00:00Z"
+T0 = "1998-12-01T10:00:00Z"
 EVIL = "INC-1 <!channel> & <https://evil.example|click> @org/everyone [x](https://evil.example) <img src=x>"
 
 
@@ -158,13 +158,13 @@ def test_lifecycle_on_the_webhook_each_message_once(rb: RepoBuilder, hook: tuple
     server, url = hook
     env = {"HOOK_URL": url}
     rb.grant("alice-read", "alice", T0, "2h", justification=EVIL)
-    res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "2026-12-01T09:00:00Z", env=env)
+    res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T09:00:00Z", env=env)
     assert res.exit_code == 0, res.output
     (post,) = server.posts
     text = post["text"]
     # the approvers but not the requester, mentioned by their Slack ids; the way to approve
     assert "<@UBOB1>" in text and "<@ULEAD1>" in text and "<@UALICE1>" not in text
-    assert "*alice*" in text and "`db-prod/read`" in text and "2026-12-01 10:00\N{EN DASH}12:00 UTC" in text
+    assert "*alice*" in text and "`db-prod/read`" in text and "1998-12-01 10:00\N{EN DASH}12:00 UTC" in text
     assert "`jitpol approve alice-read --as YOU --key YOUR_KEY`" in text
     # the justification cannot ping the channel or smuggle a link
     assert "<!channel>" not in text and "&lt;!channel&gt;" in text and "<https://evil" not in text
@@ -172,35 +172,35 @@ def test_lifecycle_on_the_webhook_each_message_once(rb: RepoBuilder, hook: tuple
     assert post["blocks"] and all(b["type"] == "section" and b["text"]["type"] == "mrkdwn" for b in post["blocks"])
     assert server.paths == [f"/services/T0001/B0002/{SECRET}"]
     assert sent(rb) == [("pending", "alice-read", "webhook")]
-    assert ledger(rb)[-1]["time"] == "2026-12-01T09:00:00Z" and ledger(rb)[-1]["to"] == ["bob", "lead"]
+    assert ledger(rb)[-1]["time"] == "1998-12-01T09:00:00Z" and ledger(rb)[-1]["to"] == ["bob", "lead"]
 
     # a second run sends nothing new
-    res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "2026-12-01T09:05:00Z", env=env)
+    res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T09:05:00Z", env=env)
     assert res.exit_code == 0 and "nothing new" in res.stdout
     assert len(server.posts) == 1
 
     # approved: the requester hears it is scheduled
     rb.grant("alice-read", "alice", T0, "2h", justification=EVIL, approvers=("lead",))
-    assert jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "2026-12-01T09:30:00Z", env=env).exit_code == 0
+    assert jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T09:30:00Z", env=env).exit_code == 0
     assert len(server.posts) == 2 and texts(server)[-1].startswith("<@UALICE1>: your request `alice-read`")
     assert "approved by lead" in texts(server)[-1]
 
     # apply activates; notify tells her
-    assert jitpol(rb, "apply", "--at", "2026-12-01T10:05:00Z", "--no-commit").exit_code == 0
-    res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "2026-12-01T10:06:00Z", env=env)
+    assert jitpol(rb, "apply", "--at", "1998-12-01T10:05:00Z", "--no-commit").exit_code == 0
+    res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T10:06:00Z", env=env)
     assert res.exit_code == 0, res.output
     assert len(server.posts) == 3 and "is active now" in texts(server)[-1]
 
     # nothing before the expiry window, then one "expiring" message, once
-    assert jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "2026-12-01T11:20:00Z", env=env).exit_code == 0
+    assert jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T11:20:00Z", env=env).exit_code == 0
     assert len(server.posts) == 3
-    for at in ("2026-12-01T11:40:00Z", "2026-12-01T11:45:00Z"):
+    for at in ("1998-12-01T11:40:00Z", "1998-12-01T11:45:00Z"):
         assert jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", at, env=env).exit_code == 0
-    assert len(server.posts) == 4 and "ends at *2026-12-01 12:00 UTC*" in texts(server)[-1]
+    assert len(server.posts) == 4 and "ends at *1998-12-01 12:00 UTC*" in texts(server)[-1]
 
     # the window ends: apply revokes; notify says it expired
-    assert jitpol(rb, "apply", "--at", "2026-12-01T12:00:00Z", "--no-commit").exit_code == 0
-    assert jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "2026-12-01T12:01:00Z", env=env).exit_code == 0
+    assert jitpol(rb, "apply", "--at", "1998-12-01T12:00:00Z", "--no-commit").exit_code == 0
+    assert jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T12:01:00Z", env=env).exit_code == 0
     assert len(server.posts) == 5 and "has ended" in texts(server)[-1]
     assert [k for k, _, _ in sent(rb)] == ["pending", "scheduled", "activated", "expiring", "expired"]
     assert jitpol(rb, "audit", "verify").exit_code == 0
@@ -212,8 +212,8 @@ def test_rejected_and_revoked_reach_the_requester(rb: RepoBuilder, hook: tuple[H
     env = {"HOOK_URL": url}
     rb.grant("bob-long", "bob", T0, "6h", approvers=("lead",))
     rb.grant("alice-read", "alice", T0, "2h", approvers=("lead",))
-    assert jitpol(rb, "apply", "--at", "2026-12-01T10:05:00Z", "--no-commit").exit_code == 0
-    res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "2026-12-01T10:06:00Z", "--format", "json",
+    assert jitpol(rb, "apply", "--at", "1998-12-01T10:05:00Z", "--no-commit").exit_code == 0
+    res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T10:06:00Z", "--format", "json",
                  env=env)
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
@@ -222,8 +222,8 @@ def test_rejected_and_revoked_reach_the_requester(rb: RepoBuilder, hook: tuple[H
     rejected = next(p["text"] for p in server.posts if "rejected" in p["text"])
     assert rejected.startswith("<@UBOB1>:") and "allows at most 4h" in rejected
     rb.grant("alice-read", "alice", T0, "2h", approvers=("lead",), revoke=True)
-    assert jitpol(rb, "apply", "--at", "2026-12-01T10:30:00Z", "--no-commit").exit_code == 0
-    assert jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "2026-12-01T10:31:00Z", env=env).exit_code == 0
+    assert jitpol(rb, "apply", "--at", "1998-12-01T10:30:00Z", "--no-commit").exit_code == 0
+    assert jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T10:31:00Z", env=env).exit_code == 0
     assert "was revoked" in texts(server)[-1] and "revoke: true" in texts(server)[-1]
     assert len(server.posts) == 3
 
@@ -234,21 +234,21 @@ def test_failing_webhook_is_retried_next_run_and_never_shows_the_url(
     env = {"HOOK_URL": url}
     rb.grant("alice-read", "alice", T0, "2h")
     server.status = 500
-    res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "2026-12-01T09:00:00Z", env=env)
+    res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T09:00:00Z", env=env)
     assert res.exit_code == 1
     assert "FAILED" in res.stderr and "HTTP 500" in res.stderr and "$HOOK_URL" in res.stderr
     assert SECRET not in res.output and "T0001" not in res.output
     assert sent(rb) == [] and server.posts == []
     # json output does not carry it either
-    res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "2026-12-01T09:01:00Z", "--format", "json",
+    res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T09:01:00Z", "--format", "json",
                  env=env)
     assert res.exit_code == 1 and SECRET not in res.output
     # back up: the next run delivers it, once
     server.status = 200
-    res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "2026-12-01T09:02:00Z", env=env)
+    res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T09:02:00Z", env=env)
     assert res.exit_code == 0 and SECRET not in res.output
     assert len(server.posts) == 1 and sent(rb) == [("pending", "alice-read", "webhook")]
-    assert jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "2026-12-01T09:03:00Z", env=env).exit_code == 0
+    assert jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T09:03:00Z", env=env).exit_code == 0
     assert len(server.posts) == 1
 
 
@@ -256,12 +256,12 @@ def test_unreachable_webhook_and_bad_urls_never_show_the_url(rb: RepoBuilder) ->
     rb.grant("alice-read", "alice", T0, "2h")
     with socket_closed_port() as port:
         url = f"http://127.0.0.1:{port}/services/{SECRET}"
-        res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "2026-12-01T09:00:00Z", env={"HOOK_URL": url})
+        res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T09:00:00Z", env={"HOOK_URL": url})
     assert res.exit_code == 1 and "unreachable" in res.stderr and SECRET not in res.output
     for bad in (f"http://hooks.example.com/services/{SECRET}", f"ftp://x/{SECRET}", f"https://x:port/{SECRET}"):
-        res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "2026-12-01T09:00:00Z", env={"HOOK_URL": bad})
+        res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T09:00:00Z", env={"HOOK_URL": bad})
         assert res.exit_code == 1 and SECRET not in res.output, res.output
-    res = jitpol(rb, "notify", "--webhook-env", "UNSET_VAR_X", "--at", "2026-12-01T09:00:00Z")
+    res = jitpol(rb, "notify", "--webhook-env", "UNSET_VAR_X", "--at", "1998-12-01T09:00:00Z")
     assert res.exit_code == 1 and "UNSET_VAR_X" in res.stderr and "not set" in res.stderr
     assert sent(rb) == []
 
@@ -285,16 +285,16 @@ class socket_closed_port:
 def test_dry_run_prints_and_records_nothing(rb: RepoBuilder, hook: tuple[Hook, str]) -> None:
     server, url = hook
     rb.grant("alice-read", "alice", T0, "2h")
-    res = jitpol(rb, "notify", "--dry-run", "--webhook-env", "HOOK_URL", "--at", "2026-12-01T09:00:00Z",
+    res = jitpol(rb, "notify", "--dry-run", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T09:00:00Z",
                  env={"HOOK_URL": url})
     assert res.exit_code == 0, res.output
     assert "--- webhook: pending alice-read (to bob, lead)" in res.stdout and "<@ULEAD1>" in res.stdout
     assert SECRET not in res.output and server.posts == [] and ledger(rb) == []
     # without a channel: a plain-text preview
-    res = jitpol(rb, "notify", "--dry-run", "--at", "2026-12-01T09:00:00Z")
+    res = jitpol(rb, "notify", "--dry-run", "--at", "1998-12-01T09:00:00Z")
     assert res.exit_code == 0 and "--- preview: pending alice-read" in res.stdout and "lead" in res.stdout
     # neither a channel nor --dry-run: a usage error
-    assert jitpol(rb, "notify", "--at", "2026-12-01T09:00:00Z").exit_code == 2
+    assert jitpol(rb, "notify", "--at", "1998-12-01T09:00:00Z").exit_code == 2
 
 
 # -- GitHub pull-request comments -----------------------------------------------------------------
@@ -309,7 +309,7 @@ def test_comments_on_the_grant_pull_request_once(rb: RepoBuilder, gh: GitHubDoub
     git(rb.root, "commit", "-q", "-m", "direct")
     head = git(rb.root, "rev-parse", "HEAD")
     gh.state.commits.add(head)
-    args = ("notify", "--github", "--webhook-env", "HOOK_URL", "--at", "2026-12-01T09:00:00Z")
+    args = ("notify", "--github", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T09:00:00Z")
     res = jitpol(rb, *args, env=env)
     assert res.exit_code == 0, res.output
     (comment,) = gh.state.comments[7]
@@ -332,7 +332,7 @@ def test_github_failure_is_retried_and_token_never_shown(rb: RepoBuilder, gh: Gi
     rb.grant("alice-read", "alice", T0, "2h")
     merge_pull(rb, gh, 8)
     gh.state.fail_status = 502
-    args = ("notify", "--github", "--at", "2026-12-01T09:00:00Z")
+    args = ("notify", "--github", "--at", "1998-12-01T09:00:00Z")
     res = jitpol(rb, *args, env={"GH_TOKEN": TOKEN})
     assert res.exit_code == 1 and "HTTP 502" in res.stderr and TOKEN not in res.output
     assert sent(rb) == []
@@ -359,7 +359,7 @@ def test_repository_template_overrides_the_builtin(rb: RepoBuilder, hook: tuple[
         "Access request {{ grant | code }} by {{ requester_mention }} needs {{ missing }} from {{ mentions }}.\n"
         "Why: {{ justification }}\n")
     rb.grant("alice-read", "alice", T0, "2h", justification="INC-9 <!here>")
-    res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "2026-12-01T09:00:00Z", env={"HOOK_URL": url})
+    res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T09:00:00Z", env={"HOOK_URL": url})
     assert res.exit_code == 0, res.output
     assert texts(server) == ["Access request `alice-read` by <@UALICE1> needs 1 from <@UBOB1>, <@ULEAD1>.\n"
                              "Why: INC-9 &lt;!here&gt;"]
@@ -376,7 +376,7 @@ def test_sandbox_refuses_attribute_tricks(rb: RepoBuilder, hook: tuple[Hook, str
     (rb.root / "notifications").mkdir()
     (rb.root / "notifications" / "pending.j2").write_text("ok\n" + template + "\n")
     rb.grant("alice-read", "alice", T0, "2h")
-    res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "2026-12-01T09:00:00Z",
+    res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T09:00:00Z",
                  env={"HOOK_URL": url, "SOME_SECRET": "s3cr3t-value"})
     assert res.exit_code == 1
     assert "notifications/pending.j2:2:" in res.stderr
@@ -389,7 +389,7 @@ def test_template_syntax_error_names_file_and_line(rb: RepoBuilder) -> None:
     (rb.root / "notifications").mkdir()
     (rb.root / "notifications" / "pending.j2").write_text("hello\n{% if %}\n")
     rb.grant("alice-read", "alice", T0, "2h")
-    res = jitpol(rb, "notify", "--dry-run", "--at", "2026-12-01T09:00:00Z")
+    res = jitpol(rb, "notify", "--dry-run", "--at", "1998-12-01T09:00:00Z")
     assert res.exit_code == 1 and "notifications/pending.j2:2:" in res.stderr
 
 
@@ -399,7 +399,7 @@ def test_symlinked_template_is_refused(rb: RepoBuilder, tmp_path: Path) -> None:
     (rb.root / "notifications").mkdir()
     (rb.root / "notifications" / "pending.j2").symlink_to(secret)
     rb.grant("alice-read", "alice", T0, "2h")
-    res = jitpol(rb, "notify", "--dry-run", "--at", "2026-12-01T09:00:00Z")
+    res = jitpol(rb, "notify", "--dry-run", "--at", "1998-12-01T09:00:00Z")
     assert res.exit_code == 1 and "symbolic link" in res.stderr and "TOP-SECRET-CONTENT" not in res.output
     (rb.root / "notifications" / "pending.j2").unlink()
     (rb.root / "notifications").rmdir()
@@ -413,7 +413,7 @@ def person(name: str, **accounts: str) -> Person:
 
 
 def message(**kw: Any) -> Message:
-    start = datetime(2026, 12, 1, 10, tzinfo=UTC)
+    start = datetime(1998, 12, 1, 10, tzinfo=UTC)
     base: dict[str, Any] = {"kind": "pending", "grant": "g", "key": "k", "to": ("lead",), "requester": "alice",
                             "resource": "db", "role": "read", "start": start, "end": start.replace(hour=12),
                             "justification": "x", "approvers": ("lead",), "required": 1}
@@ -432,13 +432,13 @@ def test_escaping_rules() -> None:
     assert "<!channel>" not in slack and "&lt;!channel&gt;" not in slack and slack.startswith("lead:")
     assert r.render(message(), "github").text.startswith("@lead-gh:")
     plain = r.render(message(), "text").text
-    assert plain.startswith("lead: alice asks for `db/read` 2026-12-01 10:00\N{EN DASH}12:00 UTC")
+    assert plain.startswith("lead: alice asks for `db/read` 1998-12-01 10:00\N{EN DASH}12:00 UTC")
 
 
 def test_times_in_the_configured_timezone_and_slack_blocks() -> None:
     r = Renderer(None, {}, "Europe/Berlin")
-    text = r.render(message(kind="expiring", until=datetime(2026, 12, 1, 11, 30, tzinfo=UTC)), "text").text
-    assert "ends at 2026-12-01 12:30 CET" in text
+    text = r.render(message(kind="expiring", until=datetime(1998, 12, 1, 11, 30, tzinfo=UTC)), "text").text
+    assert "ends at 1998-12-01 12:30 CET" in text
     payload = slack_payload("first\n\nsecond " + "x" * 4000)
     assert [b["text"]["text"][:6] for b in payload["blocks"]] == ["first", "second"]
     assert all(len(b["text"]["text"]) <= 3000 for b in payload["blocks"]) and len(payload["text"]) <= 3000
@@ -462,7 +462,7 @@ def test_push_records_what_was_sent_on_the_remote(rb: RepoBuilder, hook: tuple[H
     git(rb.root, "add", "-A")
     git(rb.root, "commit", "-q", "-m", "request")
     git(rb.root, "push", "-q", "origin", "main")
-    res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--push", "--at", "2026-12-01T09:00:00Z",
+    res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--push", "--at", "1998-12-01T09:00:00Z",
                  env={"HOOK_URL": url})
     assert res.exit_code == 0, res.output
     assert "Pushed ledger to origin/main" in res.stdout
@@ -473,7 +473,7 @@ def test_push_records_what_was_sent_on_the_remote(rb: RepoBuilder, hook: tuple[H
     # a fresh clone (the next CI job) knows it was sent
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(remote), str(clone)], check=True)
-    res = jitpol(clone, "notify", "--webhook-env", "HOOK_URL", "--at", "2026-12-01T09:05:00Z", env={"HOOK_URL": url})
+    res = jitpol(clone, "notify", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T09:05:00Z", env={"HOOK_URL": url})
     assert res.exit_code == 0 and "nothing new" in res.stdout and len(server.posts) == 1
 
 
@@ -483,5 +483,5 @@ def test_notify_does_not_run_beside_an_apply(rb: RepoBuilder, hook: tuple[Hook, 
     server, url = hook
     rb.grant("alice-read", "alice", T0, "2h")
     with RunLock(rb.root):
-        res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "2026-12-01T09:00:00Z", env={"HOOK_URL": url})
+        res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T09:00:00Z", env={"HOOK_URL": url})
     assert res.exit_code == 1 and server.posts == [] and sent(rb) == []

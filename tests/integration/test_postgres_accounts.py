@@ -257,7 +257,7 @@ def test_privilege_is_the_canonical_sorted_list() -> None:
         ),  # the privilege as sent: not sorted
         create("jit-ok", ["app"], later(hours=1), details=(("grant", "g; DROP"), ("person", "alice"))),
         create("jit-ok", ["app"], later(hours=1), details=(("person", "alice"),)),  # no grant: no marker
-        create("jit-ok", ["app"], datetime(2030, 1, 1)),  # naive: the server would read local time
+        create("jit-ok", ["app"], datetime(2095, 1, 1)),  # naive: the server would read local time
         delete("alice"),
         delete("jit-" + "a" * 60),
         delete("jit-ok", reassign_to='x"; DROP ROLE postgres; --'),

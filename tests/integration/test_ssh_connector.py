@@ -185,20 +185,20 @@ def test_person_keys_lose_their_comments() -> None:
 
 
 def test_authorized_keys_ends() -> None:
-    end = datetime(2026, 11, 30, 12, 0, 0, 250000, tzinfo=UTC)
+    end = datetime(1998, 11, 30, 12, 0, 0, 250000, tzinfo=UTC)
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHWNlkGAIq7dISMMazr/Pk0B4Sp6Zw9Kx9gmvl+CyKsu"
     text = ssh.authorized_keys_text([key], end, "g1")
     # sshd accepts through the second it names: 12:00:00 covers 12:00:00.25, access ends 12:00:01
-    assert f'expiry-time="20261130120000Z" {key}\n' in text
-    assert ssh.parse_authorized_keys(text) == (ssh.AuthorizedKey(key, datetime(2026, 11, 30, 12, 0, 1, tzinfo=UTC)),)
-    foreign = f'from="10.0.0.1",expiry-time="20261130" {key}\n{key}\ngarbage line\n'
+    assert f'expiry-time="19981130120000Z" {key}\n' in text
+    assert ssh.parse_authorized_keys(text) == (ssh.AuthorizedKey(key, datetime(1998, 11, 30, 12, 0, 1, tzinfo=UTC)),)
+    foreign = f'from="10.0.0.1",expiry-time="19981130" {key}\n{key}\ngarbage line\n'
     assert [k.end for k in ssh.parse_authorized_keys(foreign)] == [None, None, None]
 
 
 def test_account_expiry_day_rounds_up() -> None:
     assert ssh.expire_day(datetime(1970, 1, 2, tzinfo=UTC)) == 1
     assert ssh.expire_day(datetime(1970, 1, 2, 0, 0, 1, tzinfo=UTC)) == 2
-    assert ssh.day_start(ssh.expire_day(datetime(2026, 11, 30, 12, tzinfo=UTC))) == datetime(2026, 12, 1, tzinfo=UTC)
+    assert ssh.day_start(ssh.expire_day(datetime(1998, 11, 30, 12, tzinfo=UTC))) == datetime(1998, 12, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

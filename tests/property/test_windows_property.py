@@ -17,7 +17,7 @@ times = st.builds(time, st.integers(0, 23), st.sampled_from([0, 15, 30, 45]))
 windows = st.builds(ScheduleWindow, st.lists(st.sampled_from(DAYS), min_size=1, max_size=7, unique=True)
                     .map(tuple), times, times)
 schedules = st.builds(Schedule, st.sampled_from(ZONES), st.lists(windows, min_size=1, max_size=3).map(tuple))
-starts = st.datetimes(datetime(2026, 1, 1), datetime(2027, 12, 31)).map(lambda d: d.replace(tzinfo=UTC))
+starts = st.datetimes(datetime(1998, 1, 1), datetime(1999, 12, 31)).map(lambda d: d.replace(tzinfo=UTC))
 
 
 def allowed(schedule: Schedule, t: datetime) -> bool:

@@ -17,8 +17,8 @@ from jitpol.errors import InvalidInput
 from jitpol.model.canonical import canonical_json
 
 REPO = Path(__file__).resolve().parents[3]
-END = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-START = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+END = datetime(1998, 11, 30, 12, 0, tzinfo=UTC)
+START = datetime(1998, 11, 30, 10, 0, tzinfo=UTC)
 
 
 def rule(**changes: object) -> SudoRule:
@@ -33,7 +33,7 @@ def rule(**changes: object) -> SudoRule:
 def test_render_is_the_template() -> None:
     assert sudoers.render(rule()) == (
         "# managed by jitpol: grant alice-web-inc-1\n"
-        "alice ALL=(root) NOTBEFORE=20261130100000Z NOTAFTER=20261130115959Z NOPASSWD: "
+        "alice ALL=(root) NOTBEFORE=19981130100000Z NOTAFTER=19981130115959Z NOPASSWD: "
         "/usr/bin/systemctl restart nginx\n"
     )
 
@@ -41,25 +41,25 @@ def test_render_is_the_template() -> None:
 def test_a_command_without_arguments_allows_no_arguments() -> None:
     # a bare path in sudoers would allow ANY arguments
     text = sudoers.render(rule(command="/usr/bin/id", not_before=None, grant=""))
-    assert text == '# managed by jitpol\nalice ALL=(root) NOTAFTER=20261130115959Z NOPASSWD: /usr/bin/id ""\n'
+    assert text == '# managed by jitpol\nalice ALL=(root) NOTAFTER=19981130115959Z NOPASSWD: /usr/bin/id ""\n'
 
 
 def test_times_are_utc_with_z_and_never_cut_the_window_short() -> None:
     berlin = timezone(timedelta(hours=1))
     text = sudoers.render(rule(
-        not_after=datetime(2026, 11, 30, 13, 0, 0, 1, tzinfo=berlin),  # 12:00:00.000001Z
-        not_before=datetime(2026, 11, 30, 11, 0, 0, 999999, tzinfo=berlin),
+        not_after=datetime(1998, 11, 30, 13, 0, 0, 1, tzinfo=berlin),  # 12:00:00.000001Z
+        not_before=datetime(1998, 11, 30, 11, 0, 0, 999999, tzinfo=berlin),
     ))
     # sudo accepts through the whole second NOTAFTER names: 12:00:00 covers 12:00:00.000001
-    assert "NOTBEFORE=20261130100000Z NOTAFTER=20261130120000Z" in text
+    assert "NOTBEFORE=19981130100000Z NOTAFTER=19981130120000Z" in text
 
 
 @pytest.mark.parametrize(
     ("end", "stamp"),
     [
-        (datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC), "20261130115959Z"),  # last second inside
-        (datetime(2026, 11, 30, 12, 0, 0, 500000, tzinfo=UTC), "20261130120000Z"),
-        (datetime(2026, 12, 1, 0, 0, 0, tzinfo=timezone(timedelta(hours=2))), "20261130215959Z"),
+        (datetime(1998, 11, 30, 12, 0, 0, tzinfo=UTC), "19981130115959Z"),  # last second inside
+        (datetime(1998, 11, 30, 12, 0, 0, 500000, tzinfo=UTC), "19981130120000Z"),
+        (datetime(1998, 12, 1, 0, 0, 0, tzinfo=timezone(timedelta(hours=2))), "19981130215959Z"),
     ],
 )
 def test_end_stamps(end: datetime, stamp: str) -> None:
@@ -70,9 +70,9 @@ def test_end_stamps(end: datetime, stamp: str) -> None:
 
 def test_naive_times_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone"):
-        sudoers.end_stamp(datetime(2026, 1, 1))  # a naive time: the point of the test
+        sudoers.end_stamp(datetime(1998, 1, 1))  # a naive time: the point of the test
     with pytest.raises(ValueError, match="timezone"):
-        sudoers.start_stamp(datetime(2026, 1, 1))
+        sudoers.start_stamp(datetime(1998, 1, 1))
 
 
 @pytest.mark.parametrize(
@@ -117,15 +117,15 @@ def test_parse_reads_back_what_render_wrote(r: SudoRule) -> None:
     "text",
     [
         "",
-        "alice ALL=(root) NOTAFTER=20261130120000Z NOPASSWD: /usr/bin/id\n",  # no marker
-        '# managed by jitpol\nalice ALL=(root) NOTAFTER=20261130120000 NOPASSWD: /usr/bin/id ""\n',  # no Z
-        '# managed by jitpol\nalice ALL=(root) NOTAFTER=20261130120000Z NOPASSWD: /usr/bin/id ""',  # no \n
-        '# managed by jitpol\nalice ALL=(ALL) NOTAFTER=20261130120000Z NOPASSWD: /usr/bin/id ""\n',
-        "# managed by jitpol\nalice ALL=(root) NOTAFTER=20261130120000Z NOPASSWD: ALL\n",
-        "# managed by jitpol\nalice ALL=(root) NOTAFTER=20261130120000Z NOPASSWD: /bin/sh\n",
-        "# managed by jitpol\nalice ALL=(root) NOTAFTER=20261130120000Z NOPASSWD: /usr/bin/id *\n",
-        '# managed by jitpol\nalice ALL=(root) NOTAFTER=20261130120000Z NOPASSWD: /usr/bin/id ""\nbob ALL=(ALL) ALL\n',
-        '# managed by jitpol\r\nalice ALL=(root) NOTAFTER=20261130120000Z NOPASSWD: /usr/bin/id ""\r\n',
+        "alice ALL=(root) NOTAFTER=19981130120000Z NOPASSWD: /usr/bin/id\n",  # no marker
+        '# managed by jitpol\nalice ALL=(root) NOTAFTER=19981130120000 NOPASSWD: /usr/bin/id ""\n',  # no Z
+        '# managed by jitpol\nalice ALL=(root) NOTAFTER=19981130120000Z NOPASSWD: /usr/bin/id ""',  # no \n
+        '# managed by jitpol\nalice ALL=(ALL) NOTAFTER=19981130120000Z NOPASSWD: /usr/bin/id ""\n',
+        "# managed by jitpol\nalice ALL=(root) NOTAFTER=19981130120000Z NOPASSWD: ALL\n",
+        "# managed by jitpol\nalice ALL=(root) NOTAFTER=19981130120000Z NOPASSWD: /bin/sh\n",
+        "# managed by jitpol\nalice ALL=(root) NOTAFTER=19981130120000Z NOPASSWD: /usr/bin/id *\n",
+        '# managed by jitpol\nalice ALL=(root) NOTAFTER=19981130120000Z NOPASSWD: /usr/bin/id ""\nbob ALL=(ALL) ALL\n',
+        '# managed by jitpol\r\nalice ALL=(root) NOTAFTER=19981130120000Z NOPASSWD: /usr/bin/id ""\r\n',
     ],
 )
 def test_parse_refuses_anything_render_did_not_write(text: str) -> None:
@@ -136,7 +136,7 @@ def test_parse_refuses_anything_render_did_not_write(text: str) -> None:
 def test_stamps_round_trip() -> None:
     assert sudoers.stamp_end(sudoers.end_stamp(END)) == END
     assert sudoers.parse_stamp(sudoers.start_stamp(START)) == START
-    for bad in ("2026113012Z", "20261130120000", "20261130120000+0100", "2026113012000Z"):
+    for bad in ("1998113012Z", "19981130120000", "19981130120000+0100", "1998113012000Z"):
         with pytest.raises(ValueError):
             sudoers.parse_stamp(bad)
 

@@ -15,7 +15,7 @@ from jitpol.ledger.store import Ledger, ledger_files
 
 
 def body(n: int, **extra: Any) -> dict[str, Any]:
-    return {"time": "2026-11-30T10:00:00Z", "event": "grant.activated", "grant": f"g-{n}", **extra}
+    return {"time": "1998-11-30T10:00:00Z", "event": "grant.activated", "grant": f"g-{n}", **extra}
 
 
 @pytest.fixture
@@ -215,7 +215,7 @@ signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being kill
 limit = path.stat().st_size + 50
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
 try:
-    Ledger(path).append([{"time": "2026-11-30T10:00:00Z", "event": "e", "grant": None, "pad": "x" * 500}])
+    Ledger(path).append([{"time": "1998-11-30T10:00:00Z", "event": "e", "grant": None, "pad": "x" * 500}])
 except OSError as exc:
     print("failed", exc.errno)
 """
@@ -237,7 +237,7 @@ def test_a_line_being_written_by_another_process_is_not_a_torn_write(tmp_path: P
     from jitpol.ledger.store import Ledger
 
     path = tmp_path / "ledger.jsonl"
-    Ledger(path).append([{"time": "2026-12-01T10:00:00Z", "event": "x", "grant": None}])
+    Ledger(path).append([{"time": "1998-12-01T10:00:00Z", "event": "x", "grant": None}])
     with open(path, "ab") as f:
         f.write(b'{"partial":')
     holder = subprocess.Popen([sys.executable, "-c", (

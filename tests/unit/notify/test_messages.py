@@ -11,7 +11,7 @@ from jitpol.model.refs import Ref
 from jitpol.notify.messages import Message, Sent, due, sent_event, sent_keys, unsent
 from jitpol.policy.evaluate import GrantStatus
 
-T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+T0 = datetime(1998, 12, 1, 10, 0, tzinfo=UTC)
 H = timedelta(hours=1)
 SRC = Source("x.yaml")
 WITHIN = timedelta(minutes=30)
@@ -49,7 +49,7 @@ def status(name: str, state: str, requester: str = "bob", **kw: Any) -> GrantSta
 def activated(name: str, at: datetime, until: datetime, requester: str = "bob", **kw: Any) -> dict[str, Any]:
     return {"time": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "event": "grant.activated", "grant": name,
             "digest": f"digest-of-{name}-0123456789abcdef", "requester": requester, "resource": "db-prod",
-            "role": "read", "start": "2026-12-01T10:00:00Z", "end": "2026-12-01T12:00:00Z",
+            "role": "read", "start": "1998-12-01T10:00:00Z", "end": "1998-12-01T12:00:00Z",
             "until": until.strftime("%Y-%m-%dT%H:%M:%SZ"), "approvals": [{"by": "lead", "key": "SHA256:x"}], **kw}
 
 
@@ -97,7 +97,7 @@ def test_activated_from_the_ledger() -> None:
     events = [activated("g1", T0 - 5 * timedelta(minutes=1), T0 + 2 * H)]
     (m,) = run([status("g1", "active", live_until=T0 + 2 * H)], events)
     assert (m.kind, m.to, m.approvals, m.until) == ("activated", ("bob",), ("lead",), T0 + 2 * H)
-    assert m.key == "activated:g1:digest-of-g1-012:2026-12-01T12:00:00Z"
+    assert m.key == "activated:g1:digest-of-g1-012:1998-12-01T12:00:00Z"
 
 
 def test_activation_in_the_future_of_at_is_not_known_yet() -> None:
@@ -133,7 +133,7 @@ def test_each_live_interval_has_its_own_expiring_key() -> None:
 
 
 def test_expired_and_revoked_from_final_revocations() -> None:
-    events = [activated("g1", T0 - 3 * H, T0 - H), revoked("g1", T0 - H, "expired: window ended 2026-12-01T09:00:00Z"),
+    events = [activated("g1", T0 - 3 * H, T0 - H), revoked("g1", T0 - H, "expired: window ended 1998-12-01T09:00:00Z"),
               activated("g2", T0 - 3 * H, T0 - H), revoked("g2", T0 - 2 * H, "revoked: revoked in its file"),
               activated("g3", T0 - 3 * H, T0 - H), revoked("g3", T0 - 2 * H, "outside schedule", final=False)]
     pol = policy({})  # the grant files are gone: requester and resource come from the activation
@@ -199,7 +199,7 @@ def test_sent_keys_make_a_message_not_due_again_on_that_channel_only() -> None:
 def test_sent_event_body() -> None:
     (m,) = run([status("g1", "pending")])
     body = sent_event(m, "github", T0)
-    assert body == {"time": "2026-12-01T10:00:00Z", "event": "notification.sent", "grant": "g1", "kind": "pending",
+    assert body == {"time": "1998-12-01T10:00:00Z", "event": "notification.sent", "grant": "g1", "kind": "pending",
                     "key": m.key, "channel": "github", "to": ["lead"]}
 
 
@@ -219,7 +219,7 @@ def test_live_break_glass_grant_asks_approvers_and_still_warns_the_requester() -
     g = replace(grant("g1", "bob"), breakglass=True)
     events = [activated("g1", T0 - H, T0 + 20 * timedelta(minutes=1))]
     live = status("g1", "active", live_until=T0 + 20 * timedelta(minutes=1), approvals=(),
-                  reason="BREAK-GLASS, unapproved: revoked at 2026-12-01T10:20:00Z unless approved; live until ...")
+                  reason="BREAK-GLASS, unapproved: revoked at 1998-12-01T10:20:00Z unless approved; live until ...")
     msgs = run([live], events, pol=policy({"g1": g}))
     assert [(m.kind, m.to) for m in msgs] == [("pending", ("lead",)), ("activated", ("bob",)),
                                               ("expiring", ("bob",))]

@@ -29,14 +29,14 @@ from jitpol.policy.evaluate import GrantStatus
 from jitpol.report import render
 from jitpol.report.timeline import Inputs, Interval, LedgerFile, Report, build, held_intervals, make_axis
 
-NOW = datetime(2026, 12, 1, 13, 30, tzinfo=UTC)  # a Tuesday
+NOW = datetime(1998, 12, 1, 13, 30, tzinfo=UTC)  # a Tuesday
 SRC = Source("x.yaml")
 HOSTILE = "<script>alert(1)</script>"
 
 
 def t(hhmm: str, day: int = 1) -> datetime:
     h, m = hhmm.split(":")
-    return datetime(2026, 12, day, int(h), int(m), tzinfo=UTC)
+    return datetime(1998, 12, day, int(h), int(m), tzinfo=UTC)
 
 
 def iso(x: datetime) -> str:
@@ -103,12 +103,12 @@ def test_activation_and_revocation_make_one_interval_and_open_ones_stay_open() -
         {"event": "policy.adopted", "grant": None, "time": iso(t("09:00")), "digest": "p1"},
         activated("a", t("10:00"), t("12:00")),
         activated("b", t("11:00"), t("15:00"), requester="bob"),
-        revoked("a", t("12:05"), "expired: window ended 2026-12-01T12:00:00Z"),
+        revoked("a", t("12:05"), "expired: window ended 1998-12-01T12:00:00Z"),
     ]
     got = held_intervals([LedgerFile("ledger.jsonl", events)])
     assert got == (
         Interval("a", "alice", "db-prod", "read", t("10:00"), t("12:05"), t("12:00"),
-                 "expired: window ended 2026-12-01T12:00:00Z"),
+                 "expired: window ended 1998-12-01T12:00:00Z"),
         Interval("b", "bob", "db-prod", "read", t("11:00"), None, t("15:00")),
     )
 
@@ -132,7 +132,7 @@ def test_revocation_without_activation_and_malformed_events_are_ignored() -> Non
         revoked("ghost", t("10:00")),
         {"event": "grant.activated", "grant": "x", "time": "not a time"},
         {"event": "grant.activated", "grant": None, "time": iso(t("10:00"))},
-        {"event": "grant.activated", "grant": "naive", "time": "2026-12-01T10:00:00"},  # no offset
+        {"event": "grant.activated", "grant": "naive", "time": "1998-12-01T10:00:00"},  # no offset
     ]
     assert held_intervals([LedgerFile("ledger.jsonl", events)]) == ()
 
@@ -290,7 +290,7 @@ def test_tables_counts_and_ordering() -> None:
     tables = {e.key: e for e in report.events}
     assert [row[1] for row in tables["policy.adopted"].rows] == ["p2", "p1"]  # newest first
     assert tables["policy.adopted"].rows[0][4] == "admin (SHA256:abc)"
-    assert tables["credential.rotated"].rows == (("2026-12-01 10:00Z", "db", "app_admin", "nobody", "sha256:0123"),)
+    assert tables["credential.rotated"].rows == (("1998-12-01 10:00Z", "db", "app_admin", "nobody", "sha256:0123"),)
     assert tables["action.failed"].rows[0][-1] == "permission denied"
 
 

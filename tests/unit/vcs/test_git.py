@@ -37,7 +37,7 @@ def found(path: Path) -> Repo:
 
 
 def event(grant: str) -> dict[str, Any]:
-    return {"time": "2026-11-30T10:00:00Z", "event": "grant.activated", "grant": grant}
+    return {"time": "1998-11-30T10:00:00Z", "event": "grant.activated", "grant": grant}
 
 
 @pytest.fixture
