@@ -59,7 +59,7 @@ def _webhook(var: str, env: Mapping[str, str], dry_run: bool) -> Channel:
 
 
 def _github(prep: Prepared, env: Mapping[str, str], dry_run: bool) -> Channel:
-    config = prep.loaded.policy.config
+    config = prep.decided.config  # the host and token variable of the policy in force
     git = (config.git if config is not None else None) or {}
     if not git.get("repository"):
         raise InvalidInput("--github needs spec.git in jitpol.yaml (repository, token_env; api_url for GitHub "
@@ -128,10 +128,10 @@ def notify(repo: Path, at: str | None, expiring_within: str, max_age: str, webho
             channels.append(Preview())
         events = ledger_events(repo)
         messages = collect(prep, events, expiring_within=within, max_age=age)
-        config = prep.loaded.policy.config
+        config = prep.decided.config
         # repository templates are policy: used only when the policy in force is the current one
         trusted = prep.policy is not None and prep.policy.approved
-        renderer = Renderer(repo if trusted else None, prep.loaded.policy.people,
+        renderer = Renderer(repo if trusted else None, prep.decided.people,
                             config.timezone if config is not None else "UTC")
         if dry_run:
             return deliver(messages, sent_keys(events), channels, renderer, None), []

@@ -99,7 +99,7 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
                     append_one(body)
                 for ev in policy_events(prep):
                     append({**base, **ev})
-                issuer = CredentialIssuer(repo, prep.loaded.policy, prep.targets, prep.history.holders, now,
+                issuer = CredentialIssuer(repo, prep.decided, prep.targets, prep.history.holders, now,
                                           conns.get)
                 try:
                     results = execute(plan, conns, append, base, _progress, issuer)

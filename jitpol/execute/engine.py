@@ -28,6 +28,7 @@ from jitpol.model.documents import PolicySet, Target
 from jitpol.model.times import utc_text
 from jitpol.plan.diff import Plan, checkout_actions, covered_by_history, diff, exclusive_privileges, scopes
 from jitpol.policy.approvals import Verifier
+from jitpol.policy.effective import effective_policy
 from jitpol.policy.evaluate import Desired, Evaluation, evaluate
 from jitpol.policy.history import History, merge, replay, restricted
 from jitpol.policy.trust import PolicyCheck, check_policy, combine
@@ -138,6 +139,9 @@ class Prepared:
     targets: Mapping[str, Target]  # targets the run may use (from the config, even if invalid)
     policy: PolicyCheck | None = None  # None when the repository is invalid
     shard: Part | None = None
+    # the one policy every decision reads (policy.effective): the proposed policy only once the
+    # admins approved it; None when the repository is invalid and nothing is in force
+    effective: PolicySet | None = None
 
     @property
     def valid(self) -> bool:
@@ -146,6 +150,12 @@ class Prepared:
     @property
     def diagnostics(self) -> tuple[Diagnostic, ...]:
         return self.loaded.diagnostics
+
+    @property
+    def decided(self) -> PolicySet:
+        """The effective policy, or an empty one (an invalid repository with nothing in force):
+        who may hold, approve, receive or be asked anything."""
+        return self.effective if self.effective is not None else PolicySet.empty()
 
 
 def prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, str] | None = None,
@@ -176,22 +186,27 @@ def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, st
     if history.adopted_digest is not None:
         snap = load_snapshot(read_snapshot(root / AUDIT_DIR, history.adopted_digest))
         in_force = snap.policy
-    targets = dict(loaded.policy.config.targets) if loaded.policy.config is not None else {}
     if not loaded.ok:
-        if in_force is not None and in_force.config is not None:
-            targets = dict(in_force.config.targets)
-        return Prepared(root, now, loaded, history, None, commit, targets)
+        # revocations only; they connect where the policy in force says (an invalid change
+        # redirects nothing), or, with nothing in force, where the repository says
+        config = in_force.config if in_force is not None else loaded.policy.config
+        targets = dict(config.targets) if config is not None else {}
+        return Prepared(root, now, loaded, history, None, commit, targets, effective=in_force)
     digest = loaded.policy_digest
     check = check_policy(loaded.policy, digest, in_force, history.adopted_digest, verifier)
-    reviews = review_approvals(root, loaded.policy, now, env or {})
+    eff = effective_policy(loaded.policy, in_force, approved=check.approved)
+    policy = eff.policy
+    targets = dict(policy.config.targets) if policy.config is not None else {}
+    # the git host, its token variable and the login -> person mapping: the effective policy's
+    reviews = review_approvals(root, policy, now, env or {})
     proposed = evaluate(loaded.policy, now, history, verifier, reviews)
-    if check.approved or in_force is None:
-        return Prepared(root, now, loaded, history, normalized(proposed, targets), commit, targets, check)
-    approved = evaluate(in_force.with_grants(loaded.policy.grants), now, history, verifier, reviews)
-    # an unapproved change must not redirect where jitpol connects either
-    targets = dict(in_force.config.targets) if in_force.config is not None else {}
+    if eff.proposed_in_force:
+        return Prepared(root, now, loaded, history, normalized(proposed, targets), commit, targets, check,
+                        effective=policy)
+    approved = evaluate(policy, now, history, verifier, reviews)
     both = combine(approved, proposed, check)
-    return Prepared(root, now, loaded, history, normalized(both, targets), commit, targets, check)
+    return Prepared(root, now, loaded, history, normalized(both, targets), commit, targets, check,
+                    effective=policy)
 
 
 def normalized(evaluation: Evaluation, targets: Mapping[str, Target]) -> Evaluation:
@@ -261,7 +276,7 @@ class Observation:
 
 def observe(prep: Prepared, conns: Connections, progress: Progress | None = None) -> Observation:
     """Read live state of every target the policy or the ledger involves, targets in parallel."""
-    policy = prep.loaded.policy if prep.valid else None
+    policy = prep.effective if prep.valid else None
     by_target: dict[str, list[Any]] = {}
     for (target, _model), scope in scopes(policy, prep.history).items():
         if target in prep.targets:  # not another shard's, nor a target only an unapproved change adds
@@ -301,7 +316,8 @@ def make_plan(prep: Prepared, obs: Observation) -> Plan:
         actions += checkout_actions({}, prep.history, keep=live)
         notes.insert(0, "repository is invalid: only revocations that are due are planned, nothing is added")
         return Plan(_ordered(actions), (), tuple(notes), valid=False)
-    policy = prep.loaded.policy
+    policy = prep.effective
+    assert policy is not None  # a valid repository always has one
     desired = prep.evaluation.desired
     actions = diff(desired, obs.assignments, prep.history, exclusive_privileges(policy))
     actions += checkout_actions(desired, prep.history)
@@ -480,7 +496,7 @@ def lifecycle_events(prep: Prepared, obs: Observation, results: Iterable[Result]
     ev = prep.evaluation
     statuses = ev.by_name() if ev is not None else {}
     desired = ev.desired if ev is not None else {}
-    policy = prep.loaded.policy
+    policy = prep.loaded.policy  # the grants (requests) themselves, for their approvals
     keys_of: dict[str, list[AssignmentKey]] = {}
     for k, d in desired.items():
         for g in d.grants:

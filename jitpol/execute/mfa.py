@@ -22,7 +22,7 @@ def okta_pushes(prep: Prepared, env: Mapping[str, str], timeout_s: float = PUSH_
     waiting = [s for s in prep.evaluation.statuses if s.awaiting == "okta-push"]
     if not waiting:
         return []
-    policy = prep.loaded.policy
+    policy = prep.decided  # an unapproved change must not redirect the push (accounts.okta)
     oktas = [t for t in prep.targets.values() if t.type == "okta"]
 
     def one(name: str, digest: str, requester: str) -> dict[str, Any]:

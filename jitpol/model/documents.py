@@ -182,6 +182,10 @@ class PolicySet:
     grants: Mapping[str, Grant]
     policy_approvals: Mapping[str, PolicyApproval] = field(default_factory=dict)
 
+    @classmethod
+    def empty(cls) -> PolicySet:
+        return cls(None, {}, {}, {}, {}, {})
+
     def with_grants(self, grants: Mapping[str, Grant]) -> PolicySet:
         """This policy judging other grants (the approved policy judges the proposed grants)."""
         return PolicySet(self.config, self.people, self.teams, self.workflows, self.resources, grants,

@@ -65,7 +65,7 @@ def collect(prep: Prepared, events: Sequence[dict[str, Any]], *, expiring_within
     """The messages due at `prep.now`. On an invalid repository only ledger facts (activations and
     ends) are due: its evaluation is not trusted."""
     statuses = prep.evaluation.statuses if prep.evaluation is not None else None
-    return due(statuses, prep.loaded.policy, events, prep.now, expiring_within=expiring_within, max_age=max_age)
+    return due(statuses, prep.decided, events, prep.now, expiring_within=expiring_within, max_age=max_age)
 
 
 def deliver(
