@@ -20,6 +20,7 @@ from jitpol.connectors import registry
 from jitpol.connectors.base import Connector
 from jitpol.errors import InvalidInput, JitpolError, TargetError
 from jitpol.execute.reviews import review_approvals
+from jitpol.execute.trustroot import ROOT_ENV, TOFU_ENV, load_trust_root, tofu_allowed
 from jitpol.ledger.snapshots import read_snapshot, write_snapshot
 from jitpol.ledger.store import Ledger, ledger_files
 from jitpol.load.repository import Diagnostic, LoadResult, load_repository, load_snapshot, snapshot_entries
@@ -31,7 +32,8 @@ from jitpol.policy.approvals import Verifier
 from jitpol.policy.effective import effective_policy
 from jitpol.policy.evaluate import Desired, Evaluation, evaluate
 from jitpol.policy.history import History, merge, replay, restricted
-from jitpol.policy.trust import PolicyCheck, check_policy, combine
+from jitpol.policy.root import TrustRoot
+from jitpol.policy.trust import PolicyCheck, check_policy, check_policy_root, combine
 from jitpol.vcs.git import Repo
 
 AUDIT_DIR = Path("audit")
@@ -142,6 +144,8 @@ class Prepared:
     # the one policy every decision reads (policy.effective): the proposed policy only once the
     # admins approved it; None when the repository is invalid and nothing is in force
     effective: PolicySet | None = None
+    notes: tuple[str, ...] = ()  # about trust: the root in force, rotations that did not chain
+    trust: TrustRoot | None = None  # the pinned trust root in force; None: trust on first use
 
     @property
     def valid(self) -> bool:
@@ -159,11 +163,11 @@ class Prepared:
 
 
 def prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, str] | None = None,
-            shard: Part | None = None) -> Prepared:
+            shard: Part | None = None, *, require_root: bool = False) -> Prepared:
     """Load and evaluate under the policy in force; with `shard`, only that part of the targets.
     A central run (no shard) never applies pull-mode (`local`) targets: their agents do.
     Raises LedgerBroken if a ledger file (or the snapshot of the adopted policy) does not verify."""
-    prep = _prepare(root, now, verifier, env, read_history(root))
+    prep = _prepare(root, now, verifier, env, read_history(root), require_root)
     if shard is None:
         if not any(t.type in PULL_TYPES for t in prep.targets.values()):
             return prep
@@ -178,7 +182,7 @@ def prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, str
 
 
 def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, str] | None,
-             history: History) -> Prepared:
+             history: History, require_root: bool = False) -> Prepared:
     loaded = load_repository(root)
     repo = Repo.find(root)
     commit = repo.head_commit() if repo is not None else None
@@ -193,7 +197,24 @@ def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, st
         targets = dict(config.targets) if config is not None else {}
         return Prepared(root, now, loaded, history, None, commit, targets, effective=in_force)
     digest = loaded.policy_digest
-    check = check_policy(loaded.policy, digest, in_force, history.adopted_digest, verifier)
+    try:
+        trust, notes = load_trust_root(root, env or {}, verifier)
+    except InvalidInput as exc:  # a broken pin can approve nothing; revocations go on
+        note = f"{exc}: no policy can be adopted and nothing is added until it is fixed; revocations go on"
+        targets = dict(in_force.config.targets) if in_force is not None and in_force.config is not None else {}
+        return Prepared(root, now, loaded, history, None, commit, targets, effective=in_force, notes=(note,))
+    if trust is None and require_root and not tofu_allowed(env or {}):
+        note = (f"no trust root is pinned (${ROOT_ENV}): a CI run adopts no policy and adds nothing without one; "
+                f"set ${ROOT_ENV}, or ${TOFU_ENV}=1 to trust the repository's policy on first use; "
+                "revocations go on")
+        targets = dict(in_force.config.targets) if in_force is not None and in_force.config is not None else {}
+        return Prepared(root, now, loaded, history, None, commit, targets, effective=in_force, notes=(note,))
+    if trust is not None:
+        check = check_policy_root(loaded.policy, digest, trust, history.adopted_digest, verifier)
+        if not check.approved and in_force is None:  # nothing the root approved is in force yet
+            return Prepared(root, now, loaded, history, None, commit, {}, check, notes=tuple(notes), trust=trust)
+    else:
+        check = check_policy(loaded.policy, digest, in_force, history.adopted_digest, verifier)
     eff = effective_policy(loaded.policy, in_force, approved=check.approved)
     policy = eff.policy
     targets = dict(policy.config.targets) if policy.config is not None else {}
@@ -202,11 +223,11 @@ def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, st
     proposed = evaluate(loaded.policy, now, history, verifier, reviews)
     if eff.proposed_in_force:
         return Prepared(root, now, loaded, history, normalized(proposed, targets), commit, targets, check,
-                        effective=policy)
+                        effective=policy, notes=tuple(notes), trust=trust)
     approved = evaluate(policy, now, history, verifier, reviews)
     both = combine(approved, proposed, check)
     return Prepared(root, now, loaded, history, normalized(both, targets), commit, targets, check,
-                    effective=policy)
+                    effective=policy, notes=tuple(notes), trust=trust)
 
 
 def normalized(evaluation: Evaluation, targets: Mapping[str, Target]) -> Evaluation:
@@ -238,10 +259,17 @@ def policy_events(prep: Prepared) -> list[dict[str, Any]]:
     write_snapshot(prep.root / AUDIT_DIR, check.digest, snapshot_entries(prep.loaded))
     approvals = [
         {"by": a.by, "key": a.key} for a in prep.loaded.policy.policy_approvals.values()
-        if a.digest == check.digest and a.by in check.counted
+        if a.digest == check.digest and ((a.key in check.signers) if check.root else (a.by in check.counted))
     ]
-    return [{"event": "policy.adopted", "grant": None, "digest": check.digest, "previous": check.in_force,
-             "bootstrap": check.in_force is None, "approvals": approvals, "summary": check.summary()}]
+    event: dict[str, Any] = {"event": "policy.adopted", "grant": None, "digest": check.digest,
+                             "previous": check.in_force, "bootstrap": check.in_force is None, "approvals": approvals,
+                             "summary": check.summary()}
+    if prep.trust is not None:  # who could approve: the root in force, by version and digest
+        event["trust_root"] = {"version": prep.trust.version, "digest": prep.trust.digest,
+                               "signers": list(check.signers)}
+    else:
+        event["trust_root"] = None  # trusted on first use / by the admins of the policy in force
+    return [event]
 
 
 @dataclass(slots=True)
@@ -306,7 +334,7 @@ def observe(prep: Prepared, conns: Connections, progress: Progress | None = None
 
 def make_plan(prep: Prepared, obs: Observation) -> Plan:
     """The plan for this run (pure given its inputs)."""
-    notes = [f"target {t} could not be observed: {e}" for t, e in sorted(obs.errors.items())]
+    notes = [*prep.notes, *(f"target {t} could not be observed: {e}" for t, e in sorted(obs.errors.items()))]
     if prep.policy is not None and not prep.policy.unchanged:
         notes.insert(0, prep.policy.summary())
     if prep.evaluation is None:
@@ -314,7 +342,10 @@ def make_plan(prep: Prepared, obs: Observation) -> Plan:
         actions = diff({}, obs.assignments, prep.history, {}, keep=covered, additions=False)
         live = {g for g, og in prep.history.open.items() if og.until is not None and og.until > prep.now}
         actions += checkout_actions({}, prep.history, keep=live)
-        notes.insert(0, "repository is invalid: only revocations that are due are planned, nothing is added")
+        if not prep.loaded.ok:
+            notes.insert(0, "repository is invalid: only revocations that are due are planned, nothing is added")
+        else:
+            notes.append("no approved policy is in force: only revocations that are due are planned, nothing is added")
         return Plan(_ordered(actions), (), tuple(notes), valid=False)
     policy = prep.effective
     assert policy is not None  # a valid repository always has one

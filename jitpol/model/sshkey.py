@@ -19,6 +19,16 @@ def split_key(line: str) -> tuple[str, bytes]:
     return parts[0], blob
 
 
+def checked_key(line: str) -> str:
+    """`line` if its blob names the same key type as the line does (a real key encoding, not just
+    any base64). Raises ValueError otherwise."""
+    kind, blob = split_key(line)
+    size = int.from_bytes(blob[:4], "big") if len(blob) >= 4 else -1
+    if size <= 0 or blob[4:4 + size] != kind.encode() or len(blob) <= 4 + size:
+        raise ValueError(f"not an SSH public key of type {kind}")
+    return line
+
+
 def fingerprint(line: str) -> str:
     """OpenSSH's SHA256 fingerprint, e.g. "SHA256:abc..." (no padding)."""
     _, blob = split_key(line)

@@ -16,6 +16,7 @@ from jitpol.model.sshkey import fingerprint
 from jitpol.policy.approvals import Verifier
 from jitpol.policy.evaluate import Desired, Evaluation, GrantStatus
 from jitpol.policy.people import resolve
+from jitpol.policy.root import TrustRoot
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,8 @@ class PolicyCheck:
     admins: tuple[Ref, ...]
     counted: tuple[str, ...] = ()
     ignored: tuple[str, ...] = ()
+    root: str | None = None  # the pinned trust root (describe()); None: trust on first use
+    signers: tuple[str, ...] = ()  # fingerprints of the keys whose approvals counted
 
     @property
     def unchanged(self) -> bool:
@@ -35,11 +38,26 @@ class PolicyCheck:
 
     @property
     def approved(self) -> bool:
+        if self.root is not None:  # every adoption, the first included, needs the root's quorum
+            return self.unchanged or len(self.counted) >= self.required
         return self.in_force is None or self.unchanged or len(self.counted) >= self.required
 
     def summary(self) -> str:
+        if self.root is not None and not self.unchanged:
+            head = (f"policy change {self.in_force[:12]} -> {self.digest[:12]}" if self.in_force is not None
+                    else f"no policy in force yet; policy {self.digest[:12]}")
+            text = f"{head}: {len(self.counted)} of {self.required} approval(s) by keys of the {self.root}"
+            if self.approved:
+                return text + "; adopted by this run"
+            text += ("; until approved (`jitpol approve --policy` with a root key), "
+                     + ("grants are live only where both the approved and the proposed policy allow them"
+                        if self.in_force is not None else "nothing is granted (revocations go on)"))
+            if self.ignored:
+                text += "; ignored: " + "; ".join(self.ignored)
+            return text
         if self.in_force is None:
-            return f"no policy adopted yet: this run adopts policy {self.digest[:12]} (first run of the ledger)"
+            return (f"no policy adopted yet: this run adopts policy {self.digest[:12]} (first run of the ledger; "
+                    "no trust root is pinned, so it is trusted on first use: set JITPOL_TRUST_ROOT)")
         if self.unchanged:
             return f"policy {self.digest[:12]} is in force"
         who = ", ".join(str(a) for a in self.admins)
@@ -87,6 +105,33 @@ def check_policy(proposed: PolicySet, digest: str, in_force: PolicySet | None, i
         elif by not in counted:
             counted.append(by)
     return replace(base, counted=tuple(sorted(counted)), ignored=tuple(ignored))
+
+
+def check_policy_root(proposed: PolicySet, digest: str, root: TrustRoot, in_force_digest: str | None,
+                      verifier: Verifier) -> PolicyCheck:
+    """Count the approvals in `proposed.policy_approvals` for `digest` made with distinct keys of
+    the pinned trust `root` (whoever the files name as signer)."""
+    base = PolicyCheck(digest, in_force_digest, root.threshold, (), root=root.describe())
+    ignored: list[str] = []
+    todo: list[tuple[str, str, tuple[bytes, str, str]]] = []
+    for ap in sorted(proposed.policy_approvals.values(), key=lambda a: a.name):
+        if ap.digest != digest:
+            continue
+        key = root.key_for(ap.key)
+        if key is None:
+            ignored.append(f"{ap.by}: key {ap.key} is not a key of the trust root")
+            continue
+        todo.append((ap.by, ap.key, (policy_message(digest), ap.signature, key)))
+    results = verifier.verify_many([t[2] for t in todo]) if todo else []
+    counted: dict[str, str] = {}  # fingerprint -> who
+    for (by, fp, _), ok in zip(todo, results, strict=True):
+        if not ok:
+            ignored.append(f"{by}: signature does not match policy {digest[:12]}")
+        else:
+            counted.setdefault(fp, by)
+    return replace(base, counted=tuple(sorted(set(counted.values()))) if len(counted) == len(set(counted.values()))
+                   else tuple(f"{who} ({fp})" for fp, who in sorted(counted.items())),
+                   signers=tuple(sorted(counted)), ignored=tuple(ignored))
 
 
 def _fp(key: str) -> str:

@@ -38,8 +38,16 @@ def test_reconcile_pushes_and_rechains_on_a_moved_remote(tmp_path: Path) -> None
     git(other, "commit", "-q", "-m", "other ledger")
     git(other, "push", "-q", "origin", "main")
 
+    # a CI run with no trust root pinned adopts nothing unless told to trust on first use
+    refused = CliRunner().invoke(cli, ["reconcile", "--repo", str(rb.root), "--at", "1998-12-01T10:30:00Z"],
+                                 env={"CI": "true", "JITPOL_TRUST_ROOT": "", "JITPOL_TRUST_ON_FIRST_USE": ""},
+                                 catch_exceptions=False)
+    assert refused.exit_code == 1 and "no trust root is pinned" in refused.output
+    assert "grant.activated" not in (rb.root / "audit" / "ledger.jsonl").read_text() if (
+        rb.root / "audit" / "ledger.jsonl").exists() else True
+
     res = CliRunner().invoke(cli, ["reconcile", "--repo", str(rb.root), "--at", "1998-12-01T10:30:00Z"],
-                             catch_exceptions=False)
+                             env={"CI": "true", "JITPOL_TRUST_ON_FIRST_USE": "1"}, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "Pushed ledger" in res.output
     check = tmp_path / "check"
