@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +16,13 @@ import click
 
 from jitpol.cli.common import Exit, at_option, emit_json, format_option, handle_errors, now_from, repo_option
 from jitpol.cli.render import plan_json, plan_summary, plan_text
-from jitpol.errors import InvalidInput
+from jitpol.errors import InvalidInput, JitpolError
 from jitpol.execute.delivery import CredentialIssuer
 from jitpol.execute.engine import (
     AUDIT_DIR,
     Connections,
     Part,
+    Prepared,
     Result,
     Shard,
     execute,
@@ -29,6 +33,7 @@ from jitpol.execute.engine import (
     policy_events,
     prepare,
 )
+from jitpol.execute.ledgerauth import sign_checkpoint
 from jitpol.execute.lock import RunLock
 from jitpol.execute.mfa import okta_pushes
 from jitpol.ledger.store import Ledger
@@ -44,6 +49,8 @@ class RunSummary:
     events: tuple[dict[str, Any], ...]  # bodies appended this run (for re-chaining on push)
     message: str
     plan: dict[str, Any] | None = None  # the plan as `plan --format json` shows it
+    signing: str | None = None  # the ledger public key to sign re-chained events against
+    signable: bool = False  # the ledger was trusted at the start: a re-chained ledger is signed again
 
     def as_json(self, commit: str | None) -> dict[str, Any]:
         return {
@@ -93,7 +100,7 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
             if not quiet:
                 click.echo(plan_text(plan, now))
             base = {"time": utc_text(now), "policy_commit": prep.policy_commit}
-            with ledger.appender() as append_one:
+            with _recorder(ledger) as append_one:
                 def append(body: Mapping[str, Any]) -> None:
                     appended.append(dict(body))
                     append_one(body)
@@ -108,6 +115,7 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
                         append({**base, **ev})
         finally:
             conns.close()
+        signing_problem = _sign(repo, ledger_file, env, now, prep)
         failed = [r for r in results if not r.ok]
         if debug:
             for r in results:
@@ -119,10 +127,46 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
         done = len(results) - len(failed)
         message = (f"jitpol: ledger for run at {utc_text(now)} "
                    f"({done} applied, {len(failed)} failed; {plan_summary(plan)})")
-        ok = prep.valid and not failed and not obs.errors
+        ok = prep.valid and not failed and not obs.errors and signing_problem is None
         if not quiet:
             click.echo(f"Apply complete: {done} applied, {len(failed)} failed, {len(appended)} ledger events.")
-        return RunSummary(ok, tuple(results), tuple(appended), message, plan_json(plan, now))
+        signable = prep.ledger is not None and prep.ledger.trusted
+        return RunSummary(ok, tuple(results), tuple(appended), message, plan_json(plan, now),
+                          signing=(prep.ledger.public_key if prep.ledger else None) if signable else None,
+                          signable=signable)
+
+
+@contextmanager
+def _recorder(ledger: Ledger) -> Iterator[Callable[[Mapping[str, Any]], Any]]:
+    """The ledger's appender; when its file is damaged (it cannot be extended), a stand-in that
+    prints each event to stderr as JSON instead, so the due revocations still run and leave a
+    record in the job's log. The run then exits 1; the next run re-observes and repeats nothing."""
+    problem = ledger.verify()
+    if problem is None:
+        with ledger.appender() as add:
+            yield add
+        return
+    click.secho(f"error: {ledger.path.name}:{problem.line}: {problem.message}: events of this run are not "
+                "appended; they follow on stderr (revocations go on)", fg="red", err=True)
+
+    def echo(body: Mapping[str, Any]) -> dict[str, Any]:
+        click.echo("unrecorded " + json.dumps(dict(body), sort_keys=True), err=True)
+        return dict(body)
+
+    yield echo
+
+
+def _sign(repo: Path, ledger_file: Path, env: Mapping[str, str], now: datetime, prep: Prepared) -> str | None:
+    """Sign a checkpoint of the ledger file this run wrote, when the ledger was trusted at the
+    start (never bless what someone else wrote) and $JITPOL_LEDGER_KEY is set. The problem, or None."""
+    if prep.ledger is None or not prep.ledger.trusted:
+        return None
+    try:
+        sign_checkpoint(repo, ledger_file, env, utc_text(now), prep.ledger.public_key)
+    except JitpolError as exc:
+        click.secho(f"error: the ledger checkpoint was not signed: {exc}", fg="red", err=True)
+        return str(exc)
+    return None
 
 
 def _ledger_paths(repo: Path) -> list[str]:
@@ -194,6 +238,8 @@ def reconcile(ctx: click.Context, repo: Path, remote: str, branch: str | None, a
 
         def rebuild() -> str | None:
             Ledger(repo / ledger_path(shard)).append(summary.events)
+            if summary.signable:
+                sign_checkpoint(repo, repo / ledger_path(shard), env, utc_text(now_from(at)), summary.signing)
             return git.commit_paths(_ledger_paths(repo), summary.message + " (re-chained)")
 
         git.push_with_retry(remote, branch, rebuild=rebuild)

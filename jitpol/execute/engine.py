@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from jitpol.connectors import registry
 from jitpol.connectors.base import Connector
 from jitpol.errors import InvalidInput, JitpolError, TargetError
+from jitpol.execute.ledgerauth import LedgerAuth, authenticate, ledger_public_key
 from jitpol.execute.reviews import review_approvals
 from jitpol.execute.trustroot import ROOT_ENV, TOFU_ENV, load_trust_root, tofu_allowed
 from jitpol.ledger.snapshots import read_snapshot, write_snapshot
@@ -119,9 +120,24 @@ def ledger_path(shard: Part | None) -> Path:
 
 
 def read_history(root: Path) -> History:
-    """Every ledger file under audit/ (the main one, shards, agents), each chain verified."""
+    """Every ledger file under audit/ (the main one, shards, agents), each chain verified.
+    Raises LedgerBroken if one does not verify (see read_history_safely)."""
     files = ledger_files(root / AUDIT_DIR)
     return merge([replay(Ledger(f).events()) for f in files]) if files else History()
+
+
+def read_history_safely(root: Path) -> tuple[History, tuple[str, ...]]:
+    """Like read_history, but a damaged file never stops the run: what can still be read of it
+    (Ledger.readable), and the problems, which make the run adopt and add nothing."""
+    files = ledger_files(root / AUDIT_DIR)
+    parts: list[History] = []
+    problems: list[str] = []
+    for f in files:
+        events, problem = Ledger(f).readable()
+        parts.append(replay(events))
+        if problem is not None:
+            problems.append(f"{AUDIT_DIR.as_posix()}/{f.name}:{problem.line}: {problem.message}")
+    return (merge(parts) if parts else History()), tuple(problems)
 
 
 def key_dict(key: AssignmentKey) -> dict[str, str]:
@@ -146,6 +162,7 @@ class Prepared:
     effective: PolicySet | None = None
     notes: tuple[str, ...] = ()  # about trust: the root in force, rotations that did not chain
     trust: TrustRoot | None = None  # the pinned trust root in force; None: trust on first use
+    ledger: LedgerAuth | None = None  # the ledger checked against the reconciler's checkpoints
 
     @property
     def valid(self) -> bool:
@@ -167,7 +184,8 @@ def prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, str
     """Load and evaluate under the policy in force; with `shard`, only that part of the targets.
     A central run (no shard) never applies pull-mode (`local`) targets: their agents do.
     Raises LedgerBroken if a ledger file (or the snapshot of the adopted policy) does not verify."""
-    prep = _prepare(root, now, verifier, env, read_history(root), require_root)
+    history, damaged = read_history_safely(root)
+    prep = _prepare(root, now, verifier, env, history, require_root, damaged)
     if shard is None:
         if not any(t.type in PULL_TYPES for t in prep.targets.values()):
             return prep
@@ -182,52 +200,97 @@ def prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, str
 
 
 def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, str] | None,
-             history: History, require_root: bool = False) -> Prepared:
+             history: History, require_root: bool = False, damaged: tuple[str, ...] = ()) -> Prepared:
+    env = env or {}
     loaded = load_repository(root)
     repo = Repo.find(root)
     commit = repo.head_commit() if repo is not None else None
     in_force: PolicySet | None = None
     if history.adopted_digest is not None:
-        snap = load_snapshot(read_snapshot(root / AUDIT_DIR, history.adopted_digest))
-        in_force = snap.policy
+        try:
+            in_force = load_snapshot(read_snapshot(root / AUDIT_DIR, history.adopted_digest)).policy
+        except JitpolError as exc:
+            damaged = (*damaged, str(exc))
+    in_force_targets = dict(in_force.config.targets) if in_force is not None and in_force.config is not None else {}
+
+    def revocations_only(targets: Mapping[str, Target], *notes: str, **more: Any) -> Prepared:
+        return Prepared(root, now, loaded, history, None, commit, targets, effective=in_force, notes=notes, **more)
+
+    # the trust root and the reconciler's signed checkpoints: a problem with either adopts and
+    # adds nothing, and revocations go on
+    trust: TrustRoot | None = None
+    notes: list[str] = []
+    try:
+        trust, notes = load_trust_root(root, env, verifier)
+        auth = authenticate(root, ledger_public_key(trust, env), verifier, env)
+    except InvalidInput as exc:
+        auth = LedgerAuth(None, (str(exc),), {})
+    if damaged:
+        auth = LedgerAuth(auth.public_key, (*damaged, *auth.problems), auth.checkpoints)
+    if not auth.trusted:
+        # connect only where the policy the signed part of the ledger adopted says (an attacker's
+        # ledger entries redirect nothing); deliver to nobody
+        signed = _signed_history(root, auth)
+        targets = in_force_targets
+        if signed is not None and signed.adopted_digest is not None:
+            try:
+                trusted = load_snapshot(read_snapshot(root / AUDIT_DIR, signed.adopted_digest)).policy
+                targets = dict(trusted.config.targets) if trusted.config is not None else targets
+            except JitpolError:
+                pass
+        in_force = None
+        return revocations_only(targets, *auth.problems,
+                                "the ledger or the trust root cannot be trusted: nothing is adopted or added until "
+                                "this is repaired (restore audit/ from git history); revocations go on",
+                                ledger=auth, trust=trust)
+    if auth.public_key is None:
+        notes.append("the ledger is not authenticated: no ledger key is pinned (ledgerKey in the trust root, or "
+                     "$JITPOL_LEDGER_PUBKEY)")
     if not loaded.ok:
         # revocations only; they connect where the policy in force says (an invalid change
         # redirects nothing), or, with nothing in force, where the repository says
         config = in_force.config if in_force is not None else loaded.policy.config
-        targets = dict(config.targets) if config is not None else {}
-        return Prepared(root, now, loaded, history, None, commit, targets, effective=in_force)
+        return revocations_only(dict(config.targets) if config is not None else {}, ledger=auth, trust=trust)
     digest = loaded.policy_digest
-    try:
-        trust, notes = load_trust_root(root, env or {}, verifier)
-    except InvalidInput as exc:  # a broken pin can approve nothing; revocations go on
-        note = f"{exc}: no policy can be adopted and nothing is added until it is fixed; revocations go on"
-        targets = dict(in_force.config.targets) if in_force is not None and in_force.config is not None else {}
-        return Prepared(root, now, loaded, history, None, commit, targets, effective=in_force, notes=(note,))
-    if trust is None and require_root and not tofu_allowed(env or {}):
-        note = (f"no trust root is pinned (${ROOT_ENV}): a CI run adopts no policy and adds nothing without one; "
-                f"set ${ROOT_ENV}, or ${TOFU_ENV}=1 to trust the repository's policy on first use; "
-                "revocations go on")
-        targets = dict(in_force.config.targets) if in_force is not None and in_force.config is not None else {}
-        return Prepared(root, now, loaded, history, None, commit, targets, effective=in_force, notes=(note,))
+    if trust is None and require_root and not tofu_allowed(env):
+        return revocations_only(in_force_targets, (
+            f"no trust root is pinned (${ROOT_ENV}): a CI run adopts no policy and adds nothing without one; "
+            f"set ${ROOT_ENV}, or ${TOFU_ENV}=1 to trust the repository's policy on first use; revocations go on"),
+            ledger=auth)
     if trust is not None:
         check = check_policy_root(loaded.policy, digest, trust, history.adopted_digest, verifier)
         if not check.approved and in_force is None:  # nothing the root approved is in force yet
-            return Prepared(root, now, loaded, history, None, commit, {}, check, notes=tuple(notes), trust=trust)
+            return Prepared(root, now, loaded, history, None, commit, {}, check, notes=tuple(notes), trust=trust,
+                            ledger=auth)
     else:
         check = check_policy(loaded.policy, digest, in_force, history.adopted_digest, verifier)
     eff = effective_policy(loaded.policy, in_force, approved=check.approved)
     policy = eff.policy
     targets = dict(policy.config.targets) if policy.config is not None else {}
     # the git host, its token variable and the login -> person mapping: the effective policy's
-    reviews = review_approvals(root, policy, now, env or {})
+    reviews = review_approvals(root, policy, now, env)
     proposed = evaluate(loaded.policy, now, history, verifier, reviews)
     if eff.proposed_in_force:
         return Prepared(root, now, loaded, history, normalized(proposed, targets), commit, targets, check,
-                        effective=policy, notes=tuple(notes), trust=trust)
+                        effective=policy, notes=tuple(notes), trust=trust, ledger=auth)
     approved = evaluate(policy, now, history, verifier, reviews)
     both = combine(approved, proposed, check)
     return Prepared(root, now, loaded, history, normalized(both, targets), commit, targets, check,
-                    effective=policy, notes=tuple(notes), trust=trust)
+                    effective=policy, notes=tuple(notes), trust=trust, ledger=auth)
+
+
+def _signed_history(root: Path, auth: LedgerAuth) -> History | None:
+    """The history of only what the reconciler signed (each file's checkpointed prefix); None
+    when no ledger key is pinned."""
+    if auth.public_key is None:
+        return None
+    parts = []
+    for name, cp in auth.checkpoints.items():
+        try:
+            parts.append(replay(Ledger(root / AUDIT_DIR / name).events()[:cp.lines]))
+        except JitpolError:
+            continue
+    return merge(parts) if parts else History()
 
 
 def normalized(evaluation: Evaluation, targets: Mapping[str, Target]) -> Evaluation:

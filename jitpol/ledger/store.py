@@ -56,6 +56,26 @@ class Ledger:
             raise self._broken(problem)
         return events
 
+    def readable(self) -> tuple[list[dict[str, Any]], ChainProblem | None]:
+        """Never raises for a bad file: (events, None) when intact; otherwise (what can still be
+        read, the first problem). What can be read: every event when the only damage is CRLF line
+        ends (a .gitattributes transformation: the content is provably the same), else the events
+        before the first bad line. For revocations, which must not wait for a repaired ledger."""
+        data = self._read()
+        if data is None:
+            return [], None
+        problem, events = _verify_bytes(data)
+        if problem is None:
+            return events, None
+        if b"\r\n" in data:
+            again, normalized = _verify_bytes(data.replace(b"\r\n", b"\n"))
+            if again is None:
+                return normalized, ChainProblem(problem.line, problem.seq,
+                                                "CRLF line ends: the file was transformed (see .gitattributes)")
+        lines = data.split(b"\n")[: max(problem.line - 1, 0)]
+        _, prefix = _verify_bytes(b"".join(x + b"\n" for x in lines))
+        return prefix, problem
+
     def append(self, bodies: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Seal and append events (see chain.seal for what a body holds); return them as written.
 

@@ -59,14 +59,15 @@ def test_adding_ones_key_to_another_persons_file_reveals_no_secret(tmp_path: Pat
     rb.resource("db-shared", model="credential-checkout", account="app_admin", roles=None)
     rb.set_fake_state({"members": {}, "shared": {"app_admin": {"password": "initial-unknown"}}})
     adopt(rb)
-    # alice (a requester) appends her own key to bob's person file in the change that carries
-    # bob's checkout, merged without admin approval: the secret is made and delivered now
-    alice_pub = Path(str(rb.key("alice")) + ".pub").read_text().strip()
-    edit(rb.root / "people" / "bob.yaml", lambda spec: spec["keys"].append(alice_pub))
+    # alice (a requester) appends a key only she holds to bob's person file in the change that
+    # carries bob's checkout, merged without admin approval: the secret is made and delivered now
+    stolen = rb.keydir / "alice-second"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "x", "-f", str(stolen)], check=True)
+    edit(rb.root / "people" / "bob.yaml", lambda spec: spec["keys"].append(Path(f"{stolen}.pub").read_text().strip()))
     rb.grant("bob-shared", "bob", START, "2h", resource="db-shared", role=None)
     res = run(rb, "apply", "--at", AT)
     assert res.exit_code == 0, res.output
-    res = run(rb, "credentials", "bob-shared", "--key", str(rb.key("alice")))
+    res = run(rb, "credentials", "bob-shared", "--key", str(stolen))
     assert res.exit_code != 0, "alice opened bob's checked-out secret"
     assert run(rb, "credentials", "bob-shared", "--key", str(rb.key("bob"))).exit_code == 0
 

@@ -1,0 +1,269 @@
+"""Authenticating the ledger: the reconciler signs what it wrote, and checks it next time.
+
+Keys (secrets only from the environment):
+- JITPOL_LEDGER_KEY: the reconciler's private SSH key (the text, as a CI secret). A run that has
+  it signs a checkpoint (jitpol.ledger.checkpoint) of the ledger file it appended to.
+- The public half, which every run checks the checkpoints against: the trust root's `ledgerKey`
+  (jitpol.policy.root), else JITPOL_LEDGER_PUBKEY. Without one the ledger is not authenticated
+  (a laptop, the demo) and the plan says so.
+- JITPOL_STATE_FILE (optional): a file outside the repository where the reconciler remembers the
+  newest checkpoint it signed per ledger file. The repository cannot vouch for its own freshness:
+  with this file, rolling the whole branch back to an older, validly signed state is detected too
+  (the role TUF gives its timestamp/snapshot metadata, and a Terraform backend its serial).
+
+A ledger that fails these checks stops adoptions and additions, never revocations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from jitpol.errors import InvalidInput, SignatureError
+from jitpol.ledger.checkpoint import CHECKPOINT_DIR, Checkpoint, build, extends, line_facts, message, parse
+from jitpol.ledger.store import ledger_files
+from jitpol.model.sshkey import checked_key, fingerprint
+from jitpol.policy.approvals import Verifier
+from jitpol.policy.root import TrustRoot
+from jitpol.vcs import sshsig
+
+__all__ = ["KEY_ENV", "NAMESPACE", "PUBKEY_ENV", "STATE_ENV", "LedgerAuth", "authenticate", "ledger_public_key",
+           "sign_checkpoint"]
+
+KEY_ENV = "JITPOL_LEDGER_KEY"
+PUBKEY_ENV = "JITPOL_LEDGER_PUBKEY"
+STATE_ENV = "JITPOL_STATE_FILE"
+NAMESPACE = "jitpol-ledger"
+AUDIT = "audit"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerAuth:
+    public_key: str | None  # None: the ledger is not authenticated
+    problems: tuple[str, ...]
+    checkpoints: Mapping[str, Checkpoint]
+
+    @property
+    def trusted(self) -> bool:
+        """May this run extend the ledger's signed state (adopt, add, sign)?"""
+        return not self.problems
+
+
+def ledger_public_key(trust: TrustRoot | None, env: Mapping[str, str]) -> str | None:
+    """The trust root's ledgerKey, else $JITPOL_LEDGER_PUBKEY. InvalidInput if that is no key."""
+    if trust is not None and trust.ledger_key is not None:
+        return trust.ledger_key
+    text = env.get(PUBKEY_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        return checked_key(text)
+    except ValueError as exc:
+        raise InvalidInput(f"${PUBKEY_ENV}: not an SSH public key ({exc})") from None
+
+
+def _git_toplevel(root: Path) -> Path | None:
+    for candidate in (root.resolve(), *root.resolve().parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return None
+
+
+def _history_had_checkpoints(root: Path) -> str | None:
+    """The newest commit in HEAD's history that had signed checkpoints under audit/ (a deleted
+    audit/ is then tampering, not a new repository); None outside git or when none did."""
+    top = _git_toplevel(root)
+    if top is None:
+        return None
+    rel = (root.resolve() / AUDIT / CHECKPOINT_DIR).relative_to(top).as_posix()
+    try:
+        done = subprocess.run(["git", "-C", str(top), "log", "-1", "--format=%H", "--", rel],
+                              capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    sha = done.stdout.strip()
+    return sha or None
+
+
+def _committed_lines(root: Path, name: str) -> int | None:
+    """How many lines audit/NAME has in HEAD's commit: 0 when HEAD does not have it; None when
+    the repository is not in git (nothing tells the reconciler's own lines from anyone's)."""
+    top = _git_toplevel(root)
+    if top is None:
+        return None
+    rel = (root.resolve() / AUDIT / name).relative_to(top).as_posix()
+    try:
+        done = subprocess.run(["git", "-C", str(top), "cat-file", "blob", f"HEAD:{rel}"],
+                              capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return 0  # HEAD does not have the file (or there is no commit yet)
+    return done.stdout.count(b"\n")
+
+
+def _read_state(env: Mapping[str, str], root: Path) -> dict[str, dict[str, object]]:
+    path = env.get(STATE_ENV, "").strip()
+    if not path:
+        return {}
+    p = Path(path)
+    if not p.is_absolute() or _inside(p, root):
+        raise InvalidInput(f"${STATE_ENV}: {path} must be an absolute path outside the repository")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"${STATE_ENV}: cannot read {path}: {exc}") from None
+    files = data.get("ledgers", {}) if isinstance(data, dict) else {}
+    return {str(k): v for k, v in files.items() if isinstance(v, dict)}
+
+
+def _inside(path: Path, root: Path) -> bool:
+    resolved = path.resolve()
+    for base in {root.resolve(), *(t for t in [_git_toplevel(root)] if t is not None)}:
+        if resolved == base or base in resolved.parents:
+            return True
+    return False
+
+
+def authenticate(root: Path, public_key: str | None, verifier: Verifier, env: Mapping[str, str]) -> LedgerAuth:
+    """Check every ledger file under audit/ against the reconciler's signed checkpoints."""
+    if public_key is None:
+        return LedgerAuth(None, (), {})
+    audit = root / AUDIT
+    problems: list[str] = []
+    if audit.is_symlink():
+        return LedgerAuth(public_key, ("audit/ is a symbolic link: the ledger must be a directory of the repository",),
+                          {})
+    files = {p.name: line_facts(p.read_bytes()) for p in ledger_files(audit) if not p.is_symlink()}
+    problems += [f"audit/{p.name}: is a symbolic link" for p in ledger_files(audit) if p.is_symlink()]
+    checkpoints: dict[str, Checkpoint] = {}
+    folder = audit / CHECKPOINT_DIR
+    if folder.is_symlink():
+        problems.append(f"audit/{CHECKPOINT_DIR}/ is a symbolic link")
+    elif folder.is_dir():
+        found: list[tuple[str, Checkpoint]] = []
+        for f in sorted(folder.iterdir()):
+            rel = f"audit/{CHECKPOINT_DIR}/{f.name}"
+            if f.is_symlink() or not f.is_file() or not f.name.endswith(".json"):
+                problems.append(f"{rel}: not a checkpoint file")
+                continue
+            try:
+                cp = parse(f.read_text(encoding="utf-8"), rel)
+            except (ValueError, UnicodeDecodeError) as exc:
+                problems.append(str(exc))
+                continue
+            if f.name != f"{cp.ledger}.json":
+                problems.append(f"{rel}: signs {cp.ledger}, not the file its name says")
+                continue
+            found.append((rel, cp))
+        results = verifier.verify_many([(message(cp.body()), cp.signature, public_key) for _, cp in found],
+                                       namespace=NAMESPACE) if found else []
+        for (rel, cp), ok in zip(found, results, strict=True):
+            if ok:
+                checkpoints[cp.ledger] = cp
+            else:
+                problems.append(f"{rel}: its signature does not verify with the ledger key "
+                                f"{fingerprint(public_key)}")
+    for name, facts in sorted(files.items()):
+        rel = f"audit/{name}"
+        signed = checkpoints.get(name)
+        # lines nobody committed were written here, by a run of the reconciler that died before
+        # signing (only commits reach its work tree): they are its own
+        committed = _committed_lines(root, name)
+        if signed is None:
+            if facts.lines and (committed is None or committed > 0):
+                problems.append(f"{rel}: no checkpoint signed by the reconciler: an extra or unsigned ledger file")
+            continue
+        bad = extends(signed, facts, rel)
+        if bad is not None:
+            problems.append(bad)
+        elif facts.lines > signed.lines and (committed is None or committed > signed.lines):
+            problems.append(f"{rel}: lines {signed.lines + 1}-{facts.lines} follow checkpoint {signed.seq} but the "
+                            "reconciler did not sign them")
+    for name, cp in sorted(checkpoints.items()):
+        if name not in files:
+            problems.append(f"audit/{name}: deleted (checkpoint {cp.seq} signed {cp.lines} line(s))")
+        for other, (lines, head) in sorted(cp.others.items()):
+            seen = files.get(other)
+            if seen is None:
+                problems.append(f"audit/{other}: deleted (the reconciler saw {lines} line(s) in it at checkpoint "
+                                f"{cp.seq} of {name})")
+            elif seen.lines < lines or (lines and seen.head(lines) != head):
+                problems.append(f"audit/{other}: does not extend what the reconciler saw at checkpoint {cp.seq} of "
+                                f"{name} ({lines} line(s))")
+    if not checkpoints and not files:
+        sha = _history_had_checkpoints(root)
+        if sha is not None:
+            problems.append(f"audit/ is gone, but commit {sha[:12]} had ledger checkpoints signed by the reconciler: "
+                            "restore it from git history")
+    for name, remembered in sorted(_read_state(env, root).items()):
+        held = checkpoints.get(name)
+        newest = remembered.get("seq")
+        if isinstance(newest, int) and (held is None or held.seq < newest):
+            problems.append(f"audit/{name}: the reconciler last signed checkpoint {newest} "
+                            f"(${STATE_ENV}), the repository holds {held.seq if held else 'none'}: rolled back")
+    return LedgerAuth(public_key, tuple(dict.fromkeys(problems)), checkpoints)
+
+
+def sign_checkpoint(root: Path, ledger: Path, env: Mapping[str, str], now_text: str,
+                    public_key: str | None) -> Checkpoint | None:
+    """Sign a checkpoint of `ledger` as it is now, with $JITPOL_LEDGER_KEY; None without a key.
+    Raises SignatureError when the key cannot sign or is not the pinned ledger key."""
+    key_text = env.get(KEY_ENV, "")
+    if not key_text.strip() or not ledger.is_file():
+        return None
+    audit = root / AUDIT
+    folder = audit / CHECKPOINT_DIR
+    target = folder / f"{ledger.name}.json"
+    seq = 1
+    if target.is_file() and not target.is_symlink():
+        try:
+            seq = parse(target.read_text(encoding="utf-8"), str(target)).seq + 1
+        except (ValueError, UnicodeDecodeError):
+            seq = 1
+    others = {p.name: line_facts(p.read_bytes()) for p in ledger_files(audit) if p.name != ledger.name
+              and not p.is_symlink()}
+    cp = build(ledger.name, line_facts(ledger.read_bytes()), seq=seq, time=now_text, others=others)
+    with tempfile.TemporaryDirectory(prefix="jitpol-ledger-key-") as tmp:
+        keyfile = Path(tmp) / "key"
+        fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(key_text.strip() + "\n")
+        if public_key is not None:
+            mine = sshsig.public_key(keyfile)
+            if fingerprint(mine) != fingerprint(public_key):
+                raise SignatureError(f"${KEY_ENV} is not the ledger key {fingerprint(public_key)} the trust root "
+                                     f"(or ${PUBKEY_ENV}) names; the ledger was not signed")
+        signature = sshsig.sign(message(cp.body()), keyfile, namespace=NAMESPACE)
+    signed = Checkpoint(cp.ledger, cp.seq, cp.time, cp.lines, cp.head, cp.prefix_sha256, cp.anchors, cp.others,
+                        signature)
+    if folder.is_symlink() or audit.is_symlink():
+        raise SignatureError("audit/ or its checkpoints folder is a symbolic link; the checkpoint was not written")
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{ledger.name}-", suffix=".tmp", dir=folder)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(signed.to_json())
+    os.replace(tmp_name, target)
+    _write_state(env, root, signed)
+    return signed
+
+
+def _write_state(env: Mapping[str, str], root: Path, cp: Checkpoint) -> None:
+    path = env.get(STATE_ENV, "").strip()
+    if not path:
+        return
+    state = _read_state(env, root)
+    state[cp.ledger] = {"seq": cp.seq, "lines": cp.lines, "head": cp.head}
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".jitpol-state-", dir=p.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump({"ledgers": state}, out, sort_keys=True)
+    os.replace(tmp, p)

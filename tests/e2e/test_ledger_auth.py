@@ -1,0 +1,178 @@
+"""The reconciler signs what it writes to the ledger, and every run checks that the ledger it
+reads extends what it last signed (SPEC section 5). Each attack below is committed by someone who
+can merge changes but does not hold the reconciler's key: it is detected, names the bad point,
+adopts and adds nothing, and the revocations that are due still happen."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from jitpol.cli.main import cli
+from jitpol.ledger.chain import seal
+from jitpol.model.canonical import canonical_json
+from tests.helpers.repo import RepoBuilder
+
+T0, T1, T2 = "1998-12-01T10:00:00Z", "1998-12-01T10:30:00Z", "1998-12-01T15:00:00Z"  # T2: both grants ended
+
+
+def git(root: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    return subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True, text=True).stdout
+
+
+class World:
+    def __init__(self, tmp: Path) -> None:
+        self.rb = RepoBuilder(tmp / "repo", tmp / "keys").standard()
+        key = tmp / "keys" / "reconciler"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "jitpol", "-f", str(key)], check=True)
+        self.env = {"JITPOL_LEDGER_KEY": key.read_text(), "JITPOL_LEDGER_PUBKEY": Path(f"{key}.pub").read_text()}
+        self.public = Path(f"{key}.pub").read_text().strip()
+        self.rb.grant("alice-read", "alice", T0, "4h", approvers=("lead",))
+        git(self.rb.root, "init", "-q", "-b", "main")
+        self.commit("policy")
+
+    @property
+    def root(self) -> Path:
+        return self.rb.root
+
+    @property
+    def ledger(self) -> Path:
+        return self.root / "audit" / "ledger.jsonl"
+
+    def commit(self, message: str) -> None:
+        git(self.root, "add", "-A")
+        git(self.root, "commit", "-q", "--allow-empty", "-m", message)
+
+    def run(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        return CliRunner().invoke(cli, [*args, "--repo", str(self.root)], env={**self.env, **(env or {})},
+                                  catch_exceptions=False)
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in self.ledger.read_text().splitlines()]
+
+
+@pytest.fixture
+def w(tmp_path: Path) -> World:
+    w = World(tmp_path)
+    res = w.run("apply", "--at", T1)  # adopts the policy, grants alice, signs, commits
+    assert res.exit_code == 0, res.output
+    assert w.rb.members("app_read") == ["alice"]
+    assert (w.root / "audit" / "checkpoints" / "ledger.jsonl.json").exists()
+    assert w.run("audit", "verify", "--ledger-key", w.public).exit_code == 0
+    # an approved grant waits: after an attack it must not be added
+    w.rb.grant("bob-read", "bob", T0, "4h", approvers=("lead",))
+    w.commit("bob asks")
+    return w
+
+
+def attacked(w: World, expect: str) -> Result:
+    """Run after the attack: exit 1 naming it, nothing added, alice's due revocation done."""
+    w.commit("the attack")
+    offline = w.run("audit", "verify", "--ledger-key", w.public)
+    assert offline.exit_code == 1 and expect in offline.output, offline.output
+    res = w.run("apply", "--at", T2, "--no-commit")
+    assert res.exit_code == 1, res.output
+    assert expect in res.output, res.output
+    assert "bob" not in w.rb.members("app_read"), "an addition ran on an unauthenticated ledger"
+    assert "alice" not in w.rb.members("app_read"), "the due revocation did not run"
+    return res
+
+
+def chain(bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Seal `bodies` into a fresh, valid hash chain: what anyone can do without the key."""
+    out: list[dict[str, Any]] = []
+    for i, body in enumerate(bodies, start=1):
+        out.append(seal(body, seq=i, prev=out[-1]["hash"] if out else None))
+    return out
+
+
+def test_honest_runs_extend_and_sign_the_ledger(w: World) -> None:
+    res = w.run("apply", "--at", T1)
+    assert res.exit_code == 0, res.output
+    assert sorted(w.rb.members("app_read")) == ["alice", "bob"]
+    cp = json.loads((w.root / "audit" / "checkpoints" / "ledger.jsonl.json").read_text())
+    assert cp["seq"] == 2 and cp["lines"] == len(w.events())
+    assert w.run("audit", "verify", "--ledger-key", w.public).exit_code == 0
+
+
+def test_truncation_is_detected(w: World) -> None:
+    lines = w.ledger.read_text().splitlines(keepends=True)
+    w.ledger.write_text("".join(lines[:-1]))
+    attacked(w, "entries were removed")
+
+
+def test_rewriting_and_rechaining_is_detected(w: World) -> None:
+    events = w.events()
+    bodies = [{k: v for k, v in e.items() if k not in ("seq", "prev", "hash")} for e in events]
+    for b in bodies:
+        if b.get("event") == "grant.activated":
+            b["end"] = "1999-12-01T00:00:00Z"  # access that "never ended"
+    w.ledger.write_text("".join(canonical_json(e) + "\n" for e in chain(bodies)))
+    assert w.run("audit", "verify", env={"JITPOL_LEDGER_PUBKEY": ""}).exit_code == 0  # the chain alone is fooled
+    attacked(w, "re-chained")
+
+
+def test_an_extra_ledger_file_is_detected(w: World) -> None:
+    shutil.copy(w.ledger, w.root / "audit" / "ledger-9-of-9.jsonl")
+    attacked(w, "audit/ledger-9-of-9.jsonl: no checkpoint signed by the reconciler")
+
+
+def test_deleting_the_whole_audit_folder_is_detected(w: World) -> None:
+    shutil.rmtree(w.root / "audit")
+    w.commit("the attack")
+    res = w.run("apply", "--at", T2, "--no-commit")
+    assert res.exit_code == 1 and "audit/ is gone" in res.output, res.output
+    assert "bob" not in w.rb.members("app_read")
+
+
+def test_line_ends_rewritten_by_gitattributes_are_detected(w: World) -> None:
+    w.ledger.write_bytes(w.ledger.read_bytes().replace(b"\n", b"\r\n"))
+    attacked(w, "transformed")
+
+
+def test_unsigned_lines_appended_in_a_commit_are_detected(w: World) -> None:
+    events = w.events()
+    body = {k: v for k, v in events[-1].items() if k not in ("seq", "prev", "hash")}
+    w.ledger.write_text("".join(canonical_json(e) + "\n" for e in chain(
+        [{k: v for k, v in e.items() if k not in ("seq", "prev", "hash")} for e in events] + [body])))
+    attacked(w, "did not sign them")
+
+
+def test_a_checkpoint_signed_with_another_key_is_refused(w: World, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    lines = w.ledger.read_text().splitlines(keepends=True)
+    w.ledger.write_text("".join(lines[:-1]))
+    res = w.run("audit", "sign", env={"JITPOL_LEDGER_KEY": other.read_text(), "JITPOL_LEDGER_PUBKEY": ""})
+    assert res.exit_code == 0, res.output
+    attacked(w, "signature does not verify")
+
+
+def test_rolling_the_branch_back_is_detected_with_the_state_file(w: World, tmp_path: Path) -> None:
+    state = str(tmp_path / "state" / "jitpol.json")
+    w.run("apply", "--at", T1, env={"JITPOL_STATE_FILE": state})  # bob granted, checkpoint 2 remembered
+    old = git(w.root, "rev-list", "--max-count=1", "--skip=1", "HEAD").strip()
+    git(w.root, "reset", "-q", "--hard", old)  # the branch as it was before: a validly signed state
+    res = w.run("apply", "--at", T2, "--no-commit", env={"JITPOL_STATE_FILE": state})
+    assert res.exit_code == 1 and "rolled back" in res.output, res.output
+
+
+def test_a_run_killed_before_signing_is_finished_by_the_next(w: World) -> None:
+    events = w.events()
+    body = {k: v for k, v in events[-1].items() if k not in ("seq", "prev", "hash")}
+    # what a killed run leaves: lines written in the work tree, never signed, never committed
+    w.ledger.write_text("".join(canonical_json(e) + "\n" for e in chain(
+        [{k: v for k, v in e.items() if k not in ("seq", "prev", "hash")} for e in events] + [body])))
+    res = w.run("apply", "--at", T1)
+    assert res.exit_code == 0, res.output
+    assert "bob" in w.rb.members("app_read")
+    assert w.run("audit", "verify", "--ledger-key", w.public).exit_code == 0
