@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +13,7 @@ import yaml
 
 from jitpol.cli.common import Exit, handle_errors, parse_time, repo_option
 from jitpol.errors import InvalidInput
-from jitpol.load.repository import load_repository
+from jitpol.load.repository import NAME_PATTERN, load_repository
 from jitpol.load.yamlstrict import load_yaml_file
 from jitpol.model.canonical import approval_message, grant_digest, policy_message
 from jitpol.model.duration import parse_duration
@@ -149,6 +150,39 @@ def sign_grant_file(repo: Path, path: Path, person: str, key_file: Path) -> tupl
     return digest, fp
 
 
+def check_grant_name(name: str, what: str) -> None:
+    """Refuse anything but a grant name as the schema defines metadata.name (it becomes a file
+    name under grants/: no '/', no '..', no leading dot, no absolute path)."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise InvalidInput(f"{what}: {name!r} is not a valid grant name; use 1 to 63 lowercase letters, digits "
+                           f"and '-', starting with a letter or digit (e.g. alice-prod-db-inc-4711)")
+
+
+def new_grant_path(repo: Path, name: str) -> Path:
+    """grants/NAME.yaml, checked to lie inside the repository's grants/ directory once every link
+    is resolved, and not to exist yet (not even as a dangling link). Raises InvalidInput."""
+    root = repo.resolve()
+    grants = repo / "grants"
+    if grants.is_symlink():
+        raise InvalidInput(f"{grants} is a symbolic link; jitpol never writes through a link out of the repository")
+    path = grants / f"{name}.yaml"
+    if path.is_symlink() or path.exists():
+        raise InvalidInput(f"{path} already exists; choose another --name")
+    if not path.resolve().is_relative_to(root / "grants"):
+        raise InvalidInput(f"{path} would be written outside {root / 'grants'}; refusing")
+    return path
+
+
+def _create(path: Path, text: str) -> None:
+    """Write a new file; never through a symbolic link and never over an existing file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except FileExistsError:
+        raise InvalidInput(f"{path} already exists; choose another --name") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
 def _person_from_git(repo: Path) -> str:
     git = Repo.find(repo)
     email = git.config_value("user.email") if git is not None else None
@@ -184,20 +218,23 @@ def request(repo: Path, resource: str, role: str, duration: str, start: str | No
         parse_duration(duration)
     except ValueError as exc:
         raise InvalidInput(f"--for: {exc}") from None
-    name = name or f"{requester}-{resource}-{begin.strftime('%Y%m%d%H%M')}"[:63].rstrip("-")
+    if name is not None:
+        check_grant_name(name, "--name")
+    else:
+        name = f"{requester}-{resource}-{begin.strftime('%Y%m%d%H%M')}"[:63].rstrip("-")
+        check_grant_name(name, "the grant name made from --as and --resource (pass --name)")
     data: dict[str, Any] = {
         "apiVersion": "jitpol/v1", "kind": "Grant", "metadata": {"name": name},
         "spec": {"requester": requester, "resource": resource, "role": role,
                  "window": {"start": utc_text(begin), "duration": duration}, "justification": reason},
     }
-    path = repo / "grants" / f"{name}.yaml"
-    if path.exists():
-        raise InvalidInput(f"{path} already exists; choose another --name")
+    path = new_grant_path(repo, name)
     git = Repo.find(repo) if branch else None
     if git is not None:
         git.create_branch(f"access/{name}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(HEADER + dump_document(data), encoding="utf-8")
+    path = new_grant_path(repo, name)  # again: nothing may have turned grants/ into a link meanwhile
+    _create(path, HEADER + dump_document(data))
     loaded = load_repository(repo)
     mine = [d for d in loaded.diagnostics if d.path.endswith(f"{name}.yaml")]
     if mine:

@@ -8,7 +8,7 @@ bad input. A repository with any diagnostic is invalid: nothing is added because
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time
 from pathlib import Path
@@ -36,8 +36,9 @@ from jitpol.model.documents import (
     Team,
     Workflow,
 )
-from jitpol.model.duration import parse_duration
+from jitpol.model.duration import format_duration, parse_duration
 from jitpol.model.refs import Ref
+from jitpol.model.sshkey import fingerprint
 
 # directory -> the kind its files must hold; grants/ is searched recursively
 LAYOUT: dict[str, str] = {
@@ -51,6 +52,8 @@ LAYOUT: dict[str, str] = {
 CONFIG_FILE = "jitpol.yaml"
 NOTIFY_KEYS = frozenset({"github", "slack"})  # accounts that name a person on the git host / chat, not a target
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+BREAKGLASS_MAX_USES = 1  # the schema's defaults for breakglass.maxUses and breakglass.per
+BREAKGLASS_PER = "24h"
 MAX_FILES = 200_000
 
 
@@ -201,6 +204,8 @@ def _build(kind: str, doc: YamlDocument, data: dict[str, Any]) -> Any:
             schedule, spec.get("checkout", "shared"), bool(just.get("required", False)), just.get("pattern"), src,
             parse_duration(approvals["timeout"]) if "timeout" in approvals else None,
             parse_duration(glass["deadline"]) if glass.get("allowed") else None,
+            int(glass.get("maxUses", BREAKGLASS_MAX_USES)), parse_duration(glass.get("per", BREAKGLASS_PER)),
+            parse_duration(glass["cooldown"]) if "cooldown" in glass else None,
         )
     if kind == "Resource":
         roles = {
@@ -348,6 +353,8 @@ def _cross_check(ld: _Loader, policy: PolicySet) -> None:
             for ttype in types & target_types:
                 _check_name(ld, doc("Person", p.name), ttype, "principal", value, "spec", "accounts", acct_key)
 
+    _check_identities(ld, policy)
+
     for wf in policy.workflows.values():
         check_refs("Workflow", wf.name, wf.requesters, "spec", "requesters")
         check_refs("Workflow", wf.name, wf.approvers, "spec", "approvals", "approvers")
@@ -359,6 +366,8 @@ def _cross_check(ld: _Loader, policy: PolicySet) -> None:
             except re.error as exc:
                 ld.error(doc("Workflow", wf.name), f"justification.pattern is not a valid regular expression: "
                          f"{exc}", "spec", "justification", "pattern")
+        if wf.breakglass_deadline is not None:
+            _check_breakglass(ld, doc("Workflow", wf.name), wf)
         if wf.approvals_required > len(wf.approvers) and all(r.kind == "person" for r in wf.approvers):
             ld.error(doc("Workflow", wf.name), f"approvals.required is {wf.approvals_required} but only "
                      f"{len(wf.approvers)} approver(s) are named", "spec", "approvals", "required")
@@ -404,6 +413,100 @@ def _cross_check(ld: _Loader, policy: PolicySet) -> None:
                      "spec", "role")
         if g.end <= g.start:
             ld.error(d, "window ends before it starts", "spec", "window")
+
+
+# one human, one Person: an alias (a second file with the same key, address, git-host login or
+# target account) could approve its own human's grants, or hold access the other was refused
+_ONE_PERSON = "one human is one Person file"
+
+
+def _check_identities(ld: _Loader, policy: PolicySet) -> None:
+    """Refuse two people sharing an SSH key (by fingerprint), an email or a git-host login (case-
+    insensitively), or an account on the same target. Files are compared in path order: the
+    error points at the value in the later file and names the earlier person."""
+    people = sorted(policy.people.values(), key=lambda p: (ld.docs[("Person", p.name)].path, p.name))
+    seen: dict[tuple[str, ...], tuple[str, str, tuple[str | int, ...]]] = {}  # what -> (person, path, keys)
+    reported: set[tuple[str, str, str]] = set()
+
+    def claim(person: Person, what: tuple[str, ...], keys: tuple[str | int, ...], message: str) -> None:
+        doc = ld.docs[("Person", person.name)]
+        first = seen.get(what)
+        if first is None:
+            seen[what] = (person.name, doc.path, keys)
+            return
+        other, other_path, other_keys = first
+        if other == person.name or (person.name, other, str(keys[:3])) in reported:
+            return
+        reported.add((person.name, other, str(keys[:3])))
+        line, col = ld.docs[("Person", other)].mark(*other_keys)
+        ld.error(doc, f"{message} is also person {other}'s ({other_path}:{line}:{col}); {_ONE_PERSON}: "
+                      f"{_FIX[what[0]]}", *keys)
+
+    cfg = policy.config
+    for p in people:
+        for i, key in enumerate(p.keys):
+            try:
+                fp = fingerprint(key)
+            except ValueError:
+                continue  # the schema reports a malformed key
+            claim(p, ("key", fp), ("spec", "keys", i), f"SSH key {fp}")
+        claim(p, ("email", p.email.strip().casefold()), ("spec", "email"), f"email {p.email}")
+        login = p.accounts.get("github")
+        if isinstance(login, str):
+            claim(p, ("github", login.casefold()), ("spec", "accounts", "github"),
+                  f"git-host login {login!r} (accounts.github)")
+        for where, acct_key, value in _account_slots(p, cfg.targets.values() if cfg else ()):
+            label = f"accounts.{acct_key} ({where})"
+            if isinstance(value, Mapping):
+                claim(p, ("account", where, canonical_json(value).casefold()), ("spec", "accounts", acct_key),
+                      f"{label} {canonical_json(value)}")
+                for fname, fvalue in sorted(value.items()):
+                    claim(p, ("account", where, fname, str(fvalue).casefold()),
+                          ("spec", "accounts", acct_key, fname), f"{label} {fname} {fvalue!r}")
+            else:
+                claim(p, ("account", where, str(value).casefold()), ("spec", "accounts", acct_key),
+                      f"{label} {value!r}")
+
+
+_FIX = {
+    "key": "each person must have their own key; remove it from one of the files",
+    "email": "each person must have their own email address; remove the duplicate person or correct the address",
+    "github": "a git-host login belongs to one person; remove it from one of the files",
+    "account": "an account on a target belongs to one person; remove it from one of the files",
+}
+
+
+def _account_slots(person: Person, targets: Iterable[Target]) -> list[tuple[str, str, Any]]:
+    """(where, accounts key, value) for each account of `person`: per configured target it applies
+    to (by target name, else by type, as Person.account_for picks it), and per remaining key."""
+    out: list[tuple[str, str, Any]] = []
+    used: set[str] = set()
+    for t in sorted(targets, key=lambda t: t.name):
+        if t.name in person.accounts:
+            key = t.name
+        elif t.type == "local" and "local" not in person.accounts:
+            key = "ssh"
+        else:
+            key = t.type
+        if key in person.accounts:
+            out.append((f"target {t.name}", key, person.accounts[key]))
+            used.add(key)
+    for key, value in sorted(person.accounts.items()):
+        if key not in used and key != "github":
+            out.append((key if key in NOTIFY_KEYS else f"{key} targets", key, value))
+    return out
+
+
+def _check_breakglass(ld: _Loader, doc: YamlDocument, wf: Workflow) -> None:
+    """Break-glass must not chain into lasting unapproved access: the unapproved stretches one
+    person may string together within `per` must leave part of it uncovered."""
+    assert wf.breakglass_deadline is not None
+    stretch = min(wf.breakglass_deadline, wf.max_duration)
+    if stretch * wf.breakglass_max_uses >= wf.breakglass_per:
+        ld.error(doc, f"breakglass allows {wf.breakglass_max_uses} use(s) of up to {format_duration(stretch)} "
+                      f"unapproved each within {format_duration(wf.breakglass_per)}: chained, that is unapproved "
+                      f"access without end; lower maxUses or deadline, or make per longer",
+                 "spec", "breakglass")
 
 
 def _check_zone(ld: _Loader, doc: YamlDocument, zone: str, *keys: str) -> None:

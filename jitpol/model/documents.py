@@ -111,6 +111,11 @@ class Workflow:
     source: Source
     approval_timeout: timedelta | None = None  # unapproved requests expire this long after their start
     breakglass_deadline: timedelta | None = None  # None: break-glass not allowed
+    # per person: at most this many break-glass grants starting within any rolling `per` ...
+    breakglass_max_uses: int = 1
+    breakglass_per: timedelta = timedelta(hours=24)
+    # ... and none starting sooner than this after the end of the previous one (None: no cool-down)
+    breakglass_cooldown: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,8 @@ Kinds and who receives them:
                                                         -> the workflow's approvers, minus the requester
     scheduled   approved, its window has not started    -> the requester
     activated   the ledger records its access in place  -> the requester
+    breakglass  the ledger records a break-glass grant's activation (every use is announced)
+                                                        -> the workflow's approvers and the admins, minus the requester
     expiring    active, and its live interval ends within `expiring_within` -> the requester
     expired     its access ended with its window (final `grant.revoked`)     -> the requester
     revoked     its access was ended early (final `grant.revoked`)           -> the requester
@@ -36,8 +38,9 @@ from jitpol.model.times import utc_text
 from jitpol.policy.evaluate import GrantStatus
 from jitpol.policy.people import resolve
 
-Kind = Literal["pending", "scheduled", "activated", "expiring", "expired", "revoked", "rejected"]
-KINDS: tuple[Kind, ...] = ("pending", "scheduled", "activated", "expiring", "expired", "revoked", "rejected")
+Kind = Literal["pending", "scheduled", "activated", "breakglass", "expiring", "expired", "revoked", "rejected"]
+KINDS: tuple[Kind, ...] = ("pending", "scheduled", "activated", "breakglass", "expiring", "expired", "revoked",
+                           "rejected")
 SENT_EVENT = "notification.sent"
 
 
@@ -112,6 +115,7 @@ def due(
         if e.get("event") == "grant.activated" and e.get("grant") and _time(e.get("time"), now) is not None:
             activated_digest[str(e["grant"])] = str(e.get("digest"))
     out += _ledger_facts(policy, events, now, max_age)
+    out += _breakglass_facts(policy, events, now, max_age)
     if statuses is not None:
         for st in statuses:
             out += _state_facts(st, policy, now, expiring_within, activated_digest)
@@ -196,6 +200,65 @@ def _ledger_facts(policy: PolicySet, events: Sequence[Mapping[str, Any]], now: d
             justification=grant.justification if grant is not None else "",
             approvals=tuple(sorted(str(a.get("by")) for a in e.get("approvals") or () if isinstance(a, Mapping))),
             path=grant.source.path if grant is not None and grant.source.path else None, at=when,
+        ))
+    return out
+
+
+def _breakglass_facts(policy: PolicySet, events: Sequence[Mapping[str, Any]], now: datetime,
+                      max_age: timedelta) -> list[Message]:
+    """One announcement per activation of a break-glass grant (per grant version) within
+    [now - max_age, now], even if its access has ended since: every use is news to the approvers
+    and the admins. A grant is break-glass if its activation says so or its file does."""
+    out: list[Message] = []
+    seen: set[str] = set()
+    for e in events:
+        when = _time(e.get("time"), now)
+        name = e.get("grant")
+        if e.get("event") != "grant.activated" or when is None or not isinstance(name, str) or not name:
+            continue
+        grant = policy.grants.get(name)
+        resource_name = str(e.get("resource") or (grant.resource if grant else ""))
+        resource = policy.resources.get(resource_name)
+        workflow = policy.workflows.get(resource.workflow) if resource is not None else None
+        recorded = e.get("approvals")
+        if "breakglass" in e:
+            glass = bool(e["breakglass"])
+        elif grant is not None and grant.digest == e.get("digest"):
+            glass = grant.breakglass
+        else:  # an older ledger: only break-glass goes live with fewer approvals than required
+            glass = (workflow is not None and workflow.approvals_via == "signature" and isinstance(recorded, list)
+                     and len(recorded) < workflow.approvals_required)
+        key = f"breakglass:{name}:{str(e.get('digest'))[:16]}"
+        if not glass:
+            continue
+        if key in seen or now - when > max_age:
+            seen.add(key)
+            continue
+        seen.add(key)
+        requester = str(e.get("requester") or (grant.requester if grant else ""))
+        to: set[str] = set()
+        if workflow is not None:
+            to |= resolve(workflow.approvers, policy)
+        if policy.config is not None:
+            to |= resolve(policy.config.admins, policy)
+        start = _time(e.get("start"), None) or (grant.start if grant else None)
+        approvals = tuple(sorted(str(a.get("by")) for a in e.get("approvals") or () if isinstance(a, Mapping)))
+        required = workflow.approvals_required if workflow is not None else 0
+        reason = ""
+        if workflow is not None and workflow.breakglass_deadline is not None and start is not None \
+                and len(approvals) < required:
+            reason = f"live without approval; revoked at {utc_text(start + workflow.breakglass_deadline)} " \
+                     f"unless approved"
+        out.append(Message(
+            kind="breakglass", grant=name, key=key, to=tuple(sorted(to - {requester})), requester=requester,
+            resource=resource_name, role=str(e.get("role") or (grant.role if grant else "")),
+            start=start, end=_time(e.get("end"), None) or (grant.end if grant else None),
+            until=_time(e.get("until"), None),
+            justification=grant.justification if grant is not None else str(e.get("justification") or ""),
+            reason=reason, approvers=tuple(sorted(resolve(workflow.approvers, policy) - {requester}))
+            if workflow is not None else (), approvals=approvals, required=required,
+            via=workflow.approvals_via if workflow is not None else "signature",
+            path=grant.source.path if grant is not None and grant.source.path else None, at=when, breakglass=True,
         ))
     return out
 

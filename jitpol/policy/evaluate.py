@@ -2,7 +2,8 @@
 
 Pure: takes the policy, the time, the ledger's history and a signature verifier; returns values.
 Order of checks per grant: ended for good (revoked, single-use name) -> window over -> rules of
-the workflow -> approvals -> schedule -> exclusive checkout across grants.
+the workflow -> approvals -> schedule -> break-glass limits per person -> exclusive checkout
+across grants.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from jitpol.model.documents import Grant, PolicySet, Resource, Workflow
 from jitpol.model.duration import format_duration
 from jitpol.model.times import utc_text
 from jitpol.policy.approvals import ApprovalCheck, Reviews, Verifier, check_approvals
-from jitpol.policy.history import History
+from jitpol.policy.history import Activation, History
 from jitpol.policy.people import Resolver
 from jitpol.policy.windows import live_intervals, position
 
@@ -168,6 +169,7 @@ def evaluate(policy: PolicySet, now: datetime, history: History, verifier: Verif
     for grant, workflow in needs_approval:
         statuses[grant.name] = _timed_status(grant, workflow, now, checks[grant.name], history)
 
+    _breakglass_limits(statuses, policy, history)
     _exclusive_checkout(statuses, policy, history)
     ordered = tuple(statuses[name] for name in sorted(statuses))
     return Evaluation(ordered, _desired(ordered, policy))
@@ -230,6 +232,104 @@ def _timed_status(grant: Grant, workflow: Workflow, now: datetime, check: Approv
         return replace(base, state="rejected", reason="window lies entirely outside the workflow's schedule")
     return replace(base, state="expired", reason=f"no schedule window left before {utc_text(grant.end)}",
                    next_change=grant.end)
+
+
+@dataclass(frozen=True, slots=True)
+class _GlassUse:
+    """One break-glass grant of a person, from the repository or the ledger."""
+
+    name: str
+    start: datetime
+    end: datetime
+    candidate: bool  # live or scheduled on break-glass alone: the limits decide whether it may be
+    happened: bool  # the ledger shows it activated: it counts against later ones whatever it is now
+
+
+def _breakglass_limits(statuses: dict[str, GrantStatus], policy: PolicySet, history: History) -> None:
+    """Each workflow's per-person break-glass cap (maxUses per rolling `per`) and cool-down.
+
+    A person's break-glass grants are those in the repository that are live or scheduled or were
+    activated, and every activation the ledger records as break-glass (so deleting a file does not
+    reset the count), through any workflow. Deterministic: in order of start, then name, each grant
+    that would be live on break-glass alone is checked against the ones before it that stand; one
+    beyond the cap or inside the cool-down is rejected, naming the earlier grants. Grants with all
+    their approvals are not limited (they need no break-glass) but count as uses.
+    """
+    uses: dict[str, dict[str, _GlassUse]] = {}  # requester -> grant name -> use
+    recorded: dict[str, str] = {}  # grant name -> requester, for ledger records
+    for name, act in sorted(history.activations.items()):
+        if act.start is not None and _was_breakglass(act, policy):
+            uses.setdefault(act.requester, {})[name] = _GlassUse(name, act.start, act.end or act.start, False, True)
+            recorded[name] = act.requester
+    for grant in policy.grants.values():
+        st = statuses.get(grant.name)
+        if not grant.breakglass or st is None:
+            continue
+        happened = grant.name in history.activated
+        live = st.state in ("active", "scheduled")
+        if not live and not happened:
+            continue
+        workflow = _workflow_of(grant.resource, policy)
+        candidate = live and workflow is not None and len(st.approvals) < workflow.approvals_required
+        if grant.name in recorded:
+            if not candidate:
+                continue  # the ledger's record stands
+            uses[recorded[grant.name]].pop(grant.name, None)
+        uses.setdefault(grant.requester, {})[grant.name] = _GlassUse(grant.name, grant.start, grant.end, candidate,
+                                                                     happened)
+    for requester, mine in sorted(uses.items()):
+        standing: list[_GlassUse] = []
+        for use in sorted(mine.values(), key=lambda u: (u.start, u.name)):
+            st = statuses.get(use.name)
+            workflow = _workflow_of(st.resource, policy) if st is not None else None
+            problem = (_glass_problem(use, standing, workflow, requester)
+                       if use.candidate and st is not None and workflow is not None else None)
+            if problem is not None and st is not None:
+                statuses[use.name] = replace(st, state="rejected", reason=problem, live_until=None, next_change=None)
+                if not use.happened:
+                    continue
+            standing.append(use)
+
+
+def _was_breakglass(act: Activation, policy: PolicySet) -> bool:
+    """Whether a recorded activation was a break-glass use: as the ledger says, or, where an older
+    ledger does not say, when fewer approvals counted than the workflow requires (only break-glass
+    goes live so). Review-approved workflows record no approvals there, so nothing is inferred."""
+    if act.breakglass is not None:
+        return act.breakglass
+    grant = policy.grants.get(act.name)
+    if grant is not None and grant.digest == act.digest:
+        return grant.breakglass  # the very grant that was activated (an edited one proves nothing)
+    workflow = _workflow_of(act.resource, policy)
+    return (workflow is not None and workflow.approvals_via == "signature" and act.approvals is not None
+            and act.approvals < workflow.approvals_required)
+
+
+def _workflow_of(resource_name: str, policy: PolicySet) -> Workflow | None:
+    resource = policy.resources.get(resource_name)
+    return policy.workflows.get(resource.workflow) if resource is not None else None
+
+
+def _glass_problem(use: _GlassUse, before: list[_GlassUse], workflow: Workflow, requester: str) -> str | None:
+    """Why `use` breaks the workflow's break-glass cap or cool-down, given the uses before it."""
+    cap, per = workflow.breakglass_max_uses, workflow.breakglass_per
+    recent = [u for u in before if u.start > use.start - per]
+    if len(recent) >= cap:
+        earlier = ", ".join(f"{u.name} (from {utc_text(u.start)})" for u in recent)
+        return (f"break-glass limit: workflow {workflow.name} allows each person {cap} break-glass grant(s) per "
+                f"{format_duration(per)} (breakglass.maxUses, breakglass.per); {requester} already has {earlier}; "
+                f"get this grant approved, or start a break-glass grant from "
+                f"{utc_text(recent[-cap].start + per)}")
+    cooldown = workflow.breakglass_cooldown
+    if cooldown is not None:
+        close = [u for u in before if use.start < u.end + cooldown]
+        if close:
+            last = max(close, key=lambda u: (u.end, u.name))
+            return (f"break-glass cool-down: workflow {workflow.name} requires {format_duration(cooldown)} between "
+                    f"the end of one break-glass grant and the start of the next (breakglass.cooldown); "
+                    f"{requester}'s grant {last.name} ends {utc_text(last.end)}, so the next may start at "
+                    f"{utc_text(last.end + cooldown)}; or get this grant approved")
+    return None
 
 
 def _exclusive_checkout(statuses: dict[str, GrantStatus], policy: PolicySet, history: History) -> None:

@@ -2,7 +2,8 @@
 
 Event bodies this module reads (written by jitpol.execute):
   action.started   {op, target, model, principal, privilege, grants}   intent, before an addition
-  grant.activated  {grant, digest, until, assignments: [{target, model, principal, privilege}]}
+  grant.activated  {grant, digest, until, assignments: [{target, model, principal, privilege}],
+                    requester, resource, start, end, approvals, breakglass}  (these: see Activation)
   grant.revoked    {grant, final, reason, assignments}                   the grant's access is gone
   drift.corrected  {target, model, principal, privilege}
   policy.adopted   {digest, approvals, bootstrap}                        the policy now in force
@@ -31,11 +32,28 @@ class OpenGrant:
     keys: set[AssignmentKey] = field(default_factory=set)
 
 
+@dataclass(frozen=True, slots=True)
+class Activation:
+    """A grant's first activation as the ledger recorded it: who, which window, and whether it was a
+    break-glass grant. Kept after the grant file is deleted, so per-person limits still count it."""
+
+    name: str
+    requester: str
+    start: datetime | None
+    end: datetime | None
+    breakglass: bool | None = None  # None: the event does not say (an older ledger)
+    at: str = ""  # time of the first activation
+    resource: str = ""
+    digest: str = ""
+    approvals: int | None = None  # how many approvals counted at activation; None: not recorded
+
+
 @dataclass(slots=True)
 class History:
     open: dict[str, OpenGrant] = field(default_factory=dict)
     activated: dict[str, str] = field(default_factory=dict)  # grant -> digest it activated with
     first_activated: dict[str, str] = field(default_factory=dict)  # grant -> time of first activation
+    activations: dict[str, Activation] = field(default_factory=dict)  # grant -> its first activation
     ended: dict[str, str] = field(default_factory=dict)  # grant -> reason of its final end
     rejected: set[tuple[str, str]] = field(default_factory=set)  # (grant, reason) already recorded
     mfa: dict[tuple[str, str], str] = field(default_factory=dict)  # (grant, digest) -> SUCCESS | REJECTED
@@ -64,6 +82,32 @@ def _time(text: Any) -> datetime | None:
     return datetime.fromisoformat(str(text)) if text else None
 
 
+def _when(text: Any) -> datetime | None:
+    """A recorded time; None when absent or unreadable (an older ledger)."""
+    try:
+        return _time(text)
+    except ValueError:
+        return None
+
+
+def _activation(name: str, ev: Mapping[str, Any], earlier: Activation | None) -> Activation:
+    """The first activation's facts; `breakglass` becomes true once any activation says so (a
+    truthy `breakglass` field: true, or a mapping with its details)."""
+    glass = bool(ev.get("breakglass")) if "breakglass" in ev else None
+    if earlier is not None:
+        return replace(earlier, breakglass=_either(earlier.breakglass, glass))
+    start = _when(ev.get("start")) or _when(ev.get("time"))
+    approvals = ev.get("approvals")
+    return Activation(name, str(ev.get("requester") or ""), start, _when(ev.get("end")) or _when(ev.get("until")),
+                      glass, str(ev.get("time") or ""), str(ev.get("resource") or ""), str(ev.get("digest") or ""),
+                      len(approvals) if isinstance(approvals, list) else None)
+
+
+def _either(a: bool | None, b: bool | None) -> bool | None:
+    """True if either says so; None only if neither says anything."""
+    return None if a is None and b is None else bool(a or b)
+
+
 def replay(events: Iterable[Mapping[str, Any]]) -> History:
     """Fold ledger events (already chain-verified, in order) into History."""
     h = History()
@@ -82,6 +126,7 @@ def replay(events: Iterable[Mapping[str, Any]]) -> History:
             og.keys |= {_key(a) for a in ev.get("assignments", [])}
             h.activated[name] = og.digest
             h.first_activated.setdefault(name, str(ev.get("time")))
+            h.activations[name] = _activation(name, ev, h.activations.get(name))
         elif kind == "grant.revoked" and name:
             h.open.pop(name, None)
             if ev.get("final", True):
@@ -118,6 +163,13 @@ def merge(histories: list[History]) -> History:
         out.activated.update(h.activated)
         for name, when in h.first_activated.items():
             out.first_activated[name] = min(when, out.first_activated.get(name, when))
+        for name, act in h.activations.items():
+            prev = out.activations.get(name)
+            if prev is None:
+                out.activations[name] = act
+            else:
+                first, other = (act, prev) if act.at < prev.at else (prev, act)
+                out.activations[name] = replace(first, breakglass=_either(first.breakglass, other.breakglass))
         out.ended.update(h.ended)
         out.rejected |= h.rejected
         out.mfa.update(h.mfa)

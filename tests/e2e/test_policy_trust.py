@@ -120,8 +120,10 @@ def test_second_identity_cannot_approve(rb: RepoBuilder) -> None:
     signed["by"] = "alice2"
     data["spec"]["approvals"] = [signed]
     path.write_text(json.dumps(data))
-    st = {g["name"]: g for g in status(rb)["grants"]}
-    assert st["alice-self"]["state"] == "pending"
+    # a second Person with alice's key is refused outright (one human, one Person file) ...
+    res = run(rb, "validate")
+    assert res.exit_code == 1 and "people/alice2.yaml:" in res.output and "is also person alice's" in res.output
+    # ... so nothing is added because of it
     run(rb, "apply", "--at", T)
     assert rb.members("app_write") == []
 

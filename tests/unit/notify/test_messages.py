@@ -222,11 +222,11 @@ def test_live_break_glass_grant_asks_approvers_and_still_warns_the_requester() -
                   reason="BREAK-GLASS, unapproved: revoked at 1998-12-01T10:20:00Z unless approved; live until ...")
     msgs = run([live], events, pol=policy({"g1": g}))
     assert [(m.kind, m.to) for m in msgs] == [("pending", ("lead",)), ("activated", ("bob",)),
-                                              ("expiring", ("bob",))]
+                                              ("breakglass", ("lead",)), ("expiring", ("bob",))]
     assert msgs[0].breakglass and msgs[0].reason.startswith("BREAK-GLASS")
-    # approved meanwhile: nothing more for the approvers
+    # approved meanwhile: nothing more to do for the approvers; the use itself is still announced
     assert [m.kind for m in run([replace(live, approvals=("lead",))], events, pol=policy({"g1": g}))] == [
-        "activated", "expiring"]
+        "activated", "breakglass", "expiring"]
 
 
 def test_scheduled_without_approvals_is_not_announced_as_approved() -> None:
