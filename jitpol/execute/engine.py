@@ -26,12 +26,12 @@ from jitpol.ledger.snapshots import read_snapshot, write_snapshot
 from jitpol.ledger.store import Ledger, ledger_files
 from jitpol.load.repository import Diagnostic, LoadResult, load_repository, load_snapshot, snapshot_entries
 from jitpol.model.assignment import Action, Assignment, AssignmentKey, Outcome
-from jitpol.model.documents import PolicySet, Target
+from jitpol.model.documents import Grant, PolicySet, Target
 from jitpol.model.times import utc_text
 from jitpol.plan.diff import Plan, checkout_actions, covered_by_history, diff, exclusive_privileges, scopes
-from jitpol.policy.approvals import Verifier
+from jitpol.policy.approvals import Reviews, Verifier
 from jitpol.policy.effective import effective_policy
-from jitpol.policy.evaluate import Desired, Evaluation, evaluate
+from jitpol.policy.evaluate import Desired, Evaluation, GrantStatus, evaluate
 from jitpol.policy.history import History, merge, replay, restricted
 from jitpol.policy.root import TrustRoot
 from jitpol.policy.trust import PolicyCheck, check_policy, check_policy_root, combine
@@ -163,6 +163,7 @@ class Prepared:
     notes: tuple[str, ...] = ()  # about trust: the root in force, rotations that did not chain
     trust: TrustRoot | None = None  # the pinned trust root in force; None: trust on first use
     ledger: LedgerAuth | None = None  # the ledger checked against the reconciler's checkpoints
+    reviews: Mapping[str, Reviews] = field(default_factory=dict)  # grant -> approvals proven by reviews
 
     @property
     def valid(self) -> bool:
@@ -272,11 +273,11 @@ def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, st
     proposed = evaluate(loaded.policy, now, history, verifier, reviews)
     if eff.proposed_in_force:
         return Prepared(root, now, loaded, history, normalized(proposed, targets), commit, targets, check,
-                        effective=policy, notes=tuple(notes), trust=trust, ledger=auth)
+                        effective=policy, notes=tuple(notes), trust=trust, ledger=auth, reviews=reviews)
     approved = evaluate(policy, now, history, verifier, reviews)
     both = combine(approved, proposed, check)
     return Prepared(root, now, loaded, history, normalized(both, targets), commit, targets, check,
-                    effective=policy, notes=tuple(notes), trust=trust, ledger=auth)
+                    effective=policy, notes=tuple(notes), trust=trust, ledger=auth, reviews=reviews)
 
 
 def _signed_history(root: Path, auth: LedgerAuth) -> History | None:
@@ -551,6 +552,22 @@ def execute(plan: Plan, conns: Connections, append: Append, base: Mapping[str, A
     return results
 
 
+def counted_approvals(grant: Grant, status: GrantStatus, reviews: Reviews | None) -> list[dict[str, Any]]:
+    """The approvals that let `grant` activate, for the record: each signature by its signer
+    and key fingerprint, each pull-request review by person, login, pull request and review id."""
+    out: list[dict[str, Any]] = []
+    signed: set[str] = set()
+    for a in grant.approvals:
+        if a.by in status.approvals and a.by not in signed:
+            out.append({"by": a.by, "via": "signature", "key": a.key})
+            signed.add(a.by)
+    for person, login, pull, review in (reviews.evidence if reviews is not None else ()):
+        if person in status.approvals and person not in signed:
+            out.append({"by": person, "via": "github-review", "login": login, "pull": pull, "review": review})
+            signed.add(person)
+    return out
+
+
 def lifecycle_events(prep: Prepared, obs: Observation, results: Iterable[Result]) -> list[dict[str, Any]]:
     """Grant-level ledger events after execution: activations of grants whose access is now all
     in place, ends of grants whose access is now all gone, and first-seen rejections."""
@@ -608,7 +625,8 @@ def lifecycle_events(prep: Prepared, obs: Observation, results: Iterable[Result]
                 "event": "grant.activated", "grant": st.name, "digest": st.digest,
                 "requester": st.requester, "resource": st.resource, "role": st.role,
                 "start": utc_text(st.start), "end": utc_text(st.end), "until": utc_text(st.live_until or st.end),
-                "approvals": [{"by": a.by, "key": a.key} for a in grant.approvals if a.by in st.approvals],
+                "approvals": counted_approvals(grant, st, prep.reviews.get(st.name)),
+                "breakglass": grant.breakglass, "justification": grant.justification,
                 "assignments": [key_dict(k) for k in sorted(keys)],
             })
     keep = covered_by_history(prep.history, prep.now) if ev is None else set(desired)

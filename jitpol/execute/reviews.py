@@ -43,11 +43,13 @@ def review_approvals(root: Path, policy: PolicySet, now: datetime, env: Mapping[
             out[name] = Reviews((), "no review verdict")
             continue
         people = tuple(sorted({logins[login] for login in v.approvers if login in logins}))
+        ids = dict(v.review_ids)
+        evidence = tuple((logins[login], login, v.pull, ids.get(login)) for login in v.approvers if login in logins)
         unknown = [login for login in v.approvers if login not in logins]
         notes = [] if people else [v.reason]
         if v.excluded:
             notes.append("excluded reviews: " + "; ".join(v.excluded))
         if unknown:
             notes.append(f"reviewers with no people/ entry (accounts.github): {', '.join(unknown)}")
-        out[name] = Reviews(people, "; ".join(n for n in notes if n))
+        out[name] = Reviews(people, "; ".join(n for n in notes if n), evidence)
     return out

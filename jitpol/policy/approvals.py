@@ -42,6 +42,8 @@ class Reviews:
 
     people: tuple[str, ...]
     note: str = ""
+    # who approved where, for the record: (person, host login, pull request, review id)
+    evidence: tuple[tuple[str, str, int | None, int | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,6 +81,7 @@ class ReviewVerdict:
     approvers: tuple[str, ...]  # GitHub logins whose approval counts (lower-cased), sorted
     excluded: tuple[str, ...]  # "login: why" for reviews that do not count
     reason: str  # human summary
+    review_ids: tuple[tuple[str, int], ...] = ()  # (login, review id) of each approval that counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,7 @@ class _Reviews:
     approvers: tuple[str, ...]
     excluded: tuple[str, ...]
     refused: str | None  # why no approval of this pull request can count at all
+    review_ids: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +246,7 @@ class GitHubReviews:
             approvers=outcome.approvers,
             excluded=outcome.excluded,
             reason=f"approved in pull request #{pull.number} by {', '.join(outcome.approvers)}",
+            review_ids=outcome.review_ids,
         )
 
     # -- one pull request -----------------------------------------------------------------------
@@ -284,6 +287,7 @@ class GitHubReviews:
             latest[login] = review
 
         approvers: list[str] = []
+        ids: list[tuple[str, int]] = []
         for login, review in sorted(latest.items()):
             state = _get(review, "state", str)
             user = _get(review, "user", dict)
@@ -301,8 +305,10 @@ class GitHubReviews:
                 excluded.append(f"{login}: authored or committed commits in the pull request")
             else:
                 approvers.append(login)
+                ids.append((login, _get(review, "id", int)))
         outcome = _Reviews(
-            approvers=() if refused else tuple(approvers), excluded=tuple(excluded), refused=refused
+            approvers=() if refused else tuple(approvers), excluded=tuple(excluded), refused=refused,
+            review_ids=() if refused else tuple(ids),
         )
         self._reviews[pull.number] = outcome
         return outcome

@@ -115,3 +115,18 @@ def test_unreachable_host_leaves_grants_pending(rb: RepoBuilder, gh: GitHubDoubl
     gh.state.fail_status = 502
     st = state(rb, "alice-read")
     assert st["state"] == "pending" and "could not check pull-request reviews" in st["reason"]
+
+
+def test_the_activation_names_the_review_that_counted(rb: RepoBuilder, gh: GitHubDouble) -> None:
+    rb.grant("alice-read", "alice", "1998-12-01T10:00:00Z", "2h")
+    head = merge_pull(rb, gh, 11, "alice")
+    gh.state.review(11, "lead-gh", "APPROVED", head)
+    res = CliRunner().invoke(cli, ["apply", "--repo", str(rb.root), "--at", AT, "--no-commit"],
+                             env={"GH_TOKEN": TOKEN}, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    events = [json.loads(x) for x in (rb.root / "audit" / "ledger.jsonl").read_text().splitlines()]
+    (activated,) = [e for e in events if e["event"] == "grant.activated"]
+    (review,) = [r for r in gh.state.reviews[11] if r.login == "lead-gh"]
+    assert activated["approvals"] == [{"by": "lead", "via": "github-review", "login": "lead-gh", "pull": 11,
+                                       "review": review.id}]
+    assert activated["breakglass"] is False and activated["justification"] == "INC-1 testing"
