@@ -37,10 +37,11 @@ ifneq ($(strip $(TIMESHIFT)),)
 	scripts/test-timeshift.sh '$(TIMESHIFT)' $(VENV)/bin/pytest -n 2 -q -p no:cacheprovider $(TIMESHIFT_TESTS)
 endif
 
-## lint: ruff and mypy --strict
+## lint: ruff, mypy --strict and the import-linter contracts (.importlinter)
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check jitpol tests tools benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 ## bench: benchmarks with a peer side by side (see benchmarks/README.md)
 bench: setup
