@@ -166,7 +166,7 @@ def test_an_unapproved_change_adds_only_what_both_policies_allow(
 
         got_adds, got_revokes, got_targets = effects(rb.root)
         ok_adds, ok_revokes, ok_targets = effects(approved_only / "repo")
-        pr_adds, pr_revokes, _ = effects(proposed / "repo")
+        pr_adds, _, _ = effects(proposed / "repo")
         assert got_adds <= ok_adds & pr_adds, (mutations, grants)
         # revoking what jitpol granted is a restriction (it bites at once); revoking what it never
         # granted ("drift" under an unapproved exclusive) happens only if the approved policy does it
