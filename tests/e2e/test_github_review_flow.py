@@ -4,7 +4,6 @@ approver who is not the author, activates a grant."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,17 +13,13 @@ from click.testing import CliRunner
 
 from jitpol.cli.main import cli
 from tests.doubles.github import GitHubDouble, GitHubState, PullCommit, PullRequest
+from tests.helpers.git import git
 from tests.helpers.repo import RepoBuilder
 
 TOKEN = "ghp_test_token_never_printed"
 AT = "1998-12-01T10:30:00Z"
 
 
-def git(root: Path, *args: str, who: str = "tester") -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": who, "GIT_AUTHOR_EMAIL": f"{who}@example.com",
-           "GIT_COMMITTER_NAME": who, "GIT_COMMITTER_EMAIL": f"{who}@example.com"}
-    return subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ adopts and adds nothing, and the revocations that are due still happen."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,15 +17,12 @@ from click.testing import CliRunner, Result
 from jitpol.cli.main import cli
 from jitpol.ledger.chain import seal
 from jitpol.model.canonical import canonical_json
+from tests.helpers.git import git
 from tests.helpers.repo import RepoBuilder
 
 T0, T1, T2 = "1998-12-01T10:00:00Z", "1998-12-01T10:30:00Z", "1998-12-01T15:00:00Z"  # T2: both grants ended
 
 
-def git(root: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    return subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True, text=True).stdout
 
 
 class World:

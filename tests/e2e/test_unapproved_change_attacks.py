@@ -9,7 +9,6 @@ policy (jitpol.policy.effective) existed.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from click.testing import CliRunner, Result
 
 from jitpol.cli.main import cli
 from tests.doubles.github import GitHubDouble, GitHubState, PullCommit, PullRequest
+from tests.helpers.git import git
 from tests.helpers.repo import RepoBuilder, write_yaml
 
 TOKEN = "ghp_the_real_token"
@@ -115,11 +115,6 @@ def test_an_unapproved_account_mapping_redirects_no_grant(tmp_path: Path) -> Non
 # -- the git host: where reviews come from, which token goes there, whose review counts -----------
 
 
-def git(root: Path, *args: str, who: str = "tester") -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": who, "GIT_AUTHOR_EMAIL": f"{who}@example.com",
-           "GIT_COMMITTER_NAME": who, "GIT_COMMITTER_EMAIL": f"{who}@example.com"}
-    return subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
 
 
 @pytest.fixture
