@@ -36,7 +36,16 @@ are raised without the driver's exception attached.
 
 Safety: every role name is checked against an allowlist (validate_identifier) before any SQL
 is built, statements are composed with psycopg.sql.Identifier/Literal only, and superusers are
-never granted to, revoked from or handed out. The DSN and its password never appear in errors.
+never granted to, revoked from or handed out, not even through a chain of memberships. The DSN and
+its password never appear in errors.
+
+Privileged roles: a grant (role-membership) or an account (ephemeral-account) whose role is, or
+through memberships (pg_auth_members, followed recursively) reaches, a role with CREATEROLE,
+REPLICATION or BYPASSRLS or one of PRIVILEGED_ROLES (pg_execute_server_program,
+pg_write_server_files, pg_read_server_files, pg_create_subscription) is refused with
+PermanentTargetError naming the path, unless the action carries the "privileged" detail (its
+resource says `allowPrivileged: true`). The check runs in the transaction that grants; check
+mode runs it too. Revocations and deletions are never refused.
 
 psycopg is imported lazily, so the policy validator can import validate_identifier on a machine
 without it.
@@ -50,7 +59,8 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
@@ -89,6 +99,28 @@ _MAX_IDENTIFIER_BYTES = 63
 _RESERVED_PRINCIPALS = frozenset({"postgres", "public"})
 _SYSTEM_PREFIX = "pg_"  # predefined roles (pg_signal_backend, pg_read_all_data, ...)
 
+# Root-equivalent roles: handed out (directly or through any chain of memberships) only by a
+# resource that opts in (`spec.allowPrivileged: true`, the action's "privileged" detail). A member
+# can SET ROLE to every role it reaches, so reaching one is holding it.
+PRIVILEGED_ATTRIBUTES: dict[str, str] = {
+    "rolcreaterole": "has CREATEROLE (up to PostgreSQL 15 it can grant itself any role but superuser, "
+                     "pg_execute_server_program included, and set other roles' passwords)",
+    "rolreplication": "has REPLICATION (streams a copy of the whole cluster, password hashes included)",
+    "rolbypassrls": "has BYPASSRLS (row-level security does not apply to it)",
+}
+PRIVILEGED_ROLES: dict[str, str] = {
+    "pg_execute_server_program": "runs programs on the database server as its operating-system user",
+    "pg_write_server_files": "writes files on the database server as its operating-system user",
+    "pg_read_server_files": "reads any file the server's operating-system user can read (keys, configuration, "
+                            "the data files of every database)",
+    "pg_create_subscription": "creates subscriptions that connect to other servers and apply their changes "
+                              "(PostgreSQL 16 and later)",
+}
+# Not privileged here: pg_signal_backend (cancels other non-superuser sessions: disruption, not
+# escalation), pg_read_all_data / pg_write_all_data (data, without the catalogs or the server),
+# pg_monitor and its parts. A superuser, directly or through memberships, is never handed out,
+# opt-in or not.
+
 _OBSERVE_SQL = """
 SELECT member.rolname, grp.rolname
 FROM pg_catalog.pg_auth_members AS m
@@ -125,6 +157,27 @@ SELECT r.rolname::text,
 FROM pg_catalog.pg_roles AS r
 WHERE r.rolname = ANY(%(names)s)
    OR pg_catalog.starts_with(pg_catalog.shobj_description(r.oid, 'pg_authid'), %(marker)s)
+"""
+# Every membership edge reachable upwards from the roles named, and the attributes of every role
+# on the way (UNION: each edge once, however many paths lead to it; PostgreSQL 16 may record one
+# membership once per grantor). The shortest path to a privileged role is found in Python.
+_REACH_SQL = """
+WITH RECURSIVE edge(member, roleid) AS (
+    SELECT m.member, m.roleid
+    FROM pg_catalog.pg_auth_members AS m
+    JOIN pg_catalog.pg_roles AS r ON r.oid = m.member
+    WHERE r.rolname = ANY(%(roles)s)
+  UNION
+    SELECT m.member, m.roleid
+    FROM pg_catalog.pg_auth_members AS m
+    JOIN edge ON m.member = edge.roleid
+)
+SELECT r.rolname::text, r.rolsuper, r.rolcreaterole, r.rolreplication, r.rolbypassrls,
+       ARRAY(SELECT g.rolname::text
+             FROM edge JOIN pg_catalog.pg_roles AS g ON g.oid = edge.roleid
+             WHERE edge.member = r.oid)
+FROM pg_catalog.pg_roles AS r
+WHERE r.rolname = ANY(%(roles)s) OR r.oid IN (SELECT roleid FROM edge)
 """
 _SESSION_SQL = "SELECT current_user::text, pg_catalog.has_table_privilege('pg_catalog.pg_authid', 'SELECT')"
 _STORED_VERIFIER_SQL = "SELECT rolpassword FROM pg_catalog.pg_authid WHERE rolname = %s"
@@ -442,12 +495,53 @@ class PostgresConnector:
                 statements.append(_terminate(a.principal))
         conn = self._connection()
         operations = tuple(stmt.as_string(conn) for stmt in statements)
-        if not check:
+        if action.op == "grant":
+            if check:
+                self._refuse_privileged(action, [a.privilege])
+            else:
+                # what is checked is what is granted: the check and the GRANT in one transaction
+                self._send(conn, [_plain(s) for s in statements], transaction=True, secret=False,
+                           guard=lambda: self._refuse_privileged(action, [a.privilege]))
+        elif not check:
             for stmt in statements:
                 self._execute(stmt)
-            if action.op == "revoke":
-                self._verify_revoked(a)
+            self._verify_revoked(a)
         return Outcome(changed=True, before=False, after=not check, operations=operations)
+
+    def _refuse_privileged(self, action: Action, roles: Sequence[str]) -> None:
+        """Raise PermanentTargetError when one of `roles` is, or through memberships reaches, a
+        superuser (never handed out) or, unless the action's resource opts in, a privileged role
+        (PRIVILEGED_ATTRIBUTES, PRIVILEGED_ROLES). Read-only; names the shortest such path."""
+        if not roles:
+            return
+        nodes: dict[str, tuple[dict[str, bool], tuple[str, ...]]] = {}
+        for name, su, createrole, replication, bypassrls, parents in self._fetch(_REACH_SQL, {"roles": list(roles)}):
+            attrs = {"rolsuper": bool(su), "rolcreaterole": bool(createrole), "rolreplication": bool(replication),
+                     "rolbypassrls": bool(bypassrls)}
+            nodes[str(name)] = (attrs, tuple(sorted(str(p) for p in parents or ())))
+        a = action.assignment
+        for role in roles:
+            path = _shortest_path(nodes, role, lambda n: nodes[n][0]["rolsuper"])
+            if path is not None:
+                raise PermanentTargetError(
+                    f"target {self.name}: refusing to give {a.principal!r} the role {role!r}: it reaches the "
+                    f"superuser {path[-1]!r} ({' -> '.join(path)}); jitpol never hands out superuser"
+                )
+            if action.privileged_allowed:
+                continue
+            path = _shortest_path(nodes, role, lambda n: n in PRIVILEGED_ROLES or any(
+                nodes[n][0][attr] for attr in PRIVILEGED_ATTRIBUTES))
+            if path is not None:
+                last = path[-1]
+                why = PRIVILEGED_ROLES.get(last) or next(
+                    text for attr, text in PRIVILEGED_ATTRIBUTES.items() if nodes[last][0][attr])
+                via = f"it is {last!r}, which" if len(path) == 1 else \
+                    f"it reaches {last!r} ({' -> '.join(path)}), which"
+                raise PermanentTargetError(
+                    f"target {self.name}: refusing to give {a.principal!r} the role {role!r}: {via} {why}; "
+                    f"that is root-equivalent. Resource {action.resource or '?'} must say `allowPrivileged: true` "
+                    "in its spec to hand it out (and be approved like a superuser)"
+                )
 
     def _verify_revoked(self, a: Assignment) -> None:
         # From PostgreSQL 16 a membership granted by another role survives a plain REVOKE (with
@@ -531,10 +625,13 @@ class PostgresConnector:
         if not steps:
             return Outcome(changed=False, before=True, after=True)
         operations = self._shown(steps)
-        if not check:
+        if check:
+            self._refuse_privileged(action, wanted)
+        else:
             # one transaction: a run that dies half-way must not leave a role without the marker
-            # (the next run would refuse to adopt it)
-            self._send(self._connection(), steps, transaction=True, secret=secret is not None)
+            # (the next run would refuse to adopt it); the privileged-role check runs in it first
+            self._send(self._connection(), steps, transaction=True, secret=secret is not None,
+                       guard=lambda: self._refuse_privileged(action, wanted))
             self._verify_account(name, wanted, until)
         return Outcome(changed=True, before=False, after=not check, operations=operations)
 
@@ -831,16 +928,21 @@ class PostgresConnector:
         except psycopg.Error as exc:
             self._fail(exc)
 
-    def _send(self, conn: psycopg.Connection[Any], steps: Sequence[_Step], *, transaction: bool, secret: bool) -> None:
+    def _send(self, conn: psycopg.Connection[Any], steps: Sequence[_Step], *, transaction: bool, secret: bool,
+              guard: Callable[[], None] | None = None) -> None:
         """Execute the steps' statements on `conn`, in one transaction when asked. When a
         statement carries a secret (a password verifier), an error is raised outside the
-        handler, without the driver's exception (whose text may quote the statement)."""
+        handler, without the driver's exception (whose text may quote the statement). `guard`
+        (with transaction only; `conn` must be the connector's own connection) runs first inside
+        the transaction; what it raises rolls the transaction back."""
         import psycopg
 
         failure: TargetError | None = None
         try:
             if transaction:
                 with conn.transaction():
+                    if guard is not None:
+                        guard()
                     for step in steps:
                         conn.execute(step.sent)
             else:
@@ -871,6 +973,27 @@ class PostgresConnector:
         if "connection to PostgreSQL lost" in str(error):
             raise error from None
         raise error from exc
+
+
+def _shortest_path(
+    parents: Mapping[str, tuple[Mapping[str, bool], tuple[str, ...]]], start: str, wanted: Callable[[str], bool]
+) -> list[str] | None:
+    """The shortest chain start -> ... -> role of memberships (breadth first over `parents`,
+    role -> (attributes, the roles it is a direct member of)) ending in a role `wanted` accepts
+    (start itself included), or None."""
+    if start not in parents:
+        return None
+    seen = {start}
+    queue: deque[list[str]] = deque([[start]])
+    while queue:
+        path = queue.popleft()
+        if wanted(path[-1]):
+            return path
+        for parent in parents[path[-1]][1]:
+            if parent in parents and parent not in seen:
+                seen.add(parent)
+                queue.append([*path, parent])
+    return None
 
 
 def _plain(stmt: sql.Composed) -> _Step:

@@ -52,6 +52,13 @@ Models (see docs/targets/ssh.md):
   used): the reconciler's rotation at the window's end is what ends a checkout. observe
   reports nothing for this model (the ledger knows the holders).
 
+Root-equivalent privileges (docs/targets/ssh.md): groups in PRIVILEGED_GROUPS (docker, lxd,
+libvirt, ...) or named in sudoers (`%group`, `%#gid`), and sudo rules for the programs
+sudoers.privileged_command names (file writers, chmod/chown, account tools, package managers,
+systemctl beyond service control, ...), are granted (role-membership, ephemeral-account groups,
+sudo-rule) only when the action carries the "privileged" detail (the resource says
+`allowPrivileged: true`); refused before anything is written otherwise. Revocations never ask.
+
 Safety: every name is checked against an allowlist by check_name (at `jitpol validate`) and
 again before use; every command is an argument list (over SSH joined with shlex.quote; the
 few `sh -c` scripts are constants of this module that receive names only as quoted positional
@@ -110,6 +117,21 @@ REFUSED_GROUPS: frozenset[str] = frozenset({
     "root", "sudo", "wheel", "admin", "adm", "shadow", "disk", "kmem", "mem", "tty", "staff",
     "sys", "bin", "daemon", "utmp", "sudoers",
 })
+# Handed out only by a resource that opts in (`spec.allowPrivileged: true`, the action's
+# "privileged" detail): membership in each is root on the host by nature, through a daemon that
+# runs as root and obeys the group's members. So is any group that sudoers names (`%group`,
+# `%#gid`), found on the host at grant time. Not here: `kvm`, `video`, `render`, `input`, `audio`
+# (device access for VMs, graphics and input; no route to root or to the secrets of others by
+# themselves), `systemd-journal` (reads logs; `adm`, which also reads auth logs, is refused above).
+PRIVILEGED_GROUPS: dict[str, str] = {
+    "docker": "the Docker daemon runs containers as root for its members (`docker run -v /:/host`)",
+    "lxd": "LXD starts privileged containers with the host's / mounted for its members",
+    "lxc": "LXC/LXD starts privileged containers with the host's / mounted for its members",
+    "incus-admin": "Incus starts privileged containers with the host's / mounted for its members",
+    "libvirt": "libvirt defines VMs and storage pools over host files and devices, as root, for its members",
+    "libvirtd": "libvirt defines VMs and storage pools over host files and devices, as root, for its members",
+    "microk8s": "MicroK8s members are cluster admins and can run privileged pods on the host",
+}
 KEY_TYPES: frozenset[str] = frozenset({
     "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
     "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
@@ -147,6 +169,12 @@ _WRITE_KEYS = (
     'exec setpriv --reuid="$1" --regid="$(id -g -- "$1")" --clear-groups -- sh -c '
     "'umask 077 && mkdir -p -- \"$1/.ssh\" && cat > \"$1/.ssh/authorized_keys.jitpol-new\" && "
     "mv -f -- \"$1/.ssh/authorized_keys.jitpol-new\" \"$1/.ssh/authorized_keys\"' jitpol-keys \"$h\""
+)
+# every file sudo reads besides jitpol's drop-ins (which name users only): /etc/sudoers and the
+# files of /etc/sudoers.d whose name sudo does not skip, each preceded by a record separator line
+_READ_SUDOERS = (
+    'for f in /etc/sudoers /etc/sudoers.d/*; do [ -f "$f" ] || continue; case "${f##*/}" in '
+    '*.*|*~|jitpol-*) continue;; esac; printf "\\036%s\\n" "$f"; tr -d "\\036" < "$f"; done'
 )
 # every jitpol drop-in with its text, each preceded by a record separator line naming it
 _READ_RULES = (
@@ -791,6 +819,8 @@ class LinuxHost:
         user = validate_principal(a.principal)
         group = validate_group(a.privilege)
         self._refuse_login_user(user)
+        if action.op == "grant":
+            self._refuse_privileged_groups(action, [group])  # before connecting
         found = {g.name: g for g in _parse_groups(self._run(["getent", "group", "--", group], ok=(0, 2)).out)}
         info = found.get(group)
         member = info is not None and user in info.members
@@ -799,6 +829,7 @@ class LinuxHost:
                 raise PermanentTargetError(f"target {self.name}: group {group!r} does not exist")
             if info.gid == 0:
                 raise InvalidInput(f"group {group!r} has gid 0 (root's group)")
+            self._refuse_sudoers_groups(action, [info])
             account = self._require_person(user)
             if account.gid == info.gid:
                 raise PermanentTargetError(
@@ -846,7 +877,8 @@ class LinuxHost:
             raise PermanentTargetError(
                 f"target {self.name}: the person has no SSH public keys, so account {name!r} could not be used"
             )
-        self._require_groups(groups)
+        self._refuse_privileged_groups(action, groups)
+        self._refuse_sudoers_groups(action, self._require_groups(groups))
         until = action.until
         day = expire_day(until)
         write_keys = _Step(
@@ -927,6 +959,12 @@ class LinuxHost:
         except InvalidInput as exc:
             raise PermanentTargetError(f"target {self.name}: {exc}") from None
         self._refuse_login_user(user)
+        program, *args = command.split(" ")
+        if action.op == "grant" and not action.privileged_allowed:
+            # before connecting; the program the path resolves to is checked again on the host
+            why = sudoers.privileged_command(program, tuple(args))
+            if why is not None:
+                self._privileged_refusal(action, [f"sudo-rule command {command!r}: {why}"])
         fname = sudoers.file_name(user, a.privilege)
         path = f"{sudoers.SUDOERS_DIR}/{fname}"
         rules = self._rules()
@@ -950,7 +988,7 @@ class LinuxHost:
                 and current.not_after >= action.until:
             return Outcome(changed=False, before=True, after=True)
         self._require_person(user)
-        self._check_program(command.split(" ")[0])
+        self._check_program(program, tuple(args), action)
         self._checked(sudoers.check_linux_name, run_as, "runAs")
         start = action.detail("start")
         try:
@@ -997,9 +1035,10 @@ class LinuxHost:
                 f"(does /etc/sudoers have `@includedir {sudoers.SUDOERS_DIR}`?)"
             )
 
-    def _check_program(self, path: str) -> None:
+    def _check_program(self, path: str, args: tuple[str, ...], action: Action) -> None:
         """The program exists, is not a refused program under another name (symlinks such as
-        /usr/bin/editor), and only root can change it."""
+        /usr/bin/editor), nor a privileged one unless the resource opts in, and only root can
+        change it."""
         resolved = self._run(["readlink", "-e", "--", path], ok=(0, 1))
         target = resolved.out.strip()
         if resolved.status != 0 or not target:
@@ -1008,6 +1047,9 @@ class LinuxHost:
             raise PermanentTargetError(
                 f"target {self.name}: sudo-rule program {path!r} is {target!r}, which can start a shell"
             )
+        why = None if action.privileged_allowed else sudoers.privileged_command(target, args)
+        if why is not None:
+            self._privileged_refusal(action, [f"sudo-rule program {path!r} is {target!r}: {why}"])
         # whoever can write the program or any directory above it can swap in a shell
         parts = target.split("/")
         paths = [target, *("/".join(parts[:i]) or "/" for i in range(len(parts) - 1, 0, -1))]
@@ -1089,15 +1131,51 @@ class LinuxHost:
             )
         return user
 
-    def _require_groups(self, groups: Sequence[str]) -> None:
+    def _require_groups(self, groups: Sequence[str]) -> list[_Group]:
         if not groups:
-            return
+            return []
         found = {g.name: g for g in _parse_groups(self._run(["getent", "group", "--", *groups], ok=(0, 2)).out)}
         missing = [g for g in groups if g not in found]
         if missing:
             raise PermanentTargetError(f"target {self.name}: group(s) {', '.join(missing)} do not exist")
         if any(found[g].gid == 0 for g in groups):
             raise PermanentTargetError(f"target {self.name}: a group with gid 0 is never handed out")
+        return [found[g] for g in groups]
+
+    def _refuse_privileged_groups(self, action: Action, groups: Sequence[str]) -> None:
+        """Refuse groups that are root-equivalent by nature (PRIVILEGED_GROUPS) unless the
+        action's resource opts in. Needs no host: called before anything is read or written."""
+        if action.privileged_allowed:
+            return
+        why = [f"{g!r} ({PRIVILEGED_GROUPS[g]})" for g in groups if g in PRIVILEGED_GROUPS]
+        if why:
+            self._privileged_refusal(action, why)
+
+    def _refuse_sudoers_groups(self, action: Action, groups: Sequence[_Group]) -> None:
+        """Refuse groups that sudoers on the host gives rights to (`%group`, `%#gid` in
+        /etc/sudoers or a file of /etc/sudoers.d) unless the action's resource opts in: such a
+        group is sudo in disguise and would bypass the scoping of sudo-rule. Read-only."""
+        if action.privileged_allowed or not groups:
+            return
+        files = _records(self._run(["sh", "-c", _READ_SUDOERS, "jitpol-read-sudoers"]).out)
+        why = []
+        for g in groups:
+            for fname, text in sorted(files.items()):
+                lines = sudoers.group_mentions(text, g.name, g.gid)
+                if lines:
+                    where = f"{sudoers.shown(fname)}: {sudoers.shown(lines[0])}"
+                    why.append(f"{g.name!r} (sudoers gives it rights: {where})")
+                    break
+        if why:
+            self._privileged_refusal(action, why)
+
+    def _privileged_refusal(self, action: Action, why: Sequence[str]) -> NoReturn:
+        raise PermanentTargetError(
+            f"target {self.name}: refusing to give {action.assignment.principal!r} root-equivalent "
+            f"{'privileges' if action.assignment.model == SUDO else 'group(s)'}: {'; '.join(why)}. "
+            f"Resource {action.resource or '?'} must say `allowPrivileged: true` in its spec to hand this out "
+            "(and be approved like root)"
+        )
 
     def _refuse_login_user(self, user: str) -> None:
         if user == self._user:

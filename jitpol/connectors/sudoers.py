@@ -21,6 +21,16 @@ expressions `^ $`, `, : = \\ ( ) ! # % " '`, whitespace other than single spaces
 `sudoedit` and the programs in REFUSED_PROGRAMS (shells, interpreters, editors, pagers and
 program launchers, each of which hands out a root shell whatever its fixed arguments) are
 refused.
+
+Root-equivalent by nature, refused unless the resource opts in (`spec.allowPrivileged: true`,
+the action's "privileged" detail; privileged_command): programs that write files, change owners,
+permissions or accounts, install software or mount, or have an interactive shell escape
+(PRIVILEGED_PROGRAMS), and systemctl with any verb but the service-control ones
+(SYSTEMCTL_VERBS). These are not refused by validate_command, so that rules already granted keep
+parsing and can always be revoked.
+
+group_mentions finds the lines of sudoers text that give a group rights (`%group`, `%#gid`): a
+group sudoers names is sudo in disguise, and the connector hands it out only with opt-in.
 """
 
 from __future__ import annotations
@@ -69,6 +79,36 @@ REFUSED_PROGRAMS: frozenset[str] = frozenset({
     "stdbuf", "setsid", "setpriv", "chroot", "nsenter", "unshare", "strace", "ltrace", "gdb",
     "script", "watch", "xargs", "find", "time", "taskset", "chrt", "flock", "systemd-run",
     "capsh", "socat", "nc", "ncat", "netcat", "ssh", "rlwrap", "dbus-run-session", "tmux", "screen",
+})
+# Programs a rule may name only for a resource that opts in (`spec.allowPrivileged: true`; the
+# action carries the "privileged" detail): none hands out a shell by itself, but each is root for
+# whoever runs it as root by nature, because its fixed arguments are a file or an account, and
+# root-owned files and accounts (/etc/sudoers.d, /etc/shadow, a setuid copy of a shell, root's
+# password) are root. By category, for the message; matched like REFUSED_PROGRAMS (base name, or
+# without a version suffix).
+_PRIVILEGED_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("writes, copies, moves, links or fetches files where its arguments say (a rule for "
+     "`tee /etc/sudoers.d/x` or `cp /tmp/x /usr/local/bin/y` is root)",
+     ("tee", "dd", "cp", "mv", "install", "ln", "link", "rsync", "scp", "truncate", "shred", "sed", "tar",
+      "cpio", "zip", "unzip", "patch", "curl", "wget")),
+    ("changes owners, permissions, ACLs, attributes or capabilities of files (a setuid shell is root)",
+     ("chmod", "chown", "chgrp", "setfacl", "chattr", "setcap")),
+    ("changes accounts, groups or passwords (root's password, membership in sudo)",
+     ("passwd", "chpasswd", "chgpasswd", "usermod", "useradd", "adduser", "groupmod", "groupadd", "addgroup",
+      "gpasswd", "newusers", "chsh")),
+    ("installs software, mounts filesystems or loads kernel code (package scripts and setuid files run as root)",
+     ("apt", "apt-get", "aptitude", "dpkg", "rpm", "yum", "dnf", "zypper", "pacman", "apk", "pip", "snap", "mount",
+      "insmod")),
+    ("runs commands from its input or has an interactive shell escape (`!sh`, `.shell`, `\\!`)",
+     ("at", "batch", "sqlite", "sqlite3", "psql", "mysql", "mariadb", "ftp", "sftp", "mail", "mailx", "telnet")),
+)
+PRIVILEGED_PROGRAMS: dict[str, str] = {name: why for why, names in _PRIVILEGED_CATEGORIES for name in names}
+# systemctl does what its verb says: `edit` starts an editor, `link`/`enable` take unit files from
+# any path, `set-environment` changes what every service starts with, `status` starts a pager with
+# a shell escape. Without opt-in a rule may name it only with one of these verbs (and units).
+SYSTEMCTL_VERBS: frozenset[str] = frozenset({
+    "start", "stop", "restart", "reload", "try-restart", "reload-or-restart", "try-reload-or-restart",
+    "is-active", "is-failed", "is-enabled", "reset-failed",
 })
 # python3.11 -> python, perl5.36 -> perl; vim.basic -> vim (Debian's alternatives flavours)
 _VERSION_SUFFIX = re.compile(r"(?:[.-]?[0-9][0-9.]*|\.(?:basic|tiny|nox|gtk3?|athena|motif|static|real))$")
@@ -119,6 +159,26 @@ def refused_program(path: str) -> bool:
     """True when the program at `path` (by base name) can hand out a shell: see REFUSED_PROGRAMS."""
     base = path.rstrip("/").rpartition("/")[2]
     return base in REFUSED_PROGRAMS or program_name(path) in REFUSED_PROGRAMS
+
+
+def privileged_command(path: str, args: tuple[str, ...] = ()) -> str | None:
+    """Why a rule for `path` with `args` is root-equivalent although validate_command allows it
+    (see PRIVILEGED_PROGRAMS and SYSTEMCTL_VERBS), or None. The connector refuses such a rule
+    unless the resource opts in; revocations never ask."""
+    base = path.rstrip("/").rpartition("/")[2]
+    for name in (base, program_name(path)):
+        if name in PRIVILEGED_PROGRAMS:
+            return f"{name} {PRIVILEGED_PROGRAMS[name]}"
+    if "systemctl" in (base, program_name(path)):
+        verbs = [a for a in args if not a.startswith("-")]
+        options = [a for a in args if a.startswith("-")]
+        if not verbs or verbs[0] not in SYSTEMCTL_VERBS or len(verbs) < 2 or options:
+            return (
+                "systemctl can edit and link unit files, change every service's environment and start a pager "
+                f"with a shell escape; without opt-in only `systemctl <verb> UNIT...` with a verb of "
+                f"{', '.join(sorted(SYSTEMCTL_VERBS))} (no options)"
+            )
+    return None
 
 
 def validate_command(command: object) -> tuple[str, tuple[str, ...]]:
@@ -262,3 +322,20 @@ def parse(text: str) -> SudoRule:
         not_before=parse_stamp(m["nb"]) if m["nb"] else None,
         grant=m["grant"] or "",
     )
+
+
+_COMMENT = re.compile(r"#(?![0-9])")  # `#123` is a uid or gid in sudoers, any other `#` starts a comment
+
+
+def group_mentions(text: str, group: str, gid: int) -> list[str]:
+    """The lines of sudoers `text` that name `group` as `%group`, `%:group`, `%#gid` or `%:#gid`
+    (comments and `#include` lines ignored), stripped and cut: where sudo gives its members
+    rights. Errs on the side of finding a mention (a `Defaults:%group` line counts too)."""
+    name = re.compile(rf"%:?(?:{re.escape(group)}|#{gid})(?![A-Za-z0-9_.$-])")
+    found = []
+    for line in text.splitlines():
+        code = _COMMENT.split(line, maxsplit=1)[0]
+        if name.search(code):
+            stripped = " ".join(code.split())
+            found.append(stripped if len(stripped) <= 120 else stripped[:117] + "...")
+    return found

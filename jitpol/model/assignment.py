@@ -11,6 +11,12 @@ REVOKING_OPS: frozenset[str] = frozenset({"revoke", "delete-account", "rotate"})
 
 AssignmentKey = tuple[str, str, str, str]
 
+# The detail that says the action's resource opts in to root-equivalent privileges
+# (`spec.allowPrivileged: true`): set by the policy evaluation, read by the connectors, which refuse
+# a privileged grant (a PostgreSQL role reaching CREATEROLE or pg_execute_server_program, a Linux
+# group such as docker, a sudo rule for a file writer) without it. Revocations never look at it.
+PRIVILEGED_OPT_IN: tuple[str, str] = ("privileged", "allowed")
+
 
 @dataclass(frozen=True, slots=True)
 class Assignment:
@@ -56,10 +62,16 @@ class Action:
     # facts a connector may need beyond the assignment, sorted (key, value) pairs:
     #   person    the requester's person name        grant   the grant the action serves first
     #   ssh_keys  the person's public keys, one per line (ssh ephemeral accounts)
+    #   privileged  "allowed" when the resource opts in to root-equivalent privileges (PRIVILEGED_OPT_IN)
     details: tuple[tuple[str, str], ...] = ()
 
     def detail(self, key: str, default: str = "") -> str:
         return next((v for k, v in self.details if k == key), default)
+
+    @property
+    def privileged_allowed(self) -> bool:
+        """True when the resource opted in to root-equivalent privileges (PRIVILEGED_OPT_IN)."""
+        return self.detail(PRIVILEGED_OPT_IN[0]) == PRIVILEGED_OPT_IN[1]
 
     @property
     def target(self) -> str:

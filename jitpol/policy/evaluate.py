@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
-from jitpol.model.assignment import Assignment, AssignmentKey
+from jitpol.model.assignment import PRIVILEGED_OPT_IN, Assignment, AssignmentKey
 from jitpol.model.canonical import canonical_json
 from jitpol.model.documents import Grant, PolicySet, Resource, Workflow
 from jitpol.model.duration import format_duration
@@ -393,8 +393,11 @@ def _desired(statuses: tuple[GrantStatus, ...], policy: PolicySet) -> dict[Assig
             principal = resource.account or ""
         else:
             principal = principal_text(person.account_for(target))
-        details = (("grant", st.name), ("person", person.name), ("ssh_keys", "\n".join(person.keys)),
-                   ("start", utc_text(st.start)))
+        details: tuple[tuple[str, str], ...] = (
+            ("grant", st.name), ("person", person.name), ("ssh_keys", "\n".join(person.keys)),
+            ("start", utc_text(st.start)))
+        if resource.settings.get("allowPrivileged") is True:  # the connectors refuse privileged grants without it
+            details = tuple(sorted((*details, PRIVILEGED_OPT_IN)))
         for a in assignments_for(resource, st.role, principal, target.name):
             prev = out.get(a.key)
             if prev is None:

@@ -233,6 +233,121 @@ def test_program_name_strips_versions_only(path: str, name: str) -> None:
     assert sudoers.program_name(path) == name
 
 
+# -- root-equivalent by nature: allowed only with the resource's opt-in ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "category"),
+    [
+        ("/usr/bin/tee /etc/motd", "writes"),
+        ("/bin/dd of=/dev/sda", "writes"),  # `=` is not even an allowed argument: the program decides
+        ("/usr/bin/cp /tmp/x /usr/local/bin/y", "writes"),
+        ("/usr/bin/mv /tmp/x /etc/y", "writes"),
+        ("/usr/bin/install -m 4755 /tmp/x /usr/local/bin/y", "writes"),
+        ("/usr/bin/rsync -a /tmp/x/ /etc/", "writes"),
+        ("/usr/bin/sed -i s/a/b/ /etc/passwd", "writes"),
+        ("/usr/bin/tar -xf /tmp/x.tar -C /", "writes"),
+        ("/usr/bin/curl -o /etc/cron.d/x http://example.org/x", "fetches"),
+        ("/usr/bin/chmod 4755 /usr/bin/find", "permissions"),
+        ("/usr/bin/chown alice /etc/shadow", "owners"),
+        ("/usr/bin/chgrp alice /etc/shadow", "owners"),
+        ("/usr/sbin/setcap cap_setuid+ep /usr/bin/x", "capabilities"),
+        ("/usr/bin/passwd root", "passwords"),
+        ("/usr/sbin/chpasswd", "passwords"),
+        ("/usr/sbin/usermod -aG sudo alice", "accounts"),
+        ("/usr/bin/gpasswd -a alice sudo", "groups"),
+        ("/usr/bin/apt-get install nginx", "installs software"),
+        ("/usr/bin/dpkg -i /tmp/x.deb", "installs software"),
+        ("/usr/bin/pip3 install x", "installs software"),
+        ("/usr/bin/mount /dev/sdb1 /mnt", "mounts"),
+        ("/usr/bin/at now", "shell escape"),
+        ("/usr/bin/sqlite3 /var/lib/x.db", "shell escape"),
+        ("/usr/bin/psql", "shell escape"),
+        ("/usr/bin/mysql", "shell escape"),
+        ("/usr/bin/systemctl edit nginx", "systemctl"),
+        ("/usr/bin/systemctl status nginx", "systemctl"),  # a pager with `!sh`
+        ("/usr/bin/systemctl link /tmp/x.service", "systemctl"),
+        ("/usr/bin/systemctl set-environment LD_PRELOAD", "systemctl"),
+        ("/usr/bin/systemctl --no-pager restart nginx", "systemctl"),  # no options without opt-in
+        ("/usr/bin/systemctl restart", "systemctl"),  # no unit: nothing to restart
+        ("/usr/bin/systemctl", "systemctl"),
+    ],
+)
+def test_privileged_commands_are_named_by_category(command: str, category: str) -> None:
+    path, *args = command.split(" ")
+    why = sudoers.privileged_command(path, tuple(args))
+    assert why is not None and category in why
+    assert "\n" not in why
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["/usr/bin/systemctl restart nginx", "/usr/bin/systemctl reload nginx php8.2-fpm",
+     "/usr/bin/systemctl is-active nginx", "/usr/sbin/service nginx reload", "/usr/bin/id -u", "/usr/bin/docker ps",
+     "/opt/tools/rotate-logs.sh --dry-run", "/opt/tools/cpu-report", "/usr/bin/catalog"],
+)
+def test_ordinary_commands_are_not_privileged(command: str) -> None:
+    path, *args = command.split(" ")
+    assert sudoers.privileged_command(path, tuple(args)) is None
+
+
+def test_privileged_programs_are_not_refused_outright() -> None:
+    # a rule jitpol granted before a program became privileged still parses, so it can be revoked
+    for name in sudoers.PRIVILEGED_PROGRAMS:
+        assert not sudoers.refused_program(f"/usr/bin/{name}"), name
+    sudoers.validate_command("/usr/bin/tee /etc/motd")
+    text = sudoers.render(rule(command="/usr/bin/tee /etc/motd"))
+    assert sudoers.parse(text).command == "/usr/bin/tee /etc/motd"
+
+
+def test_privileged_programs_match_like_refused_ones() -> None:
+    # version suffixes and Debian flavours are stripped; the base name counts as well
+    assert sudoers.privileged_command("/usr/bin/pip3.11") is not None
+    assert sudoers.privileged_command("/usr/local/sbin/sqlite3") is not None
+    assert sudoers.privileged_command("/usr/bin/cp.real") is not None
+
+
+SUDOERS = """\
+# This file MUST be edited with the 'visudo' command as root.
+Defaults	env_reset
+# %ops ALL=(ALL) ALL was removed
+root	ALL=(ALL:ALL) ALL
+%sudo	ALL=(ALL:ALL) ALL
+User_Alias WEB = bob, %webteam
+WEB ALL=(root) /usr/bin/systemctl restart nginx
+%#1042 ALL=(root) /usr/bin/id
+%:#1043 ALL=(root) /usr/bin/id
+%:adgroup ALL=(root) /usr/bin/id
+alice ALL=(#0) /usr/bin/id # %commented
+@includedir /etc/sudoers.d
+#includedir /etc/sudoers.d
+"""
+
+
+@pytest.mark.parametrize(
+    ("group", "gid", "found"),
+    [
+        ("sudo", 27, ["%sudo ALL=(ALL:ALL) ALL"]),
+        ("webteam", 1001, ["User_Alias WEB = bob, %webteam"]),
+        ("ops", 1002, []),  # only a comment names it
+        ("commented", 1003, []),
+        ("anything", 1042, ["%#1042 ALL=(root) /usr/bin/id"]),
+        ("other", 1043, ["%:#1043 ALL=(root) /usr/bin/id"]),
+        ("adgroup", 1044, ["%:adgroup ALL=(root) /usr/bin/id"]),
+        ("web", 1045, []),  # a prefix of webteam is not webteam
+        ("sud", 104, []),  # nor of sudo, nor %#1042 of gid 104
+        ("alice", 1000, []),  # a user is not a group
+    ],
+)
+def test_group_mentions_in_sudoers(group: str, gid: int, found: list[str]) -> None:
+    assert sudoers.group_mentions(SUDOERS, group, gid) == found
+
+
+def test_group_mentions_are_cut() -> None:
+    lines = sudoers.group_mentions("%ops ALL=(root) /usr/bin/id " + "x" * 300 + "\n", "ops", 5)
+    assert len(lines) == 1 and len(lines[0]) == 120 and lines[0].endswith("...")
+
+
 # -- privileges and names ------------------------------------------------------------------------
 
 
