@@ -172,5 +172,9 @@ def combine(approved: Evaluation, proposed: Evaluation, check: PolicyCheck) -> E
         if theirs is None or not grants:
             continue
         until = min(want.until, theirs.until)
-        desired[key] = replace(want, grants=grants, until=until, assignment=replace(want.assignment, expires=until))
+        # details (delivery and login keys, the privileged opt-in) come from the effective
+        # policy's evaluation; an opt-in holds only when both policies give it
+        details = tuple(d for d in theirs.details if d[0] != "privileged" or d in want.details)
+        desired[key] = replace(want, grants=grants, until=until, details=details,
+                               assignment=replace(want.assignment, expires=until))
     return Evaluation(tuple(statuses), desired)

@@ -352,7 +352,12 @@ def test_the_opt_in_comes_from_the_resource_through_the_policy_evaluation(pg_rol
     assert "pg_execute_server_program" in res.output and "allowPrivileged" in res.output
     assert pg_roles.members(role) == set()
 
-    set_opt_in(rb, True)  # the admins approve the opt-in: now the role is handed out
+    set_opt_in(rb, True)  # merged without the admins: the opt-in waits for them
+    res = run(rb, dsn, "apply", "--at", T)
+    assert res.exit_code == 1 and "allowPrivileged" in res.output, res.output
+    assert pg_roles.members(role) == set()
+
+    # the admins approve the opt-in: now the role is handed out
     assert run(rb, dsn, "approve", "--policy", "--as", "admin", "--key", str(rb.key("admin"))).exit_code == 0
     res = run(rb, dsn, "apply", "--at", T)
     assert res.exit_code == 0, res.output
