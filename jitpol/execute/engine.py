@@ -259,6 +259,14 @@ def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, st
             f"set ${ROOT_ENV}, or ${TOFU_ENV}=1 to trust the repository's policy on first use; revocations go on"),
             ledger=auth)
     if trust is not None:
+        if in_force is not None:
+            # the policy the ledger says is in force counts only with the root's signatures on it
+            # (approvals/ keeps them): a forged ledger entry cannot put a policy in force
+            prior = check_policy_root(loaded.policy, history.adopted_digest or "", trust, None, verifier)
+            if not prior.approved:
+                notes.append(f"the policy in force per the ledger ({(history.adopted_digest or '')[:12]}) carries "
+                             f"no signatures of the {trust.describe()} in approvals/: it is not trusted")
+                in_force = None
         check = check_policy_root(loaded.policy, digest, trust, history.adopted_digest, verifier)
         if not check.approved and in_force is None:  # nothing the root approved is in force yet
             return Prepared(root, now, loaded, history, None, commit, {}, check, notes=tuple(notes), trust=trust,

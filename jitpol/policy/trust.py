@@ -38,12 +38,15 @@ class PolicyCheck:
 
     @property
     def approved(self) -> bool:
-        if self.root is not None:  # every adoption, the first included, needs the root's quorum
-            return self.unchanged or len(self.counted) >= self.required
+        if self.root is not None:  # every adoption, the first included, needs the root's quorum; and
+            # so does staying in force: a forged ledger entry can make any digest "unchanged"
+            return len(self.counted) >= self.required
         return self.in_force is None or self.unchanged or len(self.counted) >= self.required
 
     def summary(self) -> str:
-        if self.root is not None and not self.unchanged:
+        if self.root is not None and self.unchanged and self.approved:
+            return f"policy {self.digest[:12]} is in force (signed by {len(self.counted)} key(s) of the {self.root})"
+        if self.root is not None:
             head = (f"policy change {self.in_force[:12]} -> {self.digest[:12]}" if self.in_force is not None
                     else f"no policy in force yet; policy {self.digest[:12]}")
             text = f"{head}: {len(self.counted)} of {self.required} approval(s) by keys of the {self.root}"

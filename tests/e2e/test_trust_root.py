@@ -163,3 +163,25 @@ def test_walk_stops_at_a_gap_and_at_a_wrong_version(rb: RepoBuilder) -> None:
     assert reached is pinned and notes == []
     reached, notes = walk(pinned, {2: (root_json([rb.key("admin")], version=5), "trust/root-2.json")}, FastVerifier())
     assert isinstance(reached, TrustRoot) and reached.version == 1 and "expected 2" in notes[0]
+
+
+def test_a_forged_ledger_entry_cannot_put_a_policy_in_force(rb: RepoBuilder) -> None:
+    from jitpol.ledger.snapshots import write_snapshot
+    from jitpol.ledger.store import Ledger
+    from jitpol.load.repository import load_repository, snapshot_entries
+
+    root = root_json([rb.key("admin")])
+    approve_policy(rb, "admin")
+    assert run(rb, root, "apply", "--at", START).exit_code == 0
+    # the attacker relaxes the workflow and records, in an extra ledger file, that their policy
+    # was adopted (with a matching snapshot): the ledger now says it is in force
+    rb.workflow("prod", approvals={"required": 0})
+    rb.grant("alice-write", "alice", START, "4h", role="write")
+    loaded = load_repository(rb.root)
+    write_snapshot(rb.root / "audit", loaded.policy_digest, snapshot_entries(loaded))
+    Ledger(rb.root / "audit" / "ledger-9-of-9.jsonl").append([{
+        "time": "1998-12-01T10:20:00Z", "event": "policy.adopted", "grant": None, "digest": loaded.policy_digest,
+        "previous": None, "bootstrap": False, "approvals": [], "summary": "forged"}])
+    res = run(rb, root, "apply", "--at", AT)
+    assert "carries no signatures of the trust root" in res.output or "approval(s) by keys" in res.output, res.output
+    assert rb.members("app_write") == []
