@@ -25,10 +25,19 @@ from jitpol.execute.trustroot import ROOT_ENV, TOFU_ENV, load_trust_root, tofu_a
 from jitpol.ledger.snapshots import read_snapshot, write_snapshot
 from jitpol.ledger.store import Ledger, ledger_files
 from jitpol.load.repository import Diagnostic, LoadResult, load_repository, load_snapshot, snapshot_entries
+from jitpol.load.yamlstrict import load_yaml_file
 from jitpol.model.assignment import Action, Assignment, AssignmentKey, Outcome
 from jitpol.model.documents import Grant, PolicySet, Target
 from jitpol.model.times import utc_text
-from jitpol.plan.diff import Plan, checkout_actions, covered_by_history, diff, exclusive_privileges, scopes
+from jitpol.plan.diff import (
+    Plan,
+    checkout_actions,
+    covered_by_history,
+    diff,
+    exclusive_privileges,
+    restrictions,
+    scopes,
+)
 from jitpol.policy.approvals import Reviews, Verifier
 from jitpol.policy.effective import effective_policy
 from jitpol.policy.evaluate import Desired, Evaluation, GrantStatus, evaluate
@@ -164,6 +173,8 @@ class Prepared:
     trust: TrustRoot | None = None  # the pinned trust root in force; None: trust on first use
     ledger: LedgerAuth | None = None  # the ledger checked against the reconciler's checkpoints
     reviews: Mapping[str, Reviews] = field(default_factory=dict)  # grant -> approvals proven by reviews
+    # revocations-only runs: grants whose recorded interval a restriction ends now (grant -> why)
+    ended: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def valid(self) -> bool:
@@ -215,7 +226,8 @@ def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, st
     in_force_targets = dict(in_force.config.targets) if in_force is not None and in_force.config is not None else {}
 
     def revocations_only(targets: Mapping[str, Target], *notes: str, **more: Any) -> Prepared:
-        return Prepared(root, now, loaded, history, None, commit, targets, effective=in_force, notes=notes, **more)
+        return Prepared(root, now, loaded, history, None, commit, targets, effective=in_force, notes=notes,
+                        ended=_restrictions(root, loaded, history, now), **more)
 
     # the trust root and the reconciler's signed checkpoints: a problem with either adopts and
     # adds nothing, and revocations go on
@@ -270,7 +282,7 @@ def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, st
         check = check_policy_root(loaded.policy, digest, trust, history.adopted_digest, verifier)
         if not check.approved and in_force is None:  # nothing the root approved is in force yet
             return Prepared(root, now, loaded, history, None, commit, {}, check, notes=tuple(notes), trust=trust,
-                            ledger=auth)
+                            ledger=auth, ended=_restrictions(root, loaded, history, now))
     else:
         check = check_policy(loaded.policy, digest, in_force, history.adopted_digest, verifier)
     eff = effective_policy(loaded.policy, in_force, approved=check.approved)
@@ -286,6 +298,30 @@ def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, st
     both = combine(approved, proposed, check)
     return Prepared(root, now, loaded, history, normalized(both, targets), commit, targets, check,
                     effective=policy, notes=tuple(notes), trust=trust, ledger=auth, reviews=reviews)
+
+
+def _restrictions(root: Path, loaded: LoadResult, history: History, now: datetime) -> dict[str, str]:
+    """plan.diff.restrictions for this repository: the names every file under grants/ gives,
+    read leniently from the files that are not valid (their requester too, when readable)."""
+    named: dict[str, str | None] = {name: g.requester for name, g in loaded.policy.grants.items()}
+    bad = sorted({d.path for d in loaded.diagnostics if d.path.startswith("grants/")})
+    for rel in bad:
+        path = root / rel
+        if path.is_symlink() or not path.is_file():
+            continue
+        try:
+            data = load_yaml_file(path, display_path=rel).data
+        except JitpolError:
+            continue
+        meta = data.get("metadata") if isinstance(data, dict) else None
+        spec = data.get("spec") if isinstance(data, dict) else None
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if isinstance(name, str):
+            requester = spec.get("requester") if isinstance(spec, dict) else None
+            named[name] = requester if isinstance(requester, str) else None
+    if any(d.path.startswith("grants/") and not (root / d.path).is_file() for d in loaded.diagnostics):
+        return {}  # a grants/ problem that is not a readable file: "deleted" cannot be told apart
+    return restrictions(history, loaded.policy, named, now)
 
 
 def _signed_history(root: Path, auth: LedgerAuth) -> History | None:
@@ -410,9 +446,10 @@ def make_plan(prep: Prepared, obs: Observation) -> Plan:
     if prep.policy is not None and not prep.policy.unchanged:
         notes.insert(0, prep.policy.summary())
     if prep.evaluation is None:
-        covered = covered_by_history(prep.history, prep.now)
+        covered = covered_by_history(prep.history, prep.now, prep.ended)
         actions = diff({}, obs.assignments, prep.history, {}, keep=covered, additions=False)
-        live = {g for g, og in prep.history.open.items() if og.until is not None and og.until > prep.now}
+        live = {g for g, og in prep.history.open.items()
+                if og.until is not None and og.until > prep.now and g not in prep.ended}
         actions += checkout_actions({}, prep.history, keep=live)
         if not prep.loaded.ok:
             notes.insert(0, "repository is invalid: only revocations that are due are planned, nothing is added")
@@ -637,16 +674,18 @@ def lifecycle_events(prep: Prepared, obs: Observation, results: Iterable[Result]
                 "breakglass": grant.breakglass, "justification": grant.justification,
                 "assignments": [key_dict(k) for k in sorted(keys)],
             })
-    keep = covered_by_history(prep.history, prep.now) if ev is None else set(desired)
+    keep = covered_by_history(prep.history, prep.now, prep.ended) if ev is None else set(desired)
     for name, og in sorted(prep.history.open.items()):
         now_st = statuses.get(name)
         if now_st is not None and now_st.state == "active":
             continue
-        if ev is None and og.until is not None and og.until > prep.now:
+        if ev is None and og.until is not None and og.until > prep.now and name not in prep.ended:
             continue
         if all(held(k, name) is False if k[1] == "credential-checkout" else (k in keep or is_present(k) is False)
                for k in og.keys):
-            if now_st is None:
+            if now_st is None and name in prep.ended:  # a restriction under an invalid repository
+                final, reason = "kill switch" not in prep.ended[name], prep.ended[name]
+            elif now_st is None:
                 final, reason = True, ("grant file deleted" if ev is not None else "live interval ended")
             else:
                 final = now_st.state in ("expired", "revoked", "rejected")

@@ -130,8 +130,9 @@ def test_an_approved_merged_pull_request_counts(forge: Forge, how: str) -> None:
 
     verdict = forge.verdict()
 
+    (review,) = forge.state.reviews[7]
     assert verdict == ReviewVerdict(path=GRANT, pull=7, approvers=("bob",), excluded=(),
-                                    reason="approved in pull request #7 by bob")
+                                    reason="approved in pull request #7 by bob", review_ids=(("bob", review.id),))
     request = forge.state.requests_to("/reviews")[0]
     assert request.headers["authorization"] == f"Bearer {TOKEN}"
     assert request.headers["accept"] == "application/vnd.github+json"
