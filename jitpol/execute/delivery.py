@@ -1,23 +1,24 @@
 """Handing a secret to exactly one holder: encrypted with age to the SSH public keys in their
 person file, stored as ASCII-armored ciphertext in the repository (audit/credentials/GRANT.age).
-Plain text exists only in memory, on its way to the target and to the holder's terminal."""
+Plain text exists only in memory, on its way to the target and to the holder's terminal.
+Nothing is written, read or removed through a symbolic link (jitpol.ledger.nofollow): a link in
+place of audit/, audit/credentials/ or a delivered file makes the delivery fail, naming the link."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
-import os
 import secrets
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from jitpol.connectors import registry
 from jitpol.errors import InvalidInput
+from jitpol.ledger.nofollow import UnsafePath, read_bytes, remove_file, replace_file
 from jitpol.model.assignment import Action
 from jitpol.model.documents import PolicySet, Target
 from jitpol.model.times import utc_text
@@ -42,6 +43,12 @@ def fingerprint(secret: str) -> str:
 
 def delivery_path(root: Path, grant: str) -> Path:
     return root / CREDENTIALS_DIR / f"{grant}.age"
+
+
+def _rel(grant: str) -> PurePosixPath:
+    if not grant or "/" in grant or "\\" in grant or grant.startswith(".") or "\0" in grant:
+        raise InvalidInput(f"{grant!r} is not a grant name")
+    return PurePosixPath(CREDENTIALS_DIR.as_posix(), f"{grant}.age")
 
 
 def armor(data: bytes) -> str:
@@ -71,21 +78,20 @@ def encrypt_for(keys: Iterable[str], payload: dict[str, Any]) -> str:
 
 
 def write_delivery(root: Path, grant: str, keys: Iterable[str], payload: dict[str, Any]) -> Path:
-    path = delivery_path(root, grant)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{grant}-", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(encrypt_for(keys, payload))
-    os.replace(tmp, path)
-    return path
+    """Store the encrypted payload for `grant`. UnsafePath (nothing written) when audit/,
+    audit/credentials/ or the grant's file is a symbolic link."""
+    replace_file(root, _rel(grant), encrypt_for(keys, payload).encode("utf-8"), mode=0o600, prefix=f".{grant}-")
+    return delivery_path(root, grant)
 
 
 def remove_delivery(root: Path, grant: str) -> bool:
-    path = delivery_path(root, grant)
-    if path.exists():
-        path.unlink()
-        return True
-    return False
+    """Remove what was delivered for `grant`; False when nothing was. A link in the file's place is
+    removed itself; when a folder above it is a link, nothing of jitpol's is there to remove (the
+    writes name the link) and nothing is followed."""
+    try:
+        return remove_file(root, _rel(grant))
+    except UnsafePath:
+        return False
 
 
 def open_delivery(root: Path, grant: str, key_file: Path) -> dict[str, Any]:
@@ -93,8 +99,8 @@ def open_delivery(root: Path, grant: str, key_file: Path) -> dict[str, Any]:
     Raises InvalidInput when nothing was delivered or the key is not the holder's."""
     import pyrage
 
-    path = delivery_path(root, grant)
-    if not path.exists():
+    text = read_bytes(root, _rel(grant))  # UnsafePath when a link is in the way: never followed
+    if text is None:
         raise InvalidInput(f"no credential delivered for grant {grant} (not active, not yet reconciled, "
                            "or already ended)")
     try:
@@ -103,7 +109,7 @@ def open_delivery(root: Path, grant: str, key_file: Path) -> dict[str, Any]:
         raise InvalidInput(f"{key_file}: cannot use this private key ({type(exc).__name__}); use an unencrypted "
                            "ssh-ed25519 or ssh-rsa key from your person file") from None
     try:
-        data = pyrage.decrypt(dearmor(path.read_text(encoding="utf-8")), [identity])
+        data = pyrage.decrypt(dearmor(text.decode("utf-8")), [identity])
     except pyrage.DecryptError:
         raise InvalidInput(f"grant {grant}: this key cannot open the credential — it was delivered to the "
                            "grant's holder only") from None

@@ -25,7 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jitpol.errors import InvalidInput, SignatureError
-from jitpol.ledger.checkpoint import CHECKPOINT_DIR, Checkpoint, build, extends, line_facts, message, parse
+from jitpol.ledger.checkpoint import (
+    CHECKPOINT_DIR,
+    Checkpoint,
+    LineFacts,
+    build,
+    extends,
+    line_facts,
+    message,
+    parse,
+)
+from jitpol.ledger.nofollow import UnsafePath, entries, read_bytes, replace_file
 from jitpol.ledger.store import ledger_files
 from jitpol.model.sshkey import checked_key, fingerprint
 from jitpol.policy.approvals import Verifier
@@ -138,28 +148,45 @@ def authenticate(root: Path, public_key: str | None, verifier: Verifier, env: Ma
         return LedgerAuth(None, (), {})
     audit = root / AUDIT
     problems: list[str] = []
-    if audit.is_symlink():
-        return LedgerAuth(public_key, ("audit/ is a symbolic link: the ledger must be a directory of the repository",),
-                          {})
-    files = {p.name: line_facts(p.read_bytes()) for p in ledger_files(audit) if not p.is_symlink()}
-    problems += [f"audit/{p.name}: is a symbolic link" for p in ledger_files(audit) if p.is_symlink()]
+    # nothing under audit/ is read through a symbolic link (jitpol.ledger.nofollow): a link is a problem
+    try:
+        entries(root, AUDIT)
+    except UnsafePath as exc:
+        return LedgerAuth(public_key, (str(exc),), {})
+    files: dict[str, LineFacts] = {}
+    for p in ledger_files(audit):
+        try:
+            data = read_bytes(root, f"{AUDIT}/{p.name}")
+        except UnsafePath as exc:
+            problems.append(str(exc))
+            continue
+        if data is not None:
+            files[p.name] = line_facts(data)
     checkpoints: dict[str, Checkpoint] = {}
-    folder = audit / CHECKPOINT_DIR
-    if folder.is_symlink():
-        problems.append(f"audit/{CHECKPOINT_DIR}/ is a symbolic link")
-    elif folder.is_dir():
+    try:
+        listing = entries(root, f"{AUDIT}/{CHECKPOINT_DIR}")
+    except UnsafePath as exc:
+        problems.append(str(exc))
+        listing = None
+    if listing is not None:
         found: list[tuple[str, Checkpoint]] = []
-        for f in sorted(folder.iterdir()):
-            rel = f"audit/{CHECKPOINT_DIR}/{f.name}"
-            if f.is_symlink() or not f.is_file() or not f.name.endswith(".json"):
+        for name, kind in listing:
+            rel = f"audit/{CHECKPOINT_DIR}/{name}"
+            if kind != "file" or not name.endswith(".json"):
                 problems.append(f"{rel}: not a checkpoint file")
                 continue
             try:
-                cp = parse(f.read_text(encoding="utf-8"), rel)
+                text = read_bytes(root, rel)
+                if text is None:
+                    continue
+                cp = parse(text.decode("utf-8"), rel)
+            except UnsafePath as exc:
+                problems.append(str(exc))
+                continue
             except (ValueError, UnicodeDecodeError) as exc:
                 problems.append(str(exc))
                 continue
-            if f.name != f"{cp.ledger}.json":
+            if name != f"{cp.ledger}.json":
                 problems.append(f"{rel}: signs {cp.ledger}, not the file its name says")
                 continue
             found.append((rel, cp))
@@ -215,22 +242,35 @@ def authenticate(root: Path, public_key: str | None, verifier: Verifier, env: Ma
 def sign_checkpoint(root: Path, ledger: Path, env: Mapping[str, str], now_text: str,
                     public_key: str | None) -> Checkpoint | None:
     """Sign a checkpoint of `ledger` as it is now, with $JITPOL_LEDGER_KEY; None without a key.
-    Raises SignatureError when the key cannot sign or is not the pinned ledger key."""
+    Raises SignatureError when the key cannot sign or is not the pinned ledger key, and UnsafePath
+    (a LedgerBroken; nothing written) when a symbolic link is in place of the ledger, audit/,
+    audit/checkpoints/ or the checkpoint."""
     key_text = env.get(KEY_ENV, "")
-    if not key_text.strip() or not ledger.is_file():
+    if not key_text.strip():
+        return None
+    # read and written without following a symbolic link: one in the way raises UnsafePath
+    ledger_bytes = read_bytes(root, f"{AUDIT}/{ledger.name}")
+    if ledger_bytes is None:
         return None
     audit = root / AUDIT
-    folder = audit / CHECKPOINT_DIR
-    target = folder / f"{ledger.name}.json"
+    target = f"{AUDIT}/{CHECKPOINT_DIR}/{ledger.name}.json"
     seq = 1
-    if target.is_file() and not target.is_symlink():
+    previous = read_bytes(root, target)
+    if previous is not None:
         try:
-            seq = parse(target.read_text(encoding="utf-8"), str(target)).seq + 1
+            seq = parse(previous.decode("utf-8"), target).seq + 1
         except (ValueError, UnicodeDecodeError):
             seq = 1
-    others = {p.name: line_facts(p.read_bytes()) for p in ledger_files(audit) if p.name != ledger.name
-              and not p.is_symlink()}
-    cp = build(ledger.name, line_facts(ledger.read_bytes()), seq=seq, time=now_text, others=others)
+    others: dict[str, LineFacts] = {}
+    for p in ledger_files(audit):
+        if p.name != ledger.name:
+            try:
+                data = read_bytes(root, f"{AUDIT}/{p.name}")
+            except UnsafePath:
+                continue  # authenticate() reports it
+            if data is not None:
+                others[p.name] = line_facts(data)
+    cp = build(ledger.name, line_facts(ledger_bytes), seq=seq, time=now_text, others=others)
     with tempfile.TemporaryDirectory(prefix="jitpol-ledger-key-") as tmp:
         keyfile = Path(tmp) / "key"
         fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -244,13 +284,7 @@ def sign_checkpoint(root: Path, ledger: Path, env: Mapping[str, str], now_text: 
         signature = sshsig.sign(message(cp.body()), keyfile, namespace=NAMESPACE)
     signed = Checkpoint(cp.ledger, cp.seq, cp.time, cp.lines, cp.head, cp.prefix_sha256, cp.anchors, cp.others,
                         signature)
-    if folder.is_symlink() or audit.is_symlink():
-        raise SignatureError("audit/ or its checkpoints folder is a symbolic link; the checkpoint was not written")
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{ledger.name}-", suffix=".tmp", dir=folder)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(signed.to_json())
-    os.replace(tmp_name, target)
+    replace_file(root, target, signed.to_json().encode("utf-8"), prefix=f".{ledger.name}-")
     _write_state(env, root, signed)
     return signed
 

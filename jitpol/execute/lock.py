@@ -4,6 +4,13 @@ The lock is an flock(2) on a file, held for the life of the run. The kernel drop
 holding process exits, however it dies, so a crashed run never leaves a stale lock behind and
 there is nothing to clean up. The file itself stays (removing it would let a late opener lock
 a different inode than the next run) and only says who holds it, for the error message.
+
+The lock cannot be redirected: in a git repository it lives in the git directory (found with
+`git rev-parse --absolute-git-dir`, also when the policy is a subdirectory of the work tree), which
+no commit can reach, and only outside git beside the policy as `.jitpol.lock`. It is opened with
+O_NOFOLLOW and without O_TRUNC, and only a regular file with a single link is ever written: a
+symbolic link (or a hard link, a FIFO, a folder) in its place is refused, never followed,
+truncated or overwritten.
 """
 
 from __future__ import annotations
@@ -13,34 +20,73 @@ import fcntl
 import os
 import re
 import socket
+import stat
+import subprocess
 from pathlib import Path
 from types import TracebackType
 
-from jitpol.errors import LockHeld
+from jitpol.errors import InvalidInput, LockHeld
 
 LOCK_NAME = "jitpol.lock"
 FALLBACK_NAME = ".jitpol.lock"
 _HOLDER = re.compile(r"pid=(\d{1,10}) host=(\S{1,255})")
 
 
-def lock_path(repo_dir: Path, scope: str = "") -> Path:
-    """Where the lock for `repo_dir` lives: in its git directory when `repo_dir` is a work-tree
-    root (so the lock never shows up as a change), else `repo_dir/.jitpol.lock`. A `scope` (a
-    shard, "2-of-4") gets a lock of its own: shards touch disjoint targets and ledger files."""
-    if scope:
-        base = lock_path(repo_dir)
-        return base.with_name(f"{base.name}.{scope}" if base.name.startswith(".") else f"jitpol-{scope}.lock")
+def _git_dir(repo_dir: Path) -> Path | None:
+    """The git directory of the work tree `repo_dir` lies in (its root or a subdirectory)."""
     dot_git = repo_dir / ".git"
-    if dot_git.is_dir():
-        return dot_git / LOCK_NAME
-    if dot_git.is_file():
+    if dot_git.is_dir() and not dot_git.is_symlink():
+        return dot_git
+    try:
+        done = subprocess.run(["git", "-C", str(repo_dir), "rev-parse", "--absolute-git-dir"], capture_output=True,
+                              text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        done = None
+    if done is not None and done.returncode == 0 and done.stdout.strip():
+        found = Path(done.stdout.strip())
+        if found.is_dir():
+            return found
+    if dot_git.is_file() and not dot_git.is_symlink():
         # Linked work trees and submodules: ".git" is a file saying "gitdir: <path>".
         first = dot_git.read_text(encoding="utf-8", errors="replace").partition("\n")[0]
         if first.startswith("gitdir: "):
             git_dir = (repo_dir / first.removeprefix("gitdir: ").strip()).resolve()
             if git_dir.is_dir():
-                return git_dir / LOCK_NAME
-    return repo_dir / FALLBACK_NAME
+                return git_dir
+    return None
+
+
+def lock_path(repo_dir: Path, scope: str = "") -> Path:
+    """Where the lock for `repo_dir` lives: in the git directory of the work tree it lies in (at
+    its root or in a subdirectory: the lock never shows up as a change, and no commit can put a
+    link in its place), else `repo_dir/.jitpol.lock`. A `scope` (a shard, "2-of-4") gets a lock
+    of its own: shards touch disjoint targets and ledger files."""
+    if scope:
+        base = lock_path(repo_dir)
+        return base.with_name(f"{base.name}.{scope}" if base.name.startswith(".") else f"jitpol-{scope}.lock")
+    git_dir = _git_dir(repo_dir)
+    return git_dir / LOCK_NAME if git_dir is not None else repo_dir / FALLBACK_NAME
+
+
+def _open_lock(path: Path) -> int:
+    """The lock file, created if missing, never followed or truncated. InvalidInput when
+    something other than a regular file of its own is in its place."""
+    fd: int | None = None
+    try:
+        # O_NONBLOCK: a FIFO in its place must not hang the run (it is refused below)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            raise
+    info = os.fstat(fd) if fd is not None else None
+    if fd is None or info is None or not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        if fd is not None:
+            os.close(fd)
+        what = "a symbolic link" if path.is_symlink() else (
+            "a hard link to another file" if info is not None and stat.S_ISREG(info.st_mode) else "not a regular file")
+        raise InvalidInput(f"{path} is {what}: jitpol never follows, truncates or overwrites anything through its run "
+                           f"lock; remove {path} (it holds only the holder's pid) and run again")
+    return fd
 
 
 class RunLock:
@@ -71,7 +117,7 @@ class RunLock:
         return self._take()
 
     def _take(self) -> RunLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = _open_lock(self.path)
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if self._shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError as exc:
@@ -112,9 +158,15 @@ def _holder(path: Path) -> str:
     """The holder as "pid 1234 on host", from the lock file; vaguer if it cannot be read yet
     (the holder writes it just after taking the lock)."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")[:512]
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return "holder unknown"
+    try:
+        text = os.read(fd, 512).decode("utf-8", errors="replace") if stat.S_ISREG(os.fstat(fd).st_mode) else ""
+    except OSError:
+        return "holder unknown"
+    finally:
+        os.close(fd)
     match = _HOLDER.search(text)
     if match is None:
         return "holder unknown"

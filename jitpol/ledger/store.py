@@ -3,7 +3,10 @@
 Appends are refused unless the whole file verifies first, so a broken chain is never extended
 and stays visible to `jitpol audit verify`. A file that does not end in "\\n" had its last write
 cut off and counts as broken too. Lines are split on "\\n" only: canonical JSON keeps characters
-such as U+2028 unescaped, and str.splitlines() would wrongly split on them.
+such as U+2028 unescaped, and str.splitlines() would wrongly split on them. The file is opened
+without following symbolic links (jitpol.ledger.nofollow): a link in its place, or in place of a
+folder between it and the repository root, counts as a broken ledger and is never read or
+written through.
 """
 
 from __future__ import annotations
@@ -19,35 +22,56 @@ from typing import Any
 
 from jitpol.errors import LedgerBroken, LockHeld
 from jitpol.ledger.chain import ChainProblem, canonical_json, check_lines, seal, verify_lines
+from jitpol.ledger.nofollow import UnsafePath, entries, open_file
+
+AUDIT = "audit"
+MAIN = "ledger.jsonl"  # the main ledger's name: it stands for a ledger folder that cannot be opened
 
 Append = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
 class Ledger:
-    """One ledger file, e.g. `repo/audit/ledger.jsonl`. The constructor does no I/O."""
+    """One ledger file, e.g. `repo/audit/ledger.jsonl`. The constructor does no I/O.
 
-    def __init__(self, path: Path) -> None:
+    `root` is the repository root: no component between it and the file may be a symbolic link.
+    By default it is the folder above `audit/` when the file lies in one (every ledger file of a
+    repository does), else the file's own folder."""
+
+    def __init__(self, path: Path, root: Path | None = None) -> None:
         self.path = path
+        if root is None:
+            root = path.parent.parent if path.parent.name == AUDIT else path.parent
+        self.root = root
+        self._rel = path.relative_to(root).as_posix()
 
     def _read(self) -> bytes | None:
         """The file's bytes; while another process is appending (it holds the lock), a last line
-        still being written is left out rather than reported as a torn write."""
+        still being written is left out rather than reported as a torn write. UnsafePath when a
+        link is in the way."""
         try:
-            with open(self.path, "rb") as handle:
-                data = handle.read()
-                if data and not data.endswith(b"\n") and _writer_active(handle):
-                    data = data[: data.rfind(b"\n") + 1]
-                return data
+            fd, dir_fd = open_file(self.root, self._rel, os.O_RDONLY)
         except FileNotFoundError:
             return None
+        os.close(dir_fd)
+        with open(fd, "rb") as handle:
+            data = handle.read()
+            if data and not data.endswith(b"\n") and _writer_active(handle):
+                data = data[: data.rfind(b"\n") + 1]
+            return data
 
     def verify(self) -> ChainProblem | None:
-        """The first bad entry, or None when intact. A missing file is an empty, intact ledger."""
-        data = self._read()
+        """The first bad entry, or None when intact. A missing file is an empty, intact ledger; a
+        symbolic link in place of the file or of a folder above it is a problem (line 0), never
+        followed."""
+        try:
+            data = self._read()
+        except UnsafePath as exc:
+            return ChainProblem(0, None, str(exc))
         return None if data is None else _verify_bytes(data)[0]
 
     def events(self) -> list[dict[str, Any]]:
-        """All events, oldest first, after verifying the chain. Raises LedgerBroken if it does not."""
+        """All events, oldest first, after verifying the chain. Raises LedgerBroken if it does not
+        (UnsafePath, a LedgerBroken, when a symbolic link is in the way)."""
         data = self._read()
         if data is None:
             return []
@@ -60,8 +84,12 @@ class Ledger:
         """Never raises for a bad file: (events, None) when intact; otherwise (what can still be
         read, the first problem). What can be read: every event when the only damage is CRLF line
         ends (a .gitattributes transformation: the content is provably the same), else the events
-        before the first bad line. For revocations, which must not wait for a repaired ledger."""
-        data = self._read()
+        before the first bad line; nothing when a symbolic link is in the way (it is not followed).
+        For revocations, which must not wait for a repaired ledger."""
+        try:
+            data = self._read()
+        except UnsafePath as exc:
+            return [], ChainProblem(0, None, str(exc))
         if data is None:
             return [], None
         problem, events = _verify_bytes(data)
@@ -92,13 +120,19 @@ class Ledger:
         Events are written (and flushed) as they happen, so a run that fails half-way still
         leaves a verified record of what it did: use it as `with ledger.appender() as add:`
         around the work. The file is fsynced when the block exits, also on an exception.
-        Raises LedgerBroken (nothing appended) if the file does not verify, and LockHeld if
-        another process is appending to the same file right now.
+        Raises LedgerBroken (nothing appended) if the file does not verify or a symbolic link is
+        in its place or in place of a folder above it (UnsafePath), and LockHeld if another
+        process is appending to the same file right now.
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        created = not self.path.exists()
+        fd, dir_fd = open_file(self.root, self._rel, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+        try:
+            created = os.fstat(fd).st_size == 0
+        except BaseException:
+            os.close(fd)
+            os.close(dir_fd)
+            raise
         # Unbuffered: a failed write must not linger in a buffer that a later flush retries.
-        with open(self.path, "a+b", buffering=0) as handle:
+        with open(fd, "a+b", buffering=0) as handle, _closing(dir_fd):
             _lock(handle, self.path)
             handle.seek(0)
             problem, events = _verify_bytes(handle.read())
@@ -115,7 +149,7 @@ class Ledger:
                 tail.closed = True
                 os.fsync(handle.fileno())
                 if created:
-                    _fsync_dir(self.path.parent)
+                    os.fsync(dir_fd)  # make a new file's directory entry durable too
 
     def _broken(self, problem: ChainProblem) -> LedgerBroken:
         return LedgerBroken(f"{self.path}:{problem.line}: {problem.message}")
@@ -150,10 +184,18 @@ class _Tail:
 
 
 def ledger_files(audit_dir: Path) -> list[Path]:
-    """The ledger files (`*.jsonl`) in `audit_dir`, sorted by name; [] when it does not exist."""
-    if not audit_dir.is_dir():
+    """The ledger files (`*.jsonl`) in `audit_dir`, sorted by name; [] when it does not exist.
+
+    Nothing is followed: a symbolic link named `*.jsonl` is listed (its Ledger reports it), and
+    when `audit_dir` itself is a link (or not a folder) the main ledger's path stands for it, so
+    that readers report the damage instead of finding no ledger at all."""
+    try:
+        found = entries(audit_dir.parent, audit_dir.name)
+    except UnsafePath:
+        return [audit_dir / MAIN]
+    if found is None:
         return []
-    return sorted(p for p in audit_dir.glob("*.jsonl") if p.is_file())
+    return [audit_dir / name for name, kind in found if name.endswith(".jsonl") and kind != "dir"]
 
 
 def _verify_bytes(data: bytes) -> tuple[ChainProblem | None, list[dict[str, Any]]]:
@@ -202,10 +244,9 @@ def _lock(handle: FileIO, path: Path) -> None:
         raise
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a newly created file's directory entry durable too."""
-    fd = os.open(directory, os.O_RDONLY)
+@contextmanager
+def _closing(fd: int) -> Iterator[int]:
     try:
-        os.fsync(fd)
+        yield fd
     finally:
         os.close(fd)

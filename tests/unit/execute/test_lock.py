@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import jitpol
-from jitpol.errors import LockHeld
+from jitpol.errors import InvalidInput, LockHeld
 from jitpol.execute.lock import RunLock, lock_path
 
 HOLDER = """
@@ -148,3 +148,58 @@ def test_scoped_runs_share_the_repository_but_exclude_a_whole_run(tmp_path: Path
             RunLock(tmp_path, "1-of-2").__enter__()
     with RunLock(tmp_path, "1-of-2"):
         pass  # everything was released
+
+
+def test_in_a_subdirectory_of_a_work_tree_the_lock_is_in_the_git_directory(tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    policy = tmp_path / "policies"
+    policy.mkdir()
+    assert lock_path(policy) == tmp_path / ".git" / "jitpol.lock"
+    assert lock_path(policy, "1-of-2") == tmp_path / ".git" / "jitpol-1-of-2.lock"
+    with RunLock(policy):
+        with pytest.raises(LockHeld):  # one lock for the work tree, whichever folder a run names
+            RunLock(tmp_path).__enter__()
+    assert not (policy / ".jitpol.lock").exists()
+
+
+def test_a_committed_lock_link_in_a_subdirectory_is_never_followed(tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    policy = tmp_path / "policies"
+    (policy / "audit").mkdir(parents=True)
+    ledger = policy / "audit" / "ledger.jsonl"
+    ledger.write_bytes(b'{"seq":1}\n')
+    (policy / ".jitpol.lock").symlink_to("audit/ledger.jsonl")
+    with RunLock(policy):
+        pass
+    assert ledger.read_bytes() == b'{"seq":1}\n'
+
+
+def test_a_link_in_place_of_the_lock_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    precious = tmp_path / "ledger.jsonl"
+    precious.write_bytes(b'{"seq":1}\n')
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / ".jitpol.lock").symlink_to(precious)
+    with pytest.raises(InvalidInput, match=r"\.jitpol\.lock is a symbolic link: .*remove"):
+        RunLock(repo).__enter__()
+    assert precious.read_bytes() == b'{"seq":1}\n'
+    (repo / ".jitpol.lock").unlink()
+    (repo / ".jitpol.lock").symlink_to(tmp_path / "nowhere")  # dangling: not created through either
+    with pytest.raises(InvalidInput, match="symbolic link"):
+        RunLock(repo).__enter__()
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_hard_link_or_fifo_in_place_of_the_lock_is_refused(tmp_path: Path) -> None:
+    precious = tmp_path / "ledger.jsonl"
+    precious.write_bytes(b'{"seq":1}\n')
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    os.link(precious, repo / ".jitpol.lock")
+    with pytest.raises(InvalidInput, match="hard link"):
+        RunLock(repo).__enter__()
+    assert precious.read_bytes() == b'{"seq":1}\n'
+    (repo / ".jitpol.lock").unlink()
+    os.mkfifo(repo / ".jitpol.lock")
+    with pytest.raises(InvalidInput, match="not a regular file"):
+        RunLock(repo).__enter__()
