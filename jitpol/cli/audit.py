@@ -56,7 +56,7 @@ def verify(repo: Path, ledger_key: str | None, fmt: str) -> None:
     for path in files:
         problem = Ledger(path).verify()
         rel = path.relative_to(repo).as_posix() if path.is_relative_to(repo) else str(path)
-        count = sum(1 for _ in path.open(encoding="utf-8"))
+        count = len(Ledger(path).readable()[0])  # never through a link
         report.append({"file": rel, "entries": count, "intact": problem is None,
                        "line": problem.line if problem else None, "problem": problem.message if problem else None})
         if fmt == "json":

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import click
 
 from jitpol.cli.common import Exit, at_option, emit_json, format_option, handle_errors, now_from, repo_option
 from jitpol.cli.render import plan_json, plan_summary, plan_text
-from jitpol.errors import InvalidInput, JitpolError
+from jitpol.errors import InvalidInput, JitpolError, LockHeld, VcsError
 from jitpol.execute.delivery import CredentialIssuer
 from jitpol.execute.engine import (
     AUDIT_DIR,
@@ -36,9 +37,12 @@ from jitpol.execute.engine import (
 from jitpol.execute.ledgerauth import sign_checkpoint
 from jitpol.execute.lock import RunLock
 from jitpol.execute.mfa import okta_pushes
+from jitpol.ledger.chain import CHAIN_KEYS, canonical_json
+from jitpol.ledger.checkpoint import CHECKPOINT_DIR
+from jitpol.ledger.checkpoint import parse as parse_checkpoint
 from jitpol.ledger.store import Ledger
 from jitpol.model.times import utc_text
-from jitpol.vcs.git import Repo
+from jitpol.vcs.git import Rebase, Repo
 from jitpol.vcs.sshsig import FastVerifier
 
 
@@ -83,6 +87,7 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
         verifier = FastVerifier()
         prep = prepare(repo, now, verifier, env, shard, require_root=require_root)
         appended: list[dict[str, Any]] = []
+        signing_blocked: list[str] = []  # the run could not adopt: additions were dropped
         asked = okta_pushes(prep, env)
         if asked:  # second factors answered: record them, then judge again
             answers = [{"time": utc_text(now), "policy_commit": prep.policy_commit, **e} for e in asked]
@@ -104,7 +109,13 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
                 def append(body: Mapping[str, Any]) -> None:
                     appended.append(dict(body))
                     append_one(body)
-                for ev in policy_events(prep):
+                try:
+                    adopted = policy_events(prep)
+                except JitpolError as exc:  # e.g. a link where the snapshot goes: adopt nothing, revoke on
+                    click.secho(f"error: the policy was not adopted: {exc}", fg="red", err=True)
+                    adopted, plan = [], replace(plan, actions=plan.revocations)
+                    signing_blocked.append(str(exc))
+                for ev in adopted:
                     append({**base, **ev})
                 issuer = CredentialIssuer(repo, prep.decided, prep.targets, prep.history.holders, now,
                                           conns.get)
@@ -127,7 +138,7 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
         done = len(results) - len(failed)
         message = (f"jitpol: ledger for run at {utc_text(now)} "
                    f"({done} applied, {len(failed)} failed; {plan_summary(plan)})")
-        ok = prep.valid and not failed and not obs.errors and signing_problem is None
+        ok = prep.valid and not failed and not obs.errors and signing_problem is None and not signing_blocked
         if not quiet:
             click.echo(f"Apply complete: {done} applied, {len(failed)} failed, {len(appended)} ledger events.")
         signable = prep.ledger is not None and prep.ledger.trusted
@@ -175,14 +186,240 @@ def _ledger_paths(repo: Path) -> list[str]:
     return [AUDIT_DIR.as_posix()]
 
 
+_OWED_MESSAGE = "jitpol: ledger lines an interrupted run left uncommitted"
+_SEE_DOCS = 'see docs/operations.md, "Git faults and killed runs"'
+
+
 def _commit(repo: Path, summary: RunSummary, quiet: bool = False) -> str | None:
+    """Commit what the ledger owes, decided from the repository, not from this run's events:
+    everything under audit/ that differs from HEAD — this run's lines and whatever an earlier run
+    wrote but was killed before committing. First puts the repository in order after a killed run
+    (stale git locks, a half-done re-base, an index left behind HEAD)."""
     git = Repo.find(repo)
-    if git is None or not summary.events:
+    if git is None:
         return None
-    sha = git.commit_paths(_ledger_paths(repo), summary.message)
+    _heal_git(repo, git)
+    return _commit_owed(repo, git, summary.message if summary.events else _OWED_MESSAGE, quiet)
+
+
+def _warn(text: str) -> None:
+    click.secho(f"warning: {text}", fg="yellow", err=True)
+
+
+def _heal_git(repo: Path, git: Repo) -> None:
+    """What a run killed inside git's own steps left behind, put right before anything is
+    committed: stale lock files, a re-base stopped inside `git reset --keep`, index entries for
+    audit/ left behind HEAD."""
+    _clear_stale_git_locks(repo, git)
+    done = git.recover_interrupted_rebase()
+    if done is not None:
+        _warn(done)
+    try:
+        healed = git.heal_index(_ledger_paths(repo))
+    except VcsError as exc:
+        _warn(f"the git index could not be checked against HEAD: {exc}")
+        return
+    if healed:
+        shown = ", ".join(healed[:5]) + (" ..." if len(healed) > 5 else "")
+        _warn(f"the git index lagged behind HEAD for {shown} (an interrupted commit); reset those entries to HEAD")
+
+
+def _clear_stale_git_locks(repo: Path, git: Repo) -> None:
+    """Remove git lock files a killed run left, saying so. Only while this process holds jitpol's
+    exclusive run lock (no other jitpol run is applying here), and only locks no live process may
+    hold (Repo.clear_stale_locks has the rule)."""
+    if not git.lock_files():
+        return
+    try:
+        with RunLock(repo):
+            result = git.clear_stale_locks()
+    except LockHeld:
+        _warn("git lock files are present and another jitpol run is active in this repository: left alone")
+        return
+    for path, age in result.removed:
+        _warn(f"removed the stale git lock {path} ({age:.0f}s old): no process holds it and no other jitpol run is "
+              "active (a killed run left it)")
+    for path, why in result.kept:
+        _warn(f"the git lock {path} was left alone: {why}")
+
+
+def _is_ledger_file(rel: str) -> bool:
+    folder, _, name = rel.partition("/")
+    return folder == AUDIT_DIR.as_posix() and "/" not in name and name.endswith(".jsonl")
+
+
+def _not_owed(repo: Path, git: Repo, status: str, rel: str) -> str | None:
+    """Why a changed path under audit/ is not the ledger's to commit, or None when it is. jitpol
+    writes no symbolic links, never deletes a ledger file, and only appends to one: anything else
+    in the work tree is damage, which stays out of the branch."""
+    path = repo / rel
+    here = repo
+    for part in rel.split("/"):
+        here = here / part
+        if here.is_symlink():
+            return "a symbolic link (jitpol writes none)"
+    if not _is_ledger_file(rel):
+        return None
+    if status == "D":
+        return f"deleted in the work tree; jitpol never deletes a ledger file (restore it: git checkout HEAD -- {rel})"
+    problem = Ledger(path).verify()
+    if problem is not None:
+        return f"line {problem.line}: {problem.message}"
+    committed = git.file_at("HEAD", rel) if status == "M" else None
+    if committed is not None and not path.read_bytes().startswith(committed):
+        return "does not extend the committed file (jitpol only appends to a ledger)"
+    return None
+
+
+def _owed_paths(repo: Path, git: Repo) -> list[str]:
+    """The paths under audit/ to commit (all of audit/ when nothing in it is damaged); warns
+    about each change that stays out."""
+    keep: list[str] = []
+    left_out = False
+    for status, rel in git.changed_paths(_ledger_paths(repo)):
+        problem = _not_owed(repo, git, status, rel)
+        if problem is None:
+            keep.append(rel)
+        else:
+            left_out = True
+            _warn(f"{rel}: {problem}; not committed ({_SEE_DOCS})")
+    if not keep:
+        return []
+    return keep if left_out else _ledger_paths(repo)
+
+
+def _commit_owed(repo: Path, git: Repo, message: str, quiet: bool = False) -> str | None:
+    paths = _owed_paths(repo, git)
+    if not paths:
+        return None
+    sha = git.commit_paths(paths, message)
     if sha and not quiet:
         click.echo(f"Committed ledger: {sha[:12]}")
     return sha
+
+
+def _sealed(data: bytes | None) -> list[dict[str, Any]]:
+    """The complete, parseable lines of a ledger file's bytes that carry a hash."""
+    out: list[dict[str, Any]] = []
+    for raw in (data or b"").split(b"\n")[:-1]:
+        try:
+            event = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            continue
+        if isinstance(event, dict) and isinstance(event.get("hash"), str):
+            out.append(event)
+    return out
+
+
+def _body(event: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if k not in CHAIN_KEYS}
+
+
+def _checkpoint_seq(data: bytes | None, rel: str) -> int:
+    if data is None:
+        return 0
+    try:
+        return parse_checkpoint(data.decode("utf-8"), rel).seq
+    except (ValueError, UnicodeDecodeError):
+        return 0
+
+
+def _rechain(repo: Path, git: Repo, rebase: Rebase, summary: RunSummary, env: Mapping[str, str],
+             at: str | None) -> str | None:
+    """Re-apply on top of the remote (HEAD, now `rebase.onto`) everything the dropped local
+    commits (`rebase.onto..rebase.old`) held under audit/: every ledger line the remote lacks —
+    this run's, and those of earlier runs that were committed or left uncommitted but never
+    pushed — re-sealed in order onto the remote's file, and the other files they wrote (policy
+    snapshots, delivered credentials); then sign the re-chained files (when this run may) and
+    commit. Lines already re-applied by a run killed half-way through this are not repeated."""
+    dropped = git.commits_between(rebase.onto, rebase.old)
+    if not dropped:
+        return None
+    base = git.merge_base(rebase.old, rebase.onto)
+    audit = AUDIT_DIR.as_posix()
+    names = sorted({rel for commit in dropped for rel in git.files_at(commit, audit) if _is_ledger_file(rel)})
+    touched: list[Path] = []
+    for rel in names:
+        onto_hashes = {e["hash"] for e in _sealed(git.file_at(rebase.onto, rel))}
+        known = onto_hashes | ({e["hash"] for e in _sealed(git.file_at(base, rel))} if base else set())
+        owed: list[dict[str, Any]] = []
+        for commit in dropped:
+            for event in _sealed(git.file_at(commit, rel)):
+                if event["hash"] not in known:
+                    known.add(event["hash"])
+                    owed.append(_body(event))
+        path = repo / rel
+        present = Counter(canonical_json(_body(e)) for e in _sealed(path.read_bytes() if path.is_file() else None)
+                          if e["hash"] not in onto_hashes)
+        todo: list[dict[str, Any]] = []
+        for body in owed:
+            key = canonical_json(body)
+            if present[key] > 0:
+                present[key] -= 1
+            else:
+                todo.append(body)
+        if todo:
+            Ledger(path).append(todo)
+            touched.append(path)
+    for rel in git.files_changed(base, rebase.old, audit):
+        if _is_ledger_file(rel) or rel.startswith(f"{audit}/{CHECKPOINT_DIR}/"):
+            continue
+        mine, theirs = git.file_at(rebase.old, rel), git.file_at(rebase.onto, rel)
+        path = repo / rel
+        if any((repo / rel).parents[i].is_symlink() for i in range(rel.count("/"))) or path.is_symlink():
+            continue
+        current = path.read_bytes() if path.is_file() else None
+        if current == mine or current != theirs:
+            continue  # carried over already, or changed since: leave it
+        if mine is None:
+            path.unlink()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(mine)
+    if summary.signable and touched:
+        now_text = utc_text(now_from(at))
+        for path in touched:
+            cp_rel = f"{audit}/{CHECKPOINT_DIR}/{path.name}.json"
+            cp_path = repo / cp_rel
+            before = cp_path.read_bytes() if cp_path.is_file() and not cp_path.is_symlink() else None
+            mine_cp = git.file_at(rebase.old, cp_rel)
+            # continue the numbering from the newest checkpoint either side signed (a state file
+            # remembers the highest; a lower one would read as a rollback)
+            if mine_cp is not None and _checkpoint_seq(mine_cp, cp_rel) > _checkpoint_seq(before, cp_rel):
+                cp_path.parent.mkdir(parents=True, exist_ok=True)
+                cp_path.write_bytes(mine_cp)
+            try:
+                sign_checkpoint(repo, path, env, now_text, summary.signing)
+            except BaseException:
+                if before is None:
+                    cp_path.unlink(missing_ok=True)
+                else:
+                    cp_path.write_bytes(before)
+                raise
+    return _commit_owed(repo, git, (summary.message if summary.events else _OWED_MESSAGE) + " (re-chained)")
+
+
+def _push_owed(repo: Path, git: Repo, summary: RunSummary, remote: str, branch: str | None,
+               env: Mapping[str, str], at: str | None) -> None:
+    """Commit and push what the ledger owes, decided from the repository: audit/ dirty against
+    HEAD, a re-base a killed run left half-done, local ledger commits the remote lacks."""
+    _heal_git(repo, git)
+    sha = _commit_owed(repo, git, summary.message if summary.events else _OWED_MESSAGE)
+    branch = branch or git.current_branch()
+    pending = git.pending_rebase()
+    if branch is None:
+        if sha is None and pending is None:
+            return
+        raise InvalidInput("HEAD is detached: pass --branch to say where the ledger commit goes")
+    rechained = None
+    if pending is not None:
+        rechained = _rechain(repo, git, pending, summary, env, at)
+        git.end_rebase()
+        _warn("re-applied the ledger lines of a re-base a killed run left half-done")
+    if sha is None and rechained is None and not git.unpushed(remote, branch, _ledger_paths(repo)):
+        return
+    git.push_with_retry(remote, branch, rechain=lambda rebase: _rechain(repo, git, rebase, summary, env, at))
+    click.echo(f"Pushed ledger to {remote}/{branch}")
 
 
 shard_option = click.option(
@@ -230,19 +467,9 @@ def reconcile(ctx: click.Context, repo: Path, remote: str, branch: str | None, a
     in_ci = env.get("CI", "").strip().lower() not in ("", "0", "false")
     summary = run_apply(repo, at, env, debug, shard, require_root=in_ci)  # the plan's notes say why
     git = Repo.find(repo)
-    if git is not None and summary.events:
-        _commit(repo, summary)
-        branch = branch or git.current_branch()
-        if branch is None:
-            raise InvalidInput("HEAD is detached: pass --branch to say where the ledger commit goes")
-
-        def rebuild() -> str | None:
-            Ledger(repo / ledger_path(shard)).append(summary.events)
-            if summary.signable:
-                sign_checkpoint(repo, repo / ledger_path(shard), env, utc_text(now_from(at)), summary.signing)
-            return git.commit_paths(_ledger_paths(repo), summary.message + " (re-chained)")
-
-        git.push_with_retry(remote, branch, rebuild=rebuild)
-        click.echo(f"Pushed ledger to {remote}/{branch}")
+    if git is not None:
+        # what is owed comes from the repository, so a run that appended nothing still commits and
+        # pushes what a killed run left behind
+        _push_owed(repo, git, summary, remote, branch, env, at)
     if not summary.ok:
         raise Exit(1)
