@@ -1,11 +1,14 @@
 """`make demo`: reconcile the example policies/ against a throwaway PostgreSQL at a few points in
 time, so a reader sees access granted, merged, revoked, drift corrected and the ledger verified.
+The trust root and the ledger key are pinned in the environment as in production: the admin
+(carol, with a throwaway key) signs the policy first; every run signs its ledger checkpoint.
 
 Works on a copy of policies/ in .demo/repo (a fresh git repository), never on policies/ itself.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -60,6 +63,18 @@ def main() -> None:
     shutil.copytree(ROOT / "policies", repo)
     shutil.copytree(ROOT / "schemas", DEMO / "schemas")
     git = ["git", "-C", str(repo), "-c", "user.name=demo", "-c", "user.email=demo@localhost"]
+    # throwaway keys: carol (the admin) gets one she can sign with here, the reconciler a ledger key
+    keys = DEMO / "keys"
+    keys.mkdir()
+    for name in ("carol", "jitpol-ledger"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(keys / name)],
+                       check=True)
+    carol = (keys / "carol.pub").read_text().strip()
+    person = repo / "people" / "carol.yaml"
+    person.write_text("".join(line + (f'    - "{carol}"\n' if line.lstrip().startswith('- "ssh-') else "")
+                              for line in person.read_text().splitlines(keepends=True)))  # one more key
+    trust_root = json.dumps({"version": 1, "threshold": 1, "keys": [carol],
+                             "ledgerKey": (keys / "jitpol-ledger.pub").read_text().strip()})
     subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "example policies"], check=True)
@@ -70,10 +85,17 @@ def main() -> None:
             conn.execute(SETUP_SQL)  # type: ignore[call-overload]
         print(f"PostgreSQL on 127.0.0.1:{pg.port}; roles app_readonly, app_writer, analytics_reader; "
               "standing: legacy_etl in analytics_reader, reporting in app_readonly")
-        env = {**os.environ, "PG_PROD_DSN": pg.superuser_dsn, "PYTHONPATH": str(ROOT)}
+        # the root of trust lives in the reconciler's environment, outside the repository
+        env = {**os.environ, "PG_PROD_DSN": pg.superuser_dsn, "PYTHONPATH": str(ROOT),
+               "JITPOL_TRUST_ROOT": trust_root, "JITPOL_LEDGER_KEY": (keys / "jitpol-ledger").read_text()}
 
         banner("validate the example repository")
         jitpol("validate", env=env, check=True)
+        banner("the trust root (JITPOL_TRUST_ROOT) names carol's key: until she signs, nothing is granted")
+        jitpol("plan", "--at", TIMES[0][0], env=env)
+        jitpol("approve", "--policy", "--as", "carol", "--key", str(keys / "carol"), env=env, check=True)
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-q", "-m", "carol approves the policy"], check=True)
         for at, story in TIMES:
             banner(f"at {at}: {story}")
             jitpol("status", "--at", at, env=env)
@@ -85,7 +107,7 @@ def main() -> None:
 
         banner("run again at the last time: nothing left to do")
         jitpol("plan", "--at", TIMES[-1][0], "--detailed-exitcode", env=env)
-        banner("the ledger")
+        banner("the ledger: hash-chained, and signed by the reconciler (audit/checkpoints/)")
         jitpol("audit", "verify", env=env, check=True)
         subprocess.run([*git, "log", "--oneline"], check=True)
         print(f"\nThe demo repository with its ledger stays in {repo} for you to look at.")

@@ -324,17 +324,16 @@ def _checkpoint_seq(data: bytes | None, rel: str) -> int:
         return 0
 
 
-def _rechain(repo: Path, git: Repo, rebase: Rebase, summary: RunSummary, env: Mapping[str, str],
-             at: str | None) -> str | None:
-    """Re-apply on top of the remote (HEAD, now `rebase.onto`) everything the dropped local
-    commits (`rebase.onto..rebase.old`) held under audit/: every ledger line the remote lacks —
-    this run's, and those of earlier runs that were committed or left uncommitted but never
-    pushed — re-sealed in order onto the remote's file, and the other files they wrote (policy
-    snapshots, delivered credentials); then sign the re-chained files (when this run may) and
-    commit. Lines already re-applied by a run killed half-way through this are not repeated."""
+def _reapply(repo: Path, git: Repo, rebase: Rebase) -> list[Path]:
+    """Re-apply to the work tree, on top of HEAD (now `rebase.onto` or later), everything the
+    dropped local commits (`rebase.onto..rebase.old`) held under audit/: every ledger line the
+    remote lacks — this run's, and those of earlier runs that were committed or left uncommitted
+    but never pushed — re-sealed in order onto the current file, and the other files they wrote
+    (policy snapshots, delivered credentials). Lines already re-applied by a run killed half-way
+    through this are not repeated. Returns the ledger files appended to; commits nothing."""
     dropped = git.commits_between(rebase.onto, rebase.old)
     if not dropped:
-        return None
+        return []
     base = git.merge_base(rebase.old, rebase.onto)
     audit = AUDIT_DIR.as_posix()
     names = sorted({rel for commit in dropped for rel in git.files_at(commit, audit) if _is_ledger_file(rel)})
@@ -364,10 +363,11 @@ def _rechain(repo: Path, git: Repo, rebase: Rebase, summary: RunSummary, env: Ma
     for rel in git.files_changed(base, rebase.old, audit):
         if _is_ledger_file(rel) or rel.startswith(f"{audit}/{CHECKPOINT_DIR}/"):
             continue
-        mine, theirs = git.file_at(rebase.old, rel), git.file_at(rebase.onto, rel)
         path = repo / rel
-        if any((repo / rel).parents[i].is_symlink() for i in range(rel.count("/"))) or path.is_symlink():
+        inside = [parent for parent in path.parents if parent != repo and parent.is_relative_to(repo)]
+        if path.is_symlink() or any(parent.is_symlink() for parent in inside):
             continue
+        mine, theirs = git.file_at(rebase.old, rel), git.file_at(rebase.onto, rel)
         current = path.read_bytes() if path.is_file() else None
         if current == mine or current != theirs:
             continue  # carried over already, or changed since: leave it
@@ -376,47 +376,84 @@ def _rechain(repo: Path, git: Repo, rebase: Rebase, summary: RunSummary, env: Ma
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(mine)
-    if summary.signable and touched:
-        now_text = utc_text(now_from(at))
-        for path in touched:
-            cp_rel = f"{audit}/{CHECKPOINT_DIR}/{path.name}.json"
-            cp_path = repo / cp_rel
-            before = cp_path.read_bytes() if cp_path.is_file() and not cp_path.is_symlink() else None
-            mine_cp = git.file_at(rebase.old, cp_rel)
-            # continue the numbering from the newest checkpoint either side signed (a state file
-            # remembers the highest; a lower one would read as a rollback)
-            if mine_cp is not None and _checkpoint_seq(mine_cp, cp_rel) > _checkpoint_seq(before, cp_rel):
-                cp_path.parent.mkdir(parents=True, exist_ok=True)
-                cp_path.write_bytes(mine_cp)
-            try:
-                sign_checkpoint(repo, path, env, now_text, summary.signing)
-            except BaseException:
-                if before is None:
-                    cp_path.unlink(missing_ok=True)
-                else:
-                    cp_path.write_bytes(before)
-                raise
+    return touched
+
+
+def _sign_reapplied(repo: Path, git: Repo, rebase: Rebase, files: list[Path], summary: RunSummary,
+                    env: Mapping[str, str], at: str | None) -> None:
+    """Sign a checkpoint of each re-applied ledger file, when this run may sign (its ledger was
+    trusted at the start), numbering on from the newest checkpoint either side signed (a state
+    file remembers the highest; a lower one would read as a rollback)."""
+    if not summary.signable:
+        return
+    now_text = utc_text(now_from(at))
+    for path in files:
+        cp_rel = f"{AUDIT_DIR.as_posix()}/{CHECKPOINT_DIR}/{path.name}.json"
+        cp_path = repo / cp_rel
+        before = cp_path.read_bytes() if cp_path.is_file() and not cp_path.is_symlink() else None
+        mine = git.file_at(rebase.old, cp_rel)
+        if mine is not None and _checkpoint_seq(mine, cp_rel) > _checkpoint_seq(before, cp_rel):
+            cp_path.parent.mkdir(parents=True, exist_ok=True)
+            cp_path.write_bytes(mine)
+        try:
+            sign_checkpoint(repo, path, env, now_text, summary.signing)
+        except BaseException:
+            if before is None:
+                cp_path.unlink(missing_ok=True)
+            else:
+                cp_path.write_bytes(before)
+            raise
+
+
+def _rechain(repo: Path, git: Repo, rebase: Rebase, summary: RunSummary, env: Mapping[str, str],
+             at: str | None) -> str | None:
+    """After push_with_retry moved the branch onto the remote: re-apply what the dropped commits
+    held, sign it, commit it."""
+    touched = _reapply(repo, git, rebase)
+    _sign_reapplied(repo, git, rebase, touched, summary, env, at)
     return _commit_owed(repo, git, (summary.message if summary.events else _OWED_MESSAGE) + " (re-chained)")
 
 
+@dataclass(frozen=True, slots=True)
+class _Recovered:
+    rebase: Rebase
+    files: tuple[Path, ...]
+
+
+def _recover_before_run(repo: Path, git: Repo, shard: Part | None) -> _Recovered | None:
+    """Before a reconcile reads the ledger: put git in order after a killed run and, when a
+    re-base was left half-done, re-apply the lines it was carrying to the work tree (left
+    uncommitted, they are the reconciler's own to the ledger's authentication), so the run sees
+    them and repeats nothing they record."""
+    _heal_git(repo, git)
+    pending = git.pending_rebase()
+    if pending is None:
+        return None
+    with RunLock(repo, shard.lock_scope if shard else ""):
+        files = _reapply(repo, git, pending)
+    _warn("re-applied the ledger lines of a re-base a killed run left half-done")
+    return _Recovered(pending, tuple(files))
+
+
 def _push_owed(repo: Path, git: Repo, summary: RunSummary, remote: str, branch: str | None,
-               env: Mapping[str, str], at: str | None) -> None:
+               env: Mapping[str, str], at: str | None, own: Path, recovered: _Recovered | None) -> None:
     """Commit and push what the ledger owes, decided from the repository: audit/ dirty against
     HEAD, a re-base a killed run left half-done, local ledger commits the remote lacks."""
     _heal_git(repo, git)
+    if recovered is not None:  # the run signed its own file already
+        others = [f for f in recovered.files if f != own]
+        _sign_reapplied(repo, git, recovered.rebase, others, summary, env, at)
     sha = _commit_owed(repo, git, summary.message if summary.events else _OWED_MESSAGE)
+    if recovered is not None and git.pending_rebase() == recovered.rebase:
+        left = {rel for _, rel in git.changed_paths(_ledger_paths(repo))}
+        if not any(f.relative_to(repo).as_posix() in left for f in recovered.files):
+            git.end_rebase()  # what it owed is committed
     branch = branch or git.current_branch()
-    pending = git.pending_rebase()
     if branch is None:
-        if sha is None and pending is None:
+        if sha is None:
             return
         raise InvalidInput("HEAD is detached: pass --branch to say where the ledger commit goes")
-    rechained = None
-    if pending is not None:
-        rechained = _rechain(repo, git, pending, summary, env, at)
-        git.end_rebase()
-        _warn("re-applied the ledger lines of a re-base a killed run left half-done")
-    if sha is None and rechained is None and not git.unpushed(remote, branch, _ledger_paths(repo)):
+    if sha is None and not git.unpushed(remote, branch, _ledger_paths(repo)):
         return
     git.push_with_retry(remote, branch, rechain=lambda rebase: _rechain(repo, git, rebase, summary, env, at))
     click.echo(f"Pushed ledger to {remote}/{branch}")
@@ -465,11 +502,12 @@ def reconcile(ctx: click.Context, repo: Path, remote: str, branch: str | None, a
     # the scheduled CI run: without a pinned trust root it adopts nothing unless told to trust on
     # first use (revocations still run)
     in_ci = env.get("CI", "").strip().lower() not in ("", "0", "false")
-    summary = run_apply(repo, at, env, debug, shard, require_root=in_ci)  # the plan's notes say why
     git = Repo.find(repo)
+    recovered = _recover_before_run(repo, git, shard) if git is not None else None
+    summary = run_apply(repo, at, env, debug, shard, require_root=in_ci)  # the plan's notes say why
     if git is not None:
         # what is owed comes from the repository, so a run that appended nothing still commits and
         # pushes what a killed run left behind
-        _push_owed(repo, git, summary, remote, branch, env, at)
+        _push_owed(repo, git, summary, remote, branch, env, at, repo / ledger_path(shard), recovered)
     if not summary.ok:
         raise Exit(1)

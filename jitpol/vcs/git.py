@@ -7,6 +7,21 @@ root (`Repo.base`), never to the git root, unless a method says otherwise.
 Every git failure surfaces as VcsError carrying git's own message, with credentials removed from
 any URL in it. Commands run with GIT_TERMINAL_PROMPT=0 (a missing credential fails instead of
 waiting for a prompt nobody answers) and literal pathspecs (a file named `*` is just a file).
+
+Killed runs. jitpol's own commit moves HEAD and the real index together under git's index lock
+(commit_paths), so HEAD and the index never disagree for another git user; a run killed in
+between leaves `index.lock` behind, which keeps a user's ordinary commit from recording the
+stale index until the next run clears it (clear_stale_locks) and heals the index (heal_index).
+A re-base of ledger commits onto a moved remote is journaled in `refs/jitpol/rebase/{old,onto}`
+until the re-chained commit exists, so a run killed half-way loses nothing
+(recover_interrupted_rebase, pending_rebase).
+
+Stale git locks (`index.lock`, `HEAD.lock`, `refs/heads/<b>.lock`, ...) are removed only by
+clear_stale_locks, whose caller must hold jitpol's exclusive run lock for the repository (no other
+jitpol run is applying in it), and only when no process on this machine has the lock file open
+and no git process works in this repository (read from /proc). Where /proc cannot tell (not
+Linux), a lock must also be older than STALE_LOCK_SECONDS. A lock that may belong to a live git
+process is never removed.
 """
 
 from __future__ import annotations
@@ -14,9 +29,13 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import secrets
+import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import git
@@ -27,6 +46,41 @@ from jitpol.errors import VcsError
 NETWORK_TIMEOUT_SECONDS = 300.0
 
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+
+# Where /proc cannot tell whether a process still uses a git lock file, it must be this old
+# before clear_stale_locks removes it.
+STALE_LOCK_SECONDS = 60.0
+# git's lock files that a killed jitpol run can leave: in the (per-work-tree) git directory ...
+_GIT_DIR_LOCKS = ("index.lock", "HEAD.lock", "ORIG_HEAD.lock", "FETCH_HEAD.lock", "AUTO_MERGE.lock")
+# ... and in the common directory (shared by linked work trees), besides refs/**/*.lock
+_COMMON_DIR_LOCKS = ("packed-refs.lock", "shallow.lock")
+_PRIVATE_INDEX = "jitpol-index-"  # commit_paths' private index files
+_JOURNAL_OLD = "refs/jitpol/rebase/old"
+_JOURNAL_ONTO = "refs/jitpol/rebase/onto"
+# a push refused because the remote ref moved (or was being moved) while we pushed: worth a
+# fetch, re-base and retry; anything else (a hook, branch protection, permissions) is not
+_MOVED = re.compile(
+    r"fetch first|non-fast-forward|stale info|failed to update ref|failed to lock|cannot lock ref"
+    r"|is at [0-9a-f]{7,64} but expected|incorrect old value|reference already exists",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rebase:
+    """Local commits being re-based onto a moved remote: `old` was HEAD (its commits not in
+    `onto` are dropped and must be re-applied on top of `onto`), `onto` the remote's head."""
+
+    old: str
+    onto: str
+
+
+@dataclass(frozen=True, slots=True)
+class StaleLocks:
+    """What clear_stale_locks did: `removed` (path, age in seconds) and `kept` (path, why)."""
+
+    removed: tuple[tuple[Path, float], ...]
+    kept: tuple[tuple[Path, str], ...]
 
 
 def redact(text: str) -> str:
@@ -192,6 +246,11 @@ class Repo:
         in a private index. New, changed and deleted files under `paths` are all recorded.
         Returns the new commit's id, or None when `paths` hold no change. The identity is used
         for author and committer; hooks do not run (this is jitpol's own bookkeeping commit).
+
+        HEAD moves and the real index's entries for `paths` follow it under git's own index lock
+        (see _install), so whatever fails or is killed, the index is never left behind HEAD for
+        another git user: the commit either does not happen, or `index.lock` stays until the next
+        run clears it and heals the index. VcsError when the index is locked (nothing changes).
         """
         if not paths:
             raise ValueError("commit_paths needs at least one path")
@@ -228,54 +287,313 @@ class Repo:
         finally:
             index.unlink(missing_ok=True)
             Path(f"{index}.lock").unlink(missing_ok=True)
-        # Compare-and-swap: if HEAD moved meanwhile, fail rather than drop someone's commit.
         subject = message.splitlines()[0] if message else ""
-        self._run("update-ref", "-m", f"jitpol: {subject}", "HEAD", commit, head or "")
-        # The real index still holds the old state of `paths`; make it match the new commit so
-        # `git status` shows them clean.
-        self._run("reset", "-q", commit, "--", *paths)
+        self._install(head, commit, paths, subject)
         return commit
+
+    def _install(self, head: str | None, commit: str, git_paths: Sequence[str], subject: str) -> None:
+        """Move HEAD from `head` to `commit` and make the real index's entries for `git_paths`
+        match it, as git itself commits: take `index.lock`, write the new index into it, update
+        the ref (compare-and-swap: if HEAD moved meanwhile, fail rather than drop someone's
+        commit), rename the lock over the index. A failure before the ref moved changes nothing;
+        a kill after it leaves `index.lock`, which stops every git writer until it is cleared."""
+        index = self.git_dir / "index"
+        lock = self.git_dir / "index.lock"
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        except FileExistsError:
+            raise VcsError(_locked(lock)) from None
+        tmp_fd, tmp_name = tempfile.mkstemp(prefix=_PRIVATE_INDEX, dir=self.git_dir)
+        os.close(tmp_fd)
+        tmp = Path(tmp_name)
+        installed = False
+        try:
+            if index.is_file():
+                shutil.copyfile(index, tmp)
+            else:
+                tmp.unlink()  # no index yet: an empty one
+            self._run("reset", "-q", commit, "--", *git_paths, env={"GIT_INDEX_FILE": str(tmp)})
+            data = tmp.read_bytes()
+            os.ftruncate(fd, 0)
+            view = memoryview(data)
+            while view:  # into the lock file we hold open (the open descriptor shows it is in use)
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+            self._run("update-ref", "-m", f"jitpol: {subject}", "HEAD", commit, head or "")
+            os.replace(lock, index)
+            installed = True
+        finally:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            Path(f"{tmp}.lock").unlink(missing_ok=True)
+            if not installed:
+                lock.unlink(missing_ok=True)
+
+    def heal_index(self, paths: Sequence[str]) -> list[str]:
+        """Reset the real index's entries under `paths` (relative to the policy root) that match
+        neither HEAD nor the work tree to HEAD: what an interrupted commit of them left behind
+        (the next ordinary commit would otherwise record the old state and undo the ledger).
+        Entries someone staged on purpose (matching the work tree) are left alone. Returns the
+        healed paths (policy-relative). VcsError when the index is locked."""
+        head = self.head_commit()
+        if head is None:
+            return []
+        scope = [self.git_path(p) for p in paths]
+        in_head = self._tree_entries(head, scope)
+        in_index = self._index_entries(scope)
+        differ = sorted(p for p in set(in_head) | set(in_index) if in_head.get(p) != in_index.get(p))
+        if not differ:
+            return []
+        work = self._work_blobs(differ)
+        stale = [p for p in differ if work.get(p) != (in_index[p][1] if p in in_index else None)]
+        if stale:
+            self._run("reset", "-q", head, "--", *stale)
+        return [rel for rel in (self.policy_path(p) for p in stale) if rel is not None]
+
+    def changed_paths(self, paths: Sequence[str]) -> list[tuple[str, str]]:
+        """(status, path relative to the policy root) of every file under `paths` whose work-tree
+        state differs from HEAD: "A" new (untracked or staged), "D" deleted, "M" changed."""
+        head = self.head_commit()
+        scope = [self.git_path(p) for p in paths]
+        in_head = self._tree_entries(head, scope) if head is not None else {}
+        args = ["ls-files", "--cached", "--others", "--exclude-standard", "--full-name", "-z", "--", *scope]
+        present = {p for p in self._run(*args)[1].split("\0") if p and os.path.lexists(self.root / p)}
+        work = self._work_blobs(sorted(present))
+        out: list[tuple[str, str]] = []
+        for name in sorted(set(in_head) | present):
+            was = in_head.get(name)
+            if name not in present:
+                status = "D"
+            elif was is None:
+                status = "A"
+            elif work.get(name) != was[1] or os.path.islink(self.root / name) != (was[0] == "120000"):
+                status = "M"
+            else:
+                continue
+            rel = self.policy_path(name)
+            if rel is not None:
+                out.append((status, rel))
+        return out
+
+    def file_at(self, rev: str, path: str) -> bytes | None:
+        """The bytes of `path` (relative to the policy root) in commit `rev`, as git stores
+        them; None when `rev` has no such file."""
+        entries = self._tree_entries(rev, [self.git_path(path)])
+        entry = entries.get(self.git_path(path))
+        if entry is None or entry[0] in ("120000", "160000"):
+            return None
+        data: bytes = self._repo.odb.stream(bytes.fromhex(entry[1])).read()
+        return data
+
+    def files_at(self, rev: str, folder: str) -> list[str]:
+        """Every file under `folder` (relative to the policy root) in commit `rev`, relative to
+        the policy root."""
+        entries = self._tree_entries(rev, [self.git_path(folder)])
+        return sorted(rel for rel in (self.policy_path(p) for p in entries) if rel is not None)
+
+    def files_changed(self, old: str | None, new: str, folder: str) -> list[str]:
+        """Files under `folder` (relative to the policy root) that differ between commits `old`
+        (None: the empty tree) and `new`, relative to the policy root."""
+        if old is None:
+            return self.files_at(new, folder)
+        out = self._run("diff", "--name-only", "--no-renames", "-z", old, new, "--", self.git_path(folder))[1]
+        return sorted(rel for rel in (self.policy_path(p) for p in out.split("\0") if p) if rel is not None)
+
+    def commits_between(self, base: str, tip: str) -> list[str]:
+        """The commits reachable from `tip` but not from `base`, oldest first."""
+        out = self._run("rev-list", "--reverse", "--topo-order", tip, f"^{base}")[1]
+        return out.split()
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        status, out, _ = self._run("merge-base", a, b, check=False)
+        return out.strip() if status == 0 and out.strip() else None
+
+    def unpushed(self, remote: str, branch: str, paths: Sequence[str]) -> bool:
+        """Whether HEAD has commits touching `paths` (relative to the policy root) that the last
+        known state of `branch` on `remote` (its remote-tracking ref) lacks. Without a tracking
+        ref: True when `remote` is a configured remote or a URL or path (a push will tell), False
+        for an unknown remote name."""
+        status, out, _ = self._run("rev-parse", "--verify", "--quiet", f"refs/remotes/{remote}/{branch}^{{commit}}",
+                                   check=False)
+        if status != 0:
+            return self.config_value(f"remote.{remote}.url") is not None or "/" in remote or ":" in remote
+        if self.head_commit() is None:
+            return False
+        scope = [self.git_path(p) for p in paths]
+        return bool(self._run("rev-list", "-n", "1", "HEAD", f"^{out.strip()}", "--", *scope)[1].strip())
+
+    # -- killed runs ---------------------------------------------------------------------------
+
+    def lock_files(self) -> list[Path]:
+        """git's lock files present in this repository (see clear_stale_locks)."""
+        common = self._common_dir()
+        found = [self.git_dir / n for n in _GIT_DIR_LOCKS] + [common / n for n in _COMMON_DIR_LOCKS]
+        out = [p for p in found if p.is_file()]
+        refs = common / "refs"
+        if refs.is_dir():
+            for folder, _, names in os.walk(refs, followlinks=False):
+                out += [Path(folder) / n for n in names if n.endswith(".lock")]
+        return sorted(dict.fromkeys(out))
+
+    def clear_stale_locks(self, *, older_than: float = STALE_LOCK_SECONDS) -> StaleLocks:
+        """Remove git lock files nobody holds. THE CALLER MUST HOLD jitpol's exclusive run lock for
+        the repository, so that no other jitpol run is applying in it. A lock is removed only when
+        no process on this machine has it open and no git process works in this repository (read
+        from /proc; this process and its children do not count); where /proc cannot tell, only
+        when it is also `older_than` seconds old. Leftover private index files of jitpol's own
+        commits go too. Everything else is kept, with the reason."""
+        removed: list[tuple[Path, float]] = []
+        kept: list[tuple[Path, str]] = []
+        now = _fs_now(self.git_dir)
+        places = [self.root, self.git_dir, self._common_dir()]
+        for lock in self.lock_files():
+            try:
+                age = max(now - lock.stat().st_mtime, 0.0)
+            except FileNotFoundError:
+                continue  # its owner finished meanwhile
+            users = _lock_users(lock, places)
+            if users:
+                kept.append((lock, "in use by " + ", ".join(users[:3])))
+                continue
+            if users is None and age < older_than:
+                kept.append((lock, f"only {age:.0f}s old and this machine cannot tell who holds it; it is removed "
+                                   f"once it is {older_than:.0f}s old"))
+                continue
+            try:
+                lock.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                kept.append((lock, f"cannot be removed: {exc.strerror or exc}"))
+                continue
+            removed.append((lock, age))
+        for leftover in self.git_dir.glob(f"{_PRIVATE_INDEX}*"):
+            try:
+                if now - leftover.stat().st_mtime >= older_than:
+                    leftover.unlink()
+            except OSError:
+                continue
+        return StaleLocks(tuple(removed), tuple(kept))
+
+    def pending_rebase(self) -> Rebase | None:
+        """The re-base a killed run left unfinished (see push_with_retry), or None."""
+        old = self._resolve(_JOURNAL_OLD)
+        onto = self._resolve(_JOURNAL_ONTO)
+        return Rebase(old, onto) if old is not None and onto is not None else None
+
+    def end_rebase(self) -> None:
+        """Forget the re-base journal: what it owed is now in HEAD's history."""
+        for ref in (_JOURNAL_OLD, _JOURNAL_ONTO):
+            self._run("update-ref", "-d", ref, check=False)
+
+    def recover_interrupted_rebase(self) -> str | None:
+        """When a run was killed inside `git reset --keep` (which writes the work tree and index
+        before it moves HEAD), put things in order: if the index already holds the remote's
+        tree, finish the move (HEAD to `onto`; the journal stays: the caller re-chains what the
+        dropped commits owed); otherwise undo the files the reset had already written (each only
+        when it still holds exactly what the reset wrote) and forget the journal: the local
+        commits are still on the branch. What was done, or None when there was nothing to do."""
+        pending = self.pending_rebase()
+        if pending is None:
+            return None
+        head = self.head_commit()
+        if head != pending.old:
+            return None  # the reset completed: the caller re-chains the dropped commits' lines
+        changed = [p for p in self._run("diff", "--name-only", "--no-renames", "-z", pending.old, pending.onto)[1]
+                   .split("\0") if p]
+        old_entries = self._tree_entries(pending.old, changed) if changed else {}
+        onto_entries = self._tree_entries(pending.onto, changed) if changed else {}
+        in_index = self._index_entries(changed) if changed else {}
+        if all(in_index.get(name) == onto_entries.get(name) for name in changed):
+            # git wrote the index last: the reset had finished everything but moving HEAD
+            self._run("update-ref", "-m", "jitpol: finish an interrupted re-base", "HEAD", pending.onto, pending.old)
+            return (f"finished a re-base onto {pending.onto[:12]} that a killed run left half-done "
+                    "(the work tree and index had moved, HEAD had not)")
+        undone: list[str] = []
+        if changed:
+            work = self._work_blobs(changed)
+            for name in changed:
+                written = onto_entries.get(name)
+                if written is None or work.get(name) != written[1] or in_index.get(name) != old_entries.get(name):
+                    continue
+                if name in old_entries:
+                    self._run("checkout", pending.old, "--", name)
+                else:
+                    (self.root / name).unlink()
+                undone.append(name)
+        self.end_rebase()
+        return (f"undid a re-base a killed run left half-done ({len(undone)} file(s) restored to HEAD); the ledger "
+                "commits it was moving are still on the branch")
 
     def push_with_retry(
         self,
         remote: str,
         branch: str,
         *,
-        rebuild: Callable[[], str | None],
-        attempts: int = 5,
+        rebuild: Callable[[], object] | None = None,
+        rechain: Callable[[Rebase], object] | None = None,
+        attempts: int = 6,
         owned_paths: Sequence[str] = ("audit",),
+        backoff: float = 0.25,
     ) -> None:
         """Push HEAD to `branch` on `remote`; when the remote moved, re-base our work and retry.
 
-        On a rejection because the remote has commits we lack: fetch them, move the current
-        branch (or detached HEAD) to the remote head with `git reset --keep` (which refuses to
-        overwrite local changes, and leaves the old head in ORIG_HEAD), call `rebuild()` to
-        re-append this run's events to the now-current ledger and commit them, and push again.
-        The commits dropped by the reset may only touch `owned_paths` (relative to the policy
-        root); anything else (someone's unpushed work) makes this fail instead. Gives up after `attempts` pushes. Raises
-        VcsError for every git failure; whatever `rebuild` raises passes through.
+        A push refused because the remote moved (or was being moved) while we pushed — `fetch
+        first`, `non-fast-forward`, `stale info`, `failed to update ref`, `cannot lock ref ...: is
+        at X but expected Y` (two jobs pushing at the same moment) — is retried after a jittered,
+        growing pause: fetch the remote head; if HEAD already contains it, push again; else move
+        the current branch (or detached HEAD) to it with `git reset --keep` (which refuses to
+        overwrite local changes, and leaves the old head in ORIG_HEAD), let the caller re-apply
+        its work on top and commit it, and push again. `rechain(Rebase(old, onto))` gets the old
+        head, so it can re-apply everything the dropped commits held; `rebuild()` (older callers)
+        gets nothing. Until that returns, the re-base is journaled (pending_rebase), so a run
+        killed half-way loses nothing. The dropped commits may only touch `owned_paths`
+        (relative to the policy root); anything else (someone's unpushed work) makes this fail
+        instead. Gives up after `attempts` pushes. Raises VcsError for every git failure; whatever
+        the callback raises passes through.
         """
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
+        if (rebuild is None) == (rechain is None):
+            raise ValueError("pass exactly one of rebuild and rechain")
         target = f"HEAD:refs/heads/{branch}"
+        why = ""
         for attempt in range(1, attempts + 1):
             status, out, err = self._run(
                 "push", "--porcelain", remote, target, check=False, timeout=NETWORK_TIMEOUT_SECONDS
             )
             if status == 0:
                 return
-            if not _remote_moved(out):
+            if not _remote_moved(out, err):
                 raise VcsError(f"git push to {redact(remote)} {branch} failed: {_message(err or out)}")
+            why = _reason(out, err)
             if attempt == attempts:
                 break
+            if backoff > 0:
+                # jittered: two jobs that collided do not collide again in lockstep
+                time.sleep(min(backoff * 2 ** (attempt - 1), 8.0) * secrets.SystemRandom().uniform(0.5, 1.5))
             self._run("fetch", "--quiet", remote, f"refs/heads/{branch}", timeout=NETWORK_TIMEOUT_SECONDS)
             upstream = self._run("rev-parse", "--verify", "FETCH_HEAD^{commit}")[1].strip()
+            if self._run("merge-base", "--is-ancestor", upstream, "HEAD", check=False)[0] == 0:
+                continue  # the remote has nothing we lack (a ref update raced ours): push again
             self._check_discardable(upstream, owned_paths, remote, branch)
-            self._run("reset", "--quiet", "--keep", upstream)
-            rebuild()
+            old = self.head_commit()
+            assert old is not None  # we pushed it
+            self._run("update-ref", _JOURNAL_OLD, old)
+            self._run("update-ref", _JOURNAL_ONTO, upstream)
+            try:
+                self._run("reset", "--quiet", "--keep", upstream)
+            except VcsError:
+                self.end_rebase()  # refused before touching anything
+                raise
+            if rechain is not None:
+                rechain(Rebase(old, upstream))
+            elif rebuild is not None:
+                rebuild()
+            self.end_rebase()
         raise VcsError(
             f"git push to {redact(remote)} {branch} was rejected {attempts} times because the remote "
-            "kept moving; run again later"
+            f"kept moving ({why}); run again later"
         )
 
     def _check_discardable(self, upstream: str, owned_paths: Sequence[str], remote: str, branch: str) -> None:
@@ -290,6 +608,47 @@ class Repo:
                 f"the remote {redact(remote)} {branch} moved, and local commits not on it change {shown}; "
                 "push or rebase them first (jitpol only re-bases its own ledger commits)"
             )
+
+    def _tree_entries(self, rev: str, git_paths: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """{path relative to the git root: (mode, blob id)} of the files under `git_paths` in `rev`."""
+        _, out, _ = self._run("ls-tree", "-r", "-z", "--full-tree", rev, "--", *git_paths)
+        entries: dict[str, tuple[str, str]] = {}
+        for entry in out.split("\0"):
+            if entry:
+                meta, _, name = entry.partition("\t")
+                mode, _, sha = meta.split(" ")
+                entries[name] = (mode, sha)
+        return entries
+
+    def _index_entries(self, git_paths: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """{path: (mode, blob id)} of the real index's entries under `git_paths` (a conflicted
+        path shows its last stage, which never equals a tree entry's)."""
+        _, out, _ = self._run("ls-files", "-s", "-z", "--full-name", "--", *git_paths)
+        entries: dict[str, tuple[str, str]] = {}
+        for entry in out.split("\0"):
+            if entry:
+                meta, _, name = entry.partition("\t")
+                mode, sha, stage = meta.split(" ")
+                entries[name] = (mode, sha if stage == "0" else f"stage-{stage}")
+        return entries
+
+    def _work_blobs(self, git_paths: Sequence[str]) -> dict[str, str | None]:
+        """{path: the blob id git would store for the work-tree file} (None: no regular file)."""
+        files = [p for p in git_paths if (self.root / p).is_file() and not (self.root / p).is_symlink()]
+        blobs: dict[str, str | None] = dict.fromkeys(git_paths)
+        for i in range(0, len(files), 500):
+            chunk = files[i:i + 500]
+            blobs.update(zip(chunk, self._run("hash-object", "--", *chunk)[1].split(), strict=True))
+        return blobs
+
+    def _common_dir(self) -> Path:
+        out = self._run("rev-parse", "--git-common-dir")[1].strip()
+        path = Path(out)
+        return path if path.is_absolute() else (self.root / path).resolve()
+
+    def _resolve(self, ref: str) -> str | None:
+        status, out, _ = self._run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
+        return out.strip() if status == 0 and out.strip() else None
 
     def _commit(self, ref: str) -> str:
         """The commit id `ref` names; VcsError when it names none (or looks like an option)."""
@@ -326,10 +685,107 @@ class Repo:
         return status, out, err
 
 
-def _remote_moved(porcelain: str) -> bool:
-    """Whether `git push --porcelain` says the ref was rejected because the remote has commits
-    we lack (as opposed to `[remote rejected]`: a hook or branch protection said no)."""
-    return any(line.startswith("!") and "[rejected]" in line for line in porcelain.splitlines())
+def _remote_moved(porcelain: str, stderr: str = "") -> bool:
+    """Whether `git push --porcelain` says the ref was refused because the remote moved: the
+    remote has commits we lack (`[rejected]`), or it could not update the ref because another
+    push moved it at the same moment (`[remote rejected] (failed to update ref)`, with `cannot
+    lock ref 'refs/heads/main': is at X but expected Y` on stderr). A hook, branch protection or
+    permissions saying no is not that."""
+    refused = [line for line in porcelain.splitlines() if line.startswith("!")]
+    for line in refused:
+        if "[rejected]" in line:
+            return True
+        if "[remote rejected]" in line and _MOVED.search(line.partition("[remote rejected]")[2]):
+            return True
+    if not refused:  # some git versions say it only on stderr
+        return any(_MOVED.search(line) and ("rejected" in line or "cannot lock ref" in line)
+                   for line in stderr.splitlines())
+    return False
+
+
+def _reason(porcelain: str, stderr: str) -> str:
+    """The most telling line of a refused push, for the final message."""
+    for line in stderr.splitlines():
+        if "cannot lock ref" in line or "but expected" in line:
+            return redact(line.removeprefix("remote:").strip())
+    for line in porcelain.splitlines():
+        if line.startswith("!"):
+            return redact(line.split("\t")[-1].strip())
+    return _message(stderr or porcelain)
+
+
+def _locked(lock: Path) -> str:
+    return (f"{lock} exists: another git process is using this repository (or one was killed and left it "
+            "behind); nothing was committed. The ledger stays in the work tree and the next run commits it; a "
+            "lock that no process holds is removed by the next jitpol run (see docs/operations.md)")
+
+
+def _fs_now(folder: Path) -> float:
+    """The file system's idea of now (the mtime a new file gets), so that lock ages compare like
+    with like whatever the process clock says."""
+    fd, name = tempfile.mkstemp(prefix=".jitpol-now-", dir=folder)
+    try:
+        return os.fstat(fd).st_mtime
+    finally:
+        os.close(fd)
+        os.unlink(name)
+
+
+def _lock_users(lock: Path, places: Sequence[Path]) -> list[str] | None:
+    """Processes on this machine (but this one and its children) that may be using `lock`: those
+    with it open, and git processes working in one of `places`. None when /proc cannot tell."""
+    proc = Path("/proc")
+    if not (proc / "self" / "fd").is_dir():
+        return None
+    target = os.path.realpath(lock)
+    roots = [os.path.realpath(p) for p in places]
+    me = os.getpid()
+    users: list[str] = []
+    try:
+        pids = [int(e.name) for e in os.scandir(proc) if e.name.isdigit()]
+    except OSError:
+        return None
+    for pid in pids:
+        if pid == me or _descends_from(pid, me):
+            continue
+        try:
+            comm = (proc / str(pid) / "comm").read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            continue
+        if comm.startswith("git"):
+            try:
+                cwd = os.readlink(proc / str(pid) / "cwd")
+            except OSError:
+                cwd = ""
+            if cwd and any(cwd == r or cwd.startswith(r.rstrip("/") + "/") for r in roots):
+                users.append(f"{comm} (pid {pid})")
+                continue
+        try:
+            fds = os.listdir(proc / str(pid) / "fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(proc / str(pid) / "fd" / fd) == target:
+                    users.append(f"{comm} (pid {pid})")
+                    break
+            except OSError:
+                continue
+    return users
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    for _ in range(64):
+        try:
+            stat_text = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+            pid = int(stat_text.rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+        if pid == ancestor:
+            return True
+        if pid <= 1:
+            return False
+    return False
 
 
 def _message(stderr: str) -> str:
