@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jitpol.connectors import registry
 from jitpol.errors import InvalidInput
-from jitpol.load.schema import validate_document
+from jitpol.load.schema import format_path, validate_document
 from jitpol.load.yamlstrict import YamlDocument, YamlError, load_yaml_file
 from jitpol.model.canonical import POLICY_KINDS, canonical_json, grant_digest, policy_digest
 from jitpol.model.documents import (
@@ -39,6 +39,7 @@ from jitpol.model.documents import (
 from jitpol.model.duration import format_duration, parse_duration
 from jitpol.model.refs import Ref
 from jitpol.model.sshkey import fingerprint
+from jitpol.model.times import EARLIEST, LATEST, MAX_DURATION, MAX_DURATION_TEXT, in_range, utc_text
 
 # directory -> the kind its files must hold; grants/ is searched recursively
 LAYOUT: dict[str, str] = {
@@ -125,10 +126,14 @@ class _Loader:
         rel = path.relative_to(self.root).as_posix()
         try:
             doc = load_yaml_file(path, display_path=rel)
+            problems = validate_document(doc.data)
         except YamlError as exc:
             self.diags.append(Diagnostic(exc.path, exc.line, exc.col, exc.message))
             return None
-        problems = validate_document(doc.data)
+        except Exception as exc:  # noqa: BLE001 - a file jitpol cannot read is refused, never a crash
+            self.diags.append(Diagnostic(rel, 1, 1, f"jitpol cannot read this file ({type(exc).__name__}: {exc}); "
+                                                    f"it is refused (please report this as a bug with the file)"))
+            return None
         if problems:
             for p in problems:
                 line, col = doc.key_mark(*p.path) if p.at_key else doc.mark(*p.path)
@@ -165,9 +170,61 @@ def _tod(text: str) -> time:
     return time(0, 0) if text == "24:00" else time.fromisoformat(text)
 
 
-def _time_of(text: str) -> datetime:
-    """A time with an offset (the schema insists), normalised to UTC for all later arithmetic."""
-    return datetime.fromisoformat(text).astimezone(UTC)
+class _Refused(ValueError):
+    """A value the schema lets through but jitpol cannot use; `keys` is where it is written."""
+
+    def __init__(self, message: str, *keys: str | int) -> None:
+        super().__init__(f"{format_path(keys)}: {message}")
+        self.keys = keys
+
+
+_RANGE = f"from {utc_text(EARLIEST)} to {utc_text(LATEST)}"
+
+
+def _time_of(text: str, *keys: str | int) -> datetime:
+    """A time with an offset (the schema insists), normalised to UTC for all later arithmetic,
+    and inside the range jitpol computes with (jitpol.model.times): a time Python's datetime
+    cannot hold once its offset is applied (year 1 with +05:00, 9999-12-31 with -05:00) or any
+    other time outside that range is refused here, so nothing later overflows."""
+    try:
+        t = datetime.fromisoformat(text)
+    except (TypeError, ValueError) as exc:
+        raise _Refused(f"{text!r} is not a valid time ({exc}); write it like 2026-11-30T10:00:00Z", *keys) from None
+    if t.tzinfo is None:
+        raise _Refused(f"{text!r} has no offset; add Z or an offset like +01:00", *keys)
+    try:
+        t = t.astimezone(UTC)
+    except OverflowError:
+        pass  # leaves datetime's range: refused below
+    if t.tzinfo is not UTC or not in_range(t):
+        raise _Refused(f"{text!r} is outside the times jitpol accepts ({_RANGE}, in UTC); write the real "
+                       f"time, with its offset", *keys)
+    return t
+
+
+def _duration(text: str, *keys: str | int) -> timedelta:
+    """A duration of at most MAX_DURATION (larger ones would carry instants out of range)."""
+    try:
+        length = parse_duration(text)
+    except ValueError as exc:
+        raise _Refused(str(exc), *keys) from None
+    if length > MAX_DURATION:
+        raise _Refused(f"{text!r} is longer than jitpol accepts (at most {MAX_DURATION_TEXT}); write a shorter "
+                       f"duration", *keys)
+    return length
+
+
+def _window(window: dict[str, Any]) -> tuple[datetime, datetime]:
+    """A grant's window [start, end) in UTC, both ends inside the accepted range."""
+    start = _time_of(window["start"], "spec", "window", "start")
+    if "end" in window:
+        return start, _time_of(window["end"], "spec", "window", "end")
+    end = start + _duration(window["duration"], "spec", "window", "duration")  # both bounded: no overflow
+    if end > LATEST:
+        raise _Refused(f"starting {utc_text(start)} and lasting {window['duration']}, the window would end after "
+                       f"{utc_text(LATEST)}, the latest time jitpol accepts; shorten it or correct the start",
+                       "spec", "window", "duration")
+    return start, end
 
 
 def _build(kind: str, doc: YamlDocument, data: dict[str, Any]) -> Any:
@@ -200,12 +257,14 @@ def _build(kind: str, doc: YamlDocument, data: dict[str, Any]) -> Any:
         glass = spec.get("breakglass") or {}
         return Workflow(
             name, _refs(spec["requesters"]), int(approvals["required"]), _refs(approvals.get("approvers")),
-            approvals.get("via", "signature"), spec.get("mfa", "none"), parse_duration(spec["maxDuration"]),
+            approvals.get("via", "signature"), spec.get("mfa", "none"), _duration(spec["maxDuration"], "spec",
+                                                                                  "maxDuration"),
             schedule, spec.get("checkout", "shared"), bool(just.get("required", False)), just.get("pattern"), src,
-            parse_duration(approvals["timeout"]) if "timeout" in approvals else None,
-            parse_duration(glass["deadline"]) if glass.get("allowed") else None,
-            int(glass.get("maxUses", BREAKGLASS_MAX_USES)), parse_duration(glass.get("per", BREAKGLASS_PER)),
-            parse_duration(glass["cooldown"]) if "cooldown" in glass else None,
+            _duration(approvals["timeout"], "spec", "approvals", "timeout") if "timeout" in approvals else None,
+            _duration(glass["deadline"], "spec", "breakglass", "deadline") if glass.get("allowed") else None,
+            int(glass.get("maxUses", BREAKGLASS_MAX_USES)),
+            _duration(glass.get("per", BREAKGLASS_PER), "spec", "breakglass", "per"),
+            _duration(glass["cooldown"], "spec", "breakglass", "cooldown") if "cooldown" in glass else None,
         )
     if kind == "Resource":
         roles = {
@@ -218,9 +277,7 @@ def _build(kind: str, doc: YamlDocument, data: dict[str, Any]) -> Any:
         return Resource(name, spec["target"], spec["workflow"], spec["model"], roles,
                         bool(spec.get("exclusive", False)), spec.get("account"), rest, src)
     if kind == "Grant":
-        window = spec["window"]
-        start = _time_of(window["start"])
-        end = _time_of(window["end"]) if "end" in window else start + parse_duration(window["duration"])
+        start, end = _window(spec["window"])
         approvals = tuple(
             Approval(a["by"], a["key"], a["signature"], _src(doc, "spec", "approvals", i))
             for i, a in enumerate(spec.get("approvals", ()))
@@ -283,15 +340,28 @@ def load_snapshot(entries: list[dict[str, Any]]) -> LoadResult:
     ld = _Loader(Path("."))
     docs: list[tuple[str, YamlDocument]] = []
     for entry in entries:
-        if entry["data"].get("kind") == "Template":
+        data = entry.get("data") if isinstance(entry, Mapping) else None
+        if not isinstance(data, Mapping):
+            ld.error("snapshot", "an entry of the stored policy is not a document; it is ignored")
+            continue
+        if data.get("kind") == "Template":
             continue  # in the digest; not a document to build
-        doc = YamlDocument(str(entry["path"]), entry["data"])
-        for problem in validate_document(doc.data):
+        doc = YamlDocument(str(entry.get("path")), data)
+        problems = validate_document(doc.data)
+        for problem in problems:
             ld.error(doc, problem.message)
         kind = str(doc.data.get("kind"))
-        ld.docs[(kind, str(doc.data["metadata"]["name"]))] = doc
+        name = data["metadata"].get("name") if isinstance(data.get("metadata"), Mapping) else None
+        if kind not in built_kinds() or not isinstance(name, str):
+            continue  # nothing to build it into (the problems say why)
+        ld.docs[(kind, name)] = doc
         docs.append((kind, doc))
     return _assemble(ld, docs, len(docs))
+
+
+def built_kinds() -> tuple[str, ...]:
+    """The kinds a repository is built from: Config and every kind of LAYOUT."""
+    return ("Config", *LAYOUT.values())
 
 
 def snapshot_entries(result: LoadResult) -> list[dict[str, Any]]:
@@ -299,7 +369,7 @@ def snapshot_entries(result: LoadResult) -> list[dict[str, Any]]:
 
 
 def _assemble(ld: _Loader, docs: list[tuple[str, YamlDocument]], count: int) -> LoadResult:
-    built: dict[str, dict[str, Any]] = {k: {} for k in ("Config", *LAYOUT.values())}
+    built: dict[str, dict[str, Any]] = {k: {} for k in built_kinds()}
     policy_documents: list[tuple[str, dict[str, Any]]] = []
     for kind, doc in docs:
         data = doc.data
@@ -307,12 +377,21 @@ def _assemble(ld: _Loader, docs: list[tuple[str, YamlDocument]], count: int) -> 
             policy_documents.append((doc.path, data))
         try:
             built[kind][data["metadata"]["name"]] = _build(kind, doc, data)
-        except ValueError as exc:  # durations, times: schema patterns make this rare
+        except _Refused as exc:  # times and durations outside what jitpol computes with
+            ld.error(doc, str(exc), *exc.keys)
+        except ValueError as exc:  # the schema's patterns make this rare
             ld.error(doc, str(exc), "spec")
+        except Exception as exc:  # noqa: BLE001 - a document that cannot be built is refused, never a crash
+            ld.error(doc, f"jitpol cannot read this {kind} ({type(exc).__name__}: {exc}); the file is refused "
+                          f"(please report this as a bug with the file)", "spec")
     config = next(iter(built["Config"].values()), None)
     policy = PolicySet(config, built["Person"], built["Team"], built["Workflow"], built["Resource"],
                        built["Grant"], built["PolicyApproval"])
-    _cross_check(ld, policy)
+    try:
+        _cross_check(ld, policy)
+    except Exception as exc:  # noqa: BLE001 - documents jitpol cannot check make the repository invalid, never a crash
+        ld.error(CONFIG_FILE, f"jitpol cannot check the references between the files ({type(exc).__name__}: {exc}); "
+                              f"the repository is invalid (please report this as a bug with the files)")
     return LoadResult(policy, tuple(sorted(set(ld.diags))), count, tuple(sorted(policy_documents)))
 
 
@@ -363,7 +442,7 @@ def _cross_check(ld: _Loader, policy: PolicySet) -> None:
         if wf.justification_pattern is not None:
             try:
                 re.compile(wf.justification_pattern)
-            except re.error as exc:
+            except (re.error, RecursionError, OverflowError, ValueError) as exc:  # nesting, huge repeats
                 ld.error(doc("Workflow", wf.name), f"justification.pattern is not a valid regular expression: "
                          f"{exc}", "spec", "justification", "pattern")
         if wf.breakglass_deadline is not None:

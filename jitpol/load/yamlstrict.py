@@ -271,6 +271,14 @@ def _core12_reading(raw: str) -> object:
     return None
 
 
+def _number_text(number: int | float) -> str:
+    """repr(number), or its size where Python refuses to print it (ints beyond ~4300 digits)."""
+    try:
+        return repr(number)
+    except ValueError:
+        return f"<a number of about {int(number).bit_length() * 30103 // 100000 + 1} digits>"
+
+
 def _number_problem(raw: str, what: str) -> str:
     quoted = f'write "{raw}" (a string)'
     readings: list[int | float] = []
@@ -287,17 +295,17 @@ def _number_problem(raw: str, what: str) -> str:
         return f"unquoted {what} {raw!r} would be read as {kind} by some YAML tools; {quoted}"
     if len(readings) == 1:
         number = readings[0]
-        alternative = f" or {number!r}" if what == "value" else ""
+        alternative = f" or {_number_text(number)}" if what == "value" else ""
         return (
-            f"unquoted {what} {raw!r} would be read as the number {number!r} by some YAML tools; "
+            f"unquoted {what} {raw!r} would be read as the number {_number_text(number)} by some YAML tools; "
             f"{quoted}{alternative}"
         )
     if len(readings) == 2:
         first, second = readings
         alternative = " or the number you mean in plain decimal" if what == "value" else ""
         return (
-            f"unquoted {what} {raw!r} would be read as the number {first!r} by some YAML tools and "
-            f"{second!r} by others; {quoted}{alternative}"
+            f"unquoted {what} {raw!r} would be read as the number {_number_text(first)} by some YAML tools "
+            f"and {_number_text(second)} by others; {quoted}{alternative}"
         )
     return f"unquoted {what} {raw!r} would be read as a number by some YAML tools; {quoted}"
 
@@ -306,12 +314,16 @@ def _same_number(a: int | float, b: int | float) -> bool:
     return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
 
 
-def _base60(raw: str) -> int | float:
+def _base60(raw: str) -> str:
+    """The base-60 reading of `raw`, as text for a message."""
     sign = -1 if raw.startswith("-") else 1
     value: int | float = 0
-    for part in raw.lstrip("+-").replace("_", "").split(":"):
-        value = value * 60 + (float(part) if "." in part else int(part))
-    return sign * value
+    try:
+        for part in raw.lstrip("+-").replace("_", "").split(":"):
+            value = value * 60 + (float(part) if "." in part else int(part))
+    except ValueError:  # more digits than int() converts
+        return "<a very large number>"
+    return _number_text(sign * value)
 
 
 def _ambiguity(raw: str, what: str) -> str | None:
@@ -327,7 +339,7 @@ def _ambiguity(raw: str, what: str) -> str | None:
         return _number_problem(raw, what)
     if _SEXAGESIMAL.fullmatch(raw):
         return (
-            f"unquoted {what} {raw!r} could be read as the base-60 number {_base60(raw)!r} by some "
+            f"unquoted {what} {raw!r} could be read as the base-60 number {_base60(raw)} by some "
             f"YAML tools; {quoted}"
         )
     if _DATE.fullmatch(raw):
@@ -544,6 +556,8 @@ def _build(
             raise _Refused("more than one YAML document (---); put each document in its own file")
     except _Refused as refused:
         raise YamlError(path, line, col, refused.message) from None
+    except (ValueError, ArithmeticError, RecursionError) as e:  # a scalar Python cannot convert; never a crash
+        raise YamlError(path, line, col, f"value cannot be read ({type(e).__name__}: {e}); quote it") from None
     except yaml.MarkedYAMLError as e:
         raise _syntax_error(e, text, path) from None
     except yaml.YAMLError as e:  # ReaderError has no mark; the text checks make it unreachable

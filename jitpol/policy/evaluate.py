@@ -19,7 +19,7 @@ from jitpol.model.assignment import PRIVILEGED_OPT_IN, Assignment, AssignmentKey
 from jitpol.model.canonical import canonical_json
 from jitpol.model.documents import Grant, PolicySet, Resource, Workflow
 from jitpol.model.duration import format_duration
-from jitpol.model.times import utc_text
+from jitpol.model.times import shifted, utc_text
 from jitpol.policy.approvals import ApprovalCheck, Reviews, Verifier, check_approvals
 from jitpol.policy.history import Activation, History
 from jitpol.policy.people import Resolver
@@ -313,22 +313,22 @@ def _workflow_of(resource_name: str, policy: PolicySet) -> Workflow | None:
 def _glass_problem(use: _GlassUse, before: list[_GlassUse], workflow: Workflow, requester: str) -> str | None:
     """Why `use` breaks the workflow's break-glass cap or cool-down, given the uses before it."""
     cap, per = workflow.breakglass_max_uses, workflow.breakglass_per
-    recent = [u for u in before if u.start > use.start - per]
+    recent = [u for u in before if u.start > shifted(use.start, -per)]  # ledger times may be extreme
     if len(recent) >= cap:
         earlier = ", ".join(f"{u.name} (from {utc_text(u.start)})" for u in recent)
         return (f"break-glass limit: workflow {workflow.name} allows each person {cap} break-glass grant(s) per "
                 f"{format_duration(per)} (breakglass.maxUses, breakglass.per); {requester} already has {earlier}; "
                 f"get this grant approved, or start a break-glass grant from "
-                f"{utc_text(recent[-cap].start + per)}")
+                f"{utc_text(shifted(recent[-cap].start, per))}")
     cooldown = workflow.breakglass_cooldown
     if cooldown is not None:
-        close = [u for u in before if use.start < u.end + cooldown]
+        close = [u for u in before if use.start < shifted(u.end, cooldown)]
         if close:
             last = max(close, key=lambda u: (u.end, u.name))
             return (f"break-glass cool-down: workflow {workflow.name} requires {format_duration(cooldown)} between "
                     f"the end of one break-glass grant and the start of the next (breakglass.cooldown); "
                     f"{requester}'s grant {last.name} ends {utc_text(last.end)}, so the next may start at "
-                    f"{utc_text(last.end + cooldown)}; or get this grant approved")
+                    f"{utc_text(shifted(last.end, cooldown))}; or get this grant approved")
     return None
 
 

@@ -5,6 +5,11 @@ day with zoneinfo, so DST changes move the UTC instants, not the local hours. Lo
 do not exist or occur twice follow PEP 495 with fold=0: 02:30 on a spring-forward night in
 Berlin is read with the winter offset (03:30 summer time); on a fall-back night, the first
 02:30. An end of "24:00" (or any end not after the start) runs to that time on the next day.
+
+Expansion never raises for any window: it covers at most _MAX_DAYS days from the window's start
+(later days stay closed, so a longer window is cut short, never extended), and instants near the
+ends of datetime's range (years 1 and 9999) are clamped into it first; the loader refuses such
+windows anyway (jitpol.model.times).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from jitpol.model.documents import DAYS, Schedule
+from jitpol.model.times import clamped
 
 Interval = tuple[datetime, datetime]
 
@@ -28,12 +34,15 @@ def _instant(day: date, at: time, zone: ZoneInfo) -> datetime:
 def schedule_intervals(schedule: Schedule, start: datetime, end: datetime) -> Iterator[Interval]:
     """UTC intervals inside [start, end) when the schedule allows access, in order, merged."""
     zone = ZoneInfo(schedule.timezone)
+    # clamped: a day either side of any local date stays representable (only shortens the window)
+    start, end = clamped(start), clamped(end)
+    if end <= start:
+        return
     first = start.astimezone(zone).date() - timedelta(days=1)
-    last = end.astimezone(zone).date()
+    last = date.fromordinal(min(end.astimezone(zone).date().toordinal(), first.toordinal() + _MAX_DAYS - 1))
     raw: list[Interval] = []
     day = first
-    count = 0
-    while day <= last and count < _MAX_DAYS:
+    while day <= last:
         weekday = DAYS[day.weekday()]
         for window in schedule.windows:
             if weekday not in window.days:
@@ -45,7 +54,6 @@ def schedule_intervals(schedule: Schedule, start: datetime, end: datetime) -> It
             if lo < hi:
                 raw.append((lo, hi))
         day += timedelta(days=1)
-        count += 1
     yield from merge(raw)
 
 
