@@ -35,7 +35,13 @@ def parse_time(text: str) -> datetime:
         raise click.BadParameter(f"{text!r} is not an ISO 8601 time like 2026-11-30T10:00:00Z") from None
     if t.tzinfo is None:
         raise click.BadParameter(f"{text!r} has no offset; add Z or +01:00")
-    return t.astimezone(UTC)
+    try:
+        utc = t.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or utc.year < 1970:
+        raise click.BadParameter(f"{text!r} is outside the times jitpol accepts (1970 to the year 9999, in UTC)")
+    return utc
 
 
 def now_from(at: str | None) -> datetime:

@@ -290,6 +290,46 @@ def _build(kind: str, doc: YamlDocument, data: dict[str, Any]) -> Any:
     raise AssertionError(kind)
 
 
+def backtracking_risk(pattern: str) -> str | None:
+    """Why `pattern` could make Python's backtracking matcher take exponential time (a repeated
+    group that itself repeats or alternates: `(a+)+`, `(a|a)*`, `(\\w*x?)*`), or None. Such a
+    pattern in a workflow would let one grant's justification stall every run, revocations
+    included."""
+    from re import _constants as c  # type: ignore[attr-defined]
+    from re import _parser  # type: ignore[attr-defined]
+
+    repeats = {c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", c.MAX_REPEAT)}
+
+    def inner_risk(items: Any) -> bool:  # a repeat of more than one, or a branch, anywhere inside
+        for op, av in items:
+            if op in repeats and (av[1] > 1 or inner_risk(av[2])):
+                return True
+            if op is c.BRANCH or (op is c.SUBPATTERN and inner_risk(av[3])) or (
+                    op in (c.ASSERT, c.ASSERT_NOT) and inner_risk(av[1])):
+                return True
+        return False
+
+    def walk(items: Any) -> str | None:
+        for op, av in items:
+            if op in repeats:
+                if av[1] > 1 and inner_risk(av[2]):
+                    return "repeats a group that itself repeats or alternates"
+                found = walk(av[2])
+            elif op is c.SUBPATTERN:
+                found = walk(av[3])
+            elif op is c.BRANCH:
+                found = next((r for branch in av[1] if (r := walk(branch)) is not None), None)
+            elif op in (c.ASSERT, c.ASSERT_NOT):
+                found = walk(av[1])
+            else:
+                found = None
+            if found is not None:
+                return found
+        return None
+
+    return walk(_parser.parse(pattern))
+
+
 def load_repository(root: Path) -> LoadResult:
     """Load every policy file under `root`. Never raises on bad input: see diagnostics."""
     ld = _Loader(root)
@@ -442,9 +482,15 @@ def _cross_check(ld: _Loader, policy: PolicySet) -> None:
         if wf.justification_pattern is not None:
             try:
                 re.compile(wf.justification_pattern)
+                risk = backtracking_risk(wf.justification_pattern)
             except (re.error, RecursionError, OverflowError, ValueError) as exc:  # nesting, huge repeats
                 ld.error(doc("Workflow", wf.name), f"justification.pattern is not a valid regular expression: "
                          f"{exc}", "spec", "justification", "pattern")
+            else:
+                if risk is not None:
+                    ld.error(doc("Workflow", wf.name), f"justification.pattern {risk}: matching could take "
+                             "exponential time and stall every run; write it without a repeat inside a repeat "
+                             "(e.g. ^(INC|CHG)-[0-9]+)", "spec", "justification", "pattern")
         if wf.breakglass_deadline is not None:
             _check_breakglass(ld, doc("Workflow", wf.name), wf)
         if wf.approvals_required > len(wf.approvers) and all(r.kind == "person" for r in wf.approvers):

@@ -179,7 +179,8 @@ def test_window_arithmetic_stays_inside_datetime() -> None:
 
 
 def test_a_damaged_snapshot_is_refused_entry_by_entry_without_crashing() -> None:
-    workflow = doc("Workflow", "w", {"requesters": ["team:eng"], "approvals": {"required": 0}, "maxDuration": "999999d"})
+    workflow = doc("Workflow", "w", {"requesters": ["team:eng"], "approvals": {"required": 0},
+                                     "maxDuration": "999999d"})
     config = doc("Config", "c", {"admins": ["team:admins"], "targets": {"db": {"type": "fake", "state_file": "x"}},
                                  "newField": True})  # a field a later version might add: still built
     entries: list[Any] = [1, {"data": 5}, {"path": "x", "data": {"kind": "Foo"}},
@@ -190,3 +191,23 @@ def test_a_damaged_snapshot_is_refused_entry_by_entry_without_crashing() -> None
     assert "w" not in loaded.policy.workflows and not loaded.policy.teams
     assert any("spec.maxDuration: '999999d' is longer than jitpol accepts" in d.message for d in loaded.diagnostics)
     assert loaded.policy.config is not None and set(loaded.policy.config.targets) == {"db"}
+
+
+def test_a_pattern_that_can_backtrack_exponentially_is_refused() -> None:
+    from jitpol.load.repository import backtracking_risk
+
+    for bad in ("(a+)+$", "(a|a)*", r"(\w*x?)*", "^(INC-[0-9]+)*$"):
+        assert backtracking_risk(bad) is not None, bad
+    for good in ("^(INC|CHG)-[0-9]+", r"^[A-Z]+-[0-9]{1,6}$", "(ab)+", "x{2,5}", "^CHG-[0-9]+( .*)?$"):
+        assert backtracking_risk(good) is None, good
+
+
+def test_an_at_outside_the_accepted_times_is_a_clear_error() -> None:
+    import click
+    import pytest
+
+    from jitpol.cli.common import parse_time
+
+    for text in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00", "1969-12-31T23:59:59Z"):
+        with pytest.raises(click.BadParameter, match="outside the times jitpol accepts"):
+            parse_time(text)
