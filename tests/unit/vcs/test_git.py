@@ -3,7 +3,6 @@ race between two clones that re-chains the ledger."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,31 +12,7 @@ import pytest
 from jitpol.errors import VcsError
 from jitpol.ledger.store import Ledger
 from jitpol.vcs.git import Repo, redact
-
-
-@pytest.fixture(autouse=True)
-def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the host's git configuration out, give tests an identity and a default branch."""
-    config = tmp_path / "gitconfig"
-    config.write_text(
-        "[user]\n\tname = Tester\n\temail = tester@example.com\n[init]\n\tdefaultBranch = main\n"
-    )
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
-
-
-def found(path: Path) -> Repo:
-    repo = Repo.find(path)
-    assert repo is not None
-    return repo
-
-
-def event(grant: str) -> dict[str, Any]:
-    return {"time": "1998-11-30T10:00:00Z", "event": "grant.activated", "grant": grant}
+from tests.unit.vcs.gitcase import event, found, git
 
 
 @pytest.fixture

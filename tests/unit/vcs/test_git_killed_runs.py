@@ -17,28 +17,7 @@ from jitpol.vcs import git as vcs_git
 from jitpol.vcs.git import Rebase, Repo
 from tests.helpers.detached import detached, holding_open
 from tests.services import require_service
-
-
-@pytest.fixture(autouse=True)
-def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = tmp_path / "gitconfig"
-    config.write_text("[user]\n\tname = Tester\n\temail = tester@example.com\n[init]\n\tdefaultBranch = main\n")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
-
-
-def found(path: Path) -> Repo:
-    repo = Repo.find(path)
-    assert repo is not None
-    return repo
-
-
-def event(grant: str) -> dict[str, Any]:
-    return {"time": "1998-11-30T10:00:00Z", "event": "grant.activated", "grant": grant}
+from tests.unit.vcs.gitcase import event, found, git
 
 
 def needs_proc() -> None:
