@@ -459,12 +459,31 @@ def make_plan(prep: Prepared, obs: Observation) -> Plan:
     policy = prep.effective
     assert policy is not None  # a valid repository always has one
     desired = prep.evaluation.desired
+    notes += _standing_notes(desired, obs, prep.history, exclusive_privileges(policy))
     actions = diff(desired, obs.assignments, prep.history, exclusive_privileges(policy))
     actions += checkout_actions(desired, prep.history)
     actions += _redeliveries(prep, obs)
     actions = tuple(_with_resource(a, policy) for a in _ordered(actions))
     rejected = tuple(s for s in prep.evaluation.statuses if s.state == "rejected")
     return Plan(actions, rejected, tuple(notes))
+
+
+def _standing_notes(desired: Mapping[AssignmentKey, Desired], obs: Observation, history: History,
+                    exclusive: Mapping[tuple[str, str, str], str], limit: int = 20) -> list[str]:
+    """Standing access on privileges jitpol manages that no grant backs and jitpol did not give:
+    reported (it is drift), revoked only on exclusive resources (where diff plans it)."""
+    managed = history.managed()
+    privileges = {(k[0], k[1], k[3]) for k in (*managed, *desired)}
+    found = sorted(
+        a.key for assignments in obs.assignments.values() if assignments is not None for a in assignments
+        if a.key[1] in STANDING_MODELS and (a.key[0], a.key[1], a.key[3]) in privileges
+        and a.key not in desired and a.key not in managed and (a.key[0], a.key[1], a.key[3]) not in exclusive
+    )
+    out = [f"standing access jitpol did not grant: {k[2]} holds {k[3]} on {k[0]} (left alone; the resource is "
+           "not exclusive)" for k in found[:limit]]
+    if len(found) > limit:
+        out.append(f"... and {len(found) - limit} more standing holder(s) of managed privileges")
+    return out
 
 
 def _ordered(actions: tuple[Action, ...]) -> tuple[Action, ...]:
@@ -597,6 +616,11 @@ def execute(plan: Plan, conns: Connections, append: Append, base: Mapping[str, A
     return results
 
 
+# models whose assignments can exist on a target before and besides jitpol (memberships, sudo
+# rules, cloud roles); ephemeral accounts and checkouts are always jitpol's own
+STANDING_MODELS = frozenset({"role-membership", "sudo-rule", "idp-elevation"})
+
+
 def counted_approvals(grant: Grant, status: GrantStatus, reviews: Reviews | None) -> list[dict[str, Any]]:
     """The approvals that let `grant` activate, for the record: each signature by its signer
     and key fingerprint, each pull-request review by person, login, pull request and review id."""
@@ -657,6 +681,15 @@ def lifecycle_events(prep: Prepared, obs: Observation, results: Iterable[Result]
     for k, d in desired.items():
         for g in d.grants:
             keys_of.setdefault(g, []).append(k)
+    # access a person held before jitpol granted anything (standing): a grant that repeats it
+    # does not make it jitpol's, so the grant's end never takes it away (SPEC section 6)
+    seen_before = {t: {a.key for a in found} for t, found in obs.assignments.items() if found is not None}
+    managed_before = set(prep.history.managed())
+    added_now = {r.action.assignment.key for r in results if r.ok and not r.action.revoking}
+
+    def standing(key: AssignmentKey) -> bool:
+        return (key[1] in STANDING_MODELS and key in seen_before.get(key[0], set())
+                and key not in managed_before and key not in added_now)
     for st in statuses.values():
         if st.state != "active":
             continue
@@ -672,7 +705,9 @@ def lifecycle_events(prep: Prepared, obs: Observation, results: Iterable[Result]
                 "start": utc_text(st.start), "end": utc_text(st.end), "until": utc_text(st.live_until or st.end),
                 "approvals": counted_approvals(grant, st, prep.reviews.get(st.name)),
                 "breakglass": grant.breakglass, "justification": grant.justification,
-                "assignments": [key_dict(k) for k in sorted(keys)],
+                "assignments": [key_dict(k) for k in sorted(keys) if not standing(k)],
+                **({"standing": [key_dict(k) for k in sorted(keys) if standing(k)]}
+                   if any(standing(k) for k in keys) else {}),
             })
     keep = covered_by_history(prep.history, prep.now, prep.ended) if ev is None else set(desired)
     for name, og in sorted(prep.history.open.items()):
