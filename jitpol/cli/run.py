@@ -78,14 +78,15 @@ def _progress(line: str) -> None:
 
 
 def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: bool = False,
-              shard: Part | None = None, quiet: bool = False, *, require_root: bool = False) -> RunSummary:
+              shard: Part | None = None, quiet: bool = False, *, require_root: bool = False,
+              committed_only: bool = False) -> RunSummary:
     """Do one full run under the repository lock. Ledger events are appended even when
     execution fails part-way."""
     now = now_from(now_at)
     ledger_file = repo / ledger_path(shard)
     with RunLock(repo, shard.lock_scope if shard else ""):
         verifier = FastVerifier()
-        prep = prepare(repo, now, verifier, env, shard, require_root=require_root)
+        prep = prepare(repo, now, verifier, env, shard, require_root=require_root, committed_only=committed_only)
         appended: list[dict[str, Any]] = []
         signing_blocked: list[str] = []  # the run could not adopt: additions were dropped
         asked = okta_pushes(prep, env)
@@ -93,7 +94,7 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
             answers = [{"time": utc_text(now), "policy_commit": prep.policy_commit, **e} for e in asked]
             Ledger(ledger_file).append(answers)
             appended.extend(answers)
-            prep = prepare(repo, now, verifier, env, shard, require_root=require_root)
+            prep = prepare(repo, now, verifier, env, shard, require_root=require_root, committed_only=committed_only)
         for d in prep.diagnostics:
             click.echo(str(d), err=True)
         conns = Connections(prep.targets, env)
@@ -504,7 +505,8 @@ def reconcile(ctx: click.Context, repo: Path, remote: str, branch: str | None, a
     in_ci = env.get("CI", "").strip().lower() not in ("", "0", "false")
     git = Repo.find(repo)
     recovered = _recover_before_run(repo, git, shard) if git is not None else None
-    summary = run_apply(repo, at, env, debug, shard, require_root=in_ci)  # the plan's notes say why
+    # the scheduled run acts on committed content only: an uncommitted file adds nothing
+    summary = run_apply(repo, at, env, debug, shard, require_root=in_ci, committed_only=True)  # notes say why
     if git is not None:
         # what is owed comes from the repository, so a run that appended nothing still commits and
         # pushes what a killed run left behind

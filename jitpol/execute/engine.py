@@ -192,12 +192,12 @@ class Prepared:
 
 
 def prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, str] | None = None,
-            shard: Part | None = None, *, require_root: bool = False) -> Prepared:
+            shard: Part | None = None, *, require_root: bool = False, committed_only: bool = False) -> Prepared:
     """Load and evaluate under the policy in force; with `shard`, only that part of the targets.
     A central run (no shard) never applies pull-mode (`local`) targets: their agents do.
     Raises LedgerBroken if a ledger file (or the snapshot of the adopted policy) does not verify."""
     history, damaged = read_history_safely(root)
-    prep = _prepare(root, now, verifier, env, history, require_root, damaged)
+    prep = _prepare(root, now, verifier, env, history, require_root, damaged, committed_only)
     if shard is None:
         if not any(t.type in PULL_TYPES for t in prep.targets.values()):
             return prep
@@ -212,7 +212,8 @@ def prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, str
 
 
 def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, str] | None,
-             history: History, require_root: bool = False, damaged: tuple[str, ...] = ()) -> Prepared:
+             history: History, require_root: bool = False, damaged: tuple[str, ...] = (),
+             committed_only: bool = False) -> Prepared:
     env = env or {}
     loaded = load_repository(root)
     repo = Repo.find(root)
@@ -259,6 +260,13 @@ def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, st
     if auth.public_key is None:
         notes.append("the ledger is not authenticated: no ledger key is pinned (ledgerKey in the trust root, or "
                      "$JITPOL_LEDGER_PUBKEY)")
+    uncommitted = _uncommitted(root) if committed_only else []
+    if uncommitted:
+        shown = ", ".join(uncommitted[:5]) + (f" and {len(uncommitted) - 5} more" if len(uncommitted) > 5 else "")
+        return revocations_only(in_force_targets, (
+            f"uncommitted changes to {shown}: the reconciler acts on committed content only (its events name "
+            "the commit); commit or discard them: nothing is added until then, revocations go on"),
+            ledger=auth, trust=trust)
     if not loaded.ok:
         # revocations only; they connect where the policy in force says (an invalid change
         # redirects nothing), or, with nothing in force, where the repository says
@@ -298,6 +306,39 @@ def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, st
     both = combine(approved, proposed, check)
     return Prepared(root, now, loaded, history, normalized(both, targets), commit, targets, check,
                     effective=policy, notes=tuple(notes), trust=trust, ledger=auth, reviews=reviews)
+
+
+def _uncommitted(root: Path) -> list[str]:
+    """Files under the policy root, outside audit/, that differ from HEAD or that git does not
+    track (ignored files aside); [] outside git."""
+    import subprocess
+
+    try:
+        top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"], capture_output=True,
+                             text=True, timeout=60, check=False)
+        if top.returncode != 0:
+            return []
+        prefix = root.resolve().relative_to(Path(top.stdout.strip()).resolve()).as_posix()
+        done = subprocess.run(["git", "-C", str(root), "status", "--porcelain=v1", "-z", "--untracked-files=all",
+                               "--", "."], capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return []
+    out: list[str] = []
+    entries = done.stdout.split("\0")
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        if entry[0] in "RC":
+            i += 1  # a rename's source follows
+        path = entry[3:]
+        rel = path if prefix in ("", ".") else path.removeprefix(prefix + "/")
+        if rel == AUDIT_DIR.as_posix() or rel.startswith(AUDIT_DIR.as_posix() + "/"):
+            continue
+        out.append(rel)
+    return sorted(out)
 
 
 def _restrictions(root: Path, loaded: LoadResult, history: History, now: datetime) -> dict[str, str]:

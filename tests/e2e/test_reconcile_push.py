@@ -58,3 +58,29 @@ def test_reconcile_pushes_and_rechains_on_a_moved_remote(tmp_path: Path) -> None
     assert events[0] == "grant.rejected" and "grant.activated" in events
     assert [json.loads(x)["seq"] for x in (check / "audit" / "ledger.jsonl").read_text().splitlines()] == list(
         range(1, len(events) + 1))
+
+
+def test_reconcile_acts_on_committed_content_only(tmp_path: Path) -> None:
+    rb = RepoBuilder(tmp_path / "work", tmp_path / "keys").standard()
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    git(rb.root, "init", "-q", "-b", "main")
+    git(rb.root, "add", "-A")
+    git(rb.root, "commit", "-q", "-m", "policies")
+    git(rb.root, "remote", "add", "origin", str(remote))
+    git(rb.root, "push", "-q", "origin", "main")
+    env = {"CI": "true", "JITPOL_TRUST_ON_FIRST_USE": "1"}
+    assert CliRunner().invoke(cli, ["reconcile", "--repo", str(rb.root), "--at", "1998-12-01T10:00:00Z"], env=env,
+                              catch_exceptions=False).exit_code == 0
+    # an approved grant file that was never committed: the events would name a commit without it
+    rb.grant("a1", "alice", "1998-12-01T10:00:00Z", "1h", approvers=("lead",))
+    res = CliRunner().invoke(cli, ["reconcile", "--repo", str(rb.root), "--at", "1998-12-01T10:30:00Z"], env=env,
+                             catch_exceptions=False)
+    assert res.exit_code == 1 and "uncommitted changes to grants/a1.yaml" in res.output, res.output
+    assert rb.members("app_read") == []
+    git(rb.root, "add", "-A")
+    git(rb.root, "commit", "-q", "-m", "a1")
+    res = CliRunner().invoke(cli, ["reconcile", "--repo", str(rb.root), "--at", "1998-12-01T10:30:00Z"], env=env,
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert rb.members("app_read") == ["alice"]
