@@ -24,7 +24,16 @@ from jitpol.execute.reviews import review_approvals
 from jitpol.execute.trustroot import ROOT_ENV, TOFU_ENV, load_trust_root, tofu_allowed
 from jitpol.ledger.snapshots import read_snapshot, write_snapshot
 from jitpol.ledger.store import Ledger, ledger_files
-from jitpol.load.repository import Diagnostic, LoadResult, load_repository, load_snapshot, snapshot_entries
+from jitpol.load.repository import (
+    CONFIG_FILE,
+    LAYOUT,
+    TEMPLATE_DIR,
+    Diagnostic,
+    LoadResult,
+    load_repository,
+    load_snapshot,
+    snapshot_entries,
+)
 from jitpol.load.yamlstrict import load_yaml_file
 from jitpol.model.assignment import Action, Assignment, AssignmentKey, Outcome
 from jitpol.model.documents import Grant, PolicySet, Target
@@ -42,7 +51,7 @@ from jitpol.policy.approvals import Reviews, Verifier
 from jitpol.policy.effective import effective_policy
 from jitpol.policy.evaluate import Desired, Evaluation, GrantStatus, evaluate
 from jitpol.policy.history import History, merge, replay, restricted
-from jitpol.policy.root import TrustRoot
+from jitpol.policy.root import ROOT_DIR, TrustRoot
 from jitpol.policy.trust import PolicyCheck, check_policy, check_policy_root, combine
 from jitpol.vcs.git import Repo
 
@@ -308,9 +317,12 @@ def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, st
                     effective=policy, notes=tuple(notes), trust=trust, ledger=auth, reviews=reviews)
 
 
+READ_DIRS = frozenset({*LAYOUT, TEMPLATE_DIR, ROOT_DIR})  # the folders a run reads policy from
+
+
 def _uncommitted(root: Path) -> list[str]:
-    """Files under the policy root, outside audit/, that differ from HEAD or that git does not
-    track (ignored files aside); [] outside git."""
+    """Files a run reads (jitpol.yaml, the policy folders, templates, trust/) that differ from
+    HEAD or that git does not track (ignored files aside); [] outside git."""
     import subprocess
 
     try:
@@ -335,9 +347,8 @@ def _uncommitted(root: Path) -> list[str]:
             i += 1  # a rename's source follows
         path = entry[3:]
         rel = path if prefix in ("", ".") else path.removeprefix(prefix + "/")
-        if rel == AUDIT_DIR.as_posix() or rel.startswith(AUDIT_DIR.as_posix() + "/"):
-            continue
-        out.append(rel)
+        if rel == CONFIG_FILE or rel.split("/", 1)[0] in READ_DIRS:  # what a run reads; not reports, venvs
+            out.append(rel)
     return sorted(out)
 
 

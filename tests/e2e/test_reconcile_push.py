@@ -80,6 +80,7 @@ def test_reconcile_acts_on_committed_content_only(tmp_path: Path) -> None:
     assert rb.members("app_read") == []
     git(rb.root, "add", "-A")
     git(rb.root, "commit", "-q", "-m", "a1")
+    (rb.root / "report.html").write_text("<p>a CI step's output, nothing a run reads</p>")
     res = CliRunner().invoke(cli, ["reconcile", "--repo", str(rb.root), "--at", "1998-12-01T10:30:00Z"], env=env,
                              catch_exceptions=False)
     assert res.exit_code == 0, res.output
