@@ -15,6 +15,7 @@ import click
 from jitpol.cli.common import Exit, at_option, emit_json, format_option, handle_errors, now_from, repo_option
 from jitpol.errors import InvalidInput
 from jitpol.execute.engine import AUDIT_DIR, LEDGER_PATH, Prepared, prepare
+from jitpol.execute.ledgerauth import sign_checkpoint
 from jitpol.execute.lock import RunLock
 from jitpol.ledger.store import Ledger
 from jitpol.model.duration import parse_duration
@@ -114,6 +115,8 @@ def notify(repo: Path, at: str | None, expiring_within: str, max_age: str, webho
     if dry_run and (commit or push):
         raise click.UsageError("--dry-run records nothing, so there is nothing to --commit or --push")
 
+    signing: dict[str, Any] = {"trusted": False, "key": None}
+
     def run() -> tuple[list[Delivery], list[dict[str, Any]]]:
         prep = prepare(repo, now, FastVerifier(), env)
         if not prep.valid:
@@ -142,7 +145,15 @@ def notify(repo: Path, at: str | None, expiring_within: str, max_age: str, webho
                 add(body)
                 recorded.append(body)
 
-            return deliver(messages, sent_keys(events), channels, renderer, record), recorded
+            result = deliver(messages, sent_keys(events), channels, renderer, record), recorded
+        # what the reconciler's key signs must cover these lines too (never bless a ledger that
+        # was not trusted when this run read it)
+        if prep.ledger is not None and prep.ledger.trusted:
+            signing["key"] = prep.ledger.public_key
+            signing["trusted"] = True
+            if recorded:
+                sign_checkpoint(repo, repo / LEDGER_PATH, env, utc_text(now), prep.ledger.public_key)
+        return result
 
     if dry_run:
         deliveries, recorded = run()
@@ -151,7 +162,7 @@ def notify(repo: Path, at: str | None, expiring_within: str, max_age: str, webho
             deliveries, recorded = run()
     _show(deliveries, fmt, dry_run, now_text=utc_text(now))
     if recorded and (commit or push):
-        _commit_and_push(repo, recorded, push, remote, utc_text(now))
+        _commit_and_push(repo, recorded, push, remote, utc_text(now), env, signing)
     if any(d.outcome == "failed" for d in deliveries):
         raise Exit(1)
 
@@ -185,7 +196,8 @@ def _show(deliveries: list[Delivery], fmt: str, dry_run: bool, now_text: str) ->
         click.echo(f"Notify: {counts['sent']} sent, {counts['failed']} failed, {counts['skipped']} skipped.")
 
 
-def _commit_and_push(repo: Path, recorded: list[dict[str, Any]], push: bool, remote: str, when: str) -> None:
+def _commit_and_push(repo: Path, recorded: list[dict[str, Any]], push: bool, remote: str, when: str,
+                     env: Mapping[str, str], signing: Mapping[str, Any]) -> None:
     git = Repo.find(repo)
     if git is None:
         raise InvalidInput(f"{repo} is not in a git repository: nothing to commit the record to")
@@ -201,6 +213,8 @@ def _commit_and_push(repo: Path, recorded: list[dict[str, Any]], push: bool, rem
 
     def rebuild() -> str | None:
         Ledger(repo / LEDGER_PATH).append(recorded)
+        if signing["trusted"]:
+            sign_checkpoint(repo, repo / LEDGER_PATH, env, when, signing["key"])
         return git.commit_paths([AUDIT_DIR.as_posix()], message + " (re-chained)")
 
     git.push_with_retry(remote, branch, rebuild=rebuild)

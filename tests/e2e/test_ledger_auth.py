@@ -172,3 +172,31 @@ def test_a_run_killed_before_signing_is_finished_by_the_next(w: World) -> None:
     assert res.exit_code == 0, res.output
     assert "bob" in w.rb.members("app_read")
     assert w.run("audit", "verify", "--ledger-key", w.public).exit_code == 0
+
+
+def test_notifications_recorded_in_the_ledger_are_signed_too(w: World) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        res = w.run("notify", "--webhook-env", "HOOK", "--at", T1, "--commit",
+                    env={"HOOK": f"http://127.0.0.1:{server.server_address[1]}/hook"})
+        assert res.exit_code == 0, res.output
+    finally:
+        server.shutdown()
+    assert any(e["event"] == "notification.sent" for e in w.events())
+    assert w.run("audit", "verify", "--ledger-key", w.public).exit_code == 0
+    res = w.run("apply", "--at", T1)  # the committed notification lines do not stop additions
+    assert res.exit_code == 0, res.output
+    assert "bob" in w.rb.members("app_read")
