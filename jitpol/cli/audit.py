@@ -10,7 +10,7 @@ import click
 
 from jitpol.cli.common import Exit, emit_json, format_option, handle_errors, repo_option
 from jitpol.errors import InvalidInput
-from jitpol.execute.ledgerauth import KEY_ENV, authenticate, ledger_public_key, sign_checkpoint
+from jitpol.execute.ledgerauth import KEY_ENV, LedgerAuth, authenticate, ledger_public_key, sign_checkpoint
 from jitpol.execute.trustroot import ROOT_ENV, pinned_root
 from jitpol.ledger.store import Ledger, ledger_files
 from jitpol.model.sshkey import checked_key, fingerprint
@@ -50,7 +50,10 @@ def verify(repo: Path, ledger_key: str | None, fmt: str) -> None:
     """Check the hash chain of every ledger file and, given the reconciler's ledger key, its signed
     checkpoints (offline). Exit 1 naming the first bad entry."""
     public = _public_key(ledger_key)
-    auth = authenticate(repo, public, FastVerifier(), {}) if public is not None else None
+    env = dict(os.environ)
+    pinned = pinned_root(repo, env) if env.get(ROOT_ENV) else None
+    auth = authenticate(repo, public, FastVerifier(), {}, pinned.agent_keys if pinned else None) \
+        if public is not None else None
     files = ledger_files(repo / "audit")
     report: list[dict[str, object]] = []
     for path in files:
@@ -100,7 +103,8 @@ def sign(repo: Path) -> None:
     trust = pinned_root(repo, env) if env.get(ROOT_ENV) else None
     public = ledger_public_key(trust, env)
     now = utc_text(datetime.now(UTC))
+    agents = LedgerAuth(public, (), {}, trust.agent_keys if trust is not None else {})
     for path in files:
-        cp = sign_checkpoint(repo, path, env, now, public)
+        cp = sign_checkpoint(repo, path, env, now, agents.key_for(path.name))
         if cp is not None:
             click.echo(f"signed audit/{path.name}: {cp.lines} line(s), checkpoint {cp.seq}")

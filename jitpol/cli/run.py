@@ -143,9 +143,9 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
         if not quiet:
             click.echo(f"Apply complete: {done} applied, {len(failed)} failed, {len(appended)} ledger events.")
         signable = prep.ledger is not None and prep.ledger.trusted
+        signing = prep.ledger.key_for(ledger_file.name) if prep.ledger is not None and signable else None
         return RunSummary(ok, tuple(results), tuple(appended), message, plan_json(plan, now),
-                          signing=(prep.ledger.public_key if prep.ledger else None) if signable else None,
-                          signable=signable)
+                          signing=signing, signable=signable)
 
 
 @contextmanager
@@ -174,7 +174,7 @@ def _sign(repo: Path, ledger_file: Path, env: Mapping[str, str], now: datetime, 
     if prep.ledger is None or not prep.ledger.trusted:
         return None
     try:
-        sign_checkpoint(repo, ledger_file, env, utc_text(now), prep.ledger.public_key)
+        sign_checkpoint(repo, ledger_file, env, utc_text(now), prep.ledger.key_for(ledger_file.name))
     except JitpolError as exc:
         click.secho(f"error: the ledger checkpoint was not signed: {exc}", fg="red", err=True)
         return str(exc)

@@ -245,11 +245,12 @@ def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, st
     notes: list[str] = []
     try:
         trust, notes = load_trust_root(root, env, verifier)
-        auth = authenticate(root, ledger_public_key(trust, env), verifier, env)
+        auth = authenticate(root, ledger_public_key(trust, env), verifier, env,
+                            trust.agent_keys if trust is not None else None)
     except InvalidInput as exc:
         auth = LedgerAuth(None, (str(exc),), {})
     if damaged:
-        auth = LedgerAuth(auth.public_key, (*damaged, *auth.problems), auth.checkpoints)
+        auth = LedgerAuth(auth.public_key, (*damaged, *auth.problems), auth.checkpoints, auth.agent_keys)
     if not auth.trusted:
         # connect only where the policy the signed part of the ledger adopted says (an attacker's
         # ledger entries redirect nothing); deliver to nobody

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from jitpol.errors import InvalidInput, SignatureError
@@ -45,6 +46,7 @@ from jitpol.vcs import sshsig
 __all__ = ["KEY_ENV", "NAMESPACE", "PUBKEY_ENV", "STATE_ENV", "LedgerAuth", "authenticate", "ledger_public_key",
            "sign_checkpoint"]
 
+_AGENT_FILE = re.compile(r"agent-(.+)\.jsonl")
 KEY_ENV = "JITPOL_LEDGER_KEY"
 PUBKEY_ENV = "JITPOL_LEDGER_PUBKEY"
 STATE_ENV = "JITPOL_STATE_FILE"
@@ -57,6 +59,14 @@ class LedgerAuth:
     public_key: str | None  # None: the ledger is not authenticated
     problems: tuple[str, ...]
     checkpoints: Mapping[str, Checkpoint]
+
+    agent_keys: Mapping[str, str] = field(default_factory=dict)  # host -> key (agent-<host>.jsonl)
+
+    def key_for(self, ledger_name: str) -> str | None:
+        """The key that must sign `ledger_name`: its agent's, if the root names one, else the
+        reconciler's ledger key."""
+        m = _AGENT_FILE.fullmatch(ledger_name)
+        return self.agent_keys.get(m[1], self.public_key) if m else self.public_key
 
     @property
     def trusted(self) -> bool:
@@ -142,10 +152,13 @@ def _inside(path: Path, root: Path) -> bool:
     return False
 
 
-def authenticate(root: Path, public_key: str | None, verifier: Verifier, env: Mapping[str, str]) -> LedgerAuth:
-    """Check every ledger file under audit/ against the reconciler's signed checkpoints."""
+def authenticate(root: Path, public_key: str | None, verifier: Verifier, env: Mapping[str, str],
+                 agent_keys: Mapping[str, str] | None = None) -> LedgerAuth:
+    """Check every ledger file under audit/ against the reconciler's signed checkpoints (an
+    agent's file against its own key when `agent_keys` names one)."""
     if public_key is None:
         return LedgerAuth(None, (), {})
+    keys = LedgerAuth(public_key, (), {}, dict(agent_keys or {}))
     audit = root / AUDIT
     problems: list[str] = []
     # nothing under audit/ is read through a symbolic link (jitpol.ledger.nofollow): a link is a problem
@@ -190,14 +203,15 @@ def authenticate(root: Path, public_key: str | None, verifier: Verifier, env: Ma
                 problems.append(f"{rel}: signs {cp.ledger}, not the file its name says")
                 continue
             found.append((rel, cp))
-        results = verifier.verify_many([(message(cp.body()), cp.signature, public_key) for _, cp in found],
-                                       namespace=NAMESPACE) if found else []
+        results = verifier.verify_many(
+            [(message(cp.body()), cp.signature, keys.key_for(cp.ledger) or public_key) for _, cp in found],
+            namespace=NAMESPACE) if found else []
         for (rel, cp), ok in zip(found, results, strict=True):
             if ok:
                 checkpoints[cp.ledger] = cp
             else:
-                problems.append(f"{rel}: its signature does not verify with the ledger key "
-                                f"{fingerprint(public_key)}")
+                problems.append(f"{rel}: its signature does not verify with the key "
+                                f"{fingerprint(keys.key_for(cp.ledger) or public_key)} that must sign it")
     for name, facts in sorted(files.items()):
         rel = f"audit/{name}"
         signed = checkpoints.get(name)
@@ -236,7 +250,7 @@ def authenticate(root: Path, public_key: str | None, verifier: Verifier, env: Ma
         if isinstance(newest, int) and (held is None or held.seq < newest):
             problems.append(f"audit/{name}: the reconciler last signed checkpoint {newest} "
                             f"(${STATE_ENV}), the repository holds {held.seq if held else 'none'}: rolled back")
-    return LedgerAuth(public_key, tuple(dict.fromkeys(problems)), checkpoints)
+    return LedgerAuth(public_key, tuple(dict.fromkeys(problems)), checkpoints, keys.agent_keys)
 
 
 def sign_checkpoint(root: Path, ledger: Path, env: Mapping[str, str], now_text: str,

@@ -9,6 +9,8 @@ In the spirit of TUF's root role. The reconciler's environment pins a root docum
 - every adoption of a policy, the first included, needs valid policy approvals (`jitpol approve
   --policy`) made with at least `threshold` distinct keys of the root;
 - `ledgerKey` (optional) is the public half of the key the reconciler signs its ledger with;
+  `agentKeys` (optional, host -> public key) the keys endpoint agents sign their own ledger
+  files (audit/agent-<host>.jsonl) with, so no endpoint needs the reconciler's key;
 - the root rotates without touching the pinned copy: `trust/root-<N>.json` in the repository,
   version N = current + 1, carrying `signatures` by `threshold` keys of the current root AND
   `threshold` keys of its own, becomes the root; the walk goes on while such files chain. A file
@@ -21,8 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jitpol.errors import InvalidInput
@@ -32,6 +35,7 @@ from jitpol.policy.approvals import Verifier
 
 __all__ = ["ROOT_DIR", "RootSignature", "TrustRoot", "parse_root", "root_message", "walk"]
 
+_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}")
 ROOT_DIR = "trust"  # trust/root-<N>.json: rotations, each signed by the root before it
 MAX_KEYS = 64
 
@@ -50,6 +54,7 @@ class TrustRoot:
     ledger_key: str | None
     signatures: tuple[RootSignature, ...]
     source: str  # where it came from: "$JITPOL_TRUST_ROOT", a file, trust/root-2.json
+    agent_keys: Mapping[str, str] = field(default_factory=dict)  # host -> key its agent signs with
 
     @property
     def fingerprints(self) -> frozenset[str]:
@@ -64,6 +69,8 @@ class TrustRoot:
         body: dict[str, Any] = {"version": self.version, "threshold": self.threshold, "keys": list(self.keys)}
         if self.ledger_key is not None:
             body["ledgerKey"] = self.ledger_key
+        if self.agent_keys:
+            body["agentKeys"] = dict(sorted(self.agent_keys.items()))
         return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
     def describe(self) -> str:
@@ -83,7 +90,7 @@ def parse_root(text: str, source: str) -> TrustRoot:
         raise InvalidInput(f"{source}: the trust root is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidInput(f"{source}: the trust root must be a JSON object")
-    unknown = set(data) - {"version", "threshold", "keys", "ledgerKey", "signatures"}
+    unknown = set(data) - {"version", "threshold", "keys", "ledgerKey", "agentKeys", "signatures"}
     if unknown:
         raise InvalidInput(f"{source}: unknown trust root field(s): {', '.join(sorted(unknown))}")
     version, threshold, keys = data.get("version", 1), data.get("threshold"), data.get("keys")
@@ -109,6 +116,15 @@ def parse_root(text: str, source: str) -> TrustRoot:
             checked_key(ledger_key)
         except ValueError as exc:
             raise InvalidInput(f"{source}: ledgerKey is not an SSH public key ({exc})") from None
+    agents = data.get("agentKeys", {})
+    if not isinstance(agents, dict) or not all(
+            isinstance(h, str) and _HOST.fullmatch(h) and isinstance(k, str) for h, k in agents.items()):
+        raise InvalidInput(f"{source}: agentKeys must map host names to SSH public key lines")
+    for host, key in agents.items():
+        try:
+            checked_key(key)
+        except ValueError as exc:
+            raise InvalidInput(f"{source}: agentKeys.{host} is not an SSH public key ({exc})") from None
     sigs = data.get("signatures", [])
     if not isinstance(sigs, list) or not all(
         isinstance(s, dict) and isinstance(s.get("key"), str) and isinstance(s.get("signature"), str) for s in sigs
@@ -116,7 +132,8 @@ def parse_root(text: str, source: str) -> TrustRoot:
         raise InvalidInput(f"{source}: signatures must be a list of {{key, signature}}")
     return TrustRoot(version, threshold, tuple(str(k).strip() for k in keys),
                      ledger_key.strip() if isinstance(ledger_key, str) else None,
-                     tuple(RootSignature(s["key"], s["signature"]) for s in sigs), source)
+                     tuple(RootSignature(s["key"], s["signature"]) for s in sigs), source,
+                     {h: k.strip() for h, k in agents.items()})
 
 
 def _signers(root: TrustRoot, by: TrustRoot, verifier: Verifier) -> set[str]:

@@ -200,3 +200,33 @@ def test_notifications_recorded_in_the_ledger_are_signed_too(w: World) -> None:
     res = w.run("apply", "--at", T1)  # the committed notification lines do not stop additions
     assert res.exit_code == 0, res.output
     assert "bob" in w.rb.members("app_read")
+
+
+@pytest.mark.parametrize("listed", [True, False])
+def test_an_agents_ledger_file_is_signed_with_its_own_key(w: World, tmp_path: Path, listed: bool) -> None:
+    from jitpol.execute.ledgerauth import sign_checkpoint
+    from jitpol.ledger.store import Ledger
+
+    agent = tmp_path / "agent-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(agent)], check=True)
+    other = tmp_path / "other-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    admin = Path(f"{w.rb.key('admin')}.pub").read_text().strip()
+    root = json.dumps({"version": 1, "threshold": 1, "keys": [admin], "ledgerKey": w.public,
+                       "agentKeys": {"web-1": Path(f"{agent if listed else other}.pub").read_text().strip()}})
+    env = {"JITPOL_TRUST_ROOT": root, "JITPOL_LEDGER_PUBKEY": ""}
+    res = w.run("approve", "--policy", "--as", "admin", "--key", str(w.rb.key("admin")))
+    assert res.exit_code == 0, res.output
+    # what the agent on web-1 writes and signs with its own key, never the reconciler's
+    path = w.root / "audit" / "agent-web-1.jsonl"
+    Ledger(path).append([{"time": T0, "event": "grant.rejected", "grant": "zz", "reason": "test"}])
+    sign_checkpoint(w.root, path, {"JITPOL_LEDGER_KEY": agent.read_text()}, T0,
+                    Path(f"{agent}.pub").read_text().strip())
+    w.commit("the agent's ledger")
+    res = w.run("apply", "--at", T1, env=env)
+    if listed:
+        assert res.exit_code == 0, res.output
+        assert "bob" in w.rb.members("app_read")
+    else:
+        assert res.exit_code == 1 and "agent-web-1.jsonl.json: its signature does not verify" in res.output
+        assert "bob" not in w.rb.members("app_read")
