@@ -235,8 +235,9 @@ def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, st
             damaged = (*damaged, str(exc))
     in_force_targets = dict(in_force.config.targets) if in_force is not None and in_force.config is not None else {}
 
-    def revocations_only(targets: Mapping[str, Target], *notes: str, **more: Any) -> Prepared:
-        return Prepared(root, now, loaded, history, None, commit, targets, effective=in_force, notes=notes,
+    def revocations_only(targets: Mapping[str, Target], *notes: str, effective: PolicySet | None,
+                         **more: Any) -> Prepared:
+        return Prepared(root, now, loaded, history, None, commit, targets, effective=effective, notes=notes,
                         ended=_restrictions(root, loaded, history, now), **more)
 
     # the trust root and the reconciler's signed checkpoints: a problem with either adopts and
@@ -262,32 +263,32 @@ def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, st
                 targets = dict(trusted.config.targets) if trusted.config is not None else targets
             except JitpolError:
                 pass
-        in_force = None
         return revocations_only(targets, *auth.problems,
                                 "the ledger or the trust root cannot be trusted: nothing is adopted or added until "
                                 "this is repaired (restore audit/ from git history); revocations go on",
-                                ledger=auth, trust=trust)
+                                effective=None, ledger=auth, trust=trust)  # deliver to nobody
     if auth.public_key is None:
         notes.append("the ledger is not authenticated: no ledger key is pinned (ledgerKey in the trust root, or "
                      "$JITPOL_LEDGER_PUBKEY)")
-    uncommitted = _uncommitted(root) if committed_only else []
+    uncommitted = _uncommitted(repo) if committed_only else []
     if uncommitted:
         shown = ", ".join(uncommitted[:5]) + (f" and {len(uncommitted) - 5} more" if len(uncommitted) > 5 else "")
         return revocations_only(in_force_targets, (
             f"uncommitted changes to {shown}: the reconciler acts on committed content only (its events name "
             "the commit); commit or discard them: nothing is added until then, revocations go on"),
-            ledger=auth, trust=trust)
+            effective=in_force, ledger=auth, trust=trust)
     if not loaded.ok:
         # revocations only; they connect where the policy in force says (an invalid change
         # redirects nothing), or, with nothing in force, where the repository says
         config = in_force.config if in_force is not None else loaded.policy.config
-        return revocations_only(dict(config.targets) if config is not None else {}, ledger=auth, trust=trust)
+        return revocations_only(dict(config.targets) if config is not None else {}, effective=in_force,
+                                ledger=auth, trust=trust)
     digest = loaded.policy_digest
     if trust is None and require_root and not tofu_allowed(env):
         return revocations_only(in_force_targets, (
             f"no trust root is pinned (${ROOT_ENV}): a CI run adopts no policy and adds nothing without one; "
             f"set ${ROOT_ENV}, or ${TOFU_ENV}=1 to trust the repository's policy on first use; revocations go on"),
-            ledger=auth)
+            effective=in_force, ledger=auth)
     if trust is not None:
         if in_force is not None:
             # the policy the ledger says is in force counts only with the root's signatures on it
@@ -321,36 +322,12 @@ def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, st
 READ_DIRS = frozenset({*LAYOUT, TEMPLATE_DIR, ROOT_DIR})  # the folders a run reads policy from
 
 
-def _uncommitted(root: Path) -> list[str]:
+def _uncommitted(repo: Repo | None) -> list[str]:
     """Files a run reads (jitpol.yaml, the policy folders, templates, trust/) that differ from
     HEAD or that git does not track (ignored files aside); [] outside git."""
-    import subprocess
-
-    try:
-        top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"], capture_output=True,
-                             text=True, timeout=60, check=False)
-        if top.returncode != 0:
-            return []
-        prefix = root.resolve().relative_to(Path(top.stdout.strip()).resolve()).as_posix()
-        done = subprocess.run(["git", "-C", str(root), "status", "--porcelain=v1", "-z", "--untracked-files=all",
-                               "--", "."], capture_output=True, text=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired, ValueError):
+    if repo is None:
         return []
-    out: list[str] = []
-    entries = done.stdout.split("\0")
-    i = 0
-    while i < len(entries):
-        entry = entries[i]
-        i += 1
-        if len(entry) < 4:
-            continue
-        if entry[0] in "RC":
-            i += 1  # a rename's source follows
-        path = entry[3:]
-        rel = path if prefix in ("", ".") else path.removeprefix(prefix + "/")
-        if rel == CONFIG_FILE or rel.split("/", 1)[0] in READ_DIRS:  # what a run reads; not reports, venvs
-            out.append(rel)
-    return sorted(out)
+    return [path for _, path in repo.changed_paths([CONFIG_FILE, *sorted(READ_DIRS)])]
 
 
 def _restrictions(root: Path, loaded: LoadResult, history: History, now: datetime) -> dict[str, str]:

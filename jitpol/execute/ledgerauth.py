@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from jitpol.errors import InvalidInput, SignatureError
+from jitpol.execute.trustroot import outside_repository
 from jitpol.ledger.checkpoint import (
     CHECKPOINT_DIR,
     Checkpoint,
@@ -42,6 +42,7 @@ from jitpol.model.sshkey import checked_key, fingerprint
 from jitpol.policy.approvals import Verifier
 from jitpol.policy.root import TrustRoot
 from jitpol.vcs import sshsig
+from jitpol.vcs.git import Repo
 
 __all__ = ["KEY_ENV", "NAMESPACE", "PUBKEY_ENV", "STATE_ENV", "LedgerAuth", "authenticate", "ledger_public_key",
            "sign_checkpoint"]
@@ -87,44 +88,19 @@ def ledger_public_key(trust: TrustRoot | None, env: Mapping[str, str]) -> str | 
         raise InvalidInput(f"${PUBKEY_ENV}: not an SSH public key ({exc})") from None
 
 
-def _git_toplevel(root: Path) -> Path | None:
-    for candidate in (root.resolve(), *root.resolve().parents):
-        if (candidate / ".git").exists():
-            return candidate
-    return None
-
-
-def _history_had_checkpoints(root: Path) -> str | None:
+def _history_had_checkpoints(git: Repo | None) -> str | None:
     """The newest commit in HEAD's history that had signed checkpoints under audit/ (a deleted
     audit/ is then tampering, not a new repository); None outside git or when none did."""
-    top = _git_toplevel(root)
-    if top is None:
-        return None
-    rel = (root.resolve() / AUDIT / CHECKPOINT_DIR).relative_to(top).as_posix()
-    try:
-        done = subprocess.run(["git", "-C", str(top), "log", "-1", "--format=%H", "--", rel],
-                              capture_output=True, text=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    sha = done.stdout.strip()
-    return sha or None
+    return git.last_commit(f"{AUDIT}/{CHECKPOINT_DIR}") if git is not None else None
 
 
-def _committed_lines(root: Path, name: str) -> int | None:
+def _committed_lines(git: Repo | None, name: str) -> int | None:
     """How many lines audit/NAME has in HEAD's commit: 0 when HEAD does not have it; None when
     the repository is not in git (nothing tells the reconciler's own lines from anyone's)."""
-    top = _git_toplevel(root)
-    if top is None:
+    if git is None:
         return None
-    rel = (root.resolve() / AUDIT / name).relative_to(top).as_posix()
-    try:
-        done = subprocess.run(["git", "-C", str(top), "cat-file", "blob", f"HEAD:{rel}"],
-                              capture_output=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if done.returncode != 0:
-        return 0  # HEAD does not have the file (or there is no commit yet)
-    return done.stdout.count(b"\n")
+    data = git.file_at("HEAD", f"{AUDIT}/{name}") if git.head_commit() is not None else None
+    return data.count(b"\n") if data is not None else 0
 
 
 def _read_state(env: Mapping[str, str], root: Path) -> dict[str, dict[str, object]]:
@@ -132,7 +108,7 @@ def _read_state(env: Mapping[str, str], root: Path) -> dict[str, dict[str, objec
     if not path:
         return {}
     p = Path(path)
-    if not p.is_absolute() or _inside(p, root):
+    if not p.is_absolute() or not outside_repository(p, root):
         raise InvalidInput(f"${STATE_ENV}: {path} must be an absolute path outside the repository")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
@@ -144,14 +120,6 @@ def _read_state(env: Mapping[str, str], root: Path) -> dict[str, dict[str, objec
     return {str(k): v for k, v in files.items() if isinstance(v, dict)}
 
 
-def _inside(path: Path, root: Path) -> bool:
-    resolved = path.resolve()
-    for base in {root.resolve(), *(t for t in [_git_toplevel(root)] if t is not None)}:
-        if resolved == base or base in resolved.parents:
-            return True
-    return False
-
-
 def authenticate(root: Path, public_key: str | None, verifier: Verifier, env: Mapping[str, str],
                  agent_keys: Mapping[str, str] | None = None) -> LedgerAuth:
     """Check every ledger file under audit/ against the reconciler's signed checkpoints (an
@@ -159,6 +127,7 @@ def authenticate(root: Path, public_key: str | None, verifier: Verifier, env: Ma
     if public_key is None:
         return LedgerAuth(None, (), {})
     keys = LedgerAuth(public_key, (), {}, dict(agent_keys or {}))
+    git = Repo.find(root)
     audit = root / AUDIT
     problems: list[str] = []
     # nothing under audit/ is read through a symbolic link (jitpol.ledger.nofollow): a link is a problem
@@ -217,7 +186,7 @@ def authenticate(root: Path, public_key: str | None, verifier: Verifier, env: Ma
         signed = checkpoints.get(name)
         # lines nobody committed were written here, by a run of the reconciler that died before
         # signing (only commits reach its work tree): they are its own
-        committed = _committed_lines(root, name)
+        committed = _committed_lines(git, name)
         if signed is None:
             if facts.lines and (committed is None or committed > 0):
                 problems.append(f"{rel}: no checkpoint signed by the reconciler: an extra or unsigned ledger file")
@@ -240,7 +209,7 @@ def authenticate(root: Path, public_key: str | None, verifier: Verifier, env: Ma
                 problems.append(f"audit/{other}: does not extend what the reconciler saw at checkpoint {cp.seq} of "
                                 f"{name} ({lines} line(s))")
     if not checkpoints and not files:
-        sha = _history_had_checkpoints(root)
+        sha = _history_had_checkpoints(git)
         if sha is not None:
             problems.append(f"audit/ is gone, but commit {sha[:12]} had ledger checkpoints signed by the reconciler: "
                             "restore it from git history")

@@ -16,8 +16,9 @@ from pathlib import Path
 from jitpol.errors import InvalidInput
 from jitpol.policy.approvals import Verifier
 from jitpol.policy.root import ROOT_DIR, TrustRoot, parse_root, walk
+from jitpol.vcs.git import Repo
 
-__all__ = ["ROOT_ENV", "TOFU_ENV", "load_trust_root", "tofu_allowed"]
+__all__ = ["ROOT_ENV", "TOFU_ENV", "load_trust_root", "outside_repository", "pinned_root", "tofu_allowed"]
 
 ROOT_ENV = "JITPOL_TRUST_ROOT"
 TOFU_ENV = "JITPOL_TRUST_ON_FIRST_USE"
@@ -29,22 +30,15 @@ def tofu_allowed(env: Mapping[str, str]) -> bool:
     return env.get(TOFU_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
-def _outside(path: Path, repo: Path) -> bool:
+def outside_repository(path: Path, repo: Path) -> bool:
+    """Whether `path` lies outside the policy root and outside the git work tree around it (a
+    policy in a subdirectory: the whole work tree is writable by the same pull requests)."""
     resolved = path.resolve()
-    for inside in {repo.resolve(), *_toplevels(repo)}:
+    git = Repo.find(repo)
+    for inside in {repo.resolve(), *([git.root.resolve()] if git is not None else [])}:
         if resolved == inside or inside in resolved.parents:
             return False
     return True
-
-
-def _toplevels(repo: Path) -> list[Path]:
-    """The git work tree around `repo` (a policy in a subdirectory: the whole tree is writable
-    by the same pull requests)."""
-    here = repo.resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / ".git").exists():
-            return [candidate]
-    return []
 
 
 def pinned_root(repo: Path, env: Mapping[str, str]) -> TrustRoot | None:
@@ -57,7 +51,7 @@ def pinned_root(repo: Path, env: Mapping[str, str]) -> TrustRoot | None:
     path = Path(value)
     if not path.is_absolute():
         raise InvalidInput(f"${ROOT_ENV}: give the root document (JSON) or an absolute path, not {value!r}")
-    if not _outside(path, repo):
+    if not outside_repository(path, repo):
         raise InvalidInput(f"${ROOT_ENV}: {value} is inside the repository; the trust root must live outside it "
                            "(anyone who can merge a change could rewrite it)")
     try:

@@ -375,6 +375,14 @@ class Repo:
                 out.append((status, rel))
         return out
 
+    def last_commit(self, path: str) -> str | None:
+        """The newest commit in HEAD's history that touched `path` (relative to the policy
+        root); None when none did or there is no commit yet."""
+        if self.head_commit() is None:
+            return None
+        out = self._run("log", "-1", "--format=%H", "--", self.git_path(path))[1].strip()
+        return out or None
+
     def file_at(self, rev: str, path: str) -> bytes | None:
         """The bytes of `path` (relative to the policy root) in commit `rev`, as git stores
         them; None when `rev` has no such file."""
