@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from jitpol.cli.common import Exit, emit_json, format_option, handle_errors, repo_option
+from jitpol.cli.common import Exit, emit_json, format_option, handle_errors, now_from, repo_option
 from jitpol.errors import InvalidInput
 from jitpol.execute.ledgerauth import KEY_ENV, LedgerAuth, authenticate, ledger_public_key, sign_checkpoint
 from jitpol.execute.trustroot import ROOT_ENV, pinned_root
@@ -102,7 +101,7 @@ def sign(repo: Path) -> None:
             raise InvalidInput(f"{path}:{problem.line}: {problem.message}; repair the chain before signing it")
     trust = pinned_root(repo, env) if env.get(ROOT_ENV) else None
     public = ledger_public_key(trust, env)
-    now = utc_text(datetime.now(UTC))
+    now = utc_text(now_from(None))
     agents = LedgerAuth(public, (), {}, trust.agent_keys if trust is not None else {})
     for path in files:
         cp = sign_checkpoint(repo, path, env, now, agents.key_for(path.name))

@@ -22,8 +22,8 @@ EXEMPT = "# not a time"
 
 _YEAR_FIRST = re.compile(
     r"(?<![\w.])(?P<year>\d{4})"
-    r"(?:-\d{1,2}\b"  # 2026-12, 2026-12-01, 2026-1-5
-    r"|(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?:\d{2}){0,3}(?:\.\d+)?Z?\b)"  # 20261201, 20261201120000Z
+    r"(?:-\d{1,2}\b"  # 2040-12, 2040-12-01, 2040-1-5
+    r"|(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?:\d{2}){0,3}(?:\.\d+)?Z?\b)"  # 20401201, 20401201120000Z
 )
 _CONSTRUCTOR = re.compile(r"\b(?:datetime|date)\(\s*(?P<year>\d{4})\s*,")
 _EPOCH = re.compile(r"(?<![\w.])(?P<epoch>[1-9](?:_?\d){9})(?![\w.])")  # ten digits: 2001..2286
@@ -58,19 +58,19 @@ def violations(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(("line", "years"), [
-    ('rb.grant("g", "alice", "2026-12-01T10:00:00Z", "1h")', [2026]),
+    ('rb.grant("g", "alice", "2040-12-01T10:00:00Z", "1h")', [2040]),
     ('path = "grants/2031-01/a.yaml"', [2031]),
-    ('\'expiry-time="20261130120000Z" ssh-ed25519 AAAA\'', [2026]),
+    ('\'expiry-time="20401130120000Z" ssh-ed25519 AAAA\'', [2040]),
     ("NOTAFTER=20400101000000Z", [2040]),
-    ('("2026-1-5", "not a date")', [2026]),
+    ('("2040-1-5", "not a date")', [2040]),
     ("until = datetime(2030, 5, 6, tzinfo=UTC)", [2030]),
     ("rate_reset = 1_800_000_000", [2027]),
     ("reset = 1800000000", [2027]),
     ('API_VERSION = "2022-11-28"', [2022]),
     ('API_VERSION = "2042-11-28"  # not a time', []),
-    ('"sha256": "ab2026120112cd"', []),
+    ('"sha256": "ab2040120112cd"', []),
     ("port = 55515; key_size=2048; big = 133_485_408_000_000_000", []),
-    ('version = "1.2026-12"', []),
+    ('version = "1.2040-12"', []),
 ])
 def test_the_scanner_finds_literal_instants(line: str, years: list[int]) -> None:
     assert literal_years(line) == years
