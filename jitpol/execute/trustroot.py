@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from jitpol.errors import InvalidInput
+from jitpol.ledger.nofollow import UnsafePath, entries, read_bytes
 from jitpol.policy.approvals import Verifier
 from jitpol.policy.root import ROOT_DIR, TrustRoot, parse_root, walk
 from jitpol.vcs.git import Repo
@@ -71,12 +72,15 @@ def load_trust_root(repo: Path, env: Mapping[str, str], verifier: Verifier) -> t
     if pinned is None:
         return None, []
     candidates: dict[int, tuple[str, str]] = {}
-    folder = repo / ROOT_DIR
-    if folder.is_dir() and not folder.is_symlink():
-        for f in sorted(folder.iterdir()):
-            m = _ROTATION.fullmatch(f.name)
-            if m is None or f.is_symlink() or not f.is_file() or f.stat().st_size > MAX_ROOT_BYTES:
-                continue
-            candidates[int(m[1])] = (f.read_text(encoding="utf-8", errors="replace"), f"{ROOT_DIR}/{f.name}")
-    root, notes = walk(pinned, candidates, verifier)
-    return root, list(notes)
+    notes: list[str] = []
+    try:  # never through a link (jitpol.ledger.nofollow): a rotation is read where it is committed
+        listing = entries(repo, ROOT_DIR) or []
+        for name, kind in sorted(listing):
+            m = _ROTATION.fullmatch(name)
+            data = read_bytes(repo, f"{ROOT_DIR}/{name}") if m is not None and kind == "file" else None
+            if m is not None and data is not None and len(data) <= MAX_ROOT_BYTES:
+                candidates[int(m[1])] = (data.decode("utf-8", errors="replace"), f"{ROOT_DIR}/{name}")
+    except UnsafePath as exc:
+        notes.append(f"{exc}; rotations are ignored")
+    root, walked = walk(pinned, candidates, verifier)
+    return root, [*notes, *walked]
