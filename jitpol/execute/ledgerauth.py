@@ -21,7 +21,7 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from jitpol.errors import InvalidInput, SignatureError
@@ -265,8 +265,7 @@ def sign_checkpoint(root: Path, ledger: Path, env: Mapping[str, str], now_text: 
                 raise SignatureError(f"${KEY_ENV} is not the ledger key {fingerprint(public_key)} the trust root "
                                      f"(or ${PUBKEY_ENV}) names; the ledger was not signed")
         signature = sshsig.sign(message(cp.body()), keyfile, namespace=NAMESPACE)
-    signed = Checkpoint(cp.ledger, cp.seq, cp.time, cp.lines, cp.head, cp.prefix_sha256, cp.anchors, cp.others,
-                        signature)
+    signed = replace(cp, signature=signature)
     replace_file(root, target, signed.to_json().encode("utf-8"), prefix=f".{ledger.name}-")
     _write_state(env, root, signed)
     return signed
@@ -280,7 +279,4 @@ def _write_state(env: Mapping[str, str], root: Path, cp: Checkpoint) -> None:
     state[cp.ledger] = {"seq": cp.seq, "lines": cp.lines, "head": cp.head}
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".jitpol-state-", dir=p.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump({"ledgers": state}, out, sort_keys=True)
-    os.replace(tmp, p)
+    replace_file(p.parent, p.name, json.dumps({"ledgers": state}, sort_keys=True).encode())
