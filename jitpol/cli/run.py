@@ -88,7 +88,7 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
         verifier = FastVerifier()
         prep = prepare(repo, now, verifier, env, shard, require_root=require_root, committed_only=committed_only)
         appended: list[dict[str, Any]] = []
-        signing_blocked: list[str] = []  # the run could not adopt: additions were dropped
+        not_adopted: list[str] = []  # a policy that could not be adopted: its additions were dropped
         asked = okta_pushes(prep, env)
         if asked:  # second factors answered: record them, then judge again
             answers = [{"time": utc_text(now), "policy_commit": prep.policy_commit, **e} for e in asked]
@@ -115,7 +115,7 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
                 except JitpolError as exc:  # e.g. a link where the snapshot goes: adopt nothing, revoke on
                     click.secho(f"error: the policy was not adopted: {exc}", fg="red", err=True)
                     adopted, plan = [], replace(plan, actions=plan.revocations)
-                    signing_blocked.append(str(exc))
+                    not_adopted.append(str(exc))
                 for ev in adopted:
                     append({**base, **ev})
                 issuer = CredentialIssuer(repo, prep.decided, prep.targets, prep.history.holders, now,
@@ -139,7 +139,7 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
         done = len(results) - len(failed)
         message = (f"jitpol: ledger for run at {utc_text(now)} "
                    f"({done} applied, {len(failed)} failed; {plan_summary(plan)})")
-        ok = prep.valid and not failed and not obs.errors and signing_problem is None and not signing_blocked
+        ok = prep.valid and not failed and not obs.errors and signing_problem is None and not not_adopted
         if not quiet:
             click.echo(f"Apply complete: {done} applied, {len(failed)} failed, {len(appended)} ledger events.")
         signable = prep.ledger is not None and prep.ledger.trusted
