@@ -248,7 +248,7 @@ def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, st
         trust, notes = load_trust_root(root, env, verifier)
         auth = authenticate(root, ledger_public_key(trust, env), verifier, env,
                             trust.agent_keys if trust is not None else None)
-    except InvalidInput as exc:
+    except JitpolError as exc:  # a bad pin, a git failure: nothing can be trusted, revocations go on
         auth = LedgerAuth(None, (str(exc),), {})
     if damaged:
         auth = LedgerAuth(auth.public_key, (*damaged, *auth.problems), auth.checkpoints, auth.agent_keys)
@@ -327,12 +327,24 @@ def _uncommitted(repo: Repo | None) -> list[str]:
     HEAD or that git does not track (ignored files aside); [] outside git."""
     if repo is None:
         return []
-    return [path for _, path in repo.changed_paths([CONFIG_FILE, *sorted(READ_DIRS)])]
+    try:
+        return [path for _, path in repo.changed_paths([CONFIG_FILE, *sorted(READ_DIRS)])]
+    except JitpolError as exc:  # git cannot say: treat everything as uncommitted (adds nothing)
+        return [f"(git status failed: {exc})"]
 
 
 def _restrictions(root: Path, loaded: LoadResult, history: History, now: datetime) -> dict[str, str]:
     """plan.diff.restrictions for this repository: the names every file under grants/ gives,
-    read leniently from the files that are not valid (their requester too, when readable)."""
+    read leniently from the files that are not valid (their requester too, when readable).
+    Never raises: restrictions only end access early, and computing them must not stop the
+    revocations that are due anyway."""
+    try:
+        return _restrictions_of(root, loaded, history, now)
+    except Exception:  # noqa: BLE001 - see the docstring
+        return {}
+
+
+def _restrictions_of(root: Path, loaded: LoadResult, history: History, now: datetime) -> dict[str, str]:
     named: dict[str, str | None] = {name: g.requester for name, g in loaded.policy.grants.items()}
     bad = sorted({d.path for d in loaded.diagnostics if d.path.startswith("grants/")})
     for rel in bad:

@@ -28,7 +28,7 @@ def gather(root: Path, now: datetime, env: Mapping[str, str] | None = None) -> I
     the repository is invalid) and the verified events of every ledger file in audit/."""
     prep = prepare(root, now, FastVerifier(), env)
     ledgers = tuple(LedgerFile(p.name, Ledger(p).events()) for p in ledger_files(root / AUDIT_DIR))
-    policy = prep.decided if prep.effective is not None else prep.loaded.policy  # display only
+    policy = prep.effective if prep.effective is not None else prep.loaded.policy  # display only
     name = policy.config.name if policy.config is not None else root.resolve().name
     return Inputs(
         name=name, now=now, policy=policy,
