@@ -18,9 +18,8 @@ def git(cwd: Path, *args: str) -> str:
                           check=True, capture_output=True, text=True).stdout
 
 
-def test_reconcile_pushes_and_rechains_on_a_moved_remote(tmp_path: Path) -> None:
-    rb = RepoBuilder(tmp_path / "work", tmp_path / "keys").standard()
-    rb.grant("a1", "alice", "1998-12-01T10:00:00Z", "1h", approvers=("lead",))
+def pushed(rb: RepoBuilder, tmp_path: Path) -> Path:
+    """Commit the repository and push it to a new bare remote (origin); the remote's path."""
     remote = tmp_path / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
     git(rb.root, "init", "-q", "-b", "main")
@@ -28,6 +27,13 @@ def test_reconcile_pushes_and_rechains_on_a_moved_remote(tmp_path: Path) -> None
     git(rb.root, "commit", "-q", "-m", "policies")
     git(rb.root, "remote", "add", "origin", str(remote))
     git(rb.root, "push", "-q", "origin", "main")
+    return remote
+
+
+def test_reconcile_pushes_and_rechains_on_a_moved_remote(tmp_path: Path) -> None:
+    rb = RepoBuilder(tmp_path / "work", tmp_path / "keys").standard()
+    rb.grant("a1", "alice", "1998-12-01T10:00:00Z", "1h", approvers=("lead",))
+    remote = pushed(rb, tmp_path)
 
     # another runner (a second clone) reconciles first and pushes its ledger
     other = tmp_path / "other"
@@ -62,13 +68,7 @@ def test_reconcile_pushes_and_rechains_on_a_moved_remote(tmp_path: Path) -> None
 
 def test_reconcile_acts_on_committed_content_only(tmp_path: Path) -> None:
     rb = RepoBuilder(tmp_path / "work", tmp_path / "keys").standard()
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
-    git(rb.root, "init", "-q", "-b", "main")
-    git(rb.root, "add", "-A")
-    git(rb.root, "commit", "-q", "-m", "policies")
-    git(rb.root, "remote", "add", "origin", str(remote))
-    git(rb.root, "push", "-q", "origin", "main")
+    pushed(rb, tmp_path)
     env = {"CI": "true", "JITPOL_TRUST_ON_FIRST_USE": "1"}
     assert CliRunner().invoke(cli, ["reconcile", "--repo", str(rb.root), "--at", "1998-12-01T10:00:00Z"], env=env,
                               catch_exceptions=False).exit_code == 0

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 
 from jitpol.model.times import utc_text
 
-__all__ = ["LITERAL_FUTURE_MIN", "LITERAL_PAST_MAX", "Now", "iso"]
+__all__ = ["LITERAL_FUTURE_MIN", "LITERAL_PAST_MAX", "HoursFromNow", "Now", "iso"]
 
 LITERAL_PAST_MAX = 2024  # already past when the rule was written (2026)
 LITERAL_FUTURE_MIN = 2090
@@ -56,3 +56,15 @@ class Now:
     def text(self, *, days: float = 0, hours: float = 0, minutes: float = 0, seconds: float = 0) -> str:
         """`plus(...)` as `YYYY-MM-DDTHH:MM:SSZ`, for grant windows and `--at`."""
         return iso(self.plus(days=days, hours=hours, minutes=minutes, seconds=seconds))
+
+
+class HoursFromNow:
+    """`in_hours(2)`: two hours after one reading of the clock, shared by a module's helpers. A
+    module makes one (`in_hours = HoursFromNow()`) and an autouse fixture sets `in_hours.now` from
+    the `now` fixture, so every helper in a test counts from the same reading."""
+
+    def __init__(self) -> None:
+        self.now = Now.read()
+
+    def __call__(self, hours: float) -> datetime:
+        return self.now.plus(hours=hours)

@@ -32,7 +32,7 @@ from tests.azure_fixtures import (
     StaticTokenCredential,
 )
 from tests.doubles.arm import FakeArm
-from tests.helpers.clock import Now
+from tests.helpers.clock import HoursFromNow, Now
 
 MODEL = "idp-elevation"
 REPO = Path(__file__).resolve().parents[2]
@@ -58,19 +58,12 @@ def closed_port() -> int:
     return port
 
 
-_now = Now.read()
+in_hours = HoursFromNow()
 
 
 @pytest.fixture(autouse=True)
 def _read_the_clock_once(now: Now) -> None:
-    """in_hours() counts from one reading of the clock per test: two readings could straddle a
-    second and disagree (tests/helpers/clock.py)."""
-    global _now
-    _now = now
-
-
-def in_hours(h: float) -> datetime:
-    return _now.plus(hours=h)
+    in_hours.now = now
 
 
 # -- names and imports -------------------------------------------------------------------------

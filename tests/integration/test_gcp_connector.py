@@ -29,7 +29,7 @@ from tests.gcp_fixtures import (
     GcpConnect,
     anonymous,
 )
-from tests.helpers.clock import Now
+from tests.helpers.clock import HoursFromNow, Now
 from tests.services import require_module
 
 MODEL = "idp-elevation"
@@ -50,19 +50,12 @@ def scope_of(*privileges: str) -> Scope:
     return Scope(TARGET, MODEL, frozenset(privileges))
 
 
-_now = Now.read()
+in_hours = HoursFromNow()
 
 
 @pytest.fixture(autouse=True)
 def _read_the_clock_once(now: Now) -> None:
-    """in_hours() counts from one reading of the clock per test: two readings could straddle a
-    second and disagree (tests/helpers/clock.py)."""
-    global _now
-    _now = now
-
-
-def in_hours(h: float) -> datetime:
-    return _now.plus(hours=h)
+    in_hours.now = now
 
 
 def canon(bindings: list[dict[str, Any]]) -> list[str]:
