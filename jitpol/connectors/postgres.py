@@ -392,6 +392,9 @@ class PostgresConnector:
         self._reassign_to: str | None = reassign_to
         self._env = env  # read at connect time only: the DSN is never kept on this object
         self._conn: psycopg.Connection[Any] | None = None
+        # role -> what _REACH_SQL found for it, for this connector's run: a run grants the same
+        # few roles to many people, and their membership graph is read once, not once per grant
+        self._reach: dict[str, dict[str, tuple[dict[str, bool], tuple[str, ...]]]] = {}
 
     # -- Connector protocol -----------------------------------------------------------------
 
@@ -515,10 +518,17 @@ class PostgresConnector:
         if not roles:
             return
         nodes: dict[str, tuple[dict[str, bool], tuple[str, ...]]] = {}
-        for name, su, createrole, replication, bypassrls, parents in self._fetch(_REACH_SQL, {"roles": list(roles)}):
-            attrs = {"rolsuper": bool(su), "rolcreaterole": bool(createrole), "rolreplication": bool(replication),
-                     "rolbypassrls": bool(bypassrls)}
-            nodes[str(name)] = (attrs, tuple(sorted(str(p) for p in parents or ())))
+        missing = [r for r in roles if r not in self._reach]
+        if missing:
+            found: dict[str, tuple[dict[str, bool], tuple[str, ...]]] = {}
+            for name, su, createrole, replication, bypassrls, parents in self._fetch(_REACH_SQL, {"roles": missing}):
+                attrs = {"rolsuper": bool(su), "rolcreaterole": bool(createrole), "rolreplication": bool(replication),
+                         "rolbypassrls": bool(bypassrls)}
+                found[str(name)] = (attrs, tuple(sorted(str(p) for p in parents or ())))
+            for r in missing:
+                self._reach[r] = found
+        for r in roles:
+            nodes.update(self._reach[r])
         a = action.assignment
         for role in roles:
             path = _shortest_path(nodes, role, lambda n: nodes[n][0]["rolsuper"])
