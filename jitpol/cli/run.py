@@ -7,7 +7,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +17,7 @@ import click
 
 from jitpol.cli.common import Exit, at_option, emit_json, format_option, handle_errors, now_from, repo_option
 from jitpol.cli.render import plan_json, plan_summary, plan_text
-from jitpol.errors import InvalidInput, JitpolError, LockHeld, VcsError
+from jitpol.errors import InvalidInput, JitpolError, LedgerBroken, LockHeld, VcsError
 from jitpol.execute.delivery import CredentialIssuer
 from jitpol.execute.engine import (
     AUDIT_DIR,
@@ -153,13 +153,16 @@ def _recorder(ledger: Ledger) -> Iterator[Callable[[Mapping[str, Any]], Any]]:
     """The ledger's appender; when its file is damaged (it cannot be extended), a stand-in that
     prints each event to stderr as JSON instead, so the due revocations still run and leave a
     record in the job's log. The run then exits 1; the next run re-observes and repeats nothing."""
-    problem = ledger.verify()
-    if problem is None:
-        with ledger.appender() as add:
+    stack = ExitStack()
+    try:  # the appender verifies the file once, before it hands out anything
+        add = stack.enter_context(ledger.appender())
+    except LedgerBroken as exc:
+        click.secho(f"error: {exc}: events of this run are not appended; they follow on stderr (revocations "
+                    "go on)", fg="red", err=True)
+    else:
+        with stack:
             yield add
         return
-    click.secho(f"error: {ledger.path.name}:{problem.line}: {problem.message}: events of this run are not "
-                "appended; they follow on stderr (revocations go on)", fg="red", err=True)
 
     def echo(body: Mapping[str, Any]) -> dict[str, Any]:
         click.echo("unrecorded " + json.dumps(dict(body), sort_keys=True), err=True)
