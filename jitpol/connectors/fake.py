@@ -3,6 +3,7 @@
 State lives in a JSON file named by the target's `state_file` setting, so separate jitpol
 processes (tests, docs) see one world. The file holds
   {"members": {privilege: [principal]},                      role-membership
+   "owned": {privilege: [principal]},                        the members jitpol added (its marker)
    "accounts": {name: {"groups", "password", "expires"}},    ephemeral-account (all jitpol's)
    "shared": {account: {"password", "until"}},              credential-checkout (must pre-exist)
    "down": bool, "fail": [principal]}
@@ -30,6 +31,7 @@ class FakeConnector:
     capabilities: ClassVar[Capabilities] = Capabilities(
         models=frozenset({"role-membership", "ephemeral-account", "credential-checkout"}),
         native_expiry=frozenset({"ephemeral-account"}),
+        marks=frozenset({"role-membership", "ephemeral-account"}),
     )
 
     def __init__(self, name: str, settings: Mapping[str, Any], env: Mapping[str, str]) -> None:
@@ -58,14 +60,15 @@ class FakeConnector:
         if scope.model == "ephemeral-account":
             return frozenset(
                 Assignment(self.name, scope.model, name, canonical_json(sorted(acct["groups"])),
-                           datetime.fromisoformat(acct["expires"]) if acct.get("expires") else None)
+                           datetime.fromisoformat(acct["expires"]) if acct.get("expires") else None, owned=True)
                 for name, acct in state.get("accounts", {}).items()
             )
         if scope.model == "credential-checkout":
             return frozenset()
         members = state["members"]
+        owned = state.get("owned", {})
         return frozenset(
-            Assignment(self.name, scope.model, principal, privilege)
+            Assignment(self.name, scope.model, principal, privilege, owned=principal in owned.get(privilege, []))
             for privilege in scope.privileges
             for principal in members.get(privilege, [])
         )
@@ -85,6 +88,7 @@ class FakeConnector:
             op = f"ADD {a.principal} TO {a.privilege}"
             if not check:
                 holders.append(a.principal)
+                state.setdefault("owned", {}).setdefault(a.privilege, []).append(a.principal)
                 self._save(state)
             return Outcome(changed=True, before=False, after=not check, operations=(op,))
         if action.op == "revoke":
@@ -93,6 +97,9 @@ class FakeConnector:
             op = f"REMOVE {a.principal} FROM {a.privilege}"
             if not check:
                 holders.remove(a.principal)
+                mine = state.setdefault("owned", {}).setdefault(a.privilege, [])
+                if a.principal in mine:
+                    mine.remove(a.principal)
                 self._save(state)
             return Outcome(changed=True, before=False, after=not check, operations=(op,))
         raise PermanentTargetError(f"target {self.name}: fake does not support {action.op}")
@@ -117,7 +124,7 @@ class FakeConnector:
             want = {"groups": sorted(json.loads(a.privilege)), "password": password, "expires": until}
             have = accounts.get(a.principal)
             if have is not None and not password and have["groups"] == want["groups"] and (
-                    not until or (have.get("expires") or "") >= until):
+                    not until or have.get("expires") == until):  # the end follows the grant both ways
                 return Outcome(changed=False, before=True, after=True)
             if have is not None and not password:
                 want["password"] = have.get("password")

@@ -518,7 +518,7 @@ def _standing_notes(desired: Mapping[AssignmentKey, Desired], obs: Observation, 
     privileges = {(k[0], k[1], k[3]) for k in (*managed, *desired)}
     found = sorted(
         a.key for assignments in obs.assignments.values() if assignments is not None for a in assignments
-        if a.key[1] in STANDING_MODELS and (a.key[0], a.key[1], a.key[3]) in privileges
+        if a.key[1] in STANDING_MODELS and (a.key[0], a.key[1], a.key[3]) in privileges and not a.owned
         and a.key not in desired and a.key not in managed and (a.key[0], a.key[1], a.key[3]) not in exclusive
     )
     out = [f"standing access jitpol did not grant: {k[2]} holds {k[3]} on {k[0]} (left alone; the resource is "
@@ -726,12 +726,14 @@ def lifecycle_events(prep: Prepared, obs: Observation, results: Iterable[Result]
     # access a person held before jitpol granted anything (standing): a grant that repeats it
     # does not make it jitpol's, so the grant's end never takes it away (SPEC section 6)
     seen_before = {t: {a.key for a in found} for t, found in obs.assignments.items() if found is not None}
+    marked = {a.key for found in obs.assignments.values() if found is not None for a in found if a.owned}
     managed_before = set(prep.history.managed())
     added_now = {r.action.assignment.key for r in results if r.ok and not r.action.revoking}
 
     def standing(key: AssignmentKey) -> bool:
+        # jitpol's own marker on it (a run killed before it recorded): jitpol's, not standing
         return (key[1] in STANDING_MODELS and key in seen_before.get(key[0], set())
-                and key not in managed_before and key not in added_now)
+                and key not in managed_before and key not in added_now and key not in marked)
     for st in statuses.values():
         if st.state != "active":
             continue

@@ -24,7 +24,11 @@ class Assignment:
 
     `privilege` is canonical text: a role or group name, a DN, or the canonical JSON of a
     mapping entry (cloud grants). `expires` is the end the target itself enforces, if any; it is
-    not part of identity.
+    not part of identity. `owned` is what the target says about who gave it (not part of
+    identity either): True when it carries jitpol's ownership marker (a PostgreSQL grantor, a
+    sudoers file header, a cloud condition title or description, an account comment), False when
+    the target can carry the marker and this one does not (standing access someone else gave),
+    None when the target cannot carry a marker for this model (only the ledger knows).
     """
 
     target: str
@@ -32,6 +36,7 @@ class Assignment:
     principal: str
     privilege: str
     expires: datetime | None = field(default=None, compare=False)
+    owned: bool | None = field(default=None, compare=False)
 
     @property
     def key(self) -> AssignmentKey:
@@ -90,6 +95,9 @@ class Action:
 class Capabilities:
     models: frozenset[str]
     native_expiry: frozenset[str] = frozenset()  # models whose end the target enforces itself
+    # models whose assignments carry jitpol's ownership marker, so observe() reports `owned` as
+    # True or False (never None): what jitpol owns there stays knowable without the ledger
+    marks: frozenset[str] = frozenset()
     ends_sessions: bool = False
 
 

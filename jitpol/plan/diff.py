@@ -1,7 +1,8 @@
 """The diff at the heart of a run (pure).
 
 - add what active grants need and the target lacks;
-- revoke what jitpol manages (the ledger says it granted it) and no active grant backs;
+- revoke what jitpol manages (the ledger says it granted it, or the target carries jitpol's
+  ownership marker) and no active grant backs;
 - on resources marked `exclusive: true`, also revoke standing holders no grant backs (drift);
 - touch nothing else.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from jitpol.model.assignment import Action, Assignment, AssignmentKey, Op, Scope
 from jitpol.model.canonical import canonical_json
@@ -23,6 +24,10 @@ REMOVE_OP: dict[str, Op] = {"ephemeral-account": "delete-account", "credential-c
 # models whose live state is what the ledger recorded, not what a target can show (who knows a
 # shared account's current secret): planned by checkout_actions, not by diff
 LEDGER_TRACKED: frozenset[str] = frozenset({"credential-checkout"})
+# how far the end a target enforces may sit from the grant's live end before a run sets it again
+# (both ways: a schedule or a restriction that cuts the window shortens it): targets round ends
+# (to the second, a cloud API to its own granularity), and a run must not rewrite them forever
+END_SLACK = timedelta(seconds=60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +172,22 @@ def diff(
             "delete-account", Assignment(*key), resource="", grants=(),
             reason="an account marked as jitpol's that no grant or ledger entry backs", drift=True,
         ))
+    # memberships, rules and cloud grants carrying jitpol's marker (Assignment.owned) that no grant
+    # and no ledger entry backs: jitpol gave them (a lost or untrusted ledger, a run killed before
+    # it recorded), so jitpol takes them away; unmarked standing access is never touched here
+    owned = {a.key for obs in observed.values() if obs is not None for a in obs if a.owned}
+    for key in sorted(owned):
+        if (key in desired or key in managed or key in keep_set or key[1] == "ephemeral-account"
+                or key[1] in LEDGER_TRACKED):
+            continue
+        actions.append(Action(
+            REMOVE_OP.get(key[1], "revoke"), Assignment(*key), resource="", grants=(),
+            reason="carries jitpol's ownership marker but no grant or ledger entry backs it", drift=True,
+        ))
     for _target, keys in sorted(present.items()):
         for key in sorted(keys):
-            if key in desired or key in managed or key in keep_set or key[1] == "ephemeral-account":
+            if (key in desired or key in managed or key in keep_set or key in owned
+                    or key[1] == "ephemeral-account"):
                 continue
             res = exclusive.get((key[0], key[1], key[3]))
             if res is None:
@@ -186,12 +204,13 @@ def diff(
                 continue
             if key in seen:
                 enforced = ends.get(key)
-                if enforced is None or enforced >= want.until:
+                if enforced is None or abs(enforced - want.until) <= END_SLACK:
                     continue
-                reason = f"extend the end the target enforces to {want.until:%Y-%m-%dT%H:%M:%SZ}"
+                verb = "extend" if enforced < want.until else "shorten"
+                reason = f"{verb} the end the target enforces to {want.until:%Y-%m-%dT%H:%M:%SZ}"
             else:
                 reason = f"grant {', '.join(want.grants)} is active"
-            extending = key in seen
+            extending = key in seen  # "extend": the end moves (either way), nothing else changes
             actions.append(Action(
                 ADD_OP.get(key[1], "grant"), want.assignment, resource=want.resource, grants=want.grants,
                 until=want.until, reason=reason,

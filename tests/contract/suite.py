@@ -13,6 +13,12 @@ make_action for those. A model whose observe() reports every object jitpol manag
 scope.privileges names (ephemeral accounts, found by jitpol's marker) sets
 `observe_filters_by_privileges = False`.
 
+Two more class attributes state what the connector promises, and the suite holds it to them:
+`marks` (the model's assignments carry jitpol's ownership marker, so observe reports `owned`
+True for what jitpol granted; otherwise `owned` is None, never False) and `native_end` (the
+target enforces the action's `until` itself, and it follows the grant's live end both ways:
+a later end extends it, an earlier one shortens it).
+
 The tests follow the proof in order: check says "would change" and writes nothing -> check of
 the opposite says nothing to do -> apply changes -> apply again changes nothing -> observe shows
 it; then the same for revoke. Every test starts from the fresh fixtures, so each can fail alone.
@@ -21,12 +27,16 @@ it; then the same for revoke. Every test starts from the fresh fixtures, so each
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
 from typing import ClassVar
 
 import pytest
 
 from jitpol.connectors.base import Connector
-from jitpol.model.assignment import Action, Op, Scope
+from jitpol.model.assignment import Action, Assignment, Op, Scope
+from jitpol.plan.diff import END_SLACK
+from tests.helpers.clock import Now
 
 MakeAction = Callable[[Op], Action]
 
@@ -35,6 +45,8 @@ class ConnectorContract:
     add_op: ClassVar[Op] = "grant"
     remove_op: ClassVar[Op] = "revoke"
     observe_filters_by_privileges: ClassVar[bool] = True
+    marks: ClassVar[bool] = False
+    native_end: ClassVar[bool] = False
 
     # -- fixtures the subclass provides -----------------------------------------------------
 
@@ -188,3 +200,51 @@ class ConnectorContract:
         assert all(a.privilege != action.assignment.privilege for a in connector.observe(others))
         empty = Scope(target=scope.target, model=scope.model, privileges=frozenset())
         assert connector.observe(empty) == frozenset()
+
+
+    # -- who gave it, and until when (SPEC section 6) ----------------------------------------
+
+    def test_observe_says_whether_jitpol_gave_it(
+        self, connector: Connector, scope: Scope, make_action: MakeAction
+    ) -> None:
+        action = make_action(self.add_op)
+        model = action.assignment.model
+        assert (model in connector.capabilities.marks) == self.marks, "the class states what the connector declares"
+        connector.apply(action)
+        mine = _observed(connector, scope, action.assignment)
+        if self.marks:
+            assert mine.owned is True, "what jitpol granted carries its ownership marker"
+        else:
+            assert mine.owned is None, "a target that cannot carry a marker says unknown (None), never False"
+
+    def test_native_end_follows_the_grant_both_ways(
+        self, connector: Connector, scope: Scope, make_action: MakeAction
+    ) -> None:
+        action = make_action(self.add_op)
+        assert (action.assignment.model in connector.capabilities.native_expiry) == self.native_end
+        if not self.native_end:
+            connector.apply(replace(action, until=Now.read().plus(hours=3)))
+            assert _observed(connector, scope, action.assignment).expires is None, (
+                "a target that does not enforce ends reports none")
+            return
+        now = Now.read()
+        extend = tuple(sorted({**dict(action.details), "mode": "extend"}.items()))
+        for hours, first in ((3, True), (1, False), (2, False)):  # set, shorten, lengthen
+            until = now.plus(hours=hours)
+            step = replace(action, until=until) if first else replace(action, until=until, details=extend)
+            outcome = connector.apply(step)
+            assert outcome.changed, f"setting the end to +{hours}h changes the target"
+            _assert_near(_observed(connector, scope, action.assignment).expires, until)
+            again = connector.apply(step)
+            assert not again.changed, f"the end +{hours}h is already in place"
+
+
+def _observed(connector: Connector, scope: Scope, assignment: Assignment) -> Assignment:
+    found = [a for a in connector.observe(scope) if a == assignment]
+    assert len(found) == 1, f"observe shows {assignment} once"
+    return found[0]
+
+
+def _assert_near(enforced: datetime | None, until: datetime) -> None:
+    assert enforced is not None, "the target enforces an end"
+    assert abs(enforced - until) <= END_SLACK, f"the target enforces {enforced}, the grant ends {until}"

@@ -19,6 +19,7 @@ MODEL = "role-membership"
 
 
 class TestFakeContract(ConnectorContract):
+    marks = True
     @pytest.fixture
     def connector(self, tmp_path: Path) -> Iterator[Connector]:
         state = tmp_path / "state.json"
