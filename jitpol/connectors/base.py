@@ -17,7 +17,12 @@ class Connector(Protocol):
     """
 
     type: ClassVar[str]
-    capabilities: ClassVar[Capabilities]
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this instance offers (a class attribute for most types; a connector whose mode
+        changes what the target enforces, such as Azure with PIM, answers per instance)."""
+        ...
 
     def observe(self, scope: Scope) -> frozenset[Assignment]:
         """Every holder of scope.privileges on this target now, with the expiry the target
