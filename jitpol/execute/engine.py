@@ -184,6 +184,16 @@ class Prepared:
     reviews: Mapping[str, Reviews] = field(default_factory=dict)  # grant -> approvals proven by reviews
     # revocations-only runs: grants whose recorded interval a restriction ends now (grant -> why)
     ended: Mapping[str, str] = field(default_factory=dict)
+    # revocations-only runs on an untrusted or missing ledger: what the policy the trust root
+    # approved (as committed, exactly this digest) gives now; kept, so losing the ledger takes
+    # away only what no valid grant backs (markers find the rest)
+    backed: frozenset[AssignmentKey] = frozenset()
+    # ... and the history whose recorded intervals still keep access: only what the reconciler
+    # signed (None: all of `history`), so lines appended without its key prolong nothing
+    keeping: History | None = None
+    # ... and the policy the trust root approved, whose resources say which privileges to observe
+    # for jitpol's markers (the ledger that would name them is lost)
+    approved: PolicySet | None = None
 
     @property
     def valid(self) -> bool:
@@ -263,10 +273,20 @@ def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, st
                 targets = dict(trusted.config.targets) if trusted.config is not None else targets
             except JitpolError:
                 pass
+        approved = _root_approved(loaded, trust, verifier)
+        if not targets and approved is not None and approved.config is not None:
+            targets = dict(approved.config.targets)  # the ledger is gone: where the root's policy says
+        lost = () if targets else (
+            "no policy the reconciler signed or the trust root approved says where the targets are: nothing is "
+            "connected to until audit/ is restored from git history" + ("" if trust is not None else
+                                                                        f" (pin a trust root, ${ROOT_ENV}, so a lost "
+                                                                        "ledger cannot hold revocations back)"),)
         return revocations_only(targets, *auth.problems,
                                 "the ledger or the trust root cannot be trusted: nothing is adopted or added until "
-                                "this is repaired (restore audit/ from git history); revocations go on",
-                                effective=None, ledger=auth, trust=trust)  # deliver to nobody
+                                "this is repaired (restore audit/ from git history); revocations go on", *lost,
+                                effective=None, ledger=auth, trust=trust,  # deliver to nobody
+                                backed=_backed(root, approved, signed, now, verifier, env, targets),
+                                keeping=signed, approved=approved)
     if auth.public_key is None:
         notes.append("the ledger is not authenticated: no ledger key is pinned (ledgerKey in the trust root, or "
                      "$JITPOL_LEDGER_PUBKEY)")
@@ -366,6 +386,34 @@ def _restrictions_of(root: Path, loaded: LoadResult, history: History, now: date
     return restrictions(history, loaded.policy, named, now)
 
 
+def _root_approved(loaded: LoadResult, trust: TrustRoot | None, verifier: Verifier) -> PolicySet | None:
+    """The repository's policy when the pinned trust root approved exactly it (its signatures in
+    approvals/), whatever the ledger says; else None. Never raises."""
+    if trust is None or not loaded.ok:
+        return None
+    try:
+        check = check_policy_root(loaded.policy, loaded.policy_digest, trust, None, verifier)
+    except Exception:  # noqa: BLE001 - a policy that cannot be checked is not approved
+        return None
+    return loaded.policy if check.approved else None
+
+
+def _backed(root: Path, approved: PolicySet | None, signed: History | None, now: datetime, verifier: Verifier,
+            env: Mapping[str, str], targets: Mapping[str, Target]) -> frozenset[AssignmentKey]:
+    """With the ledger untrusted: the assignments a valid grant backs now under the policy the
+    trust root approved, evaluated against what the reconciler signed (an attacker's ledger lines
+    count for nothing); nothing without such a policy. Never raises: this only keeps access, and
+    must not stop a revocation."""
+    if approved is None:
+        return frozenset()
+    try:
+        history = signed if signed is not None else History()
+        ev = evaluate(approved, now, history, verifier, review_approvals(root, approved, now, env))
+        return frozenset(normalized(ev, targets).desired)
+    except Exception:  # noqa: BLE001 - see the docstring
+        return frozenset()
+
+
 def _signed_history(root: Path, auth: LedgerAuth) -> History | None:
     """The history of only what the reconciler signed (each file's checkpointed prefix); None
     when no ledger key is pinned."""
@@ -374,7 +422,8 @@ def _signed_history(root: Path, auth: LedgerAuth) -> History | None:
     parts = []
     for name, cp in auth.checkpoints.items():
         try:
-            parts.append(replay(Ledger(root / AUDIT_DIR / name).events()[:cp.lines]))
+            # what still verifies of it (a damaged tail must not hide the signed prefix)
+            parts.append(replay(Ledger(root / AUDIT_DIR / name).readable()[0][:cp.lines]))
         except JitpolError:
             continue
     return merge(parts) if parts else History()
@@ -454,7 +503,9 @@ class Observation:
 
 def observe(prep: Prepared, conns: Connections, progress: Progress | None = None) -> Observation:
     """Read live state of every target the policy or the ledger involves, targets in parallel."""
-    policy = prep.effective if prep.valid else None
+    # an invalid or untrusted run observes too what a trusted policy names (read-only): marked
+    # access on those privileges is found even where the ledger does not name it
+    policy = prep.effective if prep.valid or prep.effective is not None else prep.approved
     by_target: dict[str, list[Any]] = {}
     for (target, _model), scope in scopes(policy, prep.history).items():
         if target in prep.targets:  # not another shard's, nor a target only an unapproved change adds
@@ -488,7 +539,8 @@ def make_plan(prep: Prepared, obs: Observation) -> Plan:
     if prep.policy is not None and not prep.policy.unchanged:
         notes.insert(0, prep.policy.summary())
     if prep.evaluation is None:
-        covered = covered_by_history(prep.history, prep.now, prep.ended)
+        keeping = prep.history if prep.keeping is None else prep.keeping
+        covered = covered_by_history(keeping, prep.now, prep.ended) | prep.backed
         actions = diff({}, obs.assignments, prep.history, {}, keep=covered, additions=False)
         live = {g for g, og in prep.history.open.items()
                 if og.until is not None and og.until > prep.now and g not in prep.ended}
