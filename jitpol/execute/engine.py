@@ -273,9 +273,9 @@ def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, st
                 targets = dict(trusted.config.targets) if trusted.config is not None else targets
             except JitpolError:
                 pass
-        approved = _root_approved(loaded, trust, verifier)
-        if not targets and approved is not None and approved.config is not None:
-            targets = dict(approved.config.targets)  # the ledger is gone: where the root's policy says
+        root_policy = _root_approved(loaded, trust, verifier)
+        if not targets and root_policy is not None and root_policy.config is not None:
+            targets = dict(root_policy.config.targets)  # the ledger is gone: where the root's policy says
         lost = () if targets else (
             "no policy the reconciler signed or the trust root approved says where the targets are: nothing is "
             "connected to until audit/ is restored from git history" + ("" if trust is not None else
@@ -285,8 +285,8 @@ def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, st
                                 "the ledger or the trust root cannot be trusted: nothing is adopted or added until "
                                 "this is repaired (restore audit/ from git history); revocations go on", *lost,
                                 effective=None, ledger=auth, trust=trust,  # deliver to nobody
-                                backed=_backed(root, approved, signed, now, verifier, env, targets),
-                                keeping=signed, approved=approved)
+                                backed=_backed(root, root_policy, signed, now, verifier, env, targets),
+                                keeping=signed, approved=root_policy)
     if auth.public_key is None:
         notes.append("the ledger is not authenticated: no ledger key is pinned (ledgerKey in the trust root, or "
                      "$JITPOL_LEDGER_PUBKEY)")
