@@ -28,7 +28,11 @@ again by the next add. It cannot be a person (no naming context holds it) and ob
 reports it. Active Directory (flavor active-directory): when the forest has the Privileged Access
 Management feature enabled, members are added as `<TTL=seconds,DN>` so that the DCs remove them
 at the end of the window themselves (TTL counted from the DC's rootDSE currentTime), and observe
-reports the end (search control LDAP_SERVER_LINK_TTL).
+reports the end (search control LDAP_SERVER_LINK_TTL). A grant of a TTL link whose end is not the
+action's `until` (within TTL_SLACK) sets it to `until`, earlier or later; a member without a TTL
+is a member for good and is left as it is. A `member` value cannot carry jitpol's ownership
+marker (neither OpenLDAP nor AD keeps anything with one value), so observe reports owned None
+for this model: only the ledger knows which memberships jitpol gave.
 
 ephemeral-account: `uid=<principal>,<people_base>` (inetOrgPerson; AD: `cn=<principal>`, class
 user, sAMAccountName shortened to 20 characters when needed) carrying jitpol's marker
@@ -36,12 +40,14 @@ user, sAMAccountName shortened to 20 characters when needed) carrying jitpol's m
 groups in the privilege, with userPassword ({SSHA}) from action.detail("password") when given
 (AD: unicodePwd, only over TLS). The end is enforced by the server where it can: OpenLDAP
 `pwdEndTime` (ppolicy overlay; the server refuses binds after it when a password policy applies
-to the entry), AD `accountExpires`. observe() finds accounts by the marker only; entries
-without it are never changed or deleted. create-account on an existing marked entry brings it
-to that state; when the action carries a password (the core re-delivers a new secret after a
-run died before recording the first one, which is lost) userPassword is replaced too, unless it
-already verifies that password (the same action applied again; AD's unicodePwd cannot be read,
-so there it is always set).
+to the entry), AD `accountExpires`, set to the action's `until` whether that is earlier or later
+than the end in place (the end follows the grant's live end both ways). observe() finds accounts
+by the marker only and reports them owned True; entries without it are never reported, changed
+or deleted (create-account and delete-account refuse them). create-account on an existing
+marked entry brings it to that state; when the action carries a password (the core re-delivers a
+new secret after a run died before recording the first one, which is lost) userPassword is
+replaced too, unless it already verifies that password (the same action applied again; AD's
+unicodePwd cannot be read, so there it is always set).
 
 credential-checkout: principal is the DN of an existing shared entry (the resource's
 spec.account), checked like every DN and never the bind DN, an entry carrying jitpol's marker or
@@ -49,7 +55,8 @@ a name in jitpol's ephemeral namespace; the privilege is the canonical JSON of t
 grant names (opaque here; "[]" means nobody). rotate (the password detail is required) replaces
 userPassword ({SSHA}; AD: unicodePwd, only over TLS) and, in the same modify, the end the
 server enforces: with holders, OpenLDAP `pwdEndTime` (when ppolicy is loaded) / AD
-`accountExpires` = action.until, so the checked-out password stops working at the end even if
+`accountExpires` = action.until (replaced, so it follows the checkout both ways: earlier or
+later than the end in place), so the checked-out password stops working at the end even if
 no run happens; when rotating to nobody (or without an end) the end is removed (AD: never), so
 the entry is usable again by whoever next gets a secret. jitpol therefore owns these two
 attributes on a checkout entry. A rotation is an event: always changed=True. observe() reports
@@ -105,6 +112,10 @@ PAGED_RESULTS_CONTROL = "1.2.840.113556.1.4.319"
 PAM_FEATURE_CN = "privileged access management feature"
 AD_SAM_MAX = 20  # sAMAccountName of a user is at most 20 characters
 AD_NEVER = (0, 0x7FFFFFFFFFFFFFFF)  # accountExpires values meaning "never"
+# A TTL link counts down in whole seconds from the DC's clock, so the end read back drifts from
+# the one written by a second or two: within this it is the end already in place. Well below the
+# core's END_SLACK, so an end the core asks to move is always moved.
+TTL_SLACK = timedelta(seconds=5)
 _FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
 
 # result codes
@@ -320,6 +331,14 @@ def parse_generalized_time(text: str) -> datetime:
     return t + timedelta(microseconds=int((m.group(2) or "0").ljust(6, "0")))
 
 
+def enforced_end(flavor: str, end: datetime) -> datetime:
+    """The end the server reports after jitpol writes `end` (end_request): OpenLDAP's
+    pwdEndTime rounded up to the second, AD's accountExpires to the microsecond we read back."""
+    if flavor == "active-directory":
+        return _FILETIME_EPOCH + timedelta(microseconds=filetime(end) // 10)
+    return _ceil_second(end)
+
+
 def filetime(t: datetime) -> int:
     """Windows FILETIME (100 ns ticks since 1601-01-01 UTC), as AD's accountExpires wants it."""
     delta = t.astimezone(UTC) - _FILETIME_EPOCH
@@ -478,7 +497,8 @@ def member_delete_request(group: str, member: str, *, last: bool = False) -> Req
 
 
 def member_extend_request(group: str, member: str, ttl: int) -> Request:
-    """AD: replace a member's link by one with a longer TTL, atomically."""
+    """AD: replace a member's link by one with another TTL (a later or an earlier end),
+    atomically."""
     return Request(
         "modify", group, (Change("delete", "member", (member,)), Change("add", "member", (ad_ttl_member(member, ttl),)))
     )
@@ -524,7 +544,7 @@ def ad_account_request(
 
 
 def end_request(dn: str, flavor: str, end: datetime) -> Request:
-    """Move an ephemeral account's enforced end to `end`."""
+    """Move an ephemeral account's enforced end to `end`, earlier or later."""
     if flavor == "active-directory":
         return Request("modify", dn, (Change("replace", "accountExpires", (str(filetime(end)),)),))
     return Request("modify", dn, (Change("replace", "pwdEndTime", (generalized_time(end),)),))
@@ -608,9 +628,14 @@ class LdapConnector:
     capabilities: ClassVar[Capabilities] = Capabilities(
         models=frozenset({ROLE, EPHEMERAL, CHECKOUT}),
         # OpenLDAP (ppolicy pwdEndTime) and AD (accountExpires) end ephemeral accounts and
-        # checked-out passwords themselves; AD with PAM also ends role memberships (TTL links),
-        # reported through Assignment.expires. LDAP cannot end another client's bound connection.
+        # checked-out passwords themselves, at the grant's live end (earlier or later). AD with PAM
+        # also ends role memberships (TTL links), reported through Assignment.expires; that is a
+        # fact of the forest, learnt only by reading it, so role-membership is not declared here.
+        # LDAP cannot end another client's bound connection.
         native_expiry=frozenset({EPHEMERAL, CHECKOUT}),
+        # an ephemeral account carries jitpol's marker (its description); a `member` value cannot
+        # carry one, so role-membership reports owned None (only the ledger knows)
+        marks=frozenset({EPHEMERAL}),
         ends_sessions=False,
     )
 
@@ -666,7 +691,8 @@ class LdapConnector:
         """role-membership: the direct members of every group in scope.privileges (groups that
         do not exist, and names that are not DNs, have none; the placeholder is never shown).
         ephemeral-account: every account below people_base carrying jitpol's marker, whatever
-        scope.privileges says, with its groups and the end the server enforces.
+        scope.privileges says, with its groups and the end the server enforces, owned True
+        (entries without the marker are not jitpol's accounts and are not reported).
         credential-checkout: nothing (the ledger knows the holders; no request is sent).
         Read-only."""
         if scope.model == ROLE:
@@ -772,8 +798,9 @@ class LdapConnector:
             if current is not None:
                 if not (ttl_links and current.ttl is not None and action.until is not None):
                     return []  # a member without TTL stays a member for good
+                # the link's end follows the grant's live end both ways (a later or an earlier end)
                 now = self._server_time()
-                if now + timedelta(seconds=current.ttl) >= action.until:
+                if abs(now + timedelta(seconds=current.ttl) - action.until) <= TTL_SLACK:
                     return []
                 return [(member_extend_request(group_dn, principal, ttl_seconds(action.until, now)), None)]
             ttl = ttl_seconds(action.until, self._server_time()) if ttl_links and action.until is not None else None
@@ -825,7 +852,8 @@ class LdapConnector:
             if not account.marked:
                 continue
             groups = sorted(self._groups_of(account.dn))
-            out.append(Assignment(self.name, model, account.principal, canonical_json(groups), expires=account.end))
+            out.append(Assignment(self.name, model, account.principal, canonical_json(groups), expires=account.end,
+                                  owned=True))
         return out
 
     def _accounts(self) -> list[_Account]:
@@ -963,7 +991,9 @@ class LdapConnector:
                 # a new secret re-delivered (the first one was lost with a run that died before
                 # recording it): the account must take it, or its holder could not log in
                 steps.append((password_request(dn, self.flavor, password), None))
-            if end is not None and (existing.end is None or existing.end < end):
+            # the end follows the grant's live end both ways: a schedule, a restriction or a
+            # break-glass deadline that cuts the window moves it earlier, an extension later
+            if end is not None and existing.end != enforced_end(self.flavor, end):
                 steps.append((end_request(dn, self.flavor, end), None))
         for g in wanted:
             if g not in current:

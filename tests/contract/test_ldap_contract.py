@@ -7,13 +7,16 @@ covers the rest."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from jitpol.connectors.base import Connector
+from jitpol.connectors.ldap import generalized_time
 from jitpol.model.assignment import Action, Assignment, Op, Scope
 from jitpol.model.canonical import canonical_json
+from tests.helpers.clock import Now
 from tests.ldap_fixtures import *  # noqa: F403 (the fixtures: ldap_server, ldap_sandbox)
 from tests.ldap_fixtures import TARGET, LdapSandbox
 
@@ -25,6 +28,11 @@ CHECKOUT = "credential-checkout"
 
 
 class TestLdapRoleMembershipContract(ConnectorContract):
+    # a `member` value cannot carry jitpol's marker (owned None: only the ledger knows), and
+    # OpenLDAP enforces no end on a membership (AD with PAM does: see the integration tests)
+    marks = False
+    native_end = False
+
     @pytest.fixture
     def entries(self, ldap_sandbox: LdapSandbox) -> tuple[str, str]:
         """(group, principal): a groupOfNames with a bystander, and a person not yet in it."""
@@ -61,7 +69,11 @@ class TestLdapEphemeralAccountContract(ConnectorContract):
     """The suite speaks of "grant" and "revoke"; for this model they are create-account and
     delete-account. Two suite tests assume observe() filters by scope.privileges, which this
     model does not do (it reports every account carrying jitpol's marker): they are restated
-    below for that semantics."""
+    below for that semantics. The account carries jitpol's marker (owned True) and slapd's
+    ppolicy enforces its end (pwdEndTime), which follows the grant both ways."""
+
+    marks = True
+    native_end = True
 
     @pytest.fixture
     def groups(self, ldap_sandbox: LdapSandbox) -> list[str]:
@@ -154,6 +166,21 @@ class TestLdapCredentialCheckoutContract:
 
     def test_the_model_is_declared(self, connector: Connector) -> None:
         assert CHECKOUT in connector.capabilities.models
+        assert CHECKOUT in connector.capabilities.native_expiry, "pwdEndTime ends a checked-out password"
+        assert CHECKOUT not in connector.capabilities.marks, "the ledger knows the holders"
+
+    def test_the_end_follows_the_checkout_both_ways(
+        self, connector: Connector, shared: str, ldap_sandbox: LdapSandbox
+    ) -> None:
+        """Every rotation replaces pwdEndTime with the action's until: later, then earlier."""
+        now = Now.read()
+        for hours in (3, 1, 2):  # set, shorten, lengthen
+            action = self.rotate(shared, ["alice-admin-1"], f"secret-{hours}")
+            until = now.plus(hours=hours)
+            connector.apply(replace(action, until=until))
+            entry = ldap_sandbox.entry(shared, ["pwdEndTime"])
+            assert entry is not None
+            assert entry["raw_attributes"]["pwdEndTime"] == [generalized_time(until).encode()]
 
     def test_check_says_changed_and_writes_nothing(
         self, connector: Connector, shared: str, ldap_sandbox: LdapSandbox
