@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,9 @@ from jitpol.connectors.ldap import (
     Change,
     LdapConnector,
     Request,
+    _Account,
     _Group,
+    _Member,
     ad_account_request,
     ad_domain,
     ad_password_value,
@@ -53,6 +56,7 @@ from jitpol.connectors.ldap import (
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Op, Scope
 from jitpol.model.canonical import canonical_json
+from tests.helpers.clock import Now
 from tests.ldap_fixtures import *  # noqa: F403 (the fixtures: ldap_server, ldap_tls_server, ldap_sandbox)
 from tests.ldap_fixtures import PASSWORD_ENV, TARGET, LdapSandbox
 from tests.services import require_service
@@ -530,6 +534,28 @@ def test_unmanaged_members_are_never_touched(ldap_sandbox: LdapSandbox) -> None:
     assert sb.members(group) == {bob, carol}
 
 
+def test_a_standing_member_is_left_as_it_is_and_no_member_is_marked(ldap_sandbox: LdapSandbox) -> None:
+    """A `member` value cannot carry jitpol's marker: observe says owned None for every member,
+    the standing one and the one jitpol added alike (only the ledger knows). A grant that finds
+    the person a member already answers unchanged and sends nothing."""
+    sb = ldap_sandbox
+    alice, bob = sb.person("alice"), sb.person("bob")
+    group = sb.group("g", [bob])
+    connector = sb.connector()
+    assert ROLE not in connector.capabilities.marks
+    (standing,) = connector.observe(role_scope(group))
+    assert standing == Assignment(TARGET, ROLE, bob, group) and standing.owned is None
+    before = sb.entry(group, ["member", "modifyTimestamp", "entryCSN"])
+    grant = connector.apply(role_action("grant", bob, group))
+    assert not grant.changed and grant.before and grant.operations == ()
+    assert sb.entry(group, ["member", "modifyTimestamp", "entryCSN"]) == before, "nothing written"
+
+    assert connector.apply(role_action("grant", alice, group)).changed
+    observed = connector.observe(role_scope(group))
+    assert observed == {Assignment(TARGET, ROLE, bob, group), Assignment(TARGET, ROLE, alice, group)}
+    assert all(a.owned is None and a.expires is None for a in observed), "OpenLDAP: no marker, no end"
+
+
 def test_a_member_in_another_spelling_is_recognised(ldap_sandbox: LdapSandbox) -> None:
     sb = ldap_sandbox
     alice = sb.person("alice")
@@ -636,24 +662,57 @@ def test_the_server_refuses_binds_after_pwd_end_time(ldap_sandbox: LdapSandbox) 
     assert sb.entry(dn, ["uid"]) is not None
 
 
-def test_the_end_is_rounded_up_and_only_ever_extended(ldap_sandbox: LdapSandbox) -> None:
+def test_the_end_is_rounded_up_and_follows_the_grant_both_ways(ldap_sandbox: LdapSandbox) -> None:
+    """The end is the grant's live end, not the latest one ever asked for: a later end extends
+    pwdEndTime, an earlier one (a schedule, a restriction, a break-glass deadline) shortens it."""
     sb = ldap_sandbox
     group = sb.group("g", [sb.person("bob")])
     connector = sb.connector()
-    until = datetime(2099, 1, 1, 12, 0, 0, 250_000, tzinfo=UTC)
+    now = Now.read()
+    until = now.plus(hours=6) + timedelta(microseconds=250_000)
     connector.apply(account_action("create-account", "jit-alice-3", [group], until=until))
     (account,) = connector.observe(ALL_ACCOUNTS)
-    assert account.expires == datetime(2099, 1, 1, 12, 0, 1, tzinfo=UTC)  # never before `until`
+    assert account.expires == now.plus(hours=6, seconds=1)  # rounded up: never before `until`
     assert not connector.apply(account_action("create-account", "jit-alice-3", [group], until=until)).changed
 
     later = until + timedelta(days=1)
     outcome = connector.apply(account_action("create-account", "jit-alice-3", [group], until=later))
     assert outcome.changed
-    assert outcome.operations == (f"modify uid=jit-alice-3,{sb.people}: replace pwdEndTime: 20990102120001Z",)
-    earlier = until - timedelta(days=1)
-    assert not connector.apply(account_action("create-account", "jit-alice-3", [group], until=earlier)).changed
+    assert outcome.operations == (
+        f"modify uid=jit-alice-3,{sb.people}: replace pwdEndTime: {generalized_time(later)}",
+    )
+    earlier = now.plus(hours=2)
+    outcome = connector.apply(account_action("create-account", "jit-alice-3", [group], until=earlier))
+    assert outcome.changed, "an earlier end is written too"
+    assert outcome.operations == (
+        f"modify uid=jit-alice-3,{sb.people}: replace pwdEndTime: {generalized_time(earlier)}",
+    )
     (account,) = connector.observe(ALL_ACCOUNTS)
-    assert account.expires == datetime(2099, 1, 2, 12, 0, 1, tzinfo=UTC), "a later end is never removed"
+    assert account.expires == earlier and account.owned is True
+    assert not connector.apply(account_action("create-account", "jit-alice-3", [group], until=earlier)).changed
+
+
+def test_a_shortened_end_is_enforced_by_the_server(ldap_sandbox: LdapSandbox) -> None:
+    """An account created for an hour, then cut to two seconds from now (an extend action with
+    an earlier end): slapd refuses its binds after the new end, without another run."""
+    sb = ldap_sandbox
+    group = sb.group("g", [sb.person("bob")])
+    connector = sb.connector()
+    now = Now.read()
+    dn = f"uid=jit-alice-14,{sb.people}"
+    connector.apply(account_action("create-account", "jit-alice-14", [group], until=now.plus(hours=1),
+                                   password="pw-14"))  # fmt: skip
+    cut = now.plus(seconds=3)
+    shorten = account_action("create-account", "jit-alice-14", [group], until=cut)
+    shorten = replace(shorten, details=tuple(sorted({**dict(shorten.details), "mode": "extend"}.items())))
+    outcome = connector.apply(shorten)
+    assert outcome.operations == (f"modify {dn}: replace pwdEndTime: {generalized_time(cut)}",)
+    (account,) = connector.observe(ALL_ACCOUNTS)
+    assert account.expires == cut
+    assert sb.can_bind(dn, "pw-14"), "the delivered password is kept: only the end moved"
+    time.sleep(max(0.0, (cut - datetime.now(UTC)).total_seconds()) + 1.1)
+    assert not sb.can_bind(dn, "pw-14"), "ppolicy enforces the shortened pwdEndTime"
+    assert sb.entry(dn, ["uid"]) is not None, "the entry is there until a run deletes it"
 
 
 def test_create_account_puts_the_groups_right(ldap_sandbox: LdapSandbox) -> None:
@@ -700,11 +759,30 @@ def test_entries_without_the_marker_are_never_touched(ldap_sandbox: LdapSandbox)
     sb.person("jit-elsewhere-1", parent=sb.groups, description=f"{MARKER_PREFIX} grant=x; person=y")
     connector = sb.connector()
     assert connector.observe(ALL_ACCOUNTS) == frozenset()
+    before = sb.entry(theirs, ["description", "userPassword", "pwdEndTime", "entryCSN"])
     ops: tuple[Op, ...] = ("create-account", "delete-account")
     for op in ops:
-        with pytest.raises(PermanentTargetError, match="marker"):
-            connector.apply(account_action(op, "jit-alice-6", [group]))
+        for check in (True, False):
+            with pytest.raises(PermanentTargetError, match="marker"):
+                connector.apply(account_action(op, "jit-alice-6", [group], password="ours"), check=check)
     assert sb.can_bind(theirs, "theirs") and theirs in sb.members(group)
+    assert sb.entry(theirs, ["description", "userPassword", "pwdEndTime", "entryCSN"]) == before, (
+        "not marked, no end written, nothing changed")
+    assert connector.observe(ALL_ACCOUNTS) == frozenset(), "an entry without the marker is not jitpol's account"
+
+
+def test_what_jitpol_creates_carries_its_marker_and_is_owned(ldap_sandbox: LdapSandbox) -> None:
+    sb = ldap_sandbox
+    group = sb.group("g", [sb.person("bob")])
+    connector = sb.connector()
+    assert EPHEMERAL in connector.capabilities.marks
+    until = Now.read().plus(hours=1)
+    connector.apply(account_action("create-account", "jit-alice-15", [group], until=until))
+    (account,) = connector.observe(ALL_ACCOUNTS)
+    assert account.owned is True and account.expires == until
+    entry = sb.entry(f"uid=jit-alice-15,{sb.people}", ["description"])
+    assert entry is not None
+    assert entry["raw_attributes"]["description"] == [f"{MARKER_PREFIX} grant=alice-dba-1; person=alice".encode()]
 
 
 def test_observe_escapes_account_dns_in_its_member_filter(ldap_sandbox: LdapSandbox) -> None:
@@ -925,6 +1003,101 @@ def test_ad_account_request_values() -> None:
         "modify", AD_USER, (Change("replace", "accountExpires", ("133485696000000000",)),)
     )
     assert ad_domain(parse_dn("ou=x,dc=corp,dc=example")) is None
+
+
+class AdAsRead(LdapConnector):
+    """An Active Directory connector whose reads answer from the fields below and whose writes
+    are recorded and succeed: the requests an AD would get, without an AD. A written
+    accountExpires is read back as the DC would store it; group members are set by the test."""
+
+    accounts: dict[str, _Account]
+    groups: dict[str, _Group]
+    server_now: datetime
+    sent: list[Request]
+
+    def _pam_enabled(self) -> bool:
+        return True
+
+    def _server_time(self) -> datetime:
+        return self.server_now
+
+    def _read_account(self, principal: str) -> _Account | None:
+        return self.accounts.get(principal)
+
+    def _read_group(self, dn: str, *, ttl: bool = False) -> _Group | None:
+        return self.groups.get(dn)
+
+    def _read_entry(self, dn: str, attributes: Any) -> dict[str, Any] | None:
+        return {"dn": dn, "raw_attributes": {}}
+
+    def _groups_of(self, member_dn: str) -> set[str]:
+        return {g for g, group in self.groups.items() if group.find(member_dn) is not None}
+
+    def _write(self, request: Request) -> tuple[int | None, Any]:
+        self.sent.append(request)
+        for c in request.changes:
+            if c.attribute == "accountExpires":
+                account = next(a for a in self.accounts.values() if a.dn == request.dn)
+                self.accounts[account.principal] = replace(account, end=from_filetime(int(c.values[0])))
+        return 0, {"result": 0}
+
+
+def ad_as_read(now: datetime) -> AdAsRead:
+    connector = AdAsRead(TARGET, {"url": f"ldaps://127.0.0.1:{closed_port()}", "bind_dn": "cn=admin,dc=corp,dc=example",
+                                  "password_env": PASSWORD_ENV, "base_dn": "dc=corp,dc=example",
+                                  "people_base": "cn=users,dc=corp,dc=example", "flavor": "active-directory"},
+                         {PASSWORD_ENV: "pw"})  # fmt: skip
+    connector.accounts, connector.groups, connector.server_now, connector.sent = {}, {}, now, []
+    return connector
+
+
+def test_ad_account_expires_follows_the_grant_both_ways() -> None:
+    """An AD ephemeral account's accountExpires is replaced with the action's until whether that
+    is later or earlier than the end in place; the same end again sends nothing."""
+    now = Now.read()
+    ad = ad_as_read(now.at)
+    ad.groups[AD_GROUP] = _Group(frozenset({"group"}), (_Member(AD_USER, AD_USER),))
+    ad.accounts["jit-alice-1"] = _Account(AD_USER, "jit-alice-1", marked=True, end=now.plus(hours=3))
+    for hours in (1, 5, 2):  # shorten, lengthen, shorten
+        until = now.plus(hours=hours) + timedelta(microseconds=7)
+        action = account_action("create-account", "jit-alice-1", [AD_GROUP], until=until)
+        checked = ad.apply(action, check=True)
+        assert checked.operations == (f"modify {AD_USER}: replace accountExpires: {filetime(until)}",)
+        assert ad.sent == [], "check mode sends nothing"
+        outcome = ad.apply(action)
+        assert outcome.changed
+        assert ad.sent == [end_request(AD_USER, "active-directory", until)]
+        assert ad.accounts["jit-alice-1"].end == until
+        ad.sent.clear()
+        assert not ad.apply(action).changed and ad.sent == [], "the end is in place"
+
+
+def test_ad_ttl_link_follows_the_grant_both_ways() -> None:
+    """AD with PAM: a member whose TTL link ends elsewhere than the grant gets a link with the
+    grant's end (one modify: delete the value, add it with the new TTL), earlier or later; a
+    link within TTL_SLACK of it, and a member without a TTL (standing), are left as they are."""
+    now = Now.read()
+    ad = ad_as_read(now.at)
+    standing = "cn=bob,cn=users,dc=corp,dc=example"
+    ad.groups[AD_GROUP] = _Group(frozenset({"group"}), (_Member(AD_USER, AD_USER, 3 * 3600),
+                                                          _Member(standing, standing)))  # fmt: skip
+    for hours in (1, 4):  # shorten, lengthen
+        action = replace(role_action("grant", AD_USER, AD_GROUP), until=now.plus(hours=hours))
+        outcome = ad.apply(action)
+        assert outcome.changed
+        assert ad.sent == [member_extend_request(AD_GROUP, AD_USER, hours * 3600)]
+        assert outcome.operations == (
+            f"modify {AD_GROUP}: delete member: {AD_USER}; add member: <TTL={hours * 3600},{AD_USER}>",
+        )
+        ad.sent.clear()
+        ad.server_now = now.plus(seconds=2)  # the link counts down; read back two seconds later
+        ttl = hours * 3600 - 2
+        ad.groups[AD_GROUP] = replace(ad.groups[AD_GROUP], members=(_Member(AD_USER, AD_USER, ttl),
+                                                                     _Member(standing, standing)))  # fmt: skip
+        assert not ad.apply(action).changed and ad.sent == [], "within TTL_SLACK: the end is in place"
+        ad.server_now = now.at
+    grant_standing = replace(role_action("grant", standing, AD_GROUP), until=now.plus(hours=1))
+    assert not ad.apply(grant_standing).changed and ad.sent == [], "a member for good stays one, no TTL added"
 
 
 def test_ad_re_delivery_request_values() -> None:
