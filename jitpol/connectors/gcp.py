@@ -20,23 +20,35 @@ it at END even if jitpol never runs again (the binding stays in the policy until
 revoking removes it). Conditional bindings need policy version 3, so policies are always read
 with requestedPolicyVersion 3 and written as version 3.
 
+The condition's title is jitpol's ownership marker: a binding is jitpol's exactly when its title
+is "jitpol until END" and its expression is `request.time < timestamp("END")` with the same END
+(fixed text and a time jitpol computed; no user text, no secret). Every binding jitpol ever wrote
+has that form, so ownership is read from the policy alone, without the ledger.
+
 Every change is a read-modify-write of the whole policy guarded by its etag: a concurrent writer
 makes setIamPolicy fail with 409 ABORTED, and the connector re-reads and tries again (at most
 MAX_ATTEMPTS times, then TargetUnavailable). Bindings are edited one member at a time; every
 other binding, condition, member and the audit configuration are written back exactly as read.
 
     observe   for each privilege, every member of an unconditional binding of the role (expires
-              None) and of jitpol's conditional bindings (expires END; ends in the past are
-              reported too, so they get cleaned up). Members under someone else's condition are
-              neither reported nor touched; `deleted:` members hold nothing and are skipped.
-    grant     already true when the member holds the role unconditionally or until >= until;
-              otherwise the member leaves jitpol's bindings with an earlier END and joins the one
-              with the new END.
+              None, owned False: standing access) and of jitpol's conditional bindings (expires
+              END, owned True; ends in the past are reported too, so they get cleaned up). A
+              member holding the role both ways is standing (owned False, expires None).
+              Members under someone else's condition are neither reported nor touched;
+              `deleted:` members hold nothing and are skipped.
+    grant     already true when the member holds the role unconditionally (standing access: no
+              write, no marker, so the grant's end never takes it away) or through jitpol's
+              bindings that all end exactly at `until`; otherwise the member leaves every
+              jitpol binding of the role and joins the one ending at `until`, whether that is
+              later or EARLIER than before (the end follows the grant's live end both ways, and
+              no two jitpol bindings with different ends are left for one member and role).
     revoke    removes the member from jitpol's conditional bindings of the role (dropping those
               left empty). Unconditional bindings are standing access jitpol did not create: a
               revoke marked as drift (exclusive resources) removes the member from them as well;
               any other revoke leaves them and fails with PermanentTargetError, because the
-              member would keep the role.
+              member would keep the role. (A revoke of marked access that no grant backs also
+              arrives as drift; observe reports owned True only for members without an
+              unconditional binding, so it has no standing access to remove.)
 
 Settings (the target's entry in jitpol.yaml):
     api_endpoint      optional, e.g. http://127.0.0.1:8085 for a local server; default Google's
@@ -152,13 +164,16 @@ def check_name(value: object, what: str) -> None:
         parse_privilege(value)
 
 
+def condition_title(end_text: str) -> str:
+    """jitpol's ownership marker: the title of the condition that ends at `end_text`."""
+    return f"{CONDITION_TITLE_PREFIX} until {end_text}"
+
+
 def condition_end(expression: str, title: str) -> datetime | None:
-    """The END of a condition jitpol wrote (title "jitpol...", expression exactly
-    `request.time < timestamp("END")`), else None: someone else's condition."""
-    if not title.startswith(CONDITION_TITLE_PREFIX):
-        return None
+    """The END of a condition jitpol wrote (expression exactly `request.time < timestamp("END")`
+    and title exactly "jitpol until END", the same END), else None: someone else's condition."""
     m = _EXPRESSION.fullmatch(expression)
-    if m is None:
+    if m is None or title != condition_title(m.group(1)):
         return None
     return datetime.fromisoformat(m.group(1).replace("Z", "+00:00")).astimezone(UTC)
 
@@ -211,23 +226,25 @@ def _describe(binding: policy_pb2.Binding) -> str:
 def plan_grant(
     bindings: Sequence[policy_pb2.Binding], role: str, member: str, until: datetime
 ) -> tuple[list[policy_pb2.Binding], list[str]] | None:
-    """The bindings after granting `role` to `member` until `until` (and what changed), or None
-    if the member already holds it unconditionally or until at least then."""
+    """The bindings after granting `role` to `member` until exactly `until` (and what changed),
+    or None if nothing changes: the member holds the role unconditionally (standing access,
+    left unmarked and untouched), or only through jitpol's bindings ending exactly then. An
+    earlier or later jitpol end is moved to `until` either way."""
     from google.iam.v1 import policy_pb2
     from google.type import expr_pb2  # type: ignore[import-untyped]
 
     end_text = rfc3339(until)
     end = datetime.fromisoformat(end_text.replace("Z", "+00:00"))
-    ends: list[datetime] = []
+    ends: set[datetime] = set()
     for b in bindings:
         if b.role != role or member not in b.members:
             continue
         if not b.HasField("condition"):
-            return None  # standing access with no end: nothing to add
+            return None  # standing access with no end: nothing to add, and no marker
         ours = _end_of(b)
         if ours is not None:
-            ends.append(ours)
-    if ends and max(ends) >= end:
+            ends.add(ours)
+    if ends == {end}:
         return None
 
     out: list[policy_pb2.Binding] = []
@@ -242,7 +259,7 @@ def plan_grant(
         out.append(b)
     condition = expr_pb2.Expr(
         expression=f'request.time < timestamp("{end_text}")',
-        title=f"{CONDITION_TITLE_PREFIX} until {end_text}",
+        title=condition_title(end_text),
         description=CONDITION_DESCRIPTION,
     )
     for i, b in enumerate(out):
@@ -283,9 +300,19 @@ def plan_revoke(
     return (out if notes else None), notes, standing
 
 
-def holders(bindings: Sequence[policy_pb2.Binding], role: str) -> dict[str, datetime | None]:
-    """member -> the end IAM enforces (None: unconditional) for everyone holding `role` by an
-    unconditional binding or one of jitpol's conditions."""
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """How one member holds a role: the end IAM enforces (None: unconditional) and whether it is
+    jitpol's alone (True: only through bindings carrying jitpol's marker; False: standing)."""
+
+    end: datetime | None
+    owned: bool
+
+
+def holders(bindings: Sequence[policy_pb2.Binding], role: str) -> dict[str, Holding]:
+    """member -> Holding for everyone holding `role` by an unconditional binding or one of
+    jitpol's conditions. Unconditional access wins: such a member is standing (owned False,
+    end None), so no marker-driven revoke can reach it."""
     found: dict[str, list[datetime | None]] = {}
     for b in bindings:
         if b.role != role:
@@ -298,7 +325,11 @@ def holders(bindings: Sequence[policy_pb2.Binding], role: str) -> dict[str, date
         for m in b.members:
             if not m.startswith("deleted:"):
                 found.setdefault(m, []).append(end)
-    return {m: (None if None in ends else max(e for e in ends if e is not None)) for m, ends in found.items()}
+    out: dict[str, Holding] = {}
+    for m, ends in found.items():
+        known = [e for e in ends if e is not None]
+        out[m] = Holding(None, False) if len(known) < len(ends) else Holding(max(known), True)
+    return out
 
 
 class GcpConnector:
@@ -308,8 +339,9 @@ class GcpConnector:
     instead of the configured ones) and `timeout` (seconds per request)."""
 
     type: ClassVar[str] = "gcp"
+    # the condition IAM evaluates enforces the end; its title marks what jitpol granted
     capabilities: ClassVar[Capabilities] = Capabilities(
-        models=frozenset({MODEL}), native_expiry=frozenset({MODEL})
+        models=frozenset({MODEL}), native_expiry=frozenset({MODEL}), marks=frozenset({MODEL})
     )
 
     def __init__(
@@ -344,8 +376,9 @@ class GcpConnector:
     # -- Connector protocol -----------------------------------------------------------------
 
     def observe(self, scope: Scope) -> frozenset[Assignment]:
-        """Every member holding each privilege in scope.privileges, with the end IAM enforces.
-        Texts that are no GCP privilege have no holders. Read-only."""
+        """Every member holding each privilege in scope.privileges, with the end IAM enforces and
+        whether jitpol's marker is on it. Texts that are no GCP privilege have no holders.
+        Read-only."""
         self._check_model(scope.model)
         parsed: dict[str, GcpPrivilege] = {}
         for text in sorted(scope.privileges):
@@ -358,8 +391,8 @@ class GcpConnector:
         for text, priv in parsed.items():
             if priv.resource not in policies:
                 policies[priv.resource] = self._get(priv.resource)
-            for member, end in holders(policies[priv.resource].bindings, priv.role).items():
-                out.add(Assignment(self.name, scope.model, member, text, expires=end))
+            for member, held in holders(policies[priv.resource].bindings, priv.role).items():
+                out.add(Assignment(self.name, scope.model, member, text, expires=held.end, owned=held.owned))
         return frozenset(out)
 
     def apply(self, action: Action, *, check: bool = False) -> Outcome:

@@ -25,6 +25,9 @@ PRIVILEGE = canonical_json({"resource": PROJECT, "role": "roles/cloudsql.admin"}
 
 
 class TestGcpContract(ConnectorContract):
+    marks = True  # the condition title "jitpol until END" marks jitpol's bindings
+    native_end = True  # IAM evaluates the condition's END itself
+
     @pytest.fixture
     def connector(self, gcp_connect: GcpConnect) -> Iterator[Connector]:
         yield gcp_connect()

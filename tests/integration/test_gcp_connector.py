@@ -1,6 +1,7 @@
 """GcpConnector through the real google-cloud-resource-manager SDK (REST) against the local Cloud
-Resource Manager double: name checks, lazy SDK import, the IAM condition Google enforces,
-extending ends, unrelated bindings byte-for-byte untouched, etag conflicts retried, drift on
+Resource Manager double: name checks, lazy SDK import, the IAM condition Google enforces, ends
+that follow the grant both ways, the ownership marker (condition title) and standing access left
+unmarked, unrelated bindings byte-for-byte untouched, etag conflicts retried, drift on
 unconditional bindings, folders/organizations, and errors without credentials in messages."""
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ BOB = "user:bob@example.com"
 
 
 def action(op: Op, principal: str = ALICE, privilege: str = PRIVILEGE, *, until: datetime | None = None,
-           drift: bool = False) -> Action:
+           drift: bool = False, extend: bool = False) -> Action:
+    """`extend`: the end of access already present moves (the diff's ("mode", "extend"))."""
     return Action(op=op, assignment=Assignment(TARGET, MODEL, principal, privilege), resource="orders",
-                  grants=("g",), until=until, drift=drift)
+                  grants=("g",), until=until, drift=drift,
+                  details=(("grant", "g"), ("mode", "extend")) if extend else (("grant", "g"),))
 
 
 def scope_of(*privileges: str) -> Scope:
@@ -134,6 +137,8 @@ def test_condition_ends_are_recognised_only_in_jitpols_exact_form() -> None:
     assert condition_end(expression, "jitpol until 2095-01-01T00:00:00Z") == datetime(2095, 1, 1, tzinfo=UTC)
     assert condition_end(expression, "until new year") is None  # someone else's
     assert condition_end(expression + " && true", "jitpol x") is None
+    assert condition_end(expression, "jitpol until 2096-01-01T00:00:00Z") is None  # title and end disagree
+    assert condition_end(expression, "jitpol until 2095-01-01T00:00:00Z (copy)") is None
     assert rfc3339(datetime(2095, 1, 1, 0, 0, 0, 1, tzinfo=UTC)) == "2095-01-01T00:00:01Z"
 
 
@@ -171,7 +176,8 @@ def test_unrelated_bindings_conditions_and_audit_configs_survive_everything(
     before = canon(fake_crm.policy(PROJECT)["bindings"])
     connector.apply(action("grant", until=in_hours(2)))
     connector.apply(action("grant", BOB, until=in_hours(2)))
-    connector.apply(action("grant", until=in_hours(5)))  # extend
+    connector.apply(action("grant", until=in_hours(5), extend=True))
+    connector.apply(action("grant", BOB, until=in_hours(1), extend=True))  # shorten
     assert canon(others(fake_crm)) == before
     connector.apply(action("revoke"))
     connector.apply(action("revoke", BOB))
@@ -190,7 +196,8 @@ def test_members_under_someone_elses_conditions_keep_them_through_grant_and_revo
     before = canon(fake_crm.policy(PROJECT)["bindings"])
     for member in ("user:carol@example.org", "user:dave@example.org"):
         assert connector.apply(action("grant", member, until=in_hours(2))).changed
-        assert connector.apply(action("grant", member, until=in_hours(3))).changed  # extend
+        assert connector.apply(action("grant", member, until=in_hours(3), extend=True)).changed
+        assert connector.apply(action("grant", member, until=in_hours(1), extend=True)).changed
     assert canon(others(fake_crm)) == before
     assert {a.principal for a in connector.observe(scope_of(PRIVILEGE))} >= {"user:carol@example.org",
                                                                              "user:dave@example.org"}
@@ -199,28 +206,121 @@ def test_members_under_someone_elses_conditions_keep_them_through_grant_and_revo
     assert canon(fake_crm.policy(PROJECT)["bindings"]) == before
 
 
-def test_extend_replaces_only_jitpols_binding_and_a_later_end_is_kept(
+def ends_of_ours(crm: FakeCrm) -> set[tuple[tuple[str, ...], datetime | None]]:
+    return {(tuple(b["members"]), condition_end(b["condition"]["expression"], b["condition"]["title"]))
+            for b in ours(crm)}
+
+
+def test_the_end_follows_the_grant_both_ways_and_moves_only_that_member(
     fake_crm: FakeCrm, gcp_connect: GcpConnect
 ) -> None:
     connector = gcp_connect()
     connector.apply(action("grant", until=in_hours(2)))
     connector.apply(action("grant", BOB, until=in_hours(2)))  # shares the binding with alice
 
-    longer = connector.apply(action("grant", until=in_hours(4)))
+    longer = connector.apply(action("grant", until=in_hours(4), extend=True))
     assert longer.changed
-    assert {(tuple(b["members"]), condition_end(b["condition"]["expression"], b["condition"]["title"]))
-            for b in ours(fake_crm)} == {((BOB,), in_hours(2)), ((ALICE,), in_hours(4))}
+    assert ends_of_ours(fake_crm) == {((BOB,), in_hours(2)), ((ALICE,), in_hours(4))}
 
-    shorter = connector.apply(action("grant", until=in_hours(3)))
-    assert not shorter.changed and shorter.operations == ()
+    # a shorter live end (a schedule, a restriction, break-glass) is applied too: IAM must stop
+    # honouring alice's access at the new end, not at the old later one
+    shorter = connector.apply(action("grant", until=in_hours(3), extend=True))
+    assert shorter.changed
+    assert f"remove {ALICE} from {ROLE} if" in shorter.operations[0]
+    assert ends_of_ours(fake_crm) == {((BOB,), in_hours(2)), ((ALICE,), in_hours(3))}
+    assert fake_crm.has_access(PROJECT, ROLE, ALICE, in_hours(3) - timedelta(seconds=1))
+    assert not fake_crm.has_access(PROJECT, ROLE, ALICE, in_hours(3))
     observed = {a.principal: a.expires for a in connector.observe(scope_of(PRIVILEGE))}
-    assert observed[ALICE] == in_hours(4) and observed[BOB] == in_hours(2)
+    assert observed[ALICE] == in_hours(3) and observed[BOB] == in_hours(2)
+
+    again = connector.apply(action("grant", until=in_hours(3), extend=True))
+    assert not again.changed and again.operations == ()
 
 
-def test_members_holding_the_role_unconditionally_already_have_it(fake_crm: FakeCrm, gcp_connect: GcpConnect) -> None:
-    outcome = gcp_connect().apply(action("grant", "user:standing@example.org", until=in_hours(1)))
-    assert not outcome.changed and outcome.operations == ()
-    assert fake_crm.writes() == []
+def test_shortening_joins_the_binding_of_that_end_and_leaves_one_jitpol_binding_per_member(
+    fake_crm: FakeCrm, gcp_connect: GcpConnect
+) -> None:
+    connector = gcp_connect()
+    connector.apply(action("grant", BOB, until=in_hours(1)))
+    connector.apply(action("grant", until=in_hours(5)))
+    assert connector.apply(action("grant", until=in_hours(1), extend=True)).changed
+    assert [sorted(b["members"]) for b in ours(fake_crm)] == [[ALICE, BOB]]
+    assert not fake_crm.has_access(PROJECT, ROLE, ALICE, in_hours(1))
+
+
+def test_two_jitpol_bindings_left_by_an_older_version_become_one_with_the_grants_end(
+    fake_crm: FakeCrm, gcp_connect: GcpConnect
+) -> None:
+    def jitpols(end: datetime) -> dict[str, Any]:
+        text = rfc3339(end)
+        return {"role": ROLE, "members": [ALICE],
+                "condition": {"title": f"jitpol until {text}", "expression": f'request.time < timestamp("{text}")'}}
+
+    fake_crm.set_bindings(PROJECT, [*UNRELATED_BINDINGS, jitpols(in_hours(2)), jitpols(in_hours(6))])
+    connector = gcp_connect()
+    (alice,) = [a for a in connector.observe(scope_of(PRIVILEGE)) if a.principal == ALICE]
+    assert alice.expires == in_hours(6) and alice.owned is True  # the later one is what IAM honours
+    # the same end as one of them still changes the policy: the other binding must go
+    assert connector.apply(action("grant", until=in_hours(2), extend=True)).changed
+    assert ends_of_ours(fake_crm) == {((ALICE,), in_hours(2))}
+    assert not fake_crm.has_access(PROJECT, ROLE, ALICE, in_hours(2))
+
+
+# -- the ownership marker ----------------------------------------------------------------------
+
+
+def test_what_jitpol_granted_is_observed_as_owned_and_standing_access_is_not(
+    fake_crm: FakeCrm, gcp_connect: GcpConnect
+) -> None:
+    connector = gcp_connect()
+    connector.apply(action("grant", until=in_hours(2)))
+    observed = {a.principal: a for a in connector.observe(scope_of(PRIVILEGE))}
+    assert observed[ALICE].owned is True
+    assert observed["user:standing@example.org"].owned is False  # an unconditional binding
+    assert observed["group:dba@example.org"].owned is False
+    assert "user:carol@example.org" not in observed  # someone else's condition: not reported
+    # the marker is the condition's title, fixed text around the end jitpol computed
+    (binding,) = ours(fake_crm)
+    assert binding["condition"]["title"] == f"jitpol until {rfc3339(in_hours(2))}"
+
+
+def test_a_grant_that_finds_standing_access_leaves_it_unmarked_and_unchanged(
+    fake_crm: FakeCrm, gcp_connect: GcpConnect
+) -> None:
+    standing = "user:standing@example.org"
+    connector = gcp_connect()
+    before = fake_crm.policy(PROJECT)
+    for step in (action("grant", standing, until=in_hours(1)),
+                 action("grant", standing, until=in_hours(3), extend=True)):
+        outcome = connector.apply(step)
+        assert not outcome.changed and outcome.before and outcome.operations == ()
+        assert not connector.apply(step, check=True).changed
+    assert fake_crm.writes() == [] and fake_crm.policy(PROJECT) == before
+    (held,) = [a for a in connector.observe(scope_of(PRIVILEGE)) if a.principal == standing]
+    assert held.owned is False and held.expires is None
+
+
+def test_a_member_holding_the_role_both_ways_is_standing(fake_crm: FakeCrm, gcp_connect: GcpConnect) -> None:
+    # someone gave alice the role unconditionally after jitpol's grant: the end no longer ends her
+    # access, and nothing may treat it as jitpol's alone
+    connector = gcp_connect()
+    connector.apply(action("grant", until=in_hours(2)))
+    fake_crm.set_bindings(PROJECT, [*fake_crm.policy(PROJECT)["bindings"], {"role": ROLE, "members": [ALICE]}])
+    (alice,) = [a for a in connector.observe(scope_of(PRIVILEGE)) if a.principal == ALICE]
+    assert alice.owned is False and alice.expires is None
+    assert not connector.apply(action("grant", until=in_hours(1), extend=True)).changed
+
+
+@pytest.mark.parametrize("title", ["jitpol", "jitpol until 2095-01-01T00:00:00Z", "jitpolish rule",
+                                   "Jitpol until 2096-01-01T00:00:00Z"])
+def test_only_the_exact_marker_counts_as_jitpols(fake_crm: FakeCrm, gcp_connect: GcpConnect, title: str) -> None:
+    expression = 'request.time < timestamp("2096-01-01T00:00:00Z")'
+    fake_crm.set_bindings(PROJECT, [*UNRELATED_BINDINGS,
+                                    {"role": ROLE, "members": [ALICE],
+                                     "condition": {"title": title, "expression": expression}}])
+    connector = gcp_connect()
+    assert ALICE not in {a.principal for a in connector.observe(scope_of(PRIVILEGE))}
+    assert not connector.apply(action("revoke")).changed  # someone else's condition is never touched
 
 
 def test_observe_reports_standing_and_jitpol_holders_but_not_foreign_conditions(
