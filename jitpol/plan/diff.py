@@ -206,6 +206,8 @@ def diff(
                 enforced = ends.get(key)
                 if enforced is None or abs(enforced - want.until) <= END_SLACK:
                     continue
+                if key not in owned and key not in managed:
+                    continue  # standing access someone else gave (another PAM tool's TTL): its end is theirs
                 verb = "extend" if enforced < want.until else "shorten"
                 reason = f"{verb} the end the target enforces to {want.until:%Y-%m-%dT%H:%M:%SZ}"
             else:
