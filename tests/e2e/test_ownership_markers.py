@@ -126,3 +126,18 @@ def test_lines_appended_without_the_reconcilers_key_keep_nothing(tmp_path: Path)
     assert "did not sign" in res.output, res.output
     assert "bob" not in w.rb.members("app_read"), res.output
     assert "alice" in w.rb.members("app_read"), "the signed part of the ledger still keeps alice's interval"
+
+
+def test_a_symlinked_audit_folder_still_revokes_what_jitpol_owns(tmp_path: Path) -> None:
+    """audit/ replaced by a committed link to a copy elsewhere: jitpol reads nothing through it,
+    and the marker still finds carol's orphaned membership."""
+    w = World(tmp_path, with_root=True)
+    lose_the_ledger(w)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (w.rb.root / "audit").symlink_to(elsewhere)
+    w.commit("audit is a link")
+    res = w.run("apply", "--at", T2, "--no-commit")
+    assert res.exit_code == 1, res.output
+    assert w.rb.members("app_read") == ["alice", "dave"], res.output
+    assert list(elsewhere.iterdir()) == [], "jitpol wrote through the link"
