@@ -342,7 +342,7 @@ for line in sys.stdin:
             found = connector.observe(Scope(s["target"], s["model"], frozenset(s["privileges"]),
                                             tuple((k, v) for k, v in s["settings"])))
             answer = {"observed": [[x.target, x.model, x.principal, x.privilege,
-                                    x.expires.isoformat() if x.expires else None] for x in found]}
+                                    x.expires.isoformat() if x.expires else None, x.owned] for x in found]}
         else:
             connector.close()
             answer = {"closed": True}
@@ -375,8 +375,8 @@ class LocalProxy:
             "target": scope.target, "model": scope.model, "privileges": sorted(scope.privileges),
             "settings": [list(kv) for kv in scope.settings]}})
         return frozenset(
-            Assignment(t, m, p, v, expires=datetime.fromisoformat(e) if e else None)
-            for t, m, p, v, e in answer["observed"]
+            Assignment(t, m, p, v, expires=datetime.fromisoformat(e) if e else None, owned=o)
+            for t, m, p, v, e, o in answer["observed"]
         )
 
     def apply(self, action: Action, *, check: bool = False) -> Outcome:

@@ -52,6 +52,13 @@ Models (see docs/targets/ssh.md):
   used): the reconciler's rotation at the window's end is what ends a checkout. observe
   reports nothing for this model (the ledger knows the holders).
 
+Ownership markers (Capabilities.marks): an ephemeral account's GECOS `jitpol grant <grant>`
+and a sudo drop-in's header `# managed by jitpol: grant <grant>` (fixed text and an allow-listed
+grant name): observe reports only what carries them, owned True. A line of /etc/group has no room
+for a marker: role-membership is owned None (only the ledger knows). Native ends (the account's
+expiry day and its keys' expiry-time, a rule's NOTAFTER) follow action.until both ways: any other
+end is rewritten to it, earlier or later.
+
 Root-equivalent privileges (docs/targets/ssh.md): groups in PRIVILEGED_GROUPS (docker, lxd,
 libvirt, ...) or named in sudoers (`%group`, `%#gid`), and sudo rules for the programs
 sudoers.privileged_command names (file writers, chmod/chown, account tools, package managers,
@@ -726,8 +733,11 @@ class LinuxHost:
     `login_user` is the user the runner acts through: jitpol never changes its access."""
 
     type: ClassVar[str]
+    # marks: ephemeral accounts carry the GECOS marker and sudo rules jitpol's header; a line of
+    # /etc/group has no room for one, so role-membership is only known through the ledger
     capabilities: ClassVar[Capabilities] = Capabilities(
-        models=MODELS, native_expiry=frozenset({EPHEMERAL, SUDO}), ends_sessions=True
+        models=MODELS, native_expiry=frozenset({EPHEMERAL, SUDO}), marks=frozenset({EPHEMERAL, SUDO}),
+        ends_sessions=True,
     )
 
     def __init__(self, name: str, runner: Runner, *, end_sessions: bool = True, login_user: str = "root") -> None:
@@ -740,22 +750,25 @@ class LinuxHost:
 
     def observe(self, scope: Scope) -> frozenset[Assignment]:
         """role-membership: the direct members of every group in scope.privileges (groups that
-        do not exist have none). ephemeral-account: EVERY account carrying jitpol's marker,
-        whatever scope.privileges says, with its groups and the end the host enforces.
-        sudo-rule: the jitpol drop-ins whose rule is in scope.privileges, with their NOTAFTER.
-        credential-checkout: nothing (the ledger knows who holds a secret). Read-only."""
+        do not exist have none), owned None (a line of /etc/group cannot carry a marker).
+        ephemeral-account: EVERY account carrying jitpol's GECOS marker, whatever
+        scope.privileges says, with its groups and the end the host enforces, owned True
+        (accounts without the marker are never reported: not jitpol's to change).
+        sudo-rule: the jitpol drop-ins (jitpol's header, exactly the template) whose rule is in
+        scope.privileges, with their NOTAFTER, owned True (rules jitpol did not write are never
+        read). credential-checkout: nothing (the ledger knows who holds a secret). Read-only."""
         self._check_model(scope.model)
         if scope.model == ROLE:
             return self._observe_groups(scope)
         if scope.model == EPHEMERAL:
             return frozenset(
-                Assignment(self.name, EPHEMERAL, a.user.name, a.privilege, expires=a.expires)
+                Assignment(self.name, EPHEMERAL, a.user.name, a.privilege, expires=a.expires, owned=True)
                 for a in self._accounts(u for u in self._passwd() if u.marked).values()
             )
         if scope.model == CHECKOUT:
             return frozenset()
         return frozenset(
-            Assignment(self.name, SUDO, rule.user, rule.privilege, expires=rule.not_after)
+            Assignment(self.name, SUDO, rule.user, rule.privilege, expires=rule.not_after, owned=True)
             for rule in self._rules().values()
             if rule.privilege in scope.privileges
         )
@@ -763,9 +776,11 @@ class LinuxHost:
     def apply(self, action: Action, *, check: bool = False) -> Outcome:
         """Make one action true; idempotent (already true -> changed=False, no operations),
         except `rotate`, which is an event and always changes the password. check=True only
-        reads, and lists the commands it would send. Additions with a native end are already
-        true only when the host enforces an end >= action.until; an earlier end is extended, a
-        later one never shortened."""
+        reads, and lists the commands it would send. Additions with a native end (sudo-rule,
+        ephemeral-account) are already true only when the host enforces exactly action.until
+        (to its granularity: the second for NOTAFTER and expiry-time, the day for the account's
+        expiry); any other end is set to action.until, earlier or later alike (a schedule,
+        break-glass deadline or restriction can cut a window short)."""
         a = action.assignment
         self._check_model(a.model)
         expected = {ROLE: ("grant", "revoke"), EPHEMERAL: ("create-account", "delete-account"),
@@ -897,17 +912,14 @@ class LinuxHost:
         steps: list[_Step] = []
         if account.groups != groups:
             steps.append(_Step(("usermod", "-G", ",".join(groups), "--", name)))
-        if account.expire_day is None or account.expire_day < day:
+        # both ends follow the grant's live end exactly, earlier or later alike
+        if account.expire_day != day:
             steps.append(_Step(("usermod", "--expiredate", day_start(day).strftime("%Y-%m-%d"), "--", name)))
         ends = {k.end for k in account.keys}
         current_end = next(iter(ends)) if len(ends) == 1 else None
-        if sorted(k.key for k in account.keys) != sorted(keys) or current_end is None or current_end < until:
-            # never shorten: keep a later end the keys already have
-            end = until if current_end is None or current_end < until else current_end
-            steps.append(_Step(
-                write_keys.argv, stdin=authorized_keys_text(keys, end, grant),
-                note=f"[authorized_keys: {len(keys)} key(s), expiry-time={key_end(end)}]"
-            ))
+        if sorted(k.key for k in account.keys) != sorted(keys) or current_end is None \
+                or key_end(current_end) != key_end(until):
+            steps.append(write_keys)
         return steps
 
     def _accounts(self, users: Iterable[_User]) -> dict[str, _Account]:
@@ -939,12 +951,16 @@ class LinuxHost:
 
     # -- sudo-rule --------------------------------------------------------------------------
 
-    def _rules(self) -> dict[str, sudoers.SudoRule]:
-        """file name -> rule for every jitpol drop-in that parses (others are not ours to read)."""
+    def _rule_files(self) -> dict[str, str]:
+        """file name -> text of every regular file /etc/sudoers.d/jitpol-<16 hex>, whoever wrote it."""
+        records = _records(self._run(["sh", "-c", _READ_RULES, "jitpol-read-rules"]).out)
+        return {f: text for f, text in records.items() if sudoers.FILE_NAME.fullmatch(f)}
+
+    def _rules(self, files: Mapping[str, str] | None = None) -> dict[str, sudoers.SudoRule]:
+        """file name -> rule for every jitpol drop-in that parses: jitpol's header and exactly
+        the template (others are not ours to read)."""
         out = {}
-        for fname, text in _records(self._run(["sh", "-c", _READ_RULES, "jitpol-read-rules"]).out).items():
-            if not sudoers.FILE_NAME.fullmatch(fname):
-                continue
+        for fname, text in (self._rule_files() if files is None else files).items():
             try:
                 out[fname] = sudoers.parse(text)
             except ValueError:
@@ -967,13 +983,17 @@ class LinuxHost:
                 self._privileged_refusal(action, [f"sudo-rule command {command!r}: {why}"])
         fname = sudoers.file_name(user, a.privilege)
         path = f"{sudoers.SUDOERS_DIR}/{fname}"
-        rules = self._rules()
+        files = self._rule_files()
+        rules = self._rules(files)
         mine = {f for f, r in rules.items() if r.user == user and r.privilege == a.privilege}
-        exists = self._run(["test", "-e", path], ok=(0, 1)).status == 0
+        # the file at our name is ours only with jitpol's header: a rule someone else wrote there
+        # is never replaced or removed (one whose rule line was edited under our header is ours)
+        foreign = fname in files and not sudoers.marked(files[fname])
 
         if action.op == "revoke":
             # our file by name, and any other drop-in of ours that holds the same rule
-            targets = sorted(({path} if exists else set()) | {f"{sudoers.SUDOERS_DIR}/{f}" for f in mine})
+            ours = fname in files and not foreign
+            targets = sorted(({path} if ours else set()) | {f"{sudoers.SUDOERS_DIR}/{f}" for f in mine})
             if not targets:
                 return Outcome(changed=False, before=True, after=True)
             step = _Step(("rm", "-f", "--", *targets))
@@ -983,9 +1003,16 @@ class LinuxHost:
 
         if action.until is None:
             raise PermanentTargetError(f"target {self.name}: a sudo-rule grant needs the window's end")
+        if foreign:
+            raise PermanentTargetError(
+                f"target {self.name}: {path} exists but was not written by jitpol (no `{sudoers.MARKER}` "
+                "header); leaving it alone"
+            )
         current = rules.get(fname)
+        # already true only with exactly the grant's end (to the second NOTAFTER names): any other
+        # end, earlier or later, is rewritten to it
         if current is not None and current.user == user and current.privilege == a.privilege \
-                and current.not_after >= action.until:
+                and sudoers.end_stamp(current.not_after) == sudoers.end_stamp(action.until):
             return Outcome(changed=False, before=True, after=True)
         self._require_person(user)
         self._check_program(program, tuple(args), action)

@@ -29,6 +29,9 @@ permissions or accounts, install software or mount, or have an interactive shell
 (SYSTEMCTL_VERBS). These are not refused by validate_command, so that rules already granted keep
 parsing and can always be revoked.
 
+The header line is jitpol's ownership marker (marked): the connector rewrites or removes a
+drop-in only when it carries it, and reports every rule it reads as jitpol's (owned True).
+
 group_mentions finds the lines of sudoers text that give a group rights (`%group`, `%#gid`): a
 group sudoers names is sudo in disguise, and the connector hands it out only with opt-in.
 """
@@ -300,6 +303,16 @@ _RULE = re.compile(
     r"(?:NOTBEFORE=(?P<nb>\d{14}Z) )?NOTAFTER=(?P<na>\d{14}Z) NOPASSWD: "
     r"(?P<cmnd>/[A-Za-z0-9_./+-]+(?: \"\"|(?: [A-Za-z0-9_./@+-]+)*))\n"
 )
+
+
+_HEADER = re.compile(rf"{re.escape(MARKER)}(?:: grant [a-z0-9][a-z0-9-]{{0,62}})?")
+
+
+def marked(text: str) -> bool:
+    """True when a drop-in's first line is the header render() writes (jitpol's ownership
+    marker: fixed text and an allow-listed grant name). What follows it may have been edited;
+    the file is still jitpol's to rewrite or remove. A file without it is never touched."""
+    return bool(_HEADER.fullmatch(text.split("\n", 1)[0]))
 
 
 def parse(text: str) -> SudoRule:

@@ -28,7 +28,11 @@ WINDOW = timedelta(hours=1)
 
 
 class TestSshRoleMembershipContract(ConnectorContract):
+    """A line of /etc/group has no room for a marker (owned None) and membership has no end."""
+
     MODEL = "role-membership"
+    marks: ClassVar[bool] = False
+    native_end: ClassVar[bool] = False
 
     @pytest.fixture
     def connector(self, ssh_host: SshHost, ssh_root: SshConnector) -> Connector:
@@ -61,7 +65,11 @@ class TestSshRoleMembershipContract(ConnectorContract):
 
 
 class TestSshSudoRuleContract(ConnectorContract):
+    """jitpol's header marks its drop-ins; NOTAFTER is the native end."""
+
     MODEL = "sudo-rule"
+    marks: ClassVar[bool] = True
+    native_end: ClassVar[bool] = True
 
     @pytest.fixture
     def connector(self, ssh_host: SshHost, ssh_root: SshConnector) -> Connector:
@@ -83,7 +91,7 @@ class TestSshSudoRuleContract(ConnectorContract):
 
     @pytest.fixture
     def make_action(self, principal: str, privilege: str) -> MakeAction:
-        until = datetime.now(UTC) + WINDOW  # one end for every action: a later one would extend
+        until = datetime.now(UTC) + WINDOW  # one end for every action: another end would move it
 
         def make(op: Op) -> Action:
             return Action(
@@ -97,9 +105,12 @@ class TestSshSudoRuleContract(ConnectorContract):
 
 class TestSshEphemeralAccountContract(ConnectorContract):
     """Operations create-account / delete-account; observe reports every account carrying
-    jitpol's marker, whatever scope.privileges names."""
+    jitpol's marker (the GECOS comment), whatever scope.privileges names. Native ends: the
+    keys' expiry-time and the account's expiry day."""
 
     MODEL = "ephemeral-account"
+    marks: ClassVar[bool] = True
+    native_end: ClassVar[bool] = True
     add_op: ClassVar[Op] = "create-account"
     remove_op: ClassVar[Op] = "delete-account"
     observe_filters_by_privileges: ClassVar[bool] = False
@@ -120,7 +131,7 @@ class TestSshEphemeralAccountContract(ConnectorContract):
     def make_action(self, ssh_host: SshHost, groups: list[str]) -> MakeAction:
         account = unique("jit-alice-")
         keys = ssh_host.public_key + " alice@laptop\n"
-        until = datetime.now(UTC) + WINDOW  # one end for every action: a later one would extend
+        until = datetime.now(UTC) + WINDOW  # one end for every action: another end would move it
 
         def make(op: Op) -> Action:
             return Action(

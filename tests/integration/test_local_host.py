@@ -70,6 +70,9 @@ def sudo_as(host: SshHost, user: str, *command: str) -> subprocess.CompletedProc
 
 
 class TestLocalRoleMembershipContract(ConnectorContract):
+    marks: ClassVar[bool] = False  # /etc/group has no room for a marker
+    native_end: ClassVar[bool] = False
+
     @pytest.fixture
     def connector(self, ssh_host: SshHost, local_root: LocalProxy) -> Connector:
         return local_root
@@ -92,6 +95,9 @@ class TestLocalRoleMembershipContract(ConnectorContract):
 
 
 class TestLocalSudoRuleContract(ConnectorContract):
+    marks: ClassVar[bool] = True  # jitpol's header on its drop-ins
+    native_end: ClassVar[bool] = True  # NOTAFTER
+
     @pytest.fixture
     def connector(self, ssh_host: SshHost, local_root: LocalProxy) -> Connector:
         return local_root
@@ -108,6 +114,8 @@ class TestLocalSudoRuleContract(ConnectorContract):
 
 
 class TestLocalEphemeralAccountContract(ConnectorContract):
+    marks: ClassVar[bool] = True  # the GECOS comment
+    native_end: ClassVar[bool] = True  # the keys' expiry-time and the account's expiry day
     add_op: ClassVar[Op] = "create-account"
     remove_op: ClassVar[Op] = "delete-account"
     observe_filters_by_privileges: ClassVar[bool] = False
@@ -136,9 +144,13 @@ class TestLocalEphemeralAccountContract(ConnectorContract):
 # -- native ends and the same host seen both ways -----------------------------------------------------
 
 
-def test_sudo_works_inside_the_window_and_not_after_notafter(local_root: LocalProxy, ssh_host: SshHost) -> None:
+def test_sudo_works_inside_the_shortened_window_and_not_after_notafter(
+    local_root: LocalProxy, ssh_host: SshHost
+) -> None:
     person = ssh_host.user()
     privilege = rule("/usr/bin/id -u")
+    assert local_root.apply(act("grant", SUDO, person, privilege, until=datetime.now(UTC) + WINDOW)).changed
+    # then shortened (a restriction cut the window): NOTAFTER follows the earlier end
     until = datetime.now(UTC) + timedelta(seconds=2.5)
     outcome = local_root.apply(act("grant", SUDO, person, privilege, until=until))
     assert [op.split()[0] for op in outcome.operations] == ["install", "visudo", "mv"]  # no sudo, no ssh
@@ -162,12 +174,15 @@ def test_local_and_ssh_connectors_see_the_same_host(local_root: LocalProxy, ssh_
                                                     ssh_host: SshHost) -> None:
     group, person = ssh_host.group(), ssh_host.user()
     privilege = rule("/usr/bin/true")
-    until = datetime.now(UTC) + WINDOW  # one end for both sides (a later one would rightly be an extension)
+    until = datetime.now(UTC) + WINDOW  # one end for both sides (another end would rightly move it)
     local_root.apply(act("grant", ROLE, person, group))
     local_root.apply(act("grant", SUDO, person, privilege, until=until))
     for model, name in ((ROLE, group), (SUDO, privilege)):
         scope = Scope(TARGET, model, frozenset({name}))
         assert ssh_root.observe(scope) == local_root.observe(scope) == {Assignment(TARGET, model, person, name)}
+        # both read the same marker (the sudoers header), or both know a membership carries none
+        assert [a.owned for a in ssh_root.observe(scope)] == [a.owned for a in local_root.observe(scope)] == [
+            True if model == SUDO else None]
         # what one applied, the other finds already true; what one revokes, the other sees gone
         assert not ssh_root.apply(act("grant", model, person, name, until=until)).changed
         ssh_root.apply(act("revoke", model, person, name))

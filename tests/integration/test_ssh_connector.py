@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import paramiko
 import pytest
 
-from jitpol.connectors import ssh
+from jitpol.connectors import ssh, sudoers
 from jitpol.connectors.ssh import SshConnector, check_name
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Op, Scope
@@ -330,6 +331,7 @@ def test_ephemeral_login_works_in_the_window_and_not_after(ssh_root: SshConnecto
     assert observed == {Assignment(TARGET, EPHEMERAL, account, groups_json(group))}
     (seen,) = observed
     assert seen.expires is not None and until <= seen.expires < until + timedelta(seconds=1)
+    assert seen.owned is True  # the GECOS marker
     passwd = ssh_host.passwd(account)
     assert passwd is not None and passwd[4] == "jitpol grant g-it" and passwd[6] == "/bin/bash"
     shadow = ssh_host.run("getent", "shadow", account).stdout.split(":")
@@ -389,27 +391,62 @@ def test_delete_account_ends_its_processes(ssh_root: SshConnector, ssh_host: Ssh
     assert not again.changed and again.operations == ()
 
 
-def test_an_earlier_end_is_extended_and_a_later_one_kept(ssh_root: SshConnector, ssh_host: SshHost) -> None:
+def test_the_account_end_follows_the_grant_both_ways(ssh_root: SshConnector, ssh_host: SshHost) -> None:
     account = unique("jit-ext-")
     privilege = groups_json(ssh_host.group())
-    first = datetime.now(UTC).replace(microsecond=0) + HOUR
+    first = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)  # whole seconds: observed exactly
 
-    def create(until: datetime, *, check: bool = False) -> bool:
-        return ssh_root.apply(act("create-account", EPHEMERAL, account, privilege, until=until,
-                                  keys=ssh_host.public_key), check=check).changed
+    def create(until: datetime, *, check: bool = False, extend: bool = True) -> tuple[str, ...] | None:
+        action = act("create-account", EPHEMERAL, account, privilege, until=until, keys=ssh_host.public_key)
+        if extend:  # what the diff sends when the enforced end differs from the grant's live end
+            action = replace(action, details=tuple(sorted({**dict(action.details), "mode": "extend"}.items())))
+        outcome = ssh_root.apply(action, check=check)
+        return outcome.operations if outcome.changed else None
 
     def expires() -> datetime | None:
         (a,) = [a for a in ssh_root.observe(Scope(TARGET, EPHEMERAL, frozenset())) if a.principal == account]
         return a.expires
 
-    assert create(first)
-    assert not create(first - timedelta(minutes=30))  # never shortened
-    assert expires() == first
+    def shadow_day() -> int:
+        return int(ssh_host.run("getent", "shadow", account).stdout.split(":")[7])
+
+    assert create(first, extend=False)
+    assert expires() == first and shadow_day() == ssh.expire_day(first)
+    # shortened: a restriction cut the window to one hour; the keys and the account's day follow
+    shorter = first - timedelta(days=3) + HOUR
+    ops = create(shorter, check=True)
+    assert ops is not None and expires() == first  # check mode writes nothing
+    assert [op.split()[0] for op in ops] == ["usermod", "sh"]
+    assert create(shorter) == ops
+    assert expires() == shorter and shadow_day() == ssh.expire_day(shorter)
+    assert create(shorter) is None  # in place
+    # lengthened again, past the first end
     later = first + timedelta(days=2)
-    assert create(later, check=True) and expires() == first  # check mode writes nothing
     assert create(later)
-    assert expires() == later
-    assert not create(later)
+    assert expires() == later and shadow_day() == ssh.expire_day(later)
+    assert create(later) is None
+    # within the same second and day: nothing to write
+    assert create(later - timedelta(microseconds=1)) is None
+
+
+def test_a_shortened_account_end_is_enforced_by_sshd(ssh_root: SshConnector, ssh_host: SshHost) -> None:
+    account = unique("jit-cut-")
+    privilege = groups_json(ssh_host.group())
+    ssh_root.apply(act("create-account", EPHEMERAL, account, privilege, until=datetime.now(UTC) + HOUR,
+                       keys=ssh_host.public_key))
+    assert ssh_host.login(account, "true")[0] == 0
+    cut = datetime.now(UTC) + timedelta(seconds=2.5)
+    outcome = ssh_root.apply(act("create-account", EPHEMERAL, account, privilege, until=cut,
+                                 keys=ssh_host.public_key))
+    assert outcome.changed and any(f"expiry-time={ssh.key_end(cut)}" in op for op in outcome.operations)
+    (seen,) = [a for a in ssh_root.observe(Scope(TARGET, EPHEMERAL, frozenset())) if a.principal == account]
+    assert seen.expires is not None and cut <= seen.expires < cut + timedelta(seconds=1)
+    assert seen.owned is True
+    assert ssh_host.login(account, "true")[0] == 0
+    assert datetime.now(UTC) < cut, "the machine is too slow for this window"
+    wait_until(seen.expires + timedelta(seconds=0.2))
+    with pytest.raises(paramiko.AuthenticationException):
+        ssh_host.login(account, "true")
 
 
 def test_changed_groups_are_set_exactly(ssh_root: SshConnector, ssh_host: SshHost) -> None:
@@ -495,17 +532,47 @@ def test_a_rule_without_arguments_allows_none(ssh_root: SshConnector, ssh_host: 
     assert status == 0 and out.startswith("uid=0(root)")
 
 
-def test_sudo_rule_end_is_extended_never_shortened(ssh_root: SshConnector, ssh_host: SshHost) -> None:
+def test_sudo_rule_end_follows_the_grant_both_ways(ssh_root: SshConnector, ssh_host: SshHost) -> None:
     person = ssh_host.user()
     privilege = rule("/usr/bin/id")
-    first = datetime.now(UTC).replace(microsecond=0) + HOUR  # whole seconds: observed exactly
+    first = datetime.now(UTC).replace(microsecond=0) + 3 * HOUR  # whole seconds: observed exactly
     scope = Scope(TARGET, SUDO, frozenset({privilege}))
-    assert ssh_root.apply(act("grant", SUDO, person, privilege, until=first)).changed
-    assert not ssh_root.apply(act("grant", SUDO, person, privilege, until=first - timedelta(minutes=5))).changed
-    assert [a.expires for a in ssh_root.observe(scope)] == [first]
-    assert ssh_root.apply(act("grant", SUDO, person, privilege, until=first + HOUR)).changed
+
+    def grant(until: datetime, *, check: bool = False) -> bool:
+        return ssh_root.apply(act("grant", SUDO, person, privilege, until=until), check=check).changed
+
+    assert grant(first)
+    assert not grant(first)
+    assert not grant(first - timedelta(microseconds=1))  # the same NOTAFTER second
+    # shortened: the file is rewritten with the earlier NOTAFTER
+    assert grant(first - 2 * HOUR, check=True)
+    assert [a.expires for a in ssh_root.observe(scope)] == [first]  # check mode writes nothing
+    assert grant(first - 2 * HOUR)
+    assert [(a.expires, a.owned) for a in ssh_root.observe(scope)] == [(first - 2 * HOUR, True)]
+    (name,) = ssh_host.jitpol_rule_files()  # replaced in place, no temp file left
+    assert f"NOTAFTER={ssh.key_end(first - 2 * HOUR)}" in ssh_host.run("cat", f"/etc/sudoers.d/{name}").stdout
+    assert not grant(first - 2 * HOUR)
+    # lengthened
+    assert grant(first + HOUR)
     assert [a.expires for a in ssh_root.observe(scope)] == [first + HOUR]
-    assert len(ssh_host.jitpol_rule_files()) == 1  # replaced in place, no temp file left
+    assert len(ssh_host.jitpol_rule_files()) == 1
+
+
+def test_a_shortened_notafter_is_enforced_by_sudo(ssh_root: SshConnector, ssh_host: SshHost) -> None:
+    person = ssh_host.user(key=True)
+    privilege = rule("/usr/bin/id -u")
+    ssh_root.apply(act("grant", SUDO, person, privilege, until=datetime.now(UTC) + HOUR))
+    cut = datetime.now(UTC) + timedelta(seconds=2.5)
+    outcome = ssh_root.apply(act("grant", SUDO, person, privilege, until=cut))
+    assert outcome.changed and [op.split()[0] for op in outcome.operations] == ["install", "visudo", "mv"]
+    (observed,) = ssh_root.observe(Scope(TARGET, SUDO, frozenset({privilege})))
+    assert observed.expires is not None and cut <= observed.expires < cut + timedelta(seconds=1)
+    status, out, _ = ssh_host.login(person, "sudo -n /usr/bin/id -u")
+    assert datetime.now(UTC) < cut, "the machine is too slow for this window"
+    assert (status, out.strip()) == (0, "0")
+    wait_until(observed.expires + timedelta(seconds=0.2))
+    status, _, err = ssh_host.login(person, "sudo -n /usr/bin/id -u")
+    assert status != 0 and "password is required" in err
 
 
 def test_sudo_programs_are_checked_on_the_host(ssh_root: SshConnector, ssh_host: SshHost) -> None:
@@ -548,18 +615,63 @@ def test_sudo_rules_need_a_real_person(ssh_root: SshConnector, ssh_host: SshHost
 
 
 def test_unmanaged_sudoers_files_are_left_alone(ssh_root: SshConnector, ssh_host: SshHost) -> None:
-    person = ssh_host.user()
+    person = ssh_host.user(key=True)
     privilege = rule("/usr/bin/id")
-    # a hand-written rule for the same person and command, and a jitpol-named file we did not write
-    ssh_host.write_file("/etc/sudoers.d/local-admins", f"{person} ALL=(root) NOPASSWD: /usr/bin/id\n")
-    ssh_host.write_file("/etc/sudoers.d/jitpol-0000000000000000", f"{person} ALL=(root) NOPASSWD: /usr/bin/id\n")
+    # standing access: a hand-written rule for the same person and command, and a jitpol-named
+    # file we did not write
+    standing = f"{person} ALL=(root) NOPASSWD: /usr/bin/id\n"
+    ssh_host.write_file("/etc/sudoers.d/local-admins", standing)
+    ssh_host.write_file("/etc/sudoers.d/jitpol-0000000000000000", standing)
     scope = Scope(TARGET, SUDO, frozenset({privilege}))
-    assert ssh_root.observe(scope) == frozenset()
+    assert ssh_root.observe(scope) == frozenset()  # rules jitpol did not write are never read
     ssh_root.apply(act("grant", SUDO, person, privilege, until=datetime.now(UTC) + HOUR))
+    # only jitpol's own drop-in is reported, as jitpol's; the standing files are unchanged
+    assert [a.owned for a in ssh_root.observe(scope)] == [True]
+    for path in ("/etc/sudoers.d/local-admins", "/etc/sudoers.d/jitpol-0000000000000000"):
+        assert ssh_host.run("cat", path).stdout == standing
     ssh_root.apply(act("revoke", SUDO, person, privilege))
     files = ssh_host.sudoers_files()
     assert "local-admins" in files and "jitpol-0000000000000000" in files
     assert ssh_root.observe(scope) == frozenset()
+    # the grant's end did not take the standing access away
+    status, out, _ = ssh_host.login(person, "sudo -n /usr/bin/id")
+    assert status == 0 and out.startswith("uid=0(root)")
+
+
+def test_a_rule_at_jitpols_file_name_without_its_header_is_never_replaced_or_removed(
+    ssh_root: SshConnector, ssh_host: SshHost
+) -> None:
+    person = ssh_host.user(key=True)
+    privilege = rule("/usr/bin/id")
+    path = f"/etc/sudoers.d/{sudoers.file_name(person, privilege)}"
+    standing = f'{person} ALL=(root) NOPASSWD: /usr/bin/id ""\n'
+    ssh_host.write_file(path, standing)
+    scope = Scope(TARGET, SUDO, frozenset({privilege}))
+    assert ssh_root.observe(scope) == frozenset()
+    with pytest.raises(PermanentTargetError, match="not written by jitpol"):
+        ssh_root.apply(act("grant", SUDO, person, privilege, until=datetime.now(UTC) + HOUR))
+    revoke = ssh_root.apply(act("revoke", SUDO, person, privilege))
+    assert not revoke.changed and revoke.operations == ()
+    assert ssh_host.run("cat", path).stdout == standing
+    assert ssh_host.login(person, "sudo -n /usr/bin/id")[0] == 0
+
+
+def test_a_rule_edited_under_jitpols_header_is_still_jitpols(ssh_root: SshConnector, ssh_host: SshHost) -> None:
+    # someone removed NOTAFTER from jitpol's drop-in: not the template, so not observed, but
+    # jitpol's by its header, so the next grant rewrites it and a revoke removes it
+    person = ssh_host.user()
+    privilege = rule("/usr/bin/id")
+    path = f"/etc/sudoers.d/{sudoers.file_name(person, privilege)}"
+    edited = f'# managed by jitpol: grant g-it\n{person} ALL=(root) NOPASSWD: /usr/bin/id ""\n'
+    scope = Scope(TARGET, SUDO, frozenset({privilege}))
+    ssh_host.write_file(path, edited)
+    assert ssh_root.observe(scope) == frozenset()
+    until = datetime.now(UTC).replace(microsecond=0) + HOUR
+    assert ssh_root.apply(act("grant", SUDO, person, privilege, until=until)).changed
+    assert [(a.expires, a.owned) for a in ssh_root.observe(scope)] == [(until, True)]
+    ssh_host.write_file(path, edited)
+    assert ssh_root.apply(act("revoke", SUDO, person, privilege)).changed
+    assert ssh_host.run("test", "-e", path, check=False).returncode != 0
 
 
 # -- role membership -------------------------------------------------------------------------------
@@ -598,6 +710,23 @@ def test_role_membership_refusals_on_the_host(ssh_root: SshConnector, ssh_host: 
     ssh_host.users.append(system)
     with pytest.raises(PermanentTargetError, match="system account"):
         ssh_root.apply(act("grant", ROLE, system, ssh_host.group()))
+
+
+def test_a_standing_membership_is_unowned_and_a_grant_leaves_it_unchanged(
+    ssh_root: SshConnector, ssh_host: SshHost
+) -> None:
+    group, person = ssh_host.group(), ssh_host.user()
+    ssh_host.add_member(group, person)  # held before any grant
+    line = ssh_host.run("getent", "group", group).stdout
+    scope = Scope(TARGET, ROLE, frozenset({group}))
+    (seen,) = ssh_root.observe(scope)
+    # /etc/group has no room for a marker: only the ledger knows who gave a membership
+    assert seen == Assignment(TARGET, ROLE, person, group) and seen.owned is None and seen.expires is None
+    outcome = ssh_root.apply(act("grant", ROLE, person, group, until=datetime.now(UTC) + HOUR))
+    assert not outcome.changed and outcome.operations == ()
+    assert ssh_host.run("getent", "group", group).stdout == line
+    assert ssh_root.apply(act("grant", ROLE, ssh_host.user(), group)).changed
+    assert {a.owned for a in ssh_root.observe(scope)} == {None}  # what jitpol granted looks the same
 
 
 def test_unmanaged_members_are_left_alone(ssh_root: SshConnector, ssh_host: SshHost) -> None:

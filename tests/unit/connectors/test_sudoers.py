@@ -133,6 +133,33 @@ def test_parse_refuses_anything_render_did_not_write(text: str) -> None:
         sudoers.parse(text)
 
 
+@pytest.mark.parametrize("r", [rule(), rule(grant=""), rule(not_before=None)])
+def test_what_render_writes_carries_the_marker(r: SudoRule) -> None:
+    assert sudoers.marked(sudoers.render(r))
+    # the rule line edited (NOTAFTER removed): still jitpol's file, no longer the template
+    edited = sudoers.render(r).replace(f"NOTAFTER={sudoers.end_stamp(END)} ", "")
+    assert sudoers.marked(edited)
+    with pytest.raises(ValueError):
+        sudoers.parse(edited)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "alice ALL=(root) NOPASSWD: /usr/bin/id\n",
+        "\n# managed by jitpol\nalice ALL=(root) NOPASSWD: /usr/bin/id\n",  # not the first line
+        "# managed by jitpol, kind of\nalice ALL=(root) NOPASSWD: /usr/bin/id\n",
+        "# managed by jitpol: grant Alice\nalice ALL=(root) NOPASSWD: /usr/bin/id\n",  # not a grant name
+        "# managed by jitpol: grant a; b\n",
+        "# managed by jitpol\r\nalice ALL=(root) NOPASSWD: /usr/bin/id\r\n",
+        " # managed by jitpol\n",
+    ],
+)
+def test_files_without_the_header_are_not_marked(text: str) -> None:
+    assert not sudoers.marked(text)
+
+
 def test_stamps_round_trip() -> None:
     assert sudoers.stamp_end(sudoers.end_stamp(END)) == END
     assert sudoers.parse_stamp(sudoers.start_stamp(START)) == START
