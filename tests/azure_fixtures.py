@@ -5,8 +5,8 @@ constants by name).
 
     arm_cert       session: (cert.pem, key.pem), self-signed for 127.0.0.1 (openssl)
     fake_arm       function: a started FakeArm, stopped afterwards
-    azure_connect  function: azure_connect(**settings, credential=..., client_options=...) ->
-                   AzureConnector on the double, trusting the certificate, no SDK retries;
+    azure_connect  function: azure_connect(**settings, credential=..., client_options=..., clock=...)
+                   -> AzureConnector on the double, trusting the certificate, no SDK retries;
                    closed afterwards
 
 Without openssl or the Azure SDK the tests are skipped on a laptop but FAIL when the CI
@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from jitpol.clock import Clock
 from jitpol.connectors.azure import AzureConnector
 from tests.doubles.arm import FakeArm, make_certificate
 from tests.services import require_service
@@ -85,6 +86,7 @@ def azure_connect(fake_arm: FakeArm, arm_cert: tuple[Path, Path]) -> Iterator[Az
         credential: Any = None,
         client_options: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
+        clock: Clock | None = None,
         **settings: Any,
     ) -> AzureConnector:
         full = {"subscription_id": SUBSCRIPTION, "tenant_id": TENANT, "base_url": fake_arm.url, **settings}
@@ -93,6 +95,7 @@ def azure_connect(fake_arm: FakeArm, arm_cert: tuple[Path, Path]) -> Iterator[Az
             TARGET, full, env or {},
             credential=credential if credential is not None else StaticTokenCredential(),
             client_options=options,
+            clock=clock,
         )
         made.append(connector)
         return connector

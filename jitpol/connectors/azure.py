@@ -24,12 +24,33 @@ Settings (the target's entry in jitpol.yaml):
                         true: time-bound active assignments through Privileged Identity
                         Management schedule requests (AdminAssign / AdminUpdate / AdminRemove)
                         whose end is action.until: Azure ends them itself, and observe reports
-                        that end in Assignment.expires.
+                        that end in Assignment.expires. Capabilities follow the setting: only a
+                        PIM instance declares native expiry.
+
+Ownership marker (both modes): fixed text "jitpol: grant=<grant name>" (the name passes the
+metadata.name allowlist, else just "jitpol"; never user text, never a secret). Plain mode writes
+it into the role assignment's `description`, which ARM returns on every read. PIM writes it into
+the schedule request's `justification`; schedule instances do not report that, so observe follows
+instance -> roleAssignmentScheduleId -> the schedule's roleAssignmentScheduleRequestId (the
+request that CREATED it) -> GET that request (once per request id and connector: requests do
+not change) and reads its justification. An assignment shows owned True when its marker is
+there, False otherwise (made by someone else, or outside PIM). A grant that finds the principal
+already holding the role without the marker (standing access) answers unchanged: no write, no
+marker, and its end is never moved.
+
+PIM and the end: the end follows the grant both ways. A different end of jitpol's own
+assignment is set with AdminUpdate ("for administrators to change existing role assignments"),
+earlier or later; AdminExtend is not used (it only extends expiring assignments). PIM refuses an
+assignment shorter than five minutes and the removal of one less than five minutes old
+(ActiveDurationTooShort): an end less than five minutes away is applied as AdminRemove (access
+ends now, never after the grant), and a removal PIM refuses for now is TargetUnavailable (the
+next run retries it).
 
 Only assignments made exactly at the privilege's scope count (those inherited from a parent
 scope are neither reported nor touched). A revoke removes the principal's assignment of that
-role at that scope whoever made it; the core only asks for revocations of what jitpol granted,
-or of standing access on resources marked exclusive.
+role at that scope whoever made it, marked or not (the ledger may know jitpol made it before
+markers existed); the core only asks for revocations of what jitpol granted, or of standing
+access on resources marked exclusive.
 
 Errors: unreachable ARM or a timeout -> TargetUnavailable (also HTTP 408/429/5xx); 401/403 and
 everything else -> PermanentTargetError with ARM's error code and message. Tokens and secrets
@@ -69,6 +90,18 @@ _PROFILE_TAG = "azure.mgmt.authorization.AuthorizationManagementClient"
 # repeated grant hits the same name (409 RoleAssignmentExists) instead of making a duplicate
 ASSIGNMENT_NAMESPACE = uuid.UUID("4d7e5a8c-2f3b-5c61-9a0e-6b1f2c3d4e5f")
 
+# jitpol's ownership marker: a role assignment's description (plain) or a PIM schedule request's
+# justification. Only fixed text and an allow-listed grant name ever go there.
+MARKER = "jitpol"
+_GRANT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+# what counts as marked: the marker, alone or with a grant name; also the justification PIM
+# requests carried before markers existed ("jitpol: <grant>, <grant>")
+_MARKED = re.compile(
+    rf"{MARKER}(?:: grant={_GRANT_NAME.pattern}|: {_GRANT_NAME.pattern}(?:, {_GRANT_NAME.pattern})*)?"
+)
+# PIM makes no active assignment shorter than this, and removes none younger than this
+PIM_MIN_ACTIVE = timedelta(minutes=5)
+
 _GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _PRINCIPAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _NAME = r"[A-Za-z0-9_()][A-Za-z0-9_.()-]{0,89}"
@@ -87,6 +120,10 @@ _ROLE_ID = re.compile(
 # role names: no quotes (they go into an OData $filter), no control characters
 _ROLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._()/&+,:-]{0,255}")
 _SUBSCRIPTION_OF = re.compile(rf"^/subscriptions/({_GUID})", re.IGNORECASE)
+_REQUEST_ID = re.compile(
+    rf"(?P<scope>/.+)/providers/Microsoft\.Authorization/roleAssignmentScheduleRequests/(?P<name>{_GUID})",
+    re.IGNORECASE,
+)
 _TENANT = re.compile(rf"{_GUID}|[A-Za-z0-9][A-Za-z0-9.-]{{0,252}}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # things that look like credentials, cut out of any text that reaches a message
@@ -153,6 +190,18 @@ def _shown(value: object) -> str:
     return shown(value)
 
 
+def marker(action: Action) -> str:
+    """The ownership marker for what `action` grants: "jitpol: grant=<name>" for the grant it
+    serves first when that name passes the allowlist, else "jitpol"."""
+    name = action.detail("grant") or (action.grants[0] if action.grants else "")
+    return f"{MARKER}: grant={name}" if _GRANT_NAME.fullmatch(name) else MARKER
+
+
+def is_marked(text: str | None) -> bool:
+    """Does a description or justification carry jitpol's marker?"""
+    return text is not None and _MARKED.fullmatch(text) is not None
+
+
 def _ceil_second(t: datetime) -> datetime:
     # never enforce an end earlier than asked: a truncated end would read back as "too early"
     # and be extended again on every run
@@ -162,13 +211,21 @@ def _ceil_second(t: datetime) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class _Held:
-    """One live assignment as ARM reports it."""
+    """One live assignment as ARM reports it, with where its ownership marker would be: the
+    role assignment's description (plain), or the id of its schedule (PIM), whose creating
+    request carries the marker in its justification."""
 
     principal: str
     role_guid: str
     scope: str
     expires: datetime | None
     id: str
+    description: str | None = None
+    schedule_id: str | None = None
+
+
+_PLAIN = Capabilities(models=frozenset({MODEL}), marks=frozenset({MODEL}))
+_PIM = Capabilities(models=frozenset({MODEL}), native_expiry=frozenset({MODEL}), marks=frozenset({MODEL}))
 
 
 class AzureConnector:
@@ -183,9 +240,6 @@ class AzureConnector:
     """
 
     type: ClassVar[str] = "azure"
-    # plain role assignments do not end by themselves; with `pim: true` they do (and observe
-    # reports the end), but capabilities are per type, so the conservative answer is given here
-    capabilities: ClassVar[Capabilities] = Capabilities(models=frozenset({MODEL}))
 
     def __init__(
         self,
@@ -232,13 +286,21 @@ class AzureConnector:
         self._sdk: AuthorizationManagementClient | None = None
         self._own_credential: Any = None
         self._role_cache: dict[tuple[str, str], str] = {}
+        self._request_marks: dict[str, bool] = {}  # schedule request id (lower) -> marked
 
     # -- Connector protocol -----------------------------------------------------------------
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """Per instance: both modes mark what jitpol grants; only PIM assignments end by
+        themselves (plain role assignments end when jitpol revokes them)."""
+        return _PIM if self._pim else _PLAIN
+
     def observe(self, scope: Scope) -> frozenset[Assignment]:
-        """Every principal holding each privilege in scope.privileges, exactly at its scope.
-        Roles named but not defined, and texts that are no Azure privilege, have no holders.
-        With pim, `expires` is the schedule's end (None for a permanent assignment). Read-only."""
+        """Every principal holding each privilege in scope.privileges, exactly at its scope, and
+        whether jitpol's marker is on the assignment. Roles named but not defined, and texts
+        that are no Azure privilege, have no holders. With pim, `expires` is the schedule's end
+        (None for a permanent assignment). Read-only."""
         self._check_model(scope.model)
         parsed: dict[str, AzurePrivilege] = {}
         for text in sorted(scope.privileges):
@@ -251,26 +313,31 @@ class AzureConnector:
             by_scope.setdefault(priv.scope.lower(), []).append(text)
         out: set[Assignment] = set()
         for texts in by_scope.values():
-            held = self._holders(parsed[texts[0]].scope)
+            at = parsed[texts[0]].scope
+            held = self._holders(at)
+            schedules: dict[str, str] | None = None  # read only when some holder needs it
             for text in texts:
                 priv = parsed[text]
                 guid = self._role_guid(priv)
                 if guid is None:
                     continue
-                ends: dict[str, list[datetime | None]] = {}
+                mine: dict[str, list[_Held]] = {}
                 for h in held:
                     if h.role_guid == guid and h.scope.lower() == priv.scope.lower():
-                        ends.setdefault(h.principal, []).append(h.expires)
-                out.update(
-                    Assignment(self.name, scope.model, principal, text, expires=_latest(e))
-                    for principal, e in ends.items()
-                )
+                        mine.setdefault(h.principal, []).append(h)
+                if mine and self._pim and schedules is None:
+                    schedules = self._schedule_requests(at)
+                for principal, hs in mine.items():
+                    out.add(Assignment(self.name, scope.model, principal, text,
+                                       expires=_latest(h.expires for h in hs),
+                                       owned=self._marked(hs, schedules or {})))
         return frozenset(out)
 
     def apply(self, action: Action, *, check: bool = False) -> Outcome:
-        """Grant or revoke one role assignment; idempotent. With pim a grant also sets (or
-        extends) the end Azure enforces to action.until; an existing later end (or none) is
-        left alone. check=True only reads, and lists the requests it would send."""
+        """Grant or revoke one role assignment; idempotent. A grant that finds the role held
+        without jitpol's marker (standing access) changes nothing. With pim a grant also sets
+        the end Azure enforces to exactly action.until, earlier or later. check=True only reads,
+        and lists the requests it would send."""
         a = action.assignment
         self._check_model(a.model)
         if action.op not in ("grant", "revoke"):
@@ -286,7 +353,7 @@ class AzureConnector:
         held = self._held_by(priv, guid, principal)
         if self._pim:
             return self._apply_pim(action, priv, guid, principal, held, check)
-        return self._apply_plain(action.op, priv, guid, principal, held, check)
+        return self._apply_plain(action, priv, guid, principal, held, check)
 
     def close(self) -> None:
         """Close the SDK client and any credential this connector made. Safe to call twice."""
@@ -300,25 +367,28 @@ class AzureConnector:
     # -- plain role assignments -------------------------------------------------------------
 
     def _apply_plain(
-        self, op: str, priv: AzurePrivilege, guid: str, principal: str, held: list[_Held], check: bool
+        self, action: Action, priv: AzurePrivilege, guid: str, principal: str, held: list[_Held], check: bool
     ) -> Outcome:
         from azure.core.exceptions import ResourceExistsError
         from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 
-        if op == "grant":
-            if held:
+        if action.op == "grant":
+            if held:  # jitpol's (already true), or standing access: left as it is, unmarked
                 return Outcome(changed=False, before=True, after=True)
             name = str(uuid.uuid5(ASSIGNMENT_NAMESPACE, f"{priv.scope.lower()}|{guid}|{principal}"))
             role_id = self._role_definition_id(priv, guid)
+            description = marker(action)
             operation = (
                 f"PUT {priv.scope}/providers/Microsoft.Authorization/roleAssignments/{name} "
-                f"{canonical_json({'principalId': principal, 'roleDefinitionId': role_id})}"
+                f"{canonical_json({'description': description, 'principalId': principal, 'roleDefinitionId': role_id})}"
             )
             if check:
                 return Outcome(changed=True, before=False, after=False, operations=(operation,))
             with self._calls(f"create role assignment at {priv.scope}"):
                 try:
-                    parameters = RoleAssignmentCreateParameters(role_definition_id=role_id, principal_id=principal)
+                    parameters = RoleAssignmentCreateParameters(
+                        role_definition_id=role_id, principal_id=principal, description=description
+                    )
                     self._client().role_assignments.create(priv.scope, name, parameters)
                 except ResourceExistsError as exc:
                     if _error_code(exc) != "RoleAssignmentExists":
@@ -342,25 +412,38 @@ class AzureConnector:
     def _apply_pim(
         self, action: Action, priv: AzurePrivilege, guid: str, principal: str, held: list[_Held], check: bool
     ) -> Outcome:
-        current = _latest(h.expires for h in held)
+        kind: str
+        end: datetime | None = None
+        note = ""
         if action.op == "grant":
             if action.until is None:
                 raise PermanentTargetError(
                     f"target {self.name}: a PIM assignment needs an end, and the grant action has none"
                 )
             end = _ceil_second(action.until)
-            if held and (current is None or current >= end):
-                return Outcome(changed=False, before=True, after=True)
-            kind = "AdminUpdate" if held else "AdminAssign"
+            if held:
+                if not self._marked(held, self._schedule_requests(priv.scope)):
+                    # standing access (permanent, or someone else's schedule): not jitpol's to end
+                    return Outcome(changed=False, before=True, after=True)
+                current = _latest(h.expires for h in held)
+                if current is not None and abs(current - end) < timedelta(seconds=1):
+                    return Outcome(changed=False, before=True, after=True)  # Azure may keep sub-seconds
+                if end - self._clock.now() < PIM_MIN_ACTIVE:
+                    # PIM sets no end this close: remove now, so access never outlives the grant
+                    kind, end, note = "AdminRemove", None, " (the end is under five minutes away)"
+                else:
+                    kind = "AdminUpdate"  # either way: AdminExtend could only lengthen
+            else:
+                kind = "AdminAssign"
         else:
             if not held:
                 return Outcome(changed=False, before=True, after=True)
-            kind, end = "AdminRemove", None
+            kind = "AdminRemove"
         request_name = "<new GUID>" if check else str(uuid.uuid4())
         body = self._schedule_request(kind, priv, guid, principal, end, action)
         operation = (
             f"PUT {priv.scope}/providers/Microsoft.Authorization/roleAssignmentScheduleRequests/{request_name} "
-            f"{canonical_json(_request_summary(body))}"
+            f"{canonical_json(_request_summary(body))}{note}"
         )
         if check:
             return Outcome(changed=True, before=False, after=False, operations=(operation,))
@@ -373,12 +456,16 @@ class AzureConnector:
                 code = _error_code(exc)
                 if kind == "AdminRemove" and code == "RoleAssignmentDoesNotExist":
                     return Outcome(changed=False, before=True, after=True, operations=(operation,))
+                if kind == "AdminRemove" and code == "ActiveDurationTooShort":
+                    raise TargetUnavailable(
+                        f"target {self.name}: PIM does not remove an assignment in its first five minutes "
+                        f"({principal} at {priv.scope}); the next run removes it"
+                    ) from None
                 if kind != "AdminAssign" or code != "RoleAssignmentExists":
                     raise
-                # assigned meanwhile: fine if its end is late enough, else say so
-                again = self._held_by(priv, guid, principal)
-                now_end = _latest(h.expires for h in again)
-                if again and end is not None and (now_end is None or now_end >= end):
+                # assigned meanwhile (another run, or someone else): already present; a jitpol
+                # end that differs is set by the next run
+                if self._held_by(priv, guid, principal):
                     return Outcome(changed=False, before=True, after=True, operations=(operation,))
                 raise
         return Outcome(changed=True, before=False, after=True, operations=(operation,))
@@ -400,13 +487,12 @@ class AzureConnector:
                     type="AfterDateTime", end_date_time=end
                 ),
             )
-        grants = ", ".join(action.grants) or action.reason or "jitpol"
         return RoleAssignmentScheduleRequest(
             role_definition_id=self._role_definition_id(priv, guid),
             principal_id=principal,
             request_type=kind,
             schedule_info=schedule,
-            justification=f"jitpol: {grants}"[:500],
+            justification=marker(action),  # the ownership marker: fixed text and a grant name
         )
 
     # -- reading ----------------------------------------------------------------------------
@@ -432,6 +518,7 @@ class AzureConnector:
                         inst.principal_id.lower(), role, inst.scope,
                         end.astimezone(UTC) if end is not None else None,
                         inst.origin_role_assignment_id or inst.id or "",
+                        schedule_id=inst.role_assignment_schedule_id,
                     ))
             return out
         with self._calls(f"list role assignments at {scope}"):
@@ -439,8 +526,49 @@ class AzureConnector:
                 role = _role_guid_of(ra.role_definition_id)
                 if role is None or not ra.principal_id or not ra.scope:
                     continue
-                out.append(_Held(ra.principal_id.lower(), role, ra.scope, None, ra.id or ""))
+                out.append(_Held(ra.principal_id.lower(), role, ra.scope, None, ra.id or "",
+                                 description=ra.description))
         return out
+
+    # -- the ownership marker ---------------------------------------------------------------
+
+    def _marked(self, held: list[_Held], schedules: Mapping[str, str]) -> bool:
+        """Do all these assignments of one principal carry jitpol's marker? (Any without it is
+        standing access.) `schedules`: schedule id (lower) -> creating request id, PIM only."""
+        if not held:
+            return False
+        if not self._pim:
+            return all(is_marked(h.description) for h in held)
+        return all(self._request_marked(schedules.get((h.schedule_id or "").lower())) for h in held)
+
+    def _schedule_requests(self, scope: str) -> dict[str, str]:
+        """Schedule id (lower) -> the id of the request that created it, for every schedule at
+        or above `scope`; schedules of assignments made outside PIM have none."""
+        found: dict[str, str] = {}
+        with self._calls(f"list role assignment schedules at {scope}"):
+            for sched in self._client().role_assignment_schedules.list_for_scope(scope, filter="atScope()"):
+                if sched.id and sched.role_assignment_schedule_request_id:
+                    found[sched.id.lower()] = sched.role_assignment_schedule_request_id
+        return found
+
+    def _request_marked(self, request_id: str | None) -> bool:
+        """Does this schedule request's justification carry the marker? Requests do not change,
+        so each is read once per connector. An id ARM gave in another form, or a request that is
+        gone, counts as not jitpol's."""
+        m = _REQUEST_ID.fullmatch(request_id or "")
+        if m is None or not _SCOPE.fullmatch(m["scope"]):
+            return False
+        key = (request_id or "").lower()
+        if key not in self._request_marks:
+            from azure.core.exceptions import ResourceNotFoundError
+
+            with self._calls(f"read role assignment schedule request {m['name']}"):
+                try:
+                    request = self._client().role_assignment_schedule_requests.get(m["scope"], m["name"])
+                except ResourceNotFoundError:
+                    request = None
+            self._request_marks[key] = request is not None and is_marked(request.justification)
+        return self._request_marks[key]
 
     def _required_role_guid(self, priv: AzurePrivilege) -> str:
         guid = self._role_guid(priv)
@@ -530,6 +658,7 @@ class AzureConnector:
                 "role_definitions": RA_API_VERSION,
                 "role_assignment_schedule_requests": PIM_API_VERSION,
                 "role_assignment_schedule_instances": PIM_API_VERSION,
+                "role_assignment_schedules": PIM_API_VERSION,
             }},
             "jitpol-azure",
         )
@@ -618,6 +747,7 @@ def _error_code(exc: Any) -> str | None:
 def _request_summary(body: Any) -> dict[str, Any]:
     info = body.schedule_info
     summary: dict[str, Any] = {
+        "justification": body.justification,
         "principalId": body.principal_id,
         "requestType": body.request_type,
         "roleDefinitionId": body.role_definition_id,

@@ -11,7 +11,9 @@ error mapping. What it reproduces of the documented service:
                                      PUT {scope}/.../roleAssignments/{guid}: 201; 409
                                      RoleAssignmentExists when the name, or the same (scope,
                                      role, principal) under ANOTHER name, already exists; 400 for
-                                     a non-GUID name, an unknown role definition or principal
+                                     a non-GUID name, an unknown role definition or principal.
+                                     `properties.description` is stored as sent (free text,
+                                     ARM returns it on every read; null when none was given)
                                      GET list: $filter=atScope() (at and above the scope),
                                      principalId eq '...' (at, above and below), none (at, above
                                      and below); paged with nextLink + an opaque $skipToken
@@ -23,10 +25,28 @@ error mapping. What it reproduces of the documented service:
                                      AfterDateTime|AfterDuration|NoExpiration, ...}}; the role
                                      management policy's ExpirationRule (active assignments must
                                      end, at most `max_active_days` ahead); 400
-                                     RoleAssignmentExists / RoleAssignmentDoesNotExist
+                                     RoleAssignmentExists / RoleAssignmentDoesNotExist.
+                                     AdminUpdate ("for administrators to change existing role
+                                     assignments") sets the end either way; AdminExtend ("to
+                                     extend expiring assignments") only to a later end (an
+                                     earlier one: 400 InvalidScheduleInfo, this double's
+                                     answer: Azure documents no code for it). PIM's documented
+                                     five-minute floor: an assignment "can't be assigned for a
+                                     duration of less than five minutes" and "can't be removed
+                                     within five minutes of it being assigned" -> 400
+                                     ActiveDurationTooShort (`min_active`, set to 0 to switch it
+                                     off). The request is stored with its justification and
+                                     ticketInfo as sent; GET {scope}/.../{name} returns it (404
+                                     RoleAssignmentScheduleRequestNotFound otherwise)
+    roleAssignmentSchedules          GET list with $filter=atScope(): one schedule per live
+                                     assignment; roleAssignmentScheduleRequestId is "the id of
+                                     roleAssignmentScheduleRequest used to create this
+                                     roleAssignmentSchedule" (the AdminAssign; later updates do
+                                     not change it; null for an assignment made outside PIM)
     roleAssignmentScheduleInstances  GET list with $filter=atScope(): every active assignment
                                      (PIM-made and plain) with startDateTime/endDateTime and
-                                     memberType Direct or Inherited; paged
+                                     memberType Direct or Inherited; paged. Neither instances
+                                     nor schedules carry the request's justification
 
 An assignment made through PIM is also a role assignment (as in Azure), and a plain role
 assignment shows up as a schedule instance without an end. Assignments whose end has passed
@@ -62,7 +82,8 @@ PIM_VERSIONS = frozenset({"2020-10-01"})
 
 _PATH = re.compile(
     r"^/*(?:(?P<scope>.*?)/+)?providers/Microsoft\.Authorization/"
-    r"(?P<coll>roleAssignments|roleDefinitions|roleAssignmentScheduleRequests|roleAssignmentScheduleInstances)"
+    r"(?P<coll>roleAssignments|roleDefinitions|roleAssignmentScheduleRequests|roleAssignmentScheduleInstances"
+    r"|roleAssignmentSchedules)"
     r"(?:/(?P<name>[^/]+))?/?$",
     re.IGNORECASE,
 )
@@ -121,6 +142,13 @@ class Record:
     end: datetime | None = None
     via: str = "roleAssignments"  # or "pim"
     schedule: str = field(default_factory=lambda: str(uuid.uuid4()))
+    description: str | None = None  # the role assignment's description property
+    request_id: str | None = None  # PIM: id of the schedule request that created it
+    created: datetime | None = None  # when it was assigned (PIM's five-minute floor); default start
+
+    def __post_init__(self) -> None:
+        if self.created is None:
+            self.created = self.start
 
     @property
     def id(self) -> str:
@@ -149,6 +177,8 @@ class FakeArm(Served):
         # injected answers: (HTTP method or None for any, status, body), first match used once
         self.fail_next: list[tuple[str | None, int, dict[str, Any]]] = []
         self.max_active_days: int | None = 180
+        # PIM's floor: no active assignment shorter than this, none removed sooner after it was made
+        self.min_active = timedelta(minutes=5)
         self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.lock = threading.RLock()
 
@@ -166,10 +196,32 @@ class FakeArm(Served):
         self.roles[guid] = name
         return guid
 
-    def add_assignment(self, scope: str, role: str, principal: str, *, end: datetime | None = None) -> Record:
+    def add_assignment(self, scope: str, role: str, principal: str, *, end: datetime | None = None,
+                       description: str | None = None, justification: str | None = None,
+                       start: datetime | None = None) -> Record:
+        """An assignment someone made: plain (with `description`), or through PIM when it has an
+        `end` (made by an AdminAssign request carrying `justification`, stored like any other)."""
         with self.lock:
-            rec = Record(str(uuid.uuid4()), _norm_scope(scope), role.lower(), principal, self.now(), end,
-                         "pim" if end else "roleAssignments")
+            scope = _norm_scope(scope)
+            rec = Record(str(uuid.uuid4()), scope, role.lower(), principal, start or self.now(), end,
+                         "pim" if end else "roleAssignments", description=description)
+            if end is not None:
+                name = str(uuid.uuid4())
+                request_id = f"{scope}/providers/Microsoft.Authorization/roleAssignmentScheduleRequests/{name}"
+                request: dict[str, Any] = {
+                    "id": request_id,
+                    "name": name, "type": "Microsoft.Authorization/RoleAssignmentScheduleRequests",
+                    "properties": {
+                        "scope": scope, "roleDefinitionId": self.role_definition_id(scope, role.lower()),
+                        "principalId": principal, "principalType": "User", "requestType": "AdminAssign",
+                        "status": "Provisioned", "justification": justification,
+                        "scheduleInfo": {"startDateTime": _iso(rec.start),
+                                         "expiration": {"type": "AfterDateTime", "endDateTime": _iso(end)}},
+                        "createdOn": _iso(rec.start), "requestorId": "00000000-0000-0000-0000-00000000bbbb",
+                    },
+                }
+                self.requests.append(request)
+                rec.request_id = request_id
             self.records[rec.name] = rec
             return rec
 
@@ -221,7 +273,23 @@ class FakeArm(Served):
                 "roleDefinitionId": self.role_definition_id(r.scope, r.role), "principalId": r.principal,
                 "principalType": "User", "scope": r.scope, "condition": None, "conditionVersion": None,
                 "createdOn": _iso(r.start), "updatedOn": _iso(r.start), "createdBy": None, "updatedBy": None,
-                "delegatedManagedIdentityResourceId": None, "description": None,
+                "delegatedManagedIdentityResourceId": None, "description": r.description,
+            },
+        }
+
+    def schedule_json(self, r: Record, asked: str) -> dict[str, Any]:
+        return {
+            "id": f"{r.scope}/providers/Microsoft.Authorization/roleAssignmentSchedules/{r.schedule}",
+            "name": r.schedule, "type": "Microsoft.Authorization/roleAssignmentSchedules",
+            "properties": {
+                "scope": r.scope, "roleDefinitionId": self.role_definition_id(r.scope, r.role),
+                "principalId": r.principal, "principalType": "User",
+                "roleAssignmentScheduleRequestId": r.request_id, "linkedRoleEligibilityScheduleId": None,
+                "assignmentType": "Assigned",
+                "memberType": "Direct" if r.scope.lower() == asked.lower() else "Inherited",
+                "status": "Provisioned", "startDateTime": _iso(r.start),
+                "endDateTime": _iso(r.end) if r.end else None, "condition": None, "conditionVersion": None,
+                "createdOn": _iso(r.created or r.start), "updatedOn": _iso(r.start),
             },
         }
 
@@ -250,7 +318,7 @@ class FakeArm(Served):
             raise ArmError(404, "InvalidResourceType", f"The resource type could not be found: {path}")
         scope = _norm_scope(m["scope"] or "")
         coll = {c.lower(): c for c in ("roleAssignments", "roleDefinitions", "roleAssignmentScheduleRequests",
-                                       "roleAssignmentScheduleInstances")}[m["coll"].lower()]
+                                       "roleAssignmentScheduleInstances", "roleAssignmentSchedules")}[m["coll"].lower()]
         name = m["name"]
         version = query.get("api-version", "")
         allowed = PIM_VERSIONS if coll.startswith("roleAssignmentSchedule") else RA_VERSIONS
@@ -264,8 +332,17 @@ class FakeArm(Served):
             return self._role_assignments(method, scope, name, query, body)
         if coll == "roleAssignmentScheduleRequests" and method == "PUT" and name:
             return self._schedule_request(scope, name, body)
+        if coll == "roleAssignmentScheduleRequests" and method == "GET" and name:
+            found = next((q for q in self.requests if q["name"] == name.lower()
+                          and q["properties"]["scope"].lower() == scope.lower()), None)
+            if found is None:
+                raise ArmError(404, "RoleAssignmentScheduleRequestNotFound",
+                               f"The role assignment schedule request '{name}' is not found.")
+            return 200, found
         if coll == "roleAssignmentScheduleInstances" and method == "GET" and not name:
-            return self._instances(scope, path, query)
+            return self._instances(scope, coll, query, self.instance_json)
+        if coll == "roleAssignmentSchedules" and method == "GET" and not name:
+            return self._instances(scope, coll, query, self.schedule_json)
         raise ArmError(405, "MethodNotAllowed", f"{method} is not supported on {coll}")
 
     def _page(self, items: list[dict[str, Any]], path: str, query: dict[str, str]) -> dict[str, Any]:
@@ -347,7 +424,10 @@ class FakeArm(Served):
             for r in self.records.values()
         ):
             raise ArmError(409, "RoleAssignmentExists", "The role assignment already exists.")
-        rec = Record(name.lower(), scope, role, principal, self.now())
+        description = props.get("description")
+        if description is not None and not isinstance(description, str):
+            raise ArmError(400, "InvalidRequestContent", "The request content was invalid: description.")
+        rec = Record(name.lower(), scope, role, principal, self.now(), description=description)
         self.records[rec.name] = rec
         return 201, self.ra_json(rec)
 
@@ -364,6 +444,9 @@ class FakeArm(Served):
                         and r.principal.lower() == principal.lower()), None)
         now = self.now()
         status = "Provisioned"
+        request_id = f"{scope}/providers/Microsoft.Authorization/roleAssignmentScheduleRequests/{name.lower()}"
+        too_short = ArmError(400, "ActiveDurationTooShort", "The Active duration is too short. Miniumum Required "
+                             f"is {int(self.min_active.total_seconds() // 60)} minutes.")  # sic, as ARM says it
         if kind in ("AdminAssign", "AdminUpdate", "AdminExtend"):
             info = props.get("scheduleInfo") or {}
             start = _parse_time(info["startDateTime"]) if info.get("startDateTime") else now
@@ -383,24 +466,33 @@ class FakeArm(Served):
             if self.max_active_days is not None and end - now > timedelta(days=self.max_active_days):
                 raise ArmError(400, "RoleAssignmentRequestPolicyValidationFailed",
                                'The following policy rules failed: ["ExpirationRule"]')
+            if end - max(start, now) < self.min_active:
+                raise too_short
             if kind == "AdminAssign":
                 if current is not None:
                     raise ArmError(400, "RoleAssignmentExists", "The Role assignment already exists.")
-                rec = Record(str(uuid.uuid4()), scope, role, principal, start, end, "pim")
+                rec = Record(str(uuid.uuid4()), scope, role, principal, start, end, "pim", request_id=request_id,
+                             created=now)
                 self.records[rec.name] = rec
             else:
                 if current is None:
                     raise ArmError(400, "RoleAssignmentDoesNotExist", "The Role assignment does not exist.")
-                current.end = end
+                if kind == "AdminExtend" and (current.end is None or end <= current.end):
+                    raise ArmError(400, "InvalidScheduleInfo", "An extension must end after the assignment's "
+                                   "current end.")
+                # the schedule keeps the request that created it (roleAssignmentScheduleRequestId)
+                current.start, current.end = start, end
         elif kind == "AdminRemove":
             if current is None:
                 raise ArmError(400, "RoleAssignmentDoesNotExist", "The Role assignment does not exist.")
+            if current.via == "pim" and now - (current.created or current.start) < self.min_active:
+                raise too_short
             del self.records[current.name]
             status = "Revoked"
         else:
             raise ArmError(400, "InvalidRequestType", f"requestType {kind!r} is not supported by this double.")
         request = {
-            "id": f"{scope}/providers/Microsoft.Authorization/roleAssignmentScheduleRequests/{name.lower()}",
+            "id": request_id,
             "name": name.lower(), "type": "Microsoft.Authorization/RoleAssignmentScheduleRequests",
             "properties": {**props, "scope": scope, "status": status, "principalType": "User",
                            "createdOn": _iso(now), "requestorId": "00000000-0000-0000-0000-00000000aaaa"},
@@ -408,7 +500,9 @@ class FakeArm(Served):
         self.requests.append(request)
         return 201, request
 
-    def _instances(self, scope: str, path: str, query: dict[str, str]) -> tuple[int, Any]:
+    def _instances(self, scope: str, coll: str, query: dict[str, str],
+                   as_json: Callable[[Record, str], dict[str, Any]]) -> tuple[int, Any]:
+        """Schedule instances or schedules (`coll`): one per live assignment, paged."""
         flt = query.get("$filter", "")
         recs = sorted(self.records.values(), key=lambda r: (r.scope.lower(), r.name))
         if flt == "atScope()":
@@ -417,8 +511,8 @@ class FakeArm(Served):
             raise ArmError(400, "InvalidFilter", f"The filter '{flt}' is not supported by this double.")
         else:
             recs = [r for r in recs if _at_or_above(r.scope, scope) or _at_or_above(scope, r.scope)]
-        ipath = f"{scope}/providers/Microsoft.Authorization/roleAssignmentScheduleInstances"
-        return 200, self._page([self.instance_json(r, scope) for r in recs], ipath, query)
+        path = f"{scope}/providers/Microsoft.Authorization/{coll}"
+        return 200, self._page([as_json(r, scope) for r in recs], path, query)
 
 
 def _handler(arm: FakeArm) -> type[BaseHTTPRequestHandler]:

@@ -1,6 +1,8 @@
 """AzureConnector through the real azure-mgmt-authorization SDK against the local HTTPS ARM double:
 name checks, lazy SDK import, role-name resolution, paging, idempotency and the 409 race, drift,
-unrelated assignments left alone, PIM schedules with the end Azure enforces, and errors
+unrelated assignments left alone, the ownership marker (description; PIM request justification)
+and standing access left unmarked, PIM schedules with the end Azure enforces following the grant
+both ways and PIM's five-minute floor, and errors
 (unreachable, 401, 403, 5xx, ARM error bodies) without tokens in messages."""
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from jitpol.clock import FixedClock
 from jitpol.connectors.azure import ASSIGNMENT_NAMESPACE, AzureConnector, check_name, parse_privilege
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Op, Scope
@@ -31,8 +34,8 @@ from tests.azure_fixtures import (
     AzureConnect,
     StaticTokenCredential,
 )
-from tests.doubles.arm import FakeArm
-from tests.helpers.clock import HoursFromNow, Now
+from tests.doubles.arm import ArmError, FakeArm
+from tests.helpers.clock import HoursFromNow, Now, iso
 
 MODEL = "idp-elevation"
 REPO = Path(__file__).resolve().parents[2]
@@ -42,9 +45,11 @@ ROLE_IDS = "/providers/Microsoft.Authorization/roleDefinitions"
 
 
 def action(op: Op, principal: str, privilege: str = READER_BY_NAME, *, until: datetime | None = None,
-           drift: bool = False) -> Action:
+           drift: bool = False, extend: bool = False, grant: str = "alice-orders") -> Action:
+    """`extend`: the end of access already present moves (the diff's ("mode", "extend"))."""
+    details = (("grant", grant), ("mode", "extend")) if extend else (("grant", grant),)
     return Action(op=op, assignment=Assignment(TARGET, MODEL, principal, privilege), resource="orders",
-                  grants=("alice-orders",), until=until, drift=drift)
+                  grants=(grant,), until=until, drift=drift, details=details)
 
 
 def scope_of(*privileges: str) -> Scope:
@@ -216,10 +221,11 @@ def test_grant_creates_a_deterministically_named_assignment_and_revoke_deletes_i
     name = str(uuid.uuid5(ASSIGNMENT_NAMESPACE, f"{RG_SCOPE.lower()}|{READER}|{principal}"))
     assert outcome.operations == (
         f"PUT {RG_SCOPE}/providers/Microsoft.Authorization/roleAssignments/{name} "
-        + canonical_json({"principalId": principal,
+        + canonical_json({"description": "jitpol: grant=alice-orders", "principalId": principal,
                           "roleDefinitionId": f"{SUB_SCOPE}{ROLE_IDS}/{READER}"}),
     )
     assert fake_arm.records[name].principal == principal
+    assert fake_arm.records[name].description == "jitpol: grant=alice-orders"
     revoked = connector.apply(action("revoke", principal))
     assert revoked.operations == (f"DELETE {RG_SCOPE}/providers/Microsoft.Authorization/roleAssignments/{name}",)
     assert name not in fake_arm.records
@@ -313,7 +319,7 @@ def test_pim_grant_sets_the_end_azure_enforces_and_azure_ends_it(
     end = until.replace(microsecond=0) + timedelta(seconds=1)
     assert datetime.fromisoformat(request["scheduleInfo"]["expiration"]["endDateTime"].replace("Z", "+00:00")) == end
     assert request["scheduleInfo"]["startDateTime"]
-    assert request["justification"] == "jitpol: alice-orders"
+    assert request["justification"] == "jitpol: grant=alice-orders"  # the ownership marker
     (observed,) = connector.observe(scope_of(READER_BY_GUID))
     assert observed.principal == principal and observed.expires == end
 
@@ -322,21 +328,81 @@ def test_pim_grant_sets_the_end_azure_enforces_and_azure_ends_it(
     assert connector.observe(scope_of(READER_BY_GUID)) == frozenset()
 
 
-def test_pim_extends_an_earlier_end_and_never_shortens_a_later_one(
+def test_pim_end_follows_the_grant_both_ways_with_admin_update(
     fake_arm: FakeArm, azure_connect: AzureConnect
 ) -> None:
     principal = str(uuid.uuid4())
     connector = azure_connect(pim=True)
     connector.apply(action("grant", principal, READER_BY_GUID, until=in_hours(2)))
 
-    longer = connector.apply(action("grant", principal, READER_BY_GUID, until=in_hours(4)))
-    assert longer.changed and '"requestType":"AdminUpdate"' in longer.operations[0]
-    (observed,) = connector.observe(scope_of(READER_BY_GUID))
-    assert observed.expires == in_hours(4)
+    for hours in (4, 3, 1):  # later, then earlier twice: Azure must end it at the grant's end
+        moved = connector.apply(action("grant", principal, READER_BY_GUID, until=in_hours(hours), extend=True))
+        assert moved.changed and '"requestType":"AdminUpdate"' in moved.operations[0]
+        assert fake_arm.holders(RG_SCOPE, READER)[principal] == in_hours(hours)
+        (observed,) = connector.observe(scope_of(READER_BY_GUID))
+        assert observed.expires == in_hours(hours) and observed.owned is True
+        again = connector.apply(action("grant", principal, READER_BY_GUID, until=in_hours(hours), extend=True))
+        assert not again.changed and again.operations == ()
+    # Azure ends it at the shortened end by itself
+    fake_arm.now = lambda: in_hours(1) + timedelta(seconds=1)
+    assert fake_arm.holders(RG_SCOPE, READER) == {}
 
-    shorter = connector.apply(action("grant", principal, READER_BY_GUID, until=in_hours(3)))
-    assert not shorter.changed and shorter.operations == ()
-    assert fake_arm.holders(RG_SCOPE, READER)[principal] == in_hours(4)
+
+def test_pim_an_end_under_five_minutes_away_removes_the_assignment(
+    fake_arm: FakeArm, azure_connect: AzureConnect
+) -> None:
+    principal = str(uuid.uuid4())
+    azure_connect(pim=True).apply(action("grant", principal, READER_BY_GUID, until=in_hours(2)))
+    later = in_hours(0) + timedelta(minutes=10)  # ten minutes on: past PIM's removal floor
+    fake_arm.now = lambda: later
+    connector = azure_connect(pim=True, clock=FixedClock(later))
+    until = later + timedelta(minutes=3)  # PIM makes no assignment this short: remove it now
+    outcome = connector.apply(action("grant", principal, READER_BY_GUID, until=until, extend=True))
+    assert outcome.changed and '"requestType":"AdminRemove"' in outcome.operations[0]
+    assert "under five minutes" in outcome.operations[0]
+    assert fake_arm.holders(RG_SCOPE, READER) == {}
+
+
+def test_pim_refuses_a_removal_in_the_first_five_minutes_and_the_next_run_does_it(
+    fake_arm: FakeArm, azure_connect: AzureConnect
+) -> None:
+    principal = str(uuid.uuid4())
+    connector = azure_connect(pim=True)
+    connector.apply(action("grant", principal, READER_BY_GUID, until=in_hours(2)))
+    with pytest.raises(TargetUnavailable, match="first five minutes"):
+        connector.apply(action("revoke", principal, READER_BY_GUID))
+    assert principal in fake_arm.holders(RG_SCOPE, READER)
+    fake_arm.now = lambda: in_hours(0) + timedelta(minutes=6)
+    assert connector.apply(action("revoke", principal, READER_BY_GUID)).changed
+    assert fake_arm.holders(RG_SCOPE, READER) == {}
+
+
+def test_pim_refuses_assignments_shorter_than_five_minutes(fake_arm: FakeArm, azure_connect: AzureConnect) -> None:
+    connector = azure_connect(pim=True)
+    with pytest.raises(PermanentTargetError, match="ActiveDurationTooShort"):
+        connector.apply(action("grant", str(uuid.uuid4()), READER_BY_GUID, until=in_hours(0.05)))
+    assert fake_arm.records == {}
+
+
+def test_the_double_lets_admin_extend_only_lengthen_and_admin_update_go_both_ways(fake_arm: FakeArm) -> None:
+    # Microsoft: AdminUpdate is "for administrators to change existing role assignments",
+    # AdminExtend "for administrators to extend expiring assignments"
+    principal = str(uuid.uuid4())
+    record = fake_arm.add_assignment(RG_SCOPE, READER, principal, end=in_hours(3))
+    role_id = f"{SUB_SCOPE}{ROLE_IDS}/{READER}"
+
+    def request(kind: str, end: datetime) -> tuple[int, Any]:
+        body = {"properties": {"principalId": principal, "roleDefinitionId": role_id, "requestType": kind,
+                               "scheduleInfo": {"expiration": {"type": "AfterDateTime", "endDateTime": iso(end)}}}}
+        path = f"{RG_SCOPE}/providers/Microsoft.Authorization/roleAssignmentScheduleRequests/{uuid.uuid4()}"
+        return fake_arm.handle("PUT", path, {"api-version": "2020-10-01"}, body)  # not a time
+
+    with pytest.raises(ArmError, match="after the assignment's current end"):
+        request("AdminExtend", in_hours(1))
+    assert request("AdminExtend", in_hours(4))[0] == 201 and record.end == in_hours(4)
+    assert request("AdminUpdate", in_hours(1))[0] == 201 and record.end == in_hours(1)
+    with pytest.raises(ArmError, match="Miniumum Required is 5 minutes"):
+        request("AdminUpdate", in_hours(0.05))
 
 
 def test_pim_treats_a_permanent_assignment_as_held_and_revokes_with_admin_remove(
@@ -388,6 +454,91 @@ def test_pim_race_on_admin_assign_is_already_true_when_the_end_suffices(
     fake_arm.handle = racing  # type: ignore[method-assign]
     outcome = connector.apply(action("grant", principal, READER_BY_GUID, until=in_hours(2)))
     assert not outcome.changed and outcome.before and len(outcome.operations) == 1
+
+
+# -- the ownership marker ----------------------------------------------------------------------
+
+
+def test_plain_what_jitpol_granted_is_owned_and_standing_access_is_not(
+    fake_arm: FakeArm, azure_connect: AzureConnect
+) -> None:
+    mine, standing, described = (str(uuid.uuid4()) for _ in range(3))
+    fake_arm.add_assignment(RG_SCOPE, READER, standing)
+    fake_arm.add_assignment(RG_SCOPE, READER, described, description="jitpol: please keep")  # not the marker
+    connector = azure_connect()
+    connector.apply(action("grant", mine))
+    owned = {a.principal: a.owned for a in connector.observe(scope_of(READER_BY_NAME))}
+    assert owned == {mine: True, standing: False, described: False}
+
+
+def test_plain_grant_finding_standing_access_writes_nothing_and_adds_no_marker(
+    fake_arm: FakeArm, azure_connect: AzureConnect
+) -> None:
+    principal = str(uuid.uuid4())
+    standing = fake_arm.add_assignment(RG_SCOPE, READER, principal, description="Granted by the platform team")
+    connector = azure_connect()
+    outcome = connector.apply(action("grant", principal, until=in_hours(2)))
+    assert not outcome.changed and outcome.operations == () and fake_arm.writes() == []
+    assert standing.description == "Granted by the platform team"
+    (held,) = connector.observe(scope_of(READER_BY_NAME))
+    assert held.owned is False and held.expires is None
+
+
+def test_plain_revoke_works_whether_or_not_the_assignment_is_marked(
+    fake_arm: FakeArm, azure_connect: AzureConnect
+) -> None:
+    # made by jitpol before markers existed: the ledger knows, the description does not
+    principal = str(uuid.uuid4())
+    fake_arm.add_assignment(RG_SCOPE, READER, principal)
+    assert azure_connect().apply(action("revoke", principal)).changed
+    assert fake_arm.holders(RG_SCOPE, READER) == {}
+
+
+def test_the_marker_names_only_an_allow_listed_grant(fake_arm: FakeArm, azure_connect: AzureConnect) -> None:
+    principal = str(uuid.uuid4())
+    azure_connect().apply(action("grant", principal, grant="Not A Name; rm -rf"))
+    (record,) = fake_arm.records.values()
+    assert record.description == "jitpol"
+    assert {a.owned for a in azure_connect().observe(scope_of(READER_BY_NAME))} == {True}
+
+
+def test_pim_ownership_is_read_from_the_request_that_created_the_schedule(
+    fake_arm: FakeArm, azure_connect: AzureConnect
+) -> None:
+    mine, permanent, someone, older = (str(uuid.uuid4()) for _ in range(4))
+    fake_arm.add_assignment(RG_SCOPE, READER, permanent)  # outside PIM: no request
+    fake_arm.add_assignment(RG_SCOPE, READER, someone, end=in_hours(5), justification="Quarterly audit")
+    # a PIM assignment jitpol made before markers had their current form
+    fake_arm.add_assignment(RG_SCOPE, READER, older, end=in_hours(5), justification="jitpol: alice-orders")
+    connector = azure_connect(pim=True)
+    connector.apply(action("grant", mine, READER_BY_GUID, until=in_hours(2)))
+    for _ in range(2):
+        owned = {a.principal: a.owned for a in connector.observe(scope_of(READER_BY_GUID))}
+        assert owned == {mine: True, permanent: False, someone: False, older: True}
+    # requests do not change: each is read once
+    reads = [p for m, p, _ in fake_arm.log if m == "GET" and "/roleAssignmentScheduleRequests/" in p]
+    assert len(reads) == len(set(reads)) == 3
+
+
+def test_pim_grant_finding_someone_elses_assignment_leaves_its_end_alone(
+    fake_arm: FakeArm, azure_connect: AzureConnect
+) -> None:
+    principal = str(uuid.uuid4())
+    fake_arm.add_assignment(RG_SCOPE, READER, principal, end=in_hours(1), justification="Quarterly audit")
+    connector = azure_connect(pim=True)
+    for until in (in_hours(3), in_hours(0.5)):
+        outcome = connector.apply(action("grant", principal, READER_BY_GUID, until=until, extend=True))
+        assert not outcome.changed and outcome.operations == ()
+    assert fake_arm.holders(RG_SCOPE, READER)[principal] == in_hours(1)
+    assert not any(q["properties"].get("justification", "").startswith("jitpol") for q in fake_arm.requests)
+    (held,) = connector.observe(scope_of(READER_BY_GUID))
+    assert held.owned is False
+
+
+def test_capabilities_follow_the_mode(azure_connect: AzureConnect) -> None:
+    plain, pim = azure_connect().capabilities, azure_connect(pim=True).capabilities
+    assert plain.marks == pim.marks == {MODEL}
+    assert plain.native_expiry == frozenset() and pim.native_expiry == {MODEL}
 
 
 # -- errors ------------------------------------------------------------------------------------
