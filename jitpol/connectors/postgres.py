@@ -8,9 +8,26 @@ Settings (the target's entry in jitpol.yaml):
     reassign_to         optional role name: who inherits what a deleted ephemeral account owned;
                         default the connector's own login role (an action's detail
                         "reassign_to", e.g. from a resource option, takes precedence)
+    grantor_role        optional role name, default "jitpol_grantor": the grantor of record
+                        (GRANTED BY) that marks a membership as jitpol's
 
-role-membership: a person's login role is made a direct member of a group role (GRANT) and
-removed again (REVOKE, then pg_terminate_backend of the principal's sessions).
+role-membership: a person's login role is made a direct member of a group role
+(GRANT ... GRANTED BY <grantor_role>) and removed again (REVOKE, then pg_terminate_backend of the
+principal's sessions). The grantor is jitpol's ownership marker: observe() reports owned=True for
+a membership the grantor role granted, owned=False for any other (standing access). The grantor
+role is a NOLOGIN, NOINHERIT role with a comment (never jitpol's account marker) that nobody
+logs in as; a superuser connector creates it in the transaction of the first GRANT that needs it.
+PostgreSQL 16 and later accept a grantor only if it holds ADMIN OPTION on the role itself, so the
+connector gives it that first (WITH ADMIN TRUE, INHERIT FALSE, SET FALSE: it may hand the role
+out, never use it). A grant that finds the membership present, from any grantor, changes nothing
+and never adds the marker. A revoke takes away jitpol's membership (REVOKE ... GRANTED BY the
+grantor when marked: on PostgreSQL 16 another grantor's standing row survives it, and the
+principal keeps the role and its sessions) and an unmarked one the ledger names with a plain
+REVOKE, as before markers. PostgreSQL 15 and earlier let only a superuser name a grantor: a
+non-superuser connector's grants are refused there (revokes still work); on 16 and later it
+needs the grantor role to exist and its privileges (GRANT jitpol_grantor TO <login>). The
+grantor role is never granted, never given a membership, never handed to an ephemeral account
+(not even through a chain of memberships), never rotated, and never observed.
 
 ephemeral-account: principal is a role name jitpol chose (`^jit-[a-z0-9][a-z0-9-]{0,30}$`),
 privilege the canonical JSON of the sorted list of roles it gets. create-account makes a LOGIN
@@ -18,16 +35,18 @@ role with the password from action.detail("password"), `VALID UNTIL` the window'
 server refuses password logins after it even if no run happens) and those roles, commented
 `jitpol: grant=<grant>; person=<person>` (jitpol's marker) in the same transaction. An existing
 role with the marker is brought exactly to that state (password set unless it already verifies,
-end extended but never shortened, missing roles granted, extra ones revoked); a role without the
-marker is never adopted. delete-account (marked roles only) sets NOLOGIN, terminates the role's
-sessions, runs REASSIGN OWNED / DROP OWNED in every database that allows connections and drops
-the role. observe() reports every marked role, whatever scope.privileges says.
+VALID UNTIL set to the window's end whether that is earlier or later than the current one: a
+window cut short ends the account sooner, missing roles granted, extra ones revoked); a role
+without the marker is never adopted. delete-account (marked roles only) sets NOLOGIN,
+terminates the role's sessions, runs REASSIGN OWNED / DROP OWNED in every database that allows
+connections and drops the role. observe() reports every marked role (owned=True), whatever
+scope.privileges says.
 
 credential-checkout: principal is an existing shared login role; rotate sets a new password
 (required), `VALID UNTIL` the checkout's end when the privilege names holders (not when it is
 "[]", a rotation to nobody), and terminates every session of the account. Superusers, jitpol's
-own login and ephemeral accounts are refused. observe() reports nothing (the ledger knows the
-holders).
+own login, its grantor role and ephemeral accounts are refused. observe() reports nothing (the
+ledger knows the holders).
 
 Secrets: passwords are hashed on the client (libpq's PQencryptPasswordConn, the server's
 password_encryption), so the plain text never reaches the server, its logs or
@@ -81,6 +100,18 @@ MODELS = (ROLE_MEMBERSHIP, EPHEMERAL, CHECKOUT)
 
 # the comment (COMMENT ON ROLE) that says a role is jitpol's own ephemeral account
 MARKER_PREFIX = "jitpol:"
+# the grantor of record (GRANTED BY) of the memberships jitpol grants: its ownership marker for
+# role-membership (setting grantor_role)
+GRANTOR_ROLE = "jitpol_grantor"
+# the comment a grantor role jitpol creates carries: fixed text, and NOT the account marker, so
+# the grantor is never taken for an ephemeral account (observed, changed or dropped as one)
+GRANTOR_COMMENT = (
+    "Grantor of record of the role memberships jitpol grants (GRANTED BY): a membership it granted is "
+    "jitpol's and ends with its grant. Keep it NOLOGIN, with no member but jitpol's own login."
+)
+# PostgreSQL 16 (server_version_num): a membership may have one row per grantor, and a grantor
+# must hold ADMIN OPTION on the role; before 16, only a superuser may name a grantor
+_PG16 = 160000
 # how long pg_terminate_backend waits for each session to be gone
 SESSION_WAIT_MS = 5000
 
@@ -121,24 +152,46 @@ PRIVILEGED_ROLES: dict[str, str] = {
 # pg_monitor and its parts. A superuser, directly or through memberships, is never handed out,
 # opt-in or not.
 
+# Direct members of the roles named, and whether the grantor role granted the membership (one
+# row per member and role: PostgreSQL 16 records a membership once per grantor). The grantor role
+# counts as jitpol's marker only while it is a NOLOGIN non-superuser that is neither our own login
+# nor an ephemeral account; it is itself never reported, as a member or as a role.
 _OBSERVE_SQL = """
-SELECT member.rolname, grp.rolname
+SELECT member.rolname::text, grp.rolname::text, coalesce(bool_or(m.grantor = g.oid), false)
 FROM pg_catalog.pg_auth_members AS m
 JOIN pg_catalog.pg_roles AS grp ON grp.oid = m.roleid
 JOIN pg_catalog.pg_roles AS member ON member.oid = m.member
-WHERE grp.rolname = ANY(%s)
+LEFT JOIN pg_catalog.pg_roles AS g
+       ON g.rolname = %(grantor)s AND NOT g.rolsuper AND NOT g.rolcanlogin AND g.rolname <> current_user
+      AND NOT coalesce(pg_catalog.starts_with(pg_catalog.shobj_description(g.oid, 'pg_authid'), %(marker)s), false)
+WHERE grp.rolname = ANY(%(roles)s) AND grp.rolname <> %(grantor)s AND member.rolname <> %(grantor)s
+GROUP BY member.rolname, grp.rolname
 """
 
-# one round trip for everything apply() must know before it decides
+# one round trip for everything apply() must know before it decides about a membership: our
+# login, the superuser flags, the membership's rows (all, and those the grantor role granted),
+# and the grantor role (whether it exists, what it is, whether our login has its privileges,
+# whether it holds ADMIN OPTION on the role, as PostgreSQL 16 requires of a grantor)
 _INSPECT_SQL = """
-SELECT current_user,
-       (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = %(role)s),
-       (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = %(principal)s),
-       EXISTS (SELECT 1
-               FROM pg_catalog.pg_auth_members AS m
-               JOIN pg_catalog.pg_roles AS grp ON grp.oid = m.roleid
-               JOIN pg_catalog.pg_roles AS member ON member.oid = m.member
-               WHERE grp.rolname = %(role)s AND member.rolname = %(principal)s)
+WITH grp AS (SELECT oid, rolsuper FROM pg_catalog.pg_roles WHERE rolname = %(role)s),
+     usr AS (SELECT oid, rolsuper FROM pg_catalog.pg_roles WHERE rolname = %(principal)s),
+     g AS (SELECT oid, rolsuper, rolcanlogin, pg_catalog.shobj_description(oid, 'pg_authid') AS comment
+           FROM pg_catalog.pg_roles WHERE rolname = %(grantor)s),
+     mem AS (SELECT m.grantor FROM pg_catalog.pg_auth_members AS m
+             WHERE m.roleid = (SELECT oid FROM grp) AND m.member = (SELECT oid FROM usr))
+SELECT current_user::text,
+       coalesce((SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user), false),
+       (SELECT rolsuper FROM grp),
+       (SELECT rolsuper FROM usr),
+       (SELECT count(*) FROM mem),
+       (SELECT count(*) FROM mem WHERE mem.grantor = (SELECT oid FROM g)),
+       EXISTS (SELECT 1 FROM g),
+       coalesce((SELECT rolsuper FROM g), false),
+       coalesce((SELECT rolcanlogin FROM g), false),
+       (SELECT comment FROM g),
+       coalesce((SELECT pg_catalog.pg_has_role(current_user, oid, 'USAGE') FROM g), false),
+       EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members AS m
+               WHERE m.roleid = (SELECT oid FROM grp) AND m.member = (SELECT oid FROM g) AND m.admin_option)
 """
 
 # Roles with their marker, enforced end and direct memberships. psycopg cannot load the
@@ -341,6 +394,24 @@ class _Role:
 
 
 @dataclass(frozen=True, slots=True)
+class _Membership:
+    """What _INSPECT_SQL found about one membership and the grantor role."""
+
+    current_user: str
+    login_super: bool
+    role_super: bool | None  # None: the role does not exist
+    principal_super: bool | None
+    rows: int  # pg_auth_members rows of the principal in the role (PostgreSQL 16: one per grantor)
+    ours: int  # ... of them granted by the grantor role
+    grantor_exists: bool
+    grantor_super: bool
+    grantor_login: bool
+    grantor_comment: str | None
+    grantor_usable: bool  # our login has the grantor role's privileges
+    grantor_admin: bool  # the grantor role holds ADMIN OPTION on the role itself
+
+
+@dataclass(frozen=True, slots=True)
 class _Step:
     """One statement: what is sent, and how Outcome.operations shows it (secrets as '***')."""
 
@@ -364,6 +435,8 @@ class PostgresConnector:
         # VALID UNTIL: an ephemeral account's, and a checked-out password's, end is enforced by
         # the server for password logins even when no run happens
         native_expiry=frozenset({EPHEMERAL, CHECKOUT}),
+        # a membership's grantor (the grantor role), an account's comment: observe says owned
+        marks=frozenset({ROLE_MEMBERSHIP, EPHEMERAL}),
         ends_sessions=True,
     )
 
@@ -386,6 +459,12 @@ class PostgresConnector:
                 validate_identifier(reassign_to, "reassign_to")
             except InvalidInput as exc:
                 raise PermanentTargetError(f"target {name}: setting {exc}") from None
+        grantor = settings.get("grantor_role", GRANTOR_ROLE)
+        try:
+            validate_principal(grantor)  # never pg_*, postgres or public
+        except InvalidInput as exc:
+            raise PermanentTargetError(f"target {name}: setting grantor_role: {exc}") from None
+        self._grantor: str = grantor
         self._dsn_env = dsn_env
         self._terminate_sessions = terminate
         self._connect_timeout = timeout
@@ -402,20 +481,26 @@ class PostgresConnector:
         """Read-only.
 
         role-membership: every direct member of each role in scope.privileges (roles that do not
-        exist have no members). ephemeral-account: every role carrying jitpol's marker, whatever
-        scope.privileges says, with its sorted direct memberships as the privilege and its
-        VALID UNTIL as `expires`. credential-checkout: nothing (the ledger tracks holders)."""
+        exist have no members), owned=True when the grantor role granted the membership (on
+        PostgreSQL 16, when one of its rows is the grantor role's), owned=False otherwise; the
+        grantor role is never reported. ephemeral-account: every role carrying jitpol's marker
+        (owned=True), whatever scope.privileges says, with its sorted direct memberships as the
+        privilege and its VALID UNTIL as `expires`. credential-checkout: nothing (the ledger
+        tracks holders)."""
         if scope.model == ROLE_MEMBERSHIP:
             if not scope.privileges:
                 return frozenset()
-            rows = self._fetch(_OBSERVE_SQL, (sorted(scope.privileges),))
+            rows = self._fetch(_OBSERVE_SQL, {
+                "roles": sorted(scope.privileges), "grantor": self._grantor, "marker": MARKER_PREFIX})
             return frozenset(
-                Assignment(target=self.name, model=scope.model, principal=str(member), privilege=str(role))
-                for member, role in rows
+                Assignment(target=self.name, model=scope.model, principal=str(member), privilege=str(role),
+                           owned=bool(owned))
+                for member, role, owned in rows
             )
         if scope.model == EPHEMERAL:
             return frozenset(
-                Assignment(self.name, EPHEMERAL, r.name, canonical_json(sorted(r.member_of)), expires=r.valid_until)
+                Assignment(self.name, EPHEMERAL, r.name, canonical_json(sorted(r.member_of)), expires=r.valid_until,
+                           owned=True)
                 for r in self._roles(()).values()
                 if r.marked
             )
@@ -451,8 +536,9 @@ class PostgresConnector:
     # -- role-membership --------------------------------------------------------------------
 
     def _apply_membership(self, action: Action, check: bool) -> Outcome:
-        """GRANT or REVOKE one direct membership; idempotent. A revoke also terminates the
-        principal's sessions (unless terminate_sessions is false)."""
+        """GRANT (GRANTED BY the grantor role) or REVOKE one direct membership; idempotent. A
+        revoke also terminates the principal's sessions (unless terminate_sessions is false, or
+        the principal keeps the role through another grantor's row)."""
         from psycopg import sql
 
         a = action.assignment
@@ -463,14 +549,18 @@ class PostgresConnector:
             validate_principal(a.principal)
         except InvalidInput as exc:
             raise PermanentTargetError(f"target {self.name}: {exc}") from None
+        if self._grantor in (a.privilege, a.principal):
+            raise PermanentTargetError(
+                f"target {self.name}: refusing to {action.op} {a.privilege!r} for {a.principal!r}: "
+                f"{self._grantor!r} is jitpol's grantor role (setting grantor_role); it is never granted and "
+                "never given a membership"
+            )
 
-        current_user, role_super, principal_super, member = self._fetch(
-            _INSPECT_SQL, {"role": a.privilege, "principal": a.principal}
-        )[0]
-        for name, is_super in ((a.privilege, role_super), (a.principal, principal_super)):
+        m = self._inspect(a)
+        for name, is_super in ((a.privilege, m.role_super), (a.principal, m.principal_super)):
             if is_super is None:
                 raise PermanentTargetError(f'target {self.name}: role "{name}" does not exist')
-        if role_super or principal_super or a.principal == current_user:
+        if m.role_super or m.principal_super or a.principal == m.current_user:
             # a superuser role as the privilege would hand out superuser through SET ROLE; a
             # superuser (or our own login) as the principal is standing access we must not touch
             raise PermanentTargetError(
@@ -478,19 +568,27 @@ class PostgresConnector:
                 "jitpol never changes memberships of or in superusers, or of its own login"
             )
 
+        role, principal, grantor = (sql.Identifier(x) for x in (a.privilege, a.principal, self._grantor))
         if action.op == "grant":
-            if member:
+            if m.rows:
+                # present, whoever granted it: standing access stays as it is, unmarked (jitpol's
+                # grant ending must never take it away)
                 return Outcome(changed=False, before=True, after=True)
             statements = [
-                sql.SQL("GRANT {} TO {}").format(sql.Identifier(a.privilege), sql.Identifier(a.principal))
+                *self._grantor_setup(m, a.privilege),
+                sql.SQL("GRANT {} TO {} GRANTED BY {}").format(role, principal, grantor),
             ]
         else:
-            if not member:
+            if not m.rows:
                 return Outcome(changed=False, before=True, after=True)
-            statements = [
-                sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(a.privilege), sql.Identifier(a.principal))
-            ]
-            if self._terminate_sessions:
+            if m.ours:
+                # jitpol's row, and only it: on PostgreSQL 16 another grantor's standing row survives
+                statements = [sql.SQL("REVOKE {} FROM {} GRANTED BY {}").format(role, principal, grantor)]
+            else:
+                # unmarked, but the ledger says jitpol gave it (granted before markers existed)
+                statements = [sql.SQL("REVOKE {} FROM {}").format(role, principal)]
+            keeps_it = 0 < m.ours < m.rows  # another grantor's row: the principal stays a member
+            if self._terminate_sessions and not keeps_it:
                 # REVOKE does not reach into open sessions: one that ran SET ROLE keeps acting as
                 # the group role until it disconnects. We cannot see which sessions did, so end
                 # all of the principal's (never our own). The timeout makes the call wait until
@@ -502,14 +600,71 @@ class PostgresConnector:
             if check:
                 self._refuse_privileged(action, [a.privilege])
             else:
-                # what is checked is what is granted: the check and the GRANT in one transaction
+                # what is checked is what is granted: the check, the grantor role's setup and the
+                # GRANT in one transaction (a failed GRANT leaves no grantor role behind)
                 self._send(conn, [_plain(s) for s in statements], transaction=True, secret=False,
                            guard=lambda: self._refuse_privileged(action, [a.privilege]))
         elif not check:
             for stmt in statements:
                 self._execute(stmt)
-            self._verify_revoked(a)
+            self._verify_revoked(a, marked=m.ours > 0)
         return Outcome(changed=True, before=False, after=not check, operations=operations)
+
+    def _inspect(self, a: Assignment) -> _Membership:
+        row = self._fetch(_INSPECT_SQL, {"role": a.privilege, "principal": a.principal, "grantor": self._grantor})[0]
+        (current_user, login_super, role_super, principal_super, rows, ours, g_exists, g_super, g_login, g_comment,
+         g_usable, g_admin) = row
+        return _Membership(
+            current_user=str(current_user), login_super=bool(login_super), role_super=role_super,
+            principal_super=principal_super, rows=int(rows), ours=int(ours), grantor_exists=bool(g_exists),
+            grantor_super=bool(g_super), grantor_login=bool(g_login), grantor_comment=g_comment,
+            grantor_usable=bool(g_usable), grantor_admin=bool(g_admin),
+        )
+
+    def _grantor_setup(self, m: _Membership, role: str) -> list[sql.Composed]:
+        """The statements that must precede `GRANT role TO ... GRANTED BY <grantor>`: create the
+        grantor role when a superuser connector finds none, and on PostgreSQL 16 and later give it
+        ADMIN OPTION on `role` (without INHERIT or SET: it may hand the role out, never use it).
+        Raises PermanentTargetError when the grantor role is unfit or our login cannot grant as it."""
+        from psycopg import sql
+
+        g = self._grantor
+        why = (
+            "it is jitpol's own login" if g == m.current_user
+            else "it is a superuser" if m.grantor_super
+            else "it can log in (a grantor of record must be NOLOGIN: what a person grants by hand is not jitpol's)"
+            if m.grantor_login
+            else "it carries jitpol's ephemeral-account marker" if (m.grantor_comment or "").startswith(MARKER_PREFIX)
+            else None
+        )  # fmt: skip
+        if m.grantor_exists and why is not None:
+            raise PermanentTargetError(
+                f"target {self.name}: the grantor role {g!r} (setting grantor_role) cannot mark jitpol's memberships: "
+                f"{why}; choose another name or make it a NOLOGIN role with no other use"
+            )
+        version = self._connection().info.server_version
+        if not m.login_super:
+            if version < _PG16:
+                raise PermanentTargetError(
+                    f"target {self.name}: jitpol's login {m.current_user!r} is not a superuser, and this PostgreSQL "
+                    f"({version}) lets only a superuser record the grantor (GRANTED BY {g}) that marks a "
+                    "membership as jitpol's; connect as a superuser or use PostgreSQL 16 or later"
+                )
+            if not m.grantor_exists or not m.grantor_usable:
+                raise PermanentTargetError(
+                    f"target {self.name}: jitpol's login {m.current_user!r} needs the privileges of the grantor role "
+                    f"{g!r} to grant as it; once, as a superuser: CREATE ROLE {g} NOLOGIN NOINHERIT; "
+                    f"GRANT {g} TO {m.current_user} WITH INHERIT TRUE"
+                )
+        steps: list[sql.Composed] = []
+        ident = sql.Identifier(g)
+        if not m.grantor_exists:
+            steps.append(sql.SQL("CREATE ROLE {} WITH NOLOGIN NOINHERIT").format(ident))
+            steps.append(sql.SQL("COMMENT ON ROLE {} IS {}").format(ident, sql.Literal(GRANTOR_COMMENT)))
+        if version >= _PG16 and not m.grantor_admin:
+            steps.append(sql.SQL("GRANT {} TO {} WITH ADMIN TRUE, INHERIT FALSE, SET FALSE").format(
+                sql.Identifier(role), ident))
+        return steps
 
     def _refuse_privileged(self, action: Action, roles: Sequence[str]) -> None:
         """Raise PermanentTargetError when one of `roles` is, or through memberships reaches, a
@@ -537,6 +692,14 @@ class PostgresConnector:
                     f"target {self.name}: refusing to give {a.principal!r} the role {role!r}: it reaches the "
                     f"superuser {path[-1]!r} ({' -> '.join(path)}); jitpol never hands out superuser"
                 )
+            path = _shortest_path(nodes, role, lambda n: n == self._grantor)
+            if path is not None:
+                # a member of the grantor role may grant as it: every role jitpol manages, marked as jitpol's
+                raise PermanentTargetError(
+                    f"target {self.name}: refusing to give {a.principal!r} the role {role!r}: it reaches jitpol's "
+                    f"grantor role {path[-1]!r} ({' -> '.join(path)}), which may hand out the roles jitpol manages; "
+                    "jitpol never hands it out"
+                )
             if action.privileged_allowed:
                 continue
             path = _shortest_path(nodes, role, lambda n: n in PRIVILEGED_ROLES or any(
@@ -553,14 +716,15 @@ class PostgresConnector:
                     "in its spec to hand it out (and be approved like a superuser)"
                 )
 
-    def _verify_revoked(self, a: Assignment) -> None:
+    def _verify_revoked(self, a: Assignment, *, marked: bool) -> None:
         # From PostgreSQL 16 a membership granted by another role survives a plain REVOKE (with
-        # only a warning). Say so rather than report a revocation that did not happen.
-        still = self._fetch(_INSPECT_SQL, {"role": a.privilege, "principal": a.principal})[0][3]
-        if still:
+        # only a warning). Say so rather than report a revocation that did not happen. Of a
+        # marked membership only jitpol's row must be gone: another grantor's is standing access.
+        after = self._inspect(a)
+        if after.ours if marked else after.rows:
             raise PermanentTargetError(
                 f"target {self.name}: {a.principal!r} is still a member of {a.privilege!r} after REVOKE "
-                "(granted by another role?)"
+                + (f"(still granted by {self._grantor!r})" if marked else "(granted by another role?)")
             )
 
     # -- ephemeral-account ------------------------------------------------------------------
@@ -625,7 +789,9 @@ class PostgresConnector:
                     sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(ident, secret),
                     sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(ident, sql.SQL("'***'")),
                 ))  # fmt: skip
-            if existing.valid_until is None or existing.valid_until < until:
+            if existing.valid_until != until:
+                # the window's end, earlier or later: a window cut short (a schedule, a
+                # break-glass deadline, a restriction) ends the account sooner too
                 steps.append(_plain(sql.SQL("ALTER ROLE {} VALID UNTIL {}").format(ident, until_sql)))
             for role in wanted:
                 if role not in existing.member_of:
@@ -659,6 +825,7 @@ class PostgresConnector:
                 else "it is jitpol's own login" if role == current_user
                 else "it is the account itself" if role == name
                 else "it is another ephemeral account" if info.marked
+                else "it is jitpol's grantor role (setting grantor_role)" if role == self._grantor
                 else None
             )  # fmt: skip
             if why is not None:
@@ -674,7 +841,7 @@ class PostgresConnector:
                 f"target {self.name}: account {name!r} has roles {sorted(role.member_of)} instead of "
                 f"{sorted(wanted)} after apply (granted by another role?)"
             )
-        if role.valid_until is None or role.valid_until < until:
+        if role.valid_until != until:
             raise PermanentTargetError(f"target {self.name}: account {name!r} did not get its VALID UNTIL")
 
     def _delete_account(self, action: Action, check: bool) -> Outcome:
@@ -759,10 +926,10 @@ class PostgresConnector:
         role = self._roles([name]).get(name)
         if role is None:
             raise PermanentTargetError(f'target {self.name}: role "{name}" does not exist')
-        if role.superuser or role.marked or name == current_user:
+        if role.superuser or role.marked or name in (current_user, self._grantor):
             raise PermanentTargetError(
                 f"target {self.name}: refusing to rotate {name!r}: jitpol never checks out superusers, "
-                "its own login or its ephemeral accounts"
+                "its own login, its grantor role or its ephemeral accounts"
             )
         ident = sql.Identifier(name)
 

@@ -30,6 +30,11 @@ EPHEMERAL = "ephemeral-account"
 
 
 class TestPostgresContract(ConnectorContract):
+    """GRANT ... GRANTED BY jitpol's grantor role (the ownership marker) / REVOKE; the server
+    enforces no end for a membership (revoked by a run)."""
+
+    marks: ClassVar[bool] = True
+
     @pytest.fixture
     def roles(self, pg_roles: PgRoles) -> tuple[str, str]:
         """(group, principal): a NOLOGIN group role and a LOGIN role, not yet a member."""
@@ -70,6 +75,8 @@ class TestPostgresEphemeralAccountContract(ConnectorContract):
     add_op: ClassVar[Op] = "create-account"
     remove_op: ClassVar[Op] = "delete-account"
     observe_filters_by_privileges: ClassVar[bool] = False
+    marks: ClassVar[bool] = True  # the COMMENT ON ROLE marker
+    native_end: ClassVar[bool] = True  # VALID UNTIL, set to the window's end both ways
 
     @pytest.fixture
     def privilege(self, pg_roles: PgRoles) -> str:

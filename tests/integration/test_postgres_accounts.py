@@ -21,6 +21,7 @@ from psycopg import sql
 from jitpol.connectors.postgres import (
     CHECKOUT,
     EPHEMERAL,
+    GRANTOR_ROLE,
     PostgresConnector,
     parse_role_list,
     password_matches,
@@ -33,6 +34,8 @@ from jitpol.model.canonical import canonical_json
 
 if TYPE_CHECKING:
     from conftest import PgDatabase, PgRoles  # tests/conftest.py
+
+    from tests.helpers.clock import Now
 
 TARGET = "pg-acct"
 DSN_ENV = "PG_ACCT_DSN"
@@ -560,9 +563,32 @@ def test_redelivery_sets_the_new_password_extends_and_repairs_roles(
     assert row is not None and row[1] == later_end and row[3] == sorted([a, b])
     # the same secret again is already true (the stored SCRAM verifier is checked)
     assert connector.apply(create(name, [a, b], later_end)) == Outcome(changed=False, before=True, after=True)
-    # an earlier end never shortens the account's
-    assert not connector.apply(create(name, [a, b], first_end)).changed
-    assert role_row(pg_roles, name)[1] == later_end  # type: ignore[index]
+    # an earlier end shortens the account's: the server follows the grant's live end both ways
+    shortened = connector.apply(create(name, [a, b], first_end))
+    assert shortened.operations == (f"ALTER ROLE \"{name}\" VALID UNTIL '{first_end.isoformat(sep=' ')}'",)
+    assert role_row(pg_roles, name)[1] == first_end  # type: ignore[index]
+
+
+@pytest.mark.postgres
+def test_an_extension_sets_the_end_earlier_or_later_and_keeps_the_secret(
+    pg_roles: PgRoles, accounts: Accounts, connect: Connect, now: Now
+) -> None:
+    """The core's "extend" (the grant's live end moved, no new secret): VALID UNTIL follows it,
+    cut short by a schedule or a restriction as well as prolonged."""
+    group = pg_roles.create("grp")
+    name = accounts.new()
+    connector = connect()
+    connector.apply(create(name, [group], now.plus(hours=8)))
+    scope = Scope(TARGET, EPHEMERAL, frozenset())
+    for hours in (1, 3, 0.5):
+        until = now.plus(hours=hours)
+        outcome = connector.apply(create(name, [group], until, password=None, details=(*DETAILS, ("mode", "extend"))))
+        assert outcome.operations == (f"ALTER ROLE \"{name}\" VALID UNTIL '{until.isoformat(sep=' ')}'",)
+        (account,) = [a for a in connector.observe(scope) if a.principal == name]
+        assert (account.expires, account.owned) == (until, True)
+        assert role_row(pg_roles, name)[1] == until  # type: ignore[index]
+        assert not connector.apply(create(name, [group], until, password=None)).changed
+    assert can_login(pg_roles, name, PASSWORD), "an extension keeps the delivered secret"
 
 
 @pytest.mark.postgres
@@ -620,11 +646,17 @@ def test_roles_that_must_not_be_handed_out(pg_roles: PgRoles, accounts: Accounts
     connector.apply(create(other, [], later(hours=1)))
     name = accounts.new()
     connector.apply(create(name, [], later(hours=1)))
+    grantor = pg_roles.create("grantor")
+    team = pg_roles.create("team")
+    pg_roles.grant(grantor, team)
+    connector = connect(grantor_role=grantor)
     for role, message in [
         (root_like, "it is a superuser role"),
         (other, "it is another ephemeral account"),  # its end would take the access away mid-window
         (name, "it is the account itself"),
         ("no_such_role", 'role "no_such_role" does not exist'),
+        (grantor, "it is jitpol's grantor role"),  # it may grant every managed role as jitpol
+        (team, "reaches jitpol's grantor role"),
     ]:
         with pytest.raises(PermanentTargetError, match=message):
             connector.apply(create(name, [role], later(hours=1)))
@@ -748,7 +780,9 @@ def test_rotate_refuses_superusers_ephemeral_accounts_and_its_own_login(
     name = accounts.new()
     connector = connect()
     connector.apply(create(name, [], later(hours=1)))
-    for account in (root_like, name):
+    if pg_roles.admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (GRANTOR_ROLE,)).fetchone() is None:
+        pg_roles.admin.execute(sql.SQL("CREATE ROLE {} NOLOGIN NOINHERIT").format(sql.Identifier(GRANTOR_ROLE)))
+    for account in (root_like, name, GRANTOR_ROLE):
         with pytest.raises(PermanentTargetError, match="refusing to rotate"):
             connector.apply(rotate(account, ["g1"], "stolen-Pw-1", later(hours=1)))
     assert can_login(pg_roles, root_like, "root-pw")

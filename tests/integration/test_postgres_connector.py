@@ -1,5 +1,6 @@
 """PostgresConnector against a real server: hostile names, connection errors without secrets,
-session termination on revoke, and leaving unmanaged memberships alone."""
+session termination on revoke, leaving unmanaged memberships alone, and jitpol's ownership marker
+(the grantor role every membership jitpol grants is GRANTED BY)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +17,9 @@ import pytest
 from psycopg import sql
 
 from jitpol.connectors.postgres import (
+    GRANTOR_COMMENT,
+    GRANTOR_ROLE,
+    MARKER_PREFIX,
     PostgresConnector,
     check_name,
     validate_identifier,
@@ -22,6 +27,8 @@ from jitpol.connectors.postgres import (
 )
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Op, Scope
+from jitpol.plan.diff import diff
+from jitpol.policy.history import History
 
 if TYPE_CHECKING:
     from conftest import PgDatabase, PgRoles  # tests/conftest.py
@@ -46,9 +53,35 @@ def closed_port() -> int:
 Connect = Callable[..., PostgresConnector]
 
 
+def ensure_grantor(pg_roles: PgRoles, name: str = GRANTOR_ROLE) -> None:
+    """The grantor role as a superuser connector's first grant creates it (for tests that compare
+    exact statements, whichever test ran first on this server)."""
+    if pg_roles.admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone() is None:
+        pg_roles.admin.execute(sql.SQL("CREATE ROLE {} NOLOGIN NOINHERIT").format(sql.Identifier(name)))
+        pg_roles.admin.execute(
+            sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(name), sql.Literal(GRANTOR_COMMENT)))
+
+
+def grantors(pg_roles: PgRoles, role: str, member: str) -> list[str]:
+    """Who granted `member` its membership in `role` (one row per grantor from PostgreSQL 16)."""
+    rows = pg_roles.admin.execute(
+        "SELECT coalesce(g.rolname::text, m.grantor::text) FROM pg_auth_members m "
+        "JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member "
+        "LEFT JOIN pg_roles g ON g.oid = m.grantor WHERE r.rolname = %s AND u.rolname = %s ORDER BY 1",
+        (role, member),
+    ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def server_version(pg_roles: PgRoles) -> int:
+    return int(pg_roles.admin.info.server_version)
+
+
 @pytest.fixture
 def connect(pg_roles: PgRoles) -> Iterator[Connect]:
-    """connect(**settings) -> a PostgresConnector on the test server as its superuser."""
+    """connect(**settings) -> a PostgresConnector on the test server as its superuser (the
+    default grantor role exists)."""
+    ensure_grantor(pg_roles)
     made: list[PostgresConnector] = []
 
     def make(**settings: Any) -> PostgresConnector:
@@ -170,11 +203,12 @@ def test_a_hostile_but_allowed_name_works_quoted(pg_roles: PgRoles, connect: Con
     principal = pg_roles.create("a.b-c@d", login=True)
     connector = connect()
     outcome = connector.apply(action("grant", principal, group))
-    assert outcome.operations == (f'GRANT "{group}" TO "{principal}"',)
+    assert outcome.operations == (f'GRANT "{group}" TO "{principal}" GRANTED BY "{GRANTOR_ROLE}"',)
     assert pg_roles.members(group) == {principal}
     scope = Scope(TARGET, MODEL, frozenset({group}))
     assert connector.observe(scope) == {Assignment(TARGET, MODEL, principal, group)}
-    connector.apply(action("revoke", principal, group))
+    outcome = connector.apply(action("revoke", principal, group))
+    assert outcome.operations[0] == f'REVOKE "{group}" FROM "{principal}" GRANTED BY "{GRANTOR_ROLE}"'
     assert pg_roles.members(group) == set()
 
 
@@ -264,6 +298,9 @@ def test_settings_are_checked_without_io() -> None:
         PostgresConnector(TARGET, {"dsn_env": DSN_ENV, "terminate_sessions": "no"}, {})
     with pytest.raises(PermanentTargetError, match="connect_timeout"):
         PostgresConnector(TARGET, {"dsn_env": DSN_ENV, "connect_timeout": True}, {})
+    for grantor in ("postgres", "pg_monitor", "public", 'x"; DROP ROLE postgres; --', 7):
+        with pytest.raises(PermanentTargetError, match="grantor_role"):
+            PostgresConnector(TARGET, {"dsn_env": DSN_ENV, "grantor_role": grantor}, {})
     # a valid constructor does nothing else: no DSN, no server, no error yet
     PostgresConnector(TARGET, {"dsn_env": DSN_ENV}, {}).close()
 
@@ -392,7 +429,7 @@ def test_revoke_ends_the_principals_sessions(pg_db: PgDatabase, pg_roles: PgRole
 
     assert outcome.changed
     assert len(outcome.operations) == 2
-    assert outcome.operations[0] == f'REVOKE "{group}" FROM "{alice}"'
+    assert outcome.operations[0] == f'REVOKE "{group}" FROM "{alice}" GRANTED BY "{GRANTOR_ROLE}"'
     assert "pg_terminate_backend" in outcome.operations[1] and f"'{alice}'" in outcome.operations[1]
     with pytest.raises(psycopg.OperationalError):
         session.execute("SELECT 1")
@@ -417,7 +454,7 @@ def test_without_termination_a_set_role_session_keeps_the_role(
 
     outcome = connector.apply(action("revoke", alice, group))
 
-    assert outcome.operations == (f'REVOKE "{group}" FROM "{alice}"',)
+    assert outcome.operations == (f'REVOKE "{group}" FROM "{alice}" GRANTED BY "{GRANTOR_ROLE}"',)
     assert pg_roles.members(group) == set()
     assert session.execute("SELECT current_user").fetchone() == (group,)  # still acting as group
     session.close()
@@ -457,6 +494,214 @@ def test_unmanaged_members_are_observed_but_untouched(pg_roles: PgRoles, connect
     connector.apply(action("revoke", alice, group))
     assert connector.observe(scope) == {standing_access}
     assert pg_roles.members(group) == {standing}
+
+
+# -- ownership marker: the grantor role ------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_what_jitpol_grants_is_granted_by_its_grantor_role_and_observed_owned(
+    pg_roles: PgRoles, connect: Connect
+) -> None:
+    group = pg_roles.create("grp")
+    alice = pg_roles.create("alice", login=True)
+    standing = pg_roles.create("standing", login=True)
+    pg_roles.grant(group, standing)
+    connector = connect()
+
+    outcome = connector.apply(action("grant", alice, group))
+
+    assert outcome.operations == (f'GRANT "{group}" TO "{alice}" GRANTED BY "{GRANTOR_ROLE}"',)
+    assert grantors(pg_roles, group, alice) == [GRANTOR_ROLE]
+    observed = {a.principal: a.owned for a in connector.observe(Scope(TARGET, MODEL, frozenset({group})))}
+    assert observed == {alice: True, standing: False}
+
+
+@pytest.mark.postgres
+def test_standing_access_stays_unmarked_through_a_grant_and_outlives_its_revocation_path(
+    pg_roles: PgRoles, connect: Connect
+) -> None:
+    """A membership someone else gave before jitpol's grant: observed owned=False, the grant
+    changes nothing (no marker added), and with no ledger entry naming it the diff never revokes
+    it, while the marked membership next to it is revoked as jitpol's."""
+    group = pg_roles.create("grp")
+    dave = pg_roles.create("dave", login=True)
+    alice = pg_roles.create("alice", login=True)
+    pg_roles.grant(group, dave)  # by the superuser, long before jitpol
+    connector = connect()
+    scope = Scope(TARGET, MODEL, frozenset({group}))
+    assert [a.owned for a in connector.observe(scope)] == [False]
+
+    unchanged = connector.apply(action("grant", dave, group))
+    assert (unchanged.changed, unchanged.before, unchanged.after, unchanged.operations) == (False, True, True, ())
+    assert grantors(pg_roles, group, dave) == ["postgres"], "the grant must not mark standing access"
+    connector.apply(action("grant", alice, group))
+    observed = connector.observe(scope)
+    assert {a.principal: a.owned for a in observed} == {dave: False, alice: True}
+
+    # both grants are over and the ledger is lost: only the marked membership is jitpol's to take back
+    plan = diff({}, {TARGET: observed}, History(), {})
+    assert [(a.op, a.principal, a.drift) for a in plan] == [("revoke", alice, True)]
+    for step in plan:
+        assert connector.apply(step).changed
+    assert pg_roles.members(group) == {dave}
+    assert [(a.principal, a.owned) for a in connector.observe(scope)] == [(dave, False)]
+    assert diff({}, {TARGET: connector.observe(scope)}, History(), {}) == ()
+
+
+@pytest.mark.postgres
+def test_an_unmarked_membership_the_ledger_names_is_revoked_as_before(pg_roles: PgRoles, connect: Connect) -> None:
+    """Granted before jitpol marked its memberships (a plain GRANT): the ledger says jitpol gave
+    it, so the revoke is the plain REVOKE it always was."""
+    group = pg_roles.create("grp")
+    alice = pg_roles.create("alice", login=True)
+    pg_roles.grant(group, alice)
+    outcome = connect().apply(action("revoke", alice, group))
+    assert outcome.operations[0] == f'REVOKE "{group}" FROM "{alice}"'
+    assert pg_roles.members(group) == set()
+
+
+@pytest.mark.postgres
+def test_a_superuser_connector_creates_its_grantor_role_with_the_first_grant(
+    pg_roles: PgRoles, connect: Connect, unique_name: Callable[[str], str]
+) -> None:
+    group = pg_roles.create("grp")
+    alice, bob = pg_roles.create("alice", login=True), pg_roles.create("bob", login=True)
+    grantor = unique_name("grantor")
+    connector = connect(grantor_role=grantor)
+    admin_option = server_version(pg_roles) >= 160000  # a grantor must hold ADMIN OPTION from 16 on
+    setup = (
+        f'CREATE ROLE "{grantor}" WITH NOLOGIN NOINHERIT',
+        f"COMMENT ON ROLE \"{grantor}\" IS '{GRANTOR_COMMENT.replace(chr(39), chr(39) * 2)}'",
+        *([f'GRANT "{group}" TO "{grantor}" WITH ADMIN TRUE, INHERIT FALSE, SET FALSE'] if admin_option else []),
+    )
+    grant = f'GRANT "{group}" TO "{alice}" GRANTED BY "{grantor}"'
+
+    preview = connector.apply(action("grant", alice, group), check=True)
+    assert preview.operations == (*setup, grant)
+    assert pg_roles.admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (grantor,)).fetchone() is None
+
+    assert connector.apply(action("grant", alice, group)).operations == (*setup, grant)
+    pg_roles.created.append(grantor)  # dropped first, after the test revokes what it granted
+    row = pg_roles.admin.execute(
+        "SELECT rolcanlogin, rolinherit, rolsuper, rolcreaterole, shobj_description(oid, 'pg_authid') "
+        "FROM pg_roles WHERE rolname = %s", (grantor,)).fetchone()
+    assert row == (False, False, False, False, GRANTOR_COMMENT)
+    assert not GRANTOR_COMMENT.startswith(MARKER_PREFIX), "the grantor is never taken for an ephemeral account"
+    assert all(a.principal != grantor for a in connector.observe(Scope(TARGET, "ephemeral-account", frozenset())))
+    assert grantors(pg_roles, group, alice) == [grantor]
+    # the next grant finds it
+    assert connector.apply(action("grant", bob, group)).operations == (
+        f'GRANT "{group}" TO "{bob}" GRANTED BY "{grantor}"',)
+    observed = connector.observe(Scope(TARGET, MODEL, frozenset({group})))
+    assert {(a.principal, a.owned) for a in observed} == {(alice, True), (bob, True)}
+    for person in (alice, bob):
+        connector.apply(action("revoke", person, group))
+    assert pg_roles.members(group) == ({grantor} if admin_option else set())
+
+
+@pytest.mark.postgres
+def test_a_failed_grant_leaves_no_grantor_role_behind(
+    pg_roles: PgRoles, connect: Connect, unique_name: Callable[[str], str]
+) -> None:
+    group = pg_roles.create("grp")
+    alice = pg_roles.create("alice", login=True)
+    pg_roles.grant(alice, group)  # group is a member of alice: GRANT group TO alice would make a loop
+    grantor = unique_name("grantor")
+    with pytest.raises(PermanentTargetError, match="is a member of role"):
+        connect(grantor_role=grantor).apply(action("grant", alice, group))
+    assert pg_roles.admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (grantor,)).fetchone() is None
+
+
+@pytest.mark.postgres
+def test_an_unfit_grantor_role_marks_nothing_and_is_refused(pg_roles: PgRoles, connect: Connect) -> None:
+    """A grantor of record that can log in (a person), is a superuser, or is an ephemeral account
+    would make what it granted by hand look like jitpol's: observe then reports nothing as owned
+    and every grant is refused (revocations go on)."""
+    group = pg_roles.create("grp")
+    alice, bob = pg_roles.create("alice", login=True), pg_roles.create("bob", login=True)
+    person = pg_roles.create("person", login=True)
+    root_like = pg_roles.create("su", superuser=True)
+    marked = pg_roles.create("marked")
+    pg_roles.admin.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(
+        sql.Identifier(marked), sql.Literal(f"{MARKER_PREFIX} grant=g; person=p")))
+    for grantor, why in ((person, "can log in"), (root_like, "is a superuser"), (marked, "ephemeral-account marker")):
+        pg_roles.admin.execute(sql.SQL("GRANT {} TO {} GRANTED BY {}").format(
+            sql.Identifier(group), sql.Identifier(alice), sql.Identifier(grantor)))
+        connector = connect(grantor_role=grantor)
+        assert [a.owned for a in connector.observe(Scope(TARGET, MODEL, frozenset({group})))] == [False]
+        for check in (True, False):
+            with pytest.raises(PermanentTargetError, match=f"grantor role '{grantor}'.*{why}"):
+                connector.apply(action("grant", bob, group), check=check)
+        connector.apply(action("revoke", alice, group))
+        assert pg_roles.members(group) == set()
+
+
+@pytest.mark.postgres
+def test_the_grantor_role_is_never_granted_given_a_role_or_observed(pg_roles: PgRoles, connect: Connect) -> None:
+    group = pg_roles.create("grp")
+    alice = pg_roles.create("alice", login=True)
+    team = pg_roles.create("team")
+    connector = connect()
+    connector.apply(action("grant", alice, group))
+    pg_roles.grant(group, GRANTOR_ROLE)  # as PostgreSQL 16 records its ADMIN OPTION: a row in group
+    pg_roles.grant(GRANTOR_ROLE, team)  # someone made team a member of the grantor role
+    try:
+        for op in ("grant", "revoke"):
+            with pytest.raises(PermanentTargetError, match="jitpol's grantor role"):
+                connector.apply(action(op, alice, GRANTOR_ROLE))
+            with pytest.raises(PermanentTargetError, match="jitpol's grantor role"):
+                connector.apply(action(op, GRANTOR_ROLE, group))
+        # a member of the grantor role could grant as it: reaching it is never handed out
+        with pytest.raises(PermanentTargetError, match=rf"reaches jitpol's grantor role.*{team} -> {GRANTOR_ROLE}"):
+            connector.apply(action("grant", alice, team))
+        with pytest.raises(PermanentTargetError, match="reaches jitpol's grantor role"):
+            connector.apply(replace(action("grant", alice, team), details=(("privileged", "allowed"),)))
+        observed = connector.observe(Scope(TARGET, MODEL, frozenset({group, GRANTOR_ROLE})))
+        assert {a.principal for a in observed} == {alice}
+    finally:
+        for role, member in ((group, GRANTOR_ROLE), (GRANTOR_ROLE, team)):
+            pg_roles.admin.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(role), sql.Identifier(member)))
+    assert pg_roles.members(GRANTOR_ROLE) == set()
+
+
+@pytest.mark.postgres
+def test_a_non_superuser_login_and_the_grantor_role(pg_roles: PgRoles, connect: Connect) -> None:
+    """PostgreSQL 15 and earlier let only a superuser name a grantor: a CREATEROLE login's grants
+    are refused with the reason (its revocations of marked memberships still work). From 16 on the
+    login needs the grantor role's privileges, then grants as it (after giving it ADMIN OPTION)."""
+    group = pg_roles.create("grp")
+    alice, bob = pg_roles.create("alice", login=True), pg_roles.create("bob", login=True)
+    login = pg_roles.create("jitpol_login", login=True, password="login-Pw-1")
+    pg_roles.admin.execute(sql.SQL("ALTER ROLE {} CREATEROLE").format(sql.Identifier(login)))
+    pg_roles.admin.execute(sql.SQL("GRANT {} TO {} WITH ADMIN OPTION").format(
+        sql.Identifier(group), sql.Identifier(login)))
+    as_superuser = connect()
+    as_superuser.apply(action("grant", alice, group))
+    as_login = PostgresConnector(TARGET, {"dsn_env": DSN_ENV},
+                                 {DSN_ENV: pg_roles.server.dsn(user=login, password="login-Pw-1")})
+    try:
+        if server_version(pg_roles) < 160000:
+            for check in (True, False):
+                with pytest.raises(PermanentTargetError, match="lets only a superuser record the grantor"):
+                    as_login.apply(action("grant", bob, group), check=check)
+            assert pg_roles.members(group) == {alice, login}
+        else:
+            with pytest.raises(PermanentTargetError, match="needs the privileges of the grantor role"):
+                as_login.apply(action("grant", bob, group))
+            pg_roles.admin.execute(sql.SQL("GRANT {} TO {} WITH INHERIT TRUE").format(
+                sql.Identifier(GRANTOR_ROLE), sql.Identifier(login)))
+            assert as_login.apply(action("grant", bob, group)).changed
+            assert grantors(pg_roles, group, bob) == [GRANTOR_ROLE]
+            as_login.apply(action("revoke", bob, group))
+        # what jitpol granted as a superuser, a non-superuser login takes back
+        outcome = as_login.apply(action("revoke", alice, group))
+        assert outcome.operations[0] == f'REVOKE "{group}" FROM "{alice}" GRANTED BY "{GRANTOR_ROLE}"'
+        assert alice not in pg_roles.members(group)
+    finally:
+        as_login.close()
+        pg_roles.admin.execute(sql.SQL("REVOKE {} FROM {}").format(
+            sql.Identifier(GRANTOR_ROLE), sql.Identifier(login)))
 
 
 # -- the throwaway server itself ------------------------------------------------------------
