@@ -24,8 +24,9 @@ and never adds the marker. A revoke takes away jitpol's membership (REVOKE ... G
 grantor when marked: on PostgreSQL 16 another grantor's standing row survives it, and the
 principal keeps the role and its sessions) and an unmarked one the ledger names with a plain
 REVOKE, as before markers. PostgreSQL 15 and earlier let only a superuser name a grantor: a
-non-superuser connector's grants are refused there (revokes still work); on 16 and later it
-needs the grantor role to exist and its privileges (GRANT jitpol_grantor TO <login>). The
+non-superuser connector grants unmarked there (only the ledger knows those memberships); on 16
+and later it marks once the grantor role exists and the login has its privileges (GRANT
+jitpol_grantor TO <login>), and grants unmarked until then. The
 grantor role is never granted, never given a membership, never handed to an ephemeral account
 (not even through a chain of memberships), never rotated, and never observed.
 
@@ -574,9 +575,13 @@ class PostgresConnector:
                 # present, whoever granted it: standing access stays as it is, unmarked (jitpol's
                 # grant ending must never take it away)
                 return Outcome(changed=False, before=True, after=True)
+            setup = self._grantor_setup(m, a.privilege)
             statements = [
-                *self._grantor_setup(m, a.privilege),
-                sql.SQL("GRANT {} TO {} GRANTED BY {}").format(role, principal, grantor),
+                *setup, sql.SQL("GRANT {} TO {} GRANTED BY {}").format(role, principal, grantor),
+            ] if setup is not None else [
+                # this login cannot record the grantor: granted unmarked, as before markers (the
+                # ledger alone knows it is jitpol's; docs/targets/postgres.md says how to mark)
+                sql.SQL("GRANT {} TO {}").format(role, principal),
             ]
         else:
             if not m.rows:
@@ -621,11 +626,13 @@ class PostgresConnector:
             grantor_usable=bool(g_usable), grantor_admin=bool(g_admin),
         )
 
-    def _grantor_setup(self, m: _Membership, role: str) -> list[sql.Composed]:
+    def _grantor_setup(self, m: _Membership, role: str) -> list[sql.Composed] | None:
         """The statements that must precede `GRANT role TO ... GRANTED BY <grantor>`: create the
         grantor role when a superuser connector finds none, and on PostgreSQL 16 and later give it
         ADMIN OPTION on `role` (without INHERIT or SET: it may hand the role out, never use it).
-        Raises PermanentTargetError when the grantor role is unfit or our login cannot grant as it."""
+        None when our login cannot grant as it (not a superuser: before PostgreSQL 16 at all, from 16
+        on without the grantor role's privileges): the grant then goes unmarked. Raises
+        PermanentTargetError when the grantor role exists but is unfit to mark anything."""
         from psycopg import sql
 
         g = self._grantor
@@ -643,19 +650,10 @@ class PostgresConnector:
                 f"{why}; choose another name or make it a NOLOGIN role with no other use"
             )
         version = self._connection().info.server_version
-        if not m.login_super:
-            if version < _PG16:
-                raise PermanentTargetError(
-                    f"target {self.name}: jitpol's login {m.current_user!r} is not a superuser, and this PostgreSQL "
-                    f"({version}) lets only a superuser record the grantor (GRANTED BY {g}) that marks a "
-                    "membership as jitpol's; connect as a superuser or use PostgreSQL 16 or later"
-                )
-            if not m.grantor_exists or not m.grantor_usable:
-                raise PermanentTargetError(
-                    f"target {self.name}: jitpol's login {m.current_user!r} needs the privileges of the grantor role "
-                    f"{g!r} to grant as it; once, as a superuser: CREATE ROLE {g} NOLOGIN NOINHERIT; "
-                    f"GRANT {g} TO {m.current_user} WITH INHERIT TRUE"
-                )
+        if not m.login_super and (version < _PG16 or not m.grantor_exists or not m.grantor_usable):
+            # PostgreSQL 15 and earlier let only a superuser name a grantor; from 16 on the login
+            # needs the grantor role's privileges: without them, the grant goes unmarked
+            return None
         steps: list[sql.Composed] = []
         ident = sql.Identifier(g)
         if not m.grantor_exists:

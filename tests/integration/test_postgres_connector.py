@@ -667,9 +667,10 @@ def test_the_grantor_role_is_never_granted_given_a_role_or_observed(pg_roles: Pg
 
 @pytest.mark.postgres
 def test_a_non_superuser_login_and_the_grantor_role(pg_roles: PgRoles, connect: Connect) -> None:
-    """PostgreSQL 15 and earlier let only a superuser name a grantor: a CREATEROLE login's grants
-    are refused with the reason (its revocations of marked memberships still work). From 16 on the
-    login needs the grantor role's privileges, then grants as it (after giving it ADMIN OPTION)."""
+    """PostgreSQL 15 and earlier let only a superuser name a grantor: a CREATEROLE login grants
+    unmarked (observed owned False; the ledger alone knows it), and its revocations of marked
+    memberships still work. From 16 on the login grants unmarked until it has the grantor role's
+    privileges, then grants as it (after giving it ADMIN OPTION)."""
     group = pg_roles.create("grp")
     alice, bob = pg_roles.create("alice", login=True), pg_roles.create("bob", login=True)
     login = pg_roles.create("jitpol_login", login=True, password="login-Pw-1")
@@ -681,14 +682,14 @@ def test_a_non_superuser_login_and_the_grantor_role(pg_roles: PgRoles, connect: 
     as_login = PostgresConnector(TARGET, {"dsn_env": DSN_ENV},
                                  {DSN_ENV: pg_roles.server.dsn(user=login, password="login-Pw-1")})
     try:
-        if server_version(pg_roles) < 160000:
-            for check in (True, False):
-                with pytest.raises(PermanentTargetError, match="lets only a superuser record the grantor"):
-                    as_login.apply(action("grant", bob, group), check=check)
-            assert pg_roles.members(group) == {alice, login}
-        else:
-            with pytest.raises(PermanentTargetError, match="needs the privileges of the grantor role"):
-                as_login.apply(action("grant", bob, group))
+        outcome = as_login.apply(action("grant", bob, group))
+        assert outcome.changed and outcome.operations == (f'GRANT "{group}" TO "{bob}"',)
+        assert grantors(pg_roles, group, bob) == [login]
+        (seen,) = [x for x in as_login.observe(Scope(TARGET, MODEL, frozenset({group}))) if x.principal == bob]
+        assert seen.owned is False
+        as_login.apply(action("revoke", bob, group))
+        assert bob not in pg_roles.members(group)
+        if server_version(pg_roles) >= 160000:
             pg_roles.admin.execute(sql.SQL("GRANT {} TO {} WITH INHERIT TRUE").format(
                 sql.Identifier(GRANTOR_ROLE), sql.Identifier(login)))
             assert as_login.apply(action("grant", bob, group)).changed

@@ -737,7 +737,7 @@ def test_postgres_target_refuses_ldap_fields() -> None:
         SchemaProblem(
             ("spec", "targets", "t", "url"),
             "spec.targets.t.url: unknown field 'url' (allowed when 'type' is 'postgres': connect_timeout, "
-            "description, dsn_env, reassign_to, terminate_sessions, type)",
+            "description, dsn_env, grantor_role, reassign_to, terminate_sessions, type)",
             at_key=True,
         )
     ]
