@@ -686,7 +686,8 @@ def execute(plan: Plan, conns: Connections, append: Append, base: Mapping[str, A
                 first = action.grants[0] if action.grants else None
                 if action.op == "rotate":
                     record({"event": "credential.rotated", "grant": first, "target": action.target,
-                            "account": action.principal, "holders": list(action.grants), **facts})
+                            "account": action.principal, "holders": list(action.grants),
+                            "until": utc_text(action.until) if action.until else None, **facts})
                 elif action.op == "create-account":
                     record({"event": "account.created", "grant": first, "target": action.target,
                             "account": action.principal, "groups": action.assignment.privilege,

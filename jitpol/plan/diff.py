@@ -227,8 +227,9 @@ def checkout_actions(
     desired: Mapping[AssignmentKey, Desired], history: History, *, keep: Iterable[str] | None = None
 ) -> tuple[Action, ...]:
     """Rotations of shared accounts (credential-checkout) whose set of holders changes: a new
-    secret for the new holders, or for nobody when the last holder's window ends. `keep`: in
-    invalid-repository mode, the grants that may go on holding (from the ledger)."""
+    secret for the new holders, or for nobody when the last holder's window ends; and for the
+    same holders when their live end moved from the one the ledger recorded at the last rotation.
+    `keep`: in invalid-repository mode, the grants that may go on holding (from the ledger)."""
     wanted: dict[tuple[str, str], Desired] = {}
     for key, entry in desired.items():
         if key[1] == "credential-checkout":
@@ -242,11 +243,20 @@ def checkout_actions(
             holders = tuple(g for g in have if g in keep_set)
         else:
             holders = tuple(sorted(want.grants)) if want is not None else ()
-        if holders == have:
-            continue
         until = want.until if want is not None and holders else None
-        reason = (f"new secret for {', '.join(holders)}" if holders
-                  else f"checkout by {', '.join(have)} ended: rotate to a secret nobody holds")
+        if holders == have:
+            # the same holders, but their live end moved (a schedule or a restriction cut it, an
+            # extension lengthened it): the target's end follows, with a new secret set to end
+            # then (the only way every target type moves it); an end the ledger did not record
+            # (older runs) moves nothing
+            recorded = history.holders_until.get((target, account))
+            if keep_set is not None or until is None or recorded is None or abs(recorded - until) <= END_SLACK:
+                continue
+            reason = (f"the checkout by {', '.join(holders)} now ends {until:%Y-%m-%dT%H:%M:%SZ} (was "
+                      f"{recorded:%Y-%m-%dT%H:%M:%SZ}): new secret, the end the target enforces follows")
+        else:
+            reason = (f"new secret for {', '.join(holders)}" if holders
+                      else f"checkout by {', '.join(have)} ended: rotate to a secret nobody holds")
         actions.append(Action(
             "rotate", Assignment(target, "credential-checkout", account, canonical_json(list(holders))),
             resource=want.resource if want is not None else "", grants=holders, until=until, reason=reason,

@@ -8,7 +8,7 @@ Event bodies this module reads (written by jitpol.execute):
   drift.corrected  {target, model, principal, privilege}
   policy.adopted   {digest, approvals, bootstrap}                        the policy now in force
   mfa.checked      {grant, digest, factor, result}                       an Okta Verify push answered
-  credential.rotated {target, account, holders, fingerprint}             a shared account's new secret
+  credential.rotated {target, account, holders, fingerprint, until}      a shared account's new secret
   account.created  {grant, target, account, delivered, fingerprint}      an ephemeral account (re)issued
 """
 
@@ -59,6 +59,8 @@ class History:
     mfa: dict[tuple[str, str], str] = field(default_factory=dict)  # (grant, digest) -> SUCCESS | REJECTED
     # (target, shared account) -> grants holding its current secret ((): rotated to nobody)
     holders: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    # (target, shared account) -> the end its current secret was set to expire (None: not recorded)
+    holders_until: dict[tuple[str, str], datetime | None] = field(default_factory=dict)
     delivered: set[str] = field(default_factory=set)  # grants whose ephemeral account secret was delivered
     adopted_digest: str | None = None  # the policy in force: the last `policy.adopted`
     adopted_commit: str | None = None
@@ -133,6 +135,7 @@ def replay(events: Iterable[Mapping[str, Any]]) -> History:
                 h.ended[name] = str(ev.get("reason") or "ended")
         elif kind == "credential.rotated":
             h.holders[(str(ev.get("target")), str(ev.get("account")))] = tuple(ev.get("holders") or ())
+            h.holders_until[(str(ev.get("target")), str(ev.get("account")))] = _time(ev.get("until"))
         elif kind == "account.created" and name and ev.get("delivered"):
             h.delivered.add(name)
         elif kind == "mfa.checked" and name:
@@ -174,6 +177,7 @@ def merge(histories: list[History]) -> History:
         out.rejected |= h.rejected
         out.mfa.update(h.mfa)
         out.holders.update(h.holders)
+        out.holders_until.update(h.holders_until)
         out.delivered |= h.delivered
         if h.adopted_digest is not None and h.adopted_at >= adopted_at:
             out.adopted_digest, out.adopted_commit, adopted_at = h.adopted_digest, h.adopted_commit, h.adopted_at
@@ -185,7 +189,8 @@ def merge(histories: list[History]) -> History:
 def restricted(history: History, targets: frozenset[str]) -> History:
     """The part of `history` about these targets (a shard's view); facts about grant names
     (activated, ended, rejected, MFA) and the policy stay whole."""
-    out = replace(history, open={}, holders={k: v for k, v in history.holders.items() if k[0] in targets})
+    out = replace(history, open={}, holders={k: v for k, v in history.holders.items() if k[0] in targets},
+                  holders_until={k: v for k, v in history.holders_until.items() if k[0] in targets})
     for name, og in history.open.items():
         keys = {k for k in og.keys if k[0] in targets}
         if keys:

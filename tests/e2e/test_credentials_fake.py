@@ -174,3 +174,26 @@ def test_status_shows_who_holds_each_shared_account(w: World) -> None:
     out = json.loads(w.run("status", "--at", "1998-12-01T10:15:00Z", "--format", "json").stdout)
     assert out["checkouts"] == [{"target": "db", "account": "app_admin", "holders": ["alice-co"]}]
     assert "Shared account app_admin on db: held by alice-co" in w.run("status", "--at", "1998-12-01T10:15:00Z").output
+
+
+def test_a_checkout_whose_end_is_cut_gets_a_secret_that_ends_then(w: World) -> None:
+    """A schedule added to the workflow (a restriction: in force at once, no admin approval)
+    cuts alice's live checkout from 14:00 to 12:00: the shared account's secret is rotated for
+    her again, and the end the target enforces is the new one (the native end follows the grant)."""
+    w.rb.grant("alice-co", "alice", "1998-12-01T10:00:00Z", "4h", resource="shared-admin", role=None)
+    assert w.run("apply", "--at", "1998-12-01T10:10:00Z").exit_code == 0
+    assert w.rb.fake_state()["shared"]["app_admin"]["until"] == "1998-12-01T14:00:00+00:00"
+    first = w.shared_password()
+    # 1998-12-01 is a Tuesday
+    w.rb.workflow("prod", approvals={"required": 0}, checkout="exclusive",
+                  schedule={"timezone": "UTC", "windows": [{"days": ["tue"], "start": "09:00", "end": "12:00"}]})
+    res = w.run("apply", "--at", "1998-12-01T10:20:00Z")
+    assert res.exit_code == 0, res.output
+    assert "now ends 1998-12-01T12:00:00Z" in res.output, res.output
+    assert w.rb.fake_state()["shared"]["app_admin"]["until"] == "1998-12-01T12:00:00+00:00"
+    assert w.shared_password() != first
+    assert json.loads(w.creds("alice-co", "alice").stdout)["password"] == w.shared_password()
+    (last,) = [e for e in w.events() if e["event"] == "credential.rotated"][-1:]
+    assert last["until"] == "1998-12-01T12:00:00Z" and last["holders"] == ["alice-co"]
+    again = w.run("apply", "--at", "1998-12-01T10:30:00Z")
+    assert "now ends" not in again.output, again.output
