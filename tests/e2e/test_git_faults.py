@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from jitpol.cli.main import cli
 from jitpol.ledger.store import Ledger
 from tests.helpers.detached import holding_open
-from tests.helpers.git import git
+from tests.helpers.git import git, publish
 from tests.helpers.repo import RepoBuilder
 from tests.services import require_service
 
@@ -34,14 +34,7 @@ def published(tmp_path: Path) -> tuple[RepoBuilder, Path]:
     """A policy repository with one approved grant, pushed to a bare remote."""
     rb = RepoBuilder(tmp_path / "work", tmp_path / "keys").standard()
     rb.grant("a1", "alice", "1998-12-01T10:00:00Z", "1h", approvers=("lead",))
-    remote = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
-    git(rb.root, "init", "-q", "-b", "main")
-    git(rb.root, "add", "-A")
-    git(rb.root, "commit", "-q", "-m", "policies")
-    git(rb.root, "remote", "add", "origin", str(remote))
-    git(rb.root, "push", "-q", "-u", "origin", "main")
-    return rb, remote
+    return rb, publish(rb.root, tmp_path / "remote.git")
 
 
 def remote_events(remote: Path, name: str = "ledger.jsonl") -> list[dict[str, Any]]:
@@ -257,13 +250,7 @@ def sharded(tmp_path: Path) -> Path:
     for t in TARGETS:
         rb.resource(f"r-{t}", target=t, roles={"read": {"grants": ["app_read"]}})
         rb.grant(f"alice-{t}", "alice", "1998-12-01T10:00:00Z", "1h", resource=f"r-{t}", approvers=("lead",))
-    remote = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
-    git(rb.root, "init", "-q", "-b", "main")
-    git(rb.root, "add", "-A")
-    git(rb.root, "commit", "-q", "-m", "policies")
-    git(rb.root, "push", "-q", str(remote), "main")
-    return remote
+    return publish(rb.root, tmp_path / "remote.git")
 
 
 def test_two_shard_jobs_pushing_at_once_both_succeed(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_git_faults import ENV, index_matches_head, lines, remote_events
-from tests.helpers.git import git
+from tests.helpers.git import git, publish
 from tests.helpers.repo import RepoBuilder
 
 START, AT, AFTER = "1998-12-01T10:00:00Z", "1998-12-01T10:30:00Z", "1998-12-01T12:30:00Z"
@@ -34,14 +34,7 @@ def build(tmp: Path) -> tuple[RepoBuilder, Path]:
     for i in range(GRANTS):
         rb.resource(f"r{i}", roles={"read": {"grants": [f"p{i}"]}})
         rb.grant(f"g{i}", "alice", START, "2h" if i % 2 else "1h", resource=f"r{i}", approvers=("lead",))
-    remote = tmp / "remote.git"
-    git(tmp, "init", "-q", "--bare", "-b", "main", str(remote))
-    git(rb.root, "init", "-q", "-b", "main")
-    git(rb.root, "add", "-A")
-    git(rb.root, "commit", "-q", "-m", "policies")
-    git(rb.root, "remote", "add", "origin", str(remote))
-    git(rb.root, "push", "-q", "-u", "origin", "main")
-    return rb, remote
+    return rb, publish(rb.root, tmp / "remote.git")
 
 
 def reconcile(root: Path, at: str, kill_after: float | None = None) -> tuple[int, str]:
