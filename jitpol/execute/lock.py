@@ -21,11 +21,11 @@ import os
 import re
 import socket
 import stat
-import subprocess
 from pathlib import Path
 from types import TracebackType
 
-from jitpol.errors import InvalidInput, LockHeld
+from jitpol.errors import InvalidInput, LockHeld, VcsError
+from jitpol.vcs.gitrun import LOCAL_TIMEOUT_SECONDS, run_git
 
 LOCK_NAME = "jitpol.lock"
 FALLBACK_NAME = ".jitpol.lock"
@@ -38,12 +38,11 @@ def _git_dir(repo_dir: Path) -> Path | None:
     if dot_git.is_dir() and not dot_git.is_symlink():
         return dot_git
     try:
-        done = subprocess.run(["git", "-C", str(repo_dir), "rev-parse", "--absolute-git-dir"], capture_output=True,
-                              text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
+        done = run_git("rev-parse", "--absolute-git-dir", cwd=repo_dir, timeout=LOCAL_TIMEOUT_SECONDS)
+    except VcsError:  # no git, or no such folder
         done = None
-    if done is not None and done.returncode == 0 and done.stdout.strip():
-        found = Path(done.stdout.strip())
+    if done is not None and done.ok and done.out.strip():
+        found = Path(done.out.strip())
         if found.is_dir():
             return found
     if dot_git.is_file() and not dot_git.is_symlink():

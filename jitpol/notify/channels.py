@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
-import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -30,10 +28,10 @@ from typing import Any, Protocol
 from jitpol.errors import PermanentTargetError, TargetUnavailable
 from jitpol.notify.messages import Message
 from jitpol.notify.render import Format, slack_payload
+from jitpol.vcs.gitrun import git_output
 
 API_VERSION = "2022-11-28"
 MAX_RESPONSE_BYTES = 1024 * 1024
-GIT_TIMEOUT_SECONDS = 60.0
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 _SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 
@@ -148,7 +146,7 @@ class PullRequestComments:
         """The pull request that brought `path` (relative to the repository directory), or None."""
         if path in self._pulls:
             return self._pulls[path]
-        commit = self._git("rev-list", "-1", "--first-parent", "HEAD", "--", path).strip()
+        commit = git_output("rev-list", "-1", "--first-parent", "HEAD", "--", path, cwd=self._repo_dir).strip()
         number: int | None = None
         if _SHA.fullmatch(commit):
             url = f"{self._base}{self._repo_path}/commits/{commit}/pulls?per_page=100"
@@ -170,19 +168,6 @@ class PullRequestComments:
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._token, "***")
-
-    def _git(self, *args: str) -> str:
-        env = {**os.environ, "GIT_LITERAL_PATHSPECS": "1", "GIT_TERMINAL_PROMPT": "0"}
-        try:
-            done = subprocess.run(["git", *args], cwd=self._repo_dir, env=env, capture_output=True, text=True,
-                                  timeout=GIT_TIMEOUT_SECONDS, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise PermanentTargetError(f"git {args[0]} failed in {self._repo_dir}: {exc}") from None
-        if done.returncode != 0:
-            message = done.stderr.strip() or "no message from git"
-            raise PermanentTargetError(f"git {args[0]} failed in {self._repo_dir}: {message}")
-        return done.stdout
-
 
 def _choose_pull(items: list[Mapping[str, Any]], commit: str) -> int | None:
     best: tuple[bool, bool, int] | None = None

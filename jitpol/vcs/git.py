@@ -41,11 +41,10 @@ from pathlib import Path, PurePosixPath
 import git
 
 from jitpol.errors import VcsError
+from jitpol.vcs.gitrun import git_message, redact, run_git
 
 # Network operations give up after this long instead of hanging a scheduled run.
 NETWORK_TIMEOUT_SECONDS = 300.0
-
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
 
 # Where /proc cannot tell whether a process still uses a git lock file, it must be this old
 # before clear_stale_locks removes it.
@@ -81,11 +80,6 @@ class StaleLocks:
 
     removed: tuple[tuple[Path, float], ...]
     kept: tuple[tuple[Path, str], ...]
-
-
-def redact(text: str) -> str:
-    """`text` with the user:password part of every URL removed."""
-    return _USERINFO.sub(r"\1", text)
 
 
 class Repo:
@@ -573,7 +567,7 @@ class Repo:
             if status == 0:
                 return
             if not _remote_moved(out, err):
-                raise VcsError(f"git push to {redact(remote)} {branch} failed: {_message(err or out)}")
+                raise VcsError(f"git push to {redact(remote)} {branch} failed: {git_message(err or out)}")
             why = _reason(out, err)
             if attempt == attempts:
                 break
@@ -674,23 +668,12 @@ class Repo:
         check: bool = True,
         timeout: float | None = None,
     ) -> tuple[int, str, str]:
-        """Run `git args...` in the work tree: (status, stdout, stderr). check=True raises VcsError
-        on a non-zero status."""
-        full_env = {"GIT_TERMINAL_PROMPT": "0", "GIT_LITERAL_PATHSPECS": "1", **(env or {})}
-        try:
-            status, out, err = self._repo.git.execute(
-                ["git", *args],
-                with_extended_output=True,
-                with_exceptions=False,
-                env=full_env,
-                kill_after_timeout=timeout,
-            )
-        except git.GitCommandNotFound as exc:
-            raise VcsError("git is not installed or not on PATH") from exc
-        assert isinstance(out, str)  # stdout_as_string defaults to True
-        if check and status != 0:
-            raise VcsError(f"git {args[0]} failed: {_message(err or out)}")
-        return status, out, err
+        """Run `git args...` in the work tree (see jitpol.vcs.gitrun): (status, stdout, stderr).
+        check=True raises VcsError on a non-zero status."""
+        done = run_git(*args, cwd=self.root, env=env, timeout=timeout)
+        if check and not done.ok:
+            raise VcsError(f"git {args[0]} failed: {done.message}")
+        return done.status, done.out, done.err
 
 
 def _remote_moved(porcelain: str, stderr: str = "") -> bool:
@@ -719,7 +702,7 @@ def _reason(porcelain: str, stderr: str) -> str:
     for line in porcelain.splitlines():
         if line.startswith("!"):
             return redact(line.split("\t")[-1].strip())
-    return _message(stderr or porcelain)
+    return git_message(stderr or porcelain)
 
 
 def _locked(lock: Path) -> str:
@@ -796,19 +779,16 @@ def _descends_from(pid: int, ancestor: int) -> bool:
     return False
 
 
-def _message(stderr: str) -> str:
-    text = redact(stderr.strip())
-    return text if text else "no message from git"
-
-
 def _prefix_of(repo: git.Repo, path: Path) -> str:
     """Where `path` lies in `repo`'s work tree, as git spells it ("" or "dir/sub/")."""
     start = path if path.is_dir() else path.parent
-    status, out, _ = repo.git.execute(["git", "-C", str(start.absolute()), "rev-parse", "--show-prefix"],
-                                      with_extended_output=True, with_exceptions=False)
-    if status == 0 and isinstance(out, str):
-        return out.strip()
     assert repo.working_tree_dir is not None
+    try:
+        done = run_git("-C", str(start.absolute()), "rev-parse", "--show-prefix", cwd=Path(repo.working_tree_dir))
+    except VcsError:
+        done = None
+    if done is not None and done.ok:
+        return done.out.strip()
     try:
         return start.resolve().relative_to(Path(repo.working_tree_dir).resolve()).as_posix()
     except ValueError:

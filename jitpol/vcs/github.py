@@ -36,10 +36,8 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import os
 import re
 import ssl
-import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -51,6 +49,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from jitpol.errors import PermanentTargetError, TargetUnavailable
+from jitpol.vcs.gitrun import git_output
 
 API_VERSION = "2022-11-28"
 PER_PAGE = 100
@@ -62,7 +61,6 @@ MAX_PAGES = 50
 PULL_COMMITS_LIMIT = 250
 # Responses larger than this are not GitHub answering these endpoints.
 MAX_RESPONSE_BYTES = 20 * 1024 * 1024
-GIT_TIMEOUT_SECONDS = 60.0
 
 NO_PULL = "no merged pull request brought this content (unreviewed direct push or admin bypass merge)"
 CONTENT_DIFFERS = "merged content differs from what was reviewed"
@@ -498,19 +496,7 @@ class GitHubReviews:
         return bool(self._git("status", "--porcelain", "--", path).strip())
 
     def _git(self, *args: str, allow_fail: bool = False) -> str:
-        # Literal pathspecs: a grant file named `*` is that file. No prompts: nothing answers them.
-        env = {**os.environ, "GIT_LITERAL_PATHSPECS": "1", "GIT_TERMINAL_PROMPT": "0"}
-        try:
-            done = subprocess.run(
-                ["git", *args], cwd=self._repo_dir, env=env, capture_output=True, text=True,
-                timeout=GIT_TIMEOUT_SECONDS, check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise PermanentTargetError(f"git {args[0]} failed in {self._repo_dir}: {exc}") from None
-        if done.returncode != 0 and not allow_fail:
-            message = done.stderr.strip() or "no message from git"
-            raise PermanentTargetError(f"git {args[0]} failed in {self._repo_dir}: {message}")
-        return done.stdout if done.returncode == 0 else ""
+        return git_output(*args, cwd=self._repo_dir, allow_fail=allow_fail)
 
 
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
