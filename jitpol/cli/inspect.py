@@ -8,9 +8,10 @@ from pathlib import Path
 import click
 
 from jitpol.cli.common import Exit, at_option, emit_json, format_option, handle_errors, now_from, repo_option
-from jitpol.cli.render import plan_json, plan_text, status_json, status_text
+from jitpol.cli.render import status_json, status_text
 from jitpol.execute.engine import Connections, Shard, make_plan, observe, prepare
 from jitpol.load.repository import load_repository
+from jitpol.plan.render import plan_json, plan_markdown, plan_text
 from jitpol.policy.evaluate import evaluate
 from jitpol.vcs.sshsig import FastVerifier
 
@@ -73,7 +74,7 @@ def status(repo: Path, at: str | None, fmt: str) -> None:
 @click.command()
 @repo_option
 @at_option
-@format_option("text", "json")
+@format_option("text", "json", "markdown")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when none, 1 on error.")
 @click.option("--shard", "shard_text", metavar="K/N", default=None, help="Only targets in shard K of N.")
 @handle_errors
@@ -90,9 +91,9 @@ def plan(repo: Path, at: str | None, fmt: str, detailed_exitcode: bool, shard_te
         conns.close()
     the_plan = make_plan(prep, obs)
     if fmt == "json":
-        emit_json(plan_json(the_plan, now))
+        emit_json(plan_json(the_plan))
     else:
-        click.echo(plan_text(the_plan, now))
+        click.echo(plan_markdown(the_plan) if fmt == "markdown" else plan_text(the_plan))
     if not prep.valid or obs.errors:
         raise Exit(1)
     if detailed_exitcode and the_plan.actions:

@@ -16,7 +16,6 @@ from typing import Any
 import click
 
 from jitpol.cli.common import Exit, at_option, emit_json, format_option, handle_errors, now_from, repo_option
-from jitpol.cli.render import plan_json, plan_summary, plan_text
 from jitpol.errors import InvalidInput, JitpolError, LedgerBroken, LockHeld, VcsError
 from jitpol.execute.delivery import CredentialIssuer
 from jitpol.execute.engine import (
@@ -42,6 +41,7 @@ from jitpol.ledger.checkpoint import CHECKPOINT_DIR
 from jitpol.ledger.checkpoint import parse as parse_checkpoint
 from jitpol.ledger.store import Ledger
 from jitpol.model.times import utc_text
+from jitpol.plan.render import plan_json, plan_summary, plan_text
 from jitpol.vcs.git import Rebase, Repo
 from jitpol.vcs.sshsig import FastVerifier
 
@@ -104,7 +104,7 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
             obs = observe(prep, conns, _progress)
             plan = make_plan(prep, obs)
             if not quiet:
-                click.echo(plan_text(plan, now))
+                click.echo(plan_text(plan))
             base = {"time": utc_text(now), "policy_commit": prep.policy_commit}
             with _recorder(ledger) as append_one:
                 def append(body: Mapping[str, Any]) -> None:
@@ -144,7 +144,7 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
             click.echo(f"Apply complete: {done} applied, {len(failed)} failed, {len(appended)} ledger events.")
         signable = prep.ledger is not None and prep.ledger.trusted
         signing = prep.ledger.key_for(ledger_file.name) if prep.ledger is not None and signable else None
-        return RunSummary(ok, tuple(results), tuple(appended), message, plan_json(plan, now),
+        return RunSummary(ok, tuple(results), tuple(appended), message, plan_json(plan),
                           signing=signing, signable=signable)
 
 

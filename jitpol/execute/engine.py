@@ -549,7 +549,7 @@ def make_plan(prep: Prepared, obs: Observation) -> Plan:
             notes.insert(0, "repository is invalid: only revocations that are due are planned, nothing is added")
         else:
             notes.append("no approved policy is in force: only revocations that are due are planned, nothing is added")
-        return Plan(_ordered(actions), (), tuple(notes), valid=False)
+        return Plan(_ordered(actions), (), tuple(notes), valid=False, at=prep.now)
     policy = prep.effective
     assert policy is not None  # a valid repository always has one
     desired = prep.evaluation.desired
@@ -559,7 +559,7 @@ def make_plan(prep: Prepared, obs: Observation) -> Plan:
     actions += _redeliveries(prep, obs)
     actions = tuple(_with_resource(a, policy) for a in _ordered(actions))
     rejected = tuple(s for s in prep.evaluation.statuses if s.state == "rejected")
-    return Plan(actions, rejected, tuple(notes))
+    return Plan(actions, rejected, tuple(notes), at=prep.now)
 
 
 def _standing_notes(desired: Mapping[AssignmentKey, Desired], obs: Observation, history: History,

@@ -36,6 +36,7 @@ class Plan:
     rejected: tuple[GrantStatus, ...] = ()
     notes: tuple[str, ...] = ()  # e.g. a target that could not be observed
     valid: bool = True  # False: the repository is invalid and only due revocations are planned
+    at: datetime | None = None  # the instant it was planned for (its renderings say it)
 
     @property
     def revocations(self) -> tuple[Action, ...]:
