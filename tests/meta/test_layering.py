@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import configparser
+import os
 import shutil
 import subprocess
 import sys
@@ -293,12 +294,42 @@ def _listed(value: str) -> list[str]:
     return [line.strip() for line in value.splitlines() if line.strip() and not line.strip().startswith("#")]
 
 
-def test_import_contracts_hold() -> None:
-    """`lint-imports` (as `make lint` runs it) keeps every contract of .importlinter."""
+def _lint_imports() -> str:
     exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
     assert exe, "import-linter is a dev dependency"
-    run = subprocess.run([exe, "--no-cache"], capture_output=True, text=True, cwd=ROOT)
+    return exe
+
+
+def test_import_contracts_hold() -> None:
+    """`lint-imports` (as `make lint` runs it) keeps every contract of .importlinter."""
+    run = subprocess.run([_lint_imports(), "--no-cache"], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+# one import that breaks each contract, planted in a copy of the package (module, line)
+PLANTED = {
+    "proposed-policy-stays-behind-the-engine": ("jitpol.policy", "from jitpol.load import repository"),
+    "layers": ("jitpol.model", "from jitpol.connectors import base"),
+    "pure-core": ("jitpol.plan", "import jitpol.ledger"),
+    "target-sdks-only-in-connectors": ("jitpol.cli", "import boto3"),
+    "connector-modules-only-through-the-registry": ("jitpol.report", "from jitpol.connectors import aws"),
+    "connectors-independent": ("jitpol.connectors.fake", "from jitpol.connectors import gcp"),
+    "sudoers-is-a-leaf-helper": ("jitpol.connectors.sudoers", "from jitpol.connectors import registry"),
+}
+
+
+def test_each_contract_breaks_on_a_planted_violation(tmp_path: Path) -> None:
+    """The contracts can fail: with one violating import planted for each, every contract is broken."""
+    assert set(PLANTED) == set(_contracts()), "plant a violation for each contract"
+    shutil.copytree(PKG, tmp_path / "jitpol", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / ".importlinter", tmp_path)
+    for module, line in PLANTED.values():
+        path = tmp_path.joinpath(*module.split("."))
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        path.write_text(path.read_text() + f"\n{line}\n")
+    run = subprocess.run([_lint_imports(), "--no-cache"], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert f"Contracts: 0 kept, {len(PLANTED)} broken." in run.stdout, run.stdout + run.stderr
 
 
 def test_the_contracts_the_design_asks_for_are_declared() -> None:
@@ -309,7 +340,7 @@ def test_the_contracts_the_design_asks_for_are_declared() -> None:
 def test_every_registered_connector_is_independent_and_reached_only_through_the_registry() -> None:
     contracts = _contracts()
     independent = _listed(contracts["connectors-independent"]["modules"])
-    hidden = _listed(contracts["connector-modules-only-through-the-registry"]["forbidden_modules"])
+    hidden = _listed(contracts["connector-modules-only-through-the-registry"]["protected_modules"])
     for module in CONNECTOR_MODULES:
         assert any(_within(module, m) for m in independent), f"{module} is missing from connectors-independent"
         assert any(_within(module, m) for m in hidden), f"{module} is missing from the registry-only contract"
@@ -325,7 +356,7 @@ def test_every_target_sdk_is_forbidden_outside_connectors() -> None:
     for top, dists in packages_distributions().items():
         for dist in dists:
             tops.setdefault(dist.lower().replace("_", "-"), set()).add(top)
-    forbidden = set(_listed(_contracts()["target-sdks-only-in-connectors"]["forbidden_modules"]))
+    forbidden = set(_listed(_contracts()["target-sdks-only-in-connectors"]["protected_modules"]))
     missing = {}
     for extra in TARGET_EXTRAS:
         for requirement in extras[extra]:
