@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import click
 
 from jitpol.cli.common import at_option, handle_errors, now_from, repo_option
+from jitpol.fsutil import write_atomic
 from jitpol.report import DEFAULT_DAYS, build, gather, render
 
 
@@ -41,13 +41,4 @@ def report(repo: Path, at: str | None, out: Path, days: int) -> None:
 
 def _write(path: Path, text: str) -> None:
     """Replace `path` atomically: a reader never sees half a report."""
-    path = path.absolute()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text.encode("utf-8"), mode=0o644, prefix=f".{path.name}.")

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from jitpol.errors import LedgerBroken
+from jitpol.fsutil import replace_at
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
@@ -151,9 +151,10 @@ def read_bytes(root: Path, rel: str | PurePosixPath) -> bytes | None:
 
 def replace_file(root: Path, rel: str | PurePosixPath, data: bytes, *, mode: int = 0o600,
                  prefix: str | None = None) -> None:
-    """Write `root/rel` whole: a temporary file in the same folder, renamed over it (readers see
-    the old or the new content, never a part). Missing folders are made. UnsafePath when a
-    folder on the way is a link (nothing is written) or `rel` itself is a link or a folder."""
+    """Write `root/rel` whole with jitpol.fsutil.replace_at (readers see the old or the new
+    content, never a part; a failed write leaves no temporary file). Missing folders are made.
+    UnsafePath when a folder on the way is a link (nothing is written) or `rel` itself is a link
+    or a folder."""
     parent, name = _split(rel)
     with folder(root, parent, create=True) as dir_fd:
         try:
@@ -163,18 +164,7 @@ def replace_file(root: Path, rel: str | PurePosixPath, data: bytes, *, mode: int
         if info is not None and not stat.S_ISREG(info.st_mode):
             # rename(2) would replace a link rather than follow it, but it is not jitpol's file
             raise _refusal(dir_fd, name, str(rel), "file")
-        tmp = f"{prefix if prefix is not None else '.' + name + '-'}{secrets.token_hex(6)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
-        try:
-            with open(fd, "wb") as out:
-                out.write(data)
-            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        except BaseException:
-            try:
-                os.unlink(tmp, dir_fd=dir_fd)
-            except OSError:
-                pass
-            raise
+        replace_at(dir_fd, name, data, mode=mode, prefix=prefix)
 
 
 def remove_file(root: Path, rel: str | PurePosixPath) -> bool:
