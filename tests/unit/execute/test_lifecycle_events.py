@@ -84,6 +84,8 @@ CASES: dict[str, Case] = {
     "standing access it repeats is not jitpol's": Case(
         prepared(policy(GW), NOW), observed(Assignment(*READ)), [done("grant", WRITE, "g")],
         [activation(GW, assignments=[WRITE], standing=[key(READ)])]),
+    "access this run granted is jitpol's, though it was observed before": Case(
+        prepared(policy(G), NOW), observed(Assignment(*READ)), [done("grant", READ, "g")], [activation()]),
     "pull-request reviews are its approvals": Case(
         prepared(policy(grant("g", approvers=()), workflows=[workflow(approvals_via="github-review")]), NOW,
                  reviews={"g": Reviews(("lead",), evidence=(("lead", "lead-gh", 7, 99),))}),
