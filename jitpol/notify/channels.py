@@ -10,17 +10,16 @@ returned a place, so a failed message is retried by the next run.
 Secrets: the webhook URL (Slack's carries its credential in the path) and the GitHub token are
 never put into a message or exception; server answers are shown shortened with both scrubbed.
 Redirects are refused, since urllib would forward the request (and the token) to another host.
+GitHub is reached through jitpol.vcs.githubapi.GitHubApi, the client review approvals use too
+(pages, rate limits, error messages); the webhook through its `exchange`.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from email.message import Message as Headers
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,9 +27,9 @@ from typing import Any, Protocol
 from jitpol.errors import PermanentTargetError, TargetUnavailable
 from jitpol.notify.messages import Message
 from jitpol.notify.render import Format, slack_payload
+from jitpol.vcs.githubapi import GitHubApi, error_detail, exchange, no_redirects, rate_limited
 from jitpol.vcs.gitrun import git_output
 
-API_VERSION = "2022-11-28"
 MAX_RESPONSE_BYTES = 1024 * 1024
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 _SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
@@ -77,15 +76,15 @@ class Webhook:
         self._url = url.strip()
         self._secrets = tuple(s for s in {self._url, parts.path, parts.query} if len(s) > 1)
         self._timeout = timeout
-        self._opener = urllib.request.build_opener(_RefuseRedirects())
+        self._opener = no_redirects()
 
     def deliver(self, message: Message, text: str) -> str | None:
         body = json.dumps(slack_payload(text), ensure_ascii=False).encode("utf-8")
-        status, raw, headers = _request(self._opener, "POST", self._url, body,
-                                        {"Content-Type": "application/json"}, self._timeout,
-                                        f"webhook ({self._source})", self._scrub)
+        what = f"webhook ({self._source})"
+        status, raw, headers = exchange(self._opener, "POST", self._url, body, {"Content-Type": "application/json"},
+                                        self._timeout, what, self._scrub, MAX_RESPONSE_BYTES)
         if not 200 <= status < 300:
-            raise _http_error(status, headers, _snippet(raw, self._scrub), f"webhook ({self._source})")
+            raise _webhook_error(status, headers, error_detail(raw, self._scrub, 120, plain=True), what) from None
         return "webhook"
 
     def _scrub(self, text: str) -> str:
@@ -107,25 +106,11 @@ class PullRequestComments:
     fmt: Format = "github"
 
     def __init__(self, api_url: str, repository: str, token: str, repo_dir: Path, *, timeout: float = 10.0) -> None:
-        parsed = urllib.parse.urlsplit(api_url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise PermanentTargetError(f"git host api_url {api_url!r} is not an http(s) URL")
-        if parsed.username or parsed.password or parsed.query or parsed.fragment:
-            raise PermanentTargetError("git host api_url must not carry credentials, a query or a fragment")
-        if parsed.scheme == "http" and parsed.hostname not in _LOOPBACK:
-            raise PermanentTargetError(
-                f"git host api_url {api_url!r} is plain http: the token would travel unencrypted; use https")
-        owner, sep, name = repository.partition("/")
-        if not sep or not owner or not name or "/" in name or {owner, name} & {".", ".."}:
-            raise PermanentTargetError(f"git repository {repository!r} is not OWNER/NAME")
+        self._api = GitHubApi(api_url, repository, token, timeout=timeout,
+                              needs="read access to pull requests and permission to comment on them")
         if not token:
             raise PermanentTargetError("posting pull-request comments needs a token (spec.git.token_env)")
-        self._base = api_url.rstrip("/")
-        self._repo_path = f"/repos/{urllib.parse.quote(owner, safe='')}/{urllib.parse.quote(name, safe='')}"
-        self._token = token
         self._repo_dir = repo_dir
-        self._timeout = timeout
-        self._opener = urllib.request.build_opener(_RefuseRedirects())
         self._pulls: dict[str, int | None] = {}
 
     def deliver(self, message: Message, text: str) -> str | None:
@@ -134,12 +119,7 @@ class PullRequestComments:
         number = self.pull_for(message.path)
         if number is None:
             return None
-        body = json.dumps({"body": text}, ensure_ascii=False).encode("utf-8")
-        url = f"{self._base}{self._repo_path}/issues/{number}/comments"
-        status, raw, headers = self._call("POST", url, body, f"comment on pull request #{number}")
-        if status != 201:
-            raise _http_error(status, headers, _snippet(raw, self._scrub),
-                              f"git host: comment on pull request #{number}")
+        self._api.post(f"/issues/{number}/comments", {"body": text}, f"comment on pull request #{number}")
         return f"pull request #{number}"
 
     def pull_for(self, path: str) -> int | None:
@@ -149,25 +129,13 @@ class PullRequestComments:
         commit = git_output("rev-list", "-1", "--first-parent", "HEAD", "--", path, cwd=self._repo_dir).strip()
         number: int | None = None
         if _SHA.fullmatch(commit):
-            url = f"{self._base}{self._repo_path}/commits/{commit}/pulls?per_page=100"
-            status, raw, headers = self._call("GET", url, None, f"pull requests of commit {commit[:12]}")
-            if status == 200:
-                number = _choose_pull(_json_list(raw), commit)
-            elif status != 422:  # 422: GitHub does not have the commit (not pushed)
-                raise _http_error(status, headers, _snippet(raw, self._scrub),
-                                  f"git host: pull requests of commit {commit[:12]}")
+            # 422: GitHub does not have the commit (not pushed)
+            pulls = self._api.pages(f"/commits/{commit}/pulls", f"pull requests of commit {commit[:12]}",
+                                    absent=(422,))
+            number = _choose_pull(pulls, commit) if pulls is not None else None
         self._pulls[path] = number
         return number
 
-    def _call(self, method: str, url: str, body: bytes | None, what: str) -> tuple[int, bytes, Headers]:
-        headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION,
-                   "Authorization": f"Bearer {self._token}"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        return _request(self._opener, method, url, body, headers, self._timeout, f"git host: {what}", self._scrub)
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._token, "***")
 
 def _choose_pull(items: list[Mapping[str, Any]], commit: str) -> int | None:
     best: tuple[bool, bool, int] | None = None
@@ -181,70 +149,14 @@ def _choose_pull(items: list[Mapping[str, Any]], commit: str) -> int | None:
     return best[2] if best is not None else None
 
 
-def _json_list(raw: bytes) -> list[Mapping[str, Any]]:
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise PermanentTargetError("git host: the response is not JSON; is api_url the REST API root?") from None
-    if not isinstance(body, list):
-        raise PermanentTargetError("git host: unexpected response: expected a list of pull requests")
-    return [item for item in body if isinstance(item, dict)]
-
-
-def _request(opener: urllib.request.OpenerDirector, method: str, url: str, body: bytes | None,
-             headers: Mapping[str, str], timeout: float, what: str,
-             scrub: Callable[[str], str]) -> tuple[int, bytes, Headers]:
-    """One HTTP exchange: (status, body, headers) for any HTTP answer; TargetUnavailable when no
-    answer came. `scrub` removes secrets from whatever text ends up in an exception."""
-    # S310: callers checked the scheme is http(s)
-    request = urllib.request.Request(url, data=body, method=method,  # noqa: S310
-                                     headers={"User-Agent": "jitpol", **headers})
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            return int(response.status), response.read(MAX_RESPONSE_BYTES), response.headers
-    except urllib.error.HTTPError as exc:
-        try:
-            raw = exc.read(64 * 1024)
-        finally:
-            exc.close()
-        return exc.code, raw, exc.headers
-    except urllib.error.URLError as exc:
-        raise TargetUnavailable(f"{what}: unreachable: {scrub(str(exc.reason))}") from None
-    except (OSError, http.client.HTTPException) as exc:  # timeouts, resets, truncated answers
-        raise TargetUnavailable(f"{what}: {type(exc).__name__}: {scrub(str(exc))}") from None
-
-
-def _http_error(status: int, headers: Mapping[str, str] | Headers, detail: str, what: str) -> Exception:
+def _webhook_error(status: int, headers: Headers, detail: str, what: str) -> Exception:
     where = f"{what}: HTTP {status}" + (f" {detail}" if detail else "")
-    limited = headers.get("x-ratelimit-remaining") == "0" or headers.get("retry-after") is not None
-    if status == 429 or (status == 403 and limited):
+    if rate_limited(status, headers):
         return TargetUnavailable(f"{where} (rate limited; retried next run)")
     if status >= 500 or status == 408:
         return TargetUnavailable(f"{where} (retried next run)")
     if 300 <= status < 400:
         return PermanentTargetError(f"{where}: redirected; jitpol does not follow redirects")
     if status in (401, 403):
-        return PermanentTargetError(f"{where} (check the token and that it may write pull-request comments)")
+        return PermanentTargetError(f"{where} (check the webhook URL)")
     return PermanentTargetError(where)
-
-
-def _snippet(raw: bytes, scrub: Callable[[str], str]) -> str:
-    """A short, printable version of an error answer: GitHub's `message`, or Slack's plain text.
-    Secrets are scrubbed before anything is cut, so no part of one survives."""
-    text = scrub(raw.decode("utf-8", errors="replace"))
-    try:
-        body = json.loads(text)
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        text = body["message"]
-    text = re.sub(r"[^\x20-\x7e]+", " ", text).strip()
-    return text[:120]
-
-
-class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    """Every redirect becomes an HTTPError: urllib would forward the request to any Location."""
-
-    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Headers,
-                         newurl: str) -> urllib.request.Request | None:
-        return None

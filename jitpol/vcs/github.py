@@ -34,38 +34,24 @@ never an error. The token is sent only as `Authorization: Bearer`, only to `api_
 from __future__ import annotations
 
 import base64
-import http.client
-import json
 import re
-import ssl
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.message import Message
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from jitpol.errors import PermanentTargetError, TargetUnavailable
+from jitpol.errors import PermanentTargetError
+from jitpol.vcs.githubapi import GitHubApi, quote
 from jitpol.vcs.gitrun import git_output
 
-API_VERSION = "2022-11-28"
-PER_PAGE = 100
-# A pagination loop (or a hostile server) must not keep a run busy forever: 50 pages are 5,000
-# reviews, far more than any real pull request carries.
-MAX_PAGES = 50
 # GitHub's "list commits on a pull request" returns at most 250 commits. A longer pull request
 # cannot be checked for reviewers who pushed to it, so it yields no approvals.
 PULL_COMMITS_LIMIT = 250
-# Responses larger than this are not GitHub answering these endpoints.
-MAX_RESPONSE_BYTES = 20 * 1024 * 1024
 
 NO_PULL = "no merged pull request brought this content (unreviewed direct push or admin bypass merge)"
 CONTENT_DIFFERS = "merged content differs from what was reviewed"
 
-_LINK = re.compile(r'<([^>]*)>\s*;\s*rel="?([^";]*)"?')
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _STATEFUL = frozenset({"APPROVED", "CHANGES_REQUESTED", "DISMISSED"})
 
@@ -103,12 +89,6 @@ class _Reviews:
 
 
 @dataclass(frozen=True, slots=True)
-class _Response:
-    body: Any  # parsed JSON
-    headers: Message
-
-
-@dataclass(frozen=True, slots=True)
 class _Clone:
     branch: str
     prefix: str  # the repo_dir's path inside the repository ("" or "policies/")
@@ -136,27 +116,11 @@ class GitHubReviews:
         """`branch` is the branch being reconciled; default: the checked-out branch (a detached
         HEAD then fails with PermanentTargetError). Raises PermanentTargetError for an unusable
         `api_url` or `repository`, including a token that would travel over plain http."""
-        parsed = urllib.parse.urlsplit(api_url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise PermanentTargetError(f"git host api_url {api_url!r} is not an http(s) URL")
-        if parsed.username or parsed.password or parsed.query or parsed.fragment:
-            raise PermanentTargetError("git host api_url must not carry credentials, a query or a fragment")
-        if parsed.scheme == "http" and token and parsed.hostname not in ("127.0.0.1", "::1", "localhost"):
-            raise PermanentTargetError(
-                f"git host api_url {api_url!r} is plain http: the token would travel unencrypted; use https"
-            )
-        owner, sep, name = repository.partition("/")
-        if not sep or not owner or not name or "/" in name or name in (".", "..") or owner in (".", ".."):
-            raise PermanentTargetError(f"git repository {repository!r} is not OWNER/NAME")
-        self._base = api_url.rstrip("/")
-        self._origin = (parsed.scheme, parsed.netloc.lower())
-        self._repo_path = f"/repos/{_quote(owner)}/{_quote(name)}"
+        self._api = GitHubApi(api_url, repository, token, timeout=timeout,
+                              needs="read access to pull requests and contents")
         self.repository = repository
-        self._token = token or None
         self._repo_dir = Path(repo_dir)
-        self._timeout = timeout
         self._branch = branch
-        self._opener = urllib.request.build_opener(_RefuseRedirects())
         self._clone: _Clone | None = None
         self._pulls_of: dict[str, list[_Pull] | None] = {}
         self._contents: dict[tuple[str, str], bytes | None] = {}
@@ -253,7 +217,7 @@ class GitHubReviews:
         cached = self._reviews.get(pull.number)
         if cached is not None:
             return cached
-        prefix = f"{self._repo_path}/pulls/{pull.number}"
+        prefix = f"/pulls/{pull.number}"
         commits = self._list(f"{prefix}/commits", f"pull request #{pull.number} commits")
         reviews = self._list(f"{prefix}/reviews", f"pull request #{pull.number} reviews")
 
@@ -317,9 +281,7 @@ class GitHubReviews:
             return self._pulls_of[sha]
         # 422 "No commit found for SHA" is GitHub's answer for a commit it does not have; a 404
         # here means the repository itself is missing or hidden from the token (an error).
-        items = self._pages(
-            f"{self._repo_path}/commits/{sha}/pulls", f"pull requests of commit {sha[:12]}", absent=(422,)
-        )
+        items = self._api.pages(f"/commits/{sha}/pulls", f"pull requests of commit {sha[:12]}", absent=(422,))
         if items is None:
             self._pulls_of[sha] = None
             return None
@@ -334,8 +296,7 @@ class GitHubReviews:
         if key in self._contents:
             return self._contents[key]
         query = urllib.parse.urlencode({"ref": ref})
-        url = f"{self._base}{self._repo_path}/contents/{_quote(path, safe='/')}?{query}"
-        response = self._get_json(url, f"{path} at {ref[:12]}", absent=(404,))
+        response = self._api.get(f"/contents/{quote(path, safe='/')}?{query}", f"{path} at {ref[:12]}", absent=(404,))
         body = response.body if response is not None else None
         data: bytes | None = None
         if isinstance(body, dict) and body.get("type") == "file" and body.get("encoding") == "base64":
@@ -354,118 +315,10 @@ class GitHubReviews:
     # -- HTTP ---------------------------------------------------------------------------------
 
     def _list(self, path: str, what: str) -> list[Mapping[str, Any]]:
-        items = self._pages(path, what)
+        items = self._api.pages(path, what)
         if items is None:  # unreachable: no status was declared absent
             raise PermanentTargetError(f"git host: {what}: not found")
         return items
-
-    def _pages(self, path: str, what: str, *, absent: tuple[int, ...] = ()) -> list[Mapping[str, Any]] | None:
-        """Every item of a paginated list endpoint (`path` below the API root); None when the first
-        page answers with a status in `absent`."""
-        url: str | None = f"{self._base}{path}?per_page={PER_PAGE}"
-        seen: set[str] = set()
-        items: list[Mapping[str, Any]] = []
-        while url is not None:
-            if url in seen or len(seen) >= MAX_PAGES:
-                raise PermanentTargetError(f"git host: {what}: pagination does not end")
-            response = self._get_json(url, what, absent=() if seen else absent)
-            if response is None:
-                return None
-            seen.add(url)
-            body = response.body
-            if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
-                raise PermanentTargetError(f"git host: {what}: expected a list of objects")
-            items.extend(body)
-            url = self._next_link(response.headers.get("Link"), what)
-        return items
-
-    def _next_link(self, header: str | None, what: str) -> str | None:
-        if not header:
-            return None
-        for target, rels in _LINK.findall(header):
-            if "next" in rels.split():
-                # Follow GitHub's URL as given (it switches to /repositories/{id}/...), but never
-                # let a link carry the token to another origin.
-                absolute = urllib.parse.urljoin(self._base + "/", str(target))
-                parts = urllib.parse.urlsplit(absolute)
-                if (parts.scheme, parts.netloc.lower()) != self._origin:
-                    raise PermanentTargetError(f"git host: {what}: a pagination link leads to another host")
-                return absolute
-        return None
-
-    def _get_json(self, url: str, what: str, *, absent: tuple[int, ...] = ()) -> _Response | None:
-        """GET `url` and parse its JSON body. A status in `absent` (the caller knows it means "no
-        such object") gives None; other failures raise TargetUnavailable or PermanentTargetError."""
-        headers = {
-            "Accept": "application/vnd.github+json",
-            "X-GitHub-Api-Version": API_VERSION,
-            "User-Agent": "jitpol",
-        }
-        if self._token is not None:
-            headers["Authorization"] = f"Bearer {self._token}"
-        # S310: the scheme was checked to be http(s) in __init__ and links are held to that origin
-        request = urllib.request.Request(url, headers=headers, method="GET")  # noqa: S310
-        try:
-            with self._opener.open(request, timeout=self._timeout) as response:
-                raw = response.read(MAX_RESPONSE_BYTES + 1)
-                response_headers = response.headers
-        except urllib.error.HTTPError as exc:
-            try:
-                detail = self._scrub(_message(exc.read(64 * 1024)))
-            finally:
-                exc.close()
-            if exc.code in absent:
-                return None
-            raise self._http_error(exc.code, exc.headers, detail, what) from None
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, ssl.SSLCertVerificationError):
-                raise PermanentTargetError(
-                    f"git host {self._origin[1]}: TLS certificate not trusted ({self._scrub(str(exc.reason))})"
-                ) from None
-            raise TargetUnavailable(
-                f"git host {self._origin[1]} unreachable: {self._scrub(str(exc.reason))}"
-            ) from None
-        except (OSError, http.client.HTTPException) as exc:  # timeouts, resets, truncated responses
-            raise TargetUnavailable(
-                f"git host {self._origin[1]}: {what}: {type(exc).__name__}: {self._scrub(str(exc))}"
-            ) from None
-        if len(raw) > MAX_RESPONSE_BYTES:
-            raise PermanentTargetError(f"git host: {what}: response too large")
-        try:
-            return _Response(json.loads(raw), response_headers)
-        except ValueError:
-            raise PermanentTargetError(
-                f"git host {self._origin[1]}: {what}: the response is not JSON; is api_url the REST API root?"
-            ) from None
-
-    def _http_error(self, status: int, headers: Message, detail: str, what: str) -> Exception:
-        where = f"git host {self._origin[1]}: {what}: HTTP {status}"
-        if status == 404:
-            return PermanentTargetError(
-                f"{where} {detail} (wrong spec.git.repository or api_url, or the token cannot read the repository)"
-            )
-        if status == 401:
-            return PermanentTargetError(f"{where} {detail} (check the token in spec.git.token_env)")
-        limited = headers.get("x-ratelimit-remaining") == "0" or headers.get("retry-after") is not None
-        if status == 429 or (status == 403 and limited):
-            return TargetUnavailable(f"{where} rate limited{_reset_note(headers)}")
-        if status == 403:
-            return PermanentTargetError(
-                f"{where} {detail} (the token needs read access to pull requests and contents)"
-            )
-        if 300 <= status < 400:
-            location = headers.get("Location", "")
-            return PermanentTargetError(
-                f"{where}: redirected to {self._scrub(location)!r}; jitpol does not follow redirects "
-                "(renamed repository? update spec.git.repository / api_url)"
-            )
-        if status >= 500 or status == 408:
-            return TargetUnavailable(f"{where} {detail}")
-        return PermanentTargetError(f"{where} {detail}")
-
-    def _scrub(self, text: str) -> str:
-        """`text` without the token, should a server or proxy echo it back."""
-        return text.replace(self._token, "***") if self._token else text
 
     # -- git -------------------------------------------------------------------------------
 
@@ -497,22 +350,6 @@ class GitHubReviews:
 
     def _git(self, *args: str, allow_fail: bool = False) -> str:
         return git_output(*args, cwd=self._repo_dir, allow_fail=allow_fail)
-
-
-class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    """Turn every redirect into an HTTPError: urllib would forward the Authorization header to
-    whatever host a Location names."""
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: Any,
-        code: int,
-        msg: str,
-        headers: Message,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        return None
 
 
 def _pull(item: Mapping[str, Any]) -> _Pull:
@@ -547,31 +384,6 @@ def _get(obj: Mapping[str, Any], key: str, kind: type[Any], *, optional: bool = 
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise PermanentTargetError(f"git host: unexpected response: {key!r} is not a {kind.__name__}")
     return value
-
-
-def _message(raw: bytes) -> str:
-    """GitHub's error `message`, shortened; never the raw body (a proxy page is noise)."""
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return ""
-    message = body.get("message") if isinstance(body, dict) else None
-    return message[:200] if isinstance(message, str) else ""
-
-
-def _reset_note(headers: Message) -> str:
-    reset = headers.get("x-ratelimit-reset")
-    if reset is not None and reset.isdigit():
-        when = datetime.fromtimestamp(int(reset), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return f"; the limit resets at {when}"
-    retry = headers.get("retry-after")
-    if retry is not None and retry.isdigit():
-        return f"; retry after {retry} s"
-    return ""
-
-
-def _quote(text: str, safe: str = "") -> str:
-    return urllib.parse.quote(text, safe=safe)
 
 
 def _check_relative(path: str) -> None:
