@@ -59,7 +59,8 @@ PURE += [p for p in [PKG / "ledger" / "events.py"] if p.exists()]
 
 @pytest.mark.parametrize("path", PURE, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_pure_core_has_no_io_layers(path: Path) -> None:
-    forbidden = ("jitpol.connectors", "jitpol.vcs", "jitpol.cli", "jitpol.execute", "jitpol.ledger", *SDKS)
+    forbidden = ("jitpol.connectors", "jitpol.vcs", "jitpol.cli", "jitpol.execute", "jitpol.ledger", "jitpol.fsutil",
+                 *SDKS)
     bad = {m for m in imports(path) if _within(m, forbidden) and not _within(m, EVENTS)}
     assert not bad, f"{path}: {bad}"
 
