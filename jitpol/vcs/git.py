@@ -5,8 +5,9 @@ policies`). A Repo remembers which: every path it takes or returns is relative t
 root (`Repo.base`), never to the git root, unless a method says otherwise.
 
 Every git failure surfaces as VcsError carrying git's own message, with credentials removed from
-any URL in it. Commands run with GIT_TERMINAL_PROMPT=0 (a missing credential fails instead of
-waiting for a prompt nobody answers) and literal pathspecs (a file named `*` is just a file).
+any URL in it. Commands run through jitpol.vcs.gitrun.run_git: GIT_TERMINAL_PROMPT=0 (a missing
+credential fails instead of waiting for a prompt nobody answers), literal pathspecs (a file named
+`*` is just a file) and git's messages in English.
 
 Killed runs. jitpol's own commit moves HEAD and the real index together under git's index lock
 (commit_paths), so HEAD and the index never disagree for another git user; a run killed in

@@ -28,7 +28,9 @@ pending and the next run retries); bad credentials, missing permissions, a wrong
 API URL, an unusable clone raise PermanentTargetError. Whatever cannot be proved for one file
 (direct push, content changed after review, shallow history) is a verdict without approvers,
 never an error. The token is sent only as `Authorization: Bearer`, only to `api_url`'s origin
-(redirects are refused and pagination links to other origins rejected) and appears in no message.
+(redirects are refused and pagination links to other origins rejected) and appears in no message:
+the REST calls go through jitpol.vcs.githubapi.GitHubApi, the local git commands through
+jitpol.vcs.gitrun.
 """
 
 from __future__ import annotations
