@@ -148,6 +148,7 @@ def test_make_plan(case: Case) -> None:
     assert list(plan.notes) == list(case.notes)
     assert [s.name for s in plan.rejected] == list(case.rejected)
     assert plan.valid is case.valid
+    assert plan.at == case.prep.now  # the plan carries the instant it was made for
 
 
 def test_an_addition_carries_what_the_connector_needs() -> None:
