@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from jitpol.connectors.kit import check_apply, check_model, shown, temporary_status
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 from jitpol.model.canonical import canonical_json
@@ -96,6 +97,7 @@ _PRINCIPAL_FORMS = (
     '{"userId": …} or {"groupId": …} for Identity Center grants and {"iamUser": …} for IAM groups'
 )
 # temporary errors by code: throttling, AWS-side failures, a concurrent change to the same object
+_OPS = {MODEL: ("grant", "revoke")}
 _TRANSIENT_CODES = frozenset({
     "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
     "InternalFailure", "InternalServerException", "InternalServerError", "ServiceFailure",
@@ -156,9 +158,9 @@ def _mapping(value: object, what: str, forms: str) -> dict[str, object]:
         try:
             value = json.loads(value)
         except ValueError:
-            raise InvalidInput(f"{what} {_shown(value)} is not valid: {forms}") from None
+            raise InvalidInput(f"{what} {shown(value)} is not valid: {forms}") from None
     if not isinstance(value, dict):
-        raise InvalidInput(f"{what} {_shown(value)} is not valid: {forms}")
+        raise InvalidInput(f"{what} {shown(value)} is not valid: {forms}")
     for key, item in value.items():
         if not isinstance(item, str):
             raise InvalidInput(f"{what}: {key} must be a string, not {type(item).__name__}")
@@ -174,16 +176,16 @@ def parse_privilege(value: object) -> Privilege:
         group = str(data["iamGroup"])
         if not _IAM_GROUP.fullmatch(group):
             raise InvalidInput(
-                f"iamGroup {_shown(group)} is not an IAM group name (1-128 of letters, digits and _+=,.@-)"
+                f"iamGroup {shown(group)} is not an IAM group name (1-128 of letters, digits and _+=,.@-)"
             )
         return IamGroupPrivilege(group)
     if keys == {"account", "permissionSet"}:
         account, permission_set = str(data["account"]), str(data["permissionSet"])
         if not _ACCOUNT.fullmatch(account):
-            raise InvalidInput(f"account {_shown(account)} is not an AWS account id (12 digits, quoted)")
+            raise InvalidInput(f"account {shown(account)} is not an AWS account id (12 digits, quoted)")
         if not _PERMISSION_SET.fullmatch(permission_set):
             raise InvalidInput(
-                f"permissionSet {_shown(permission_set)} is not a permission set ARN "
+                f"permissionSet {shown(permission_set)} is not a permission set ARN "
                 "(arn:aws:sso:::permissionSet/ssoins-<16>/ps-<16>)"
             )
         return AccountAssignmentPrivilege(account, permission_set)
@@ -201,10 +203,10 @@ def parse_principal(value: object) -> AwsPrincipal:
         raise InvalidInput("principal has both userId and groupId; an account is one identity store user")
     for key in ("userId", "groupId"):
         if key in data and not _STORE_PRINCIPAL.fullmatch(str(data[key])):
-            raise InvalidInput(f"{key} {_shown(data[key])} is not an identity store id (a UUID)")
+            raise InvalidInput(f"{key} {shown(data[key])} is not an identity store id (a UUID)")
     if "iamUser" in data and not _IAM_USER.fullmatch(str(data["iamUser"])):
         raise InvalidInput(
-            f"iamUser {_shown(data['iamUser'])} is not an IAM user name (1-64 of letters, digits and _+=,.@-)"
+            f"iamUser {shown(data['iamUser'])} is not an IAM user name (1-64 of letters, digits and _+=,.@-)"
         )
     return AwsPrincipal(
         user_id=_opt(data, "userId"), group_id=_opt(data, "groupId"), iam_user=_opt(data, "iamUser")
@@ -279,12 +281,6 @@ def wait_for_request(
     return status
 
 
-def _shown(value: object) -> str:
-    # repr escapes quotes and control characters; cut so a hostile value cannot flood a log
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 # -- the connector ----------------------------------------------------------------------------
 
 
@@ -355,7 +351,7 @@ class AwsConnector:
         assignment (USER as {"userId"}, GROUP as {"groupId"}) or members of the IAM group (as
         {"iamUser"}). A privilege that does not exist — or cannot, being no valid AWS grant —
         has no holders. expires is always None. Read-only."""
-        self._check_model(scope.model)
+        check_model(self.name, scope.model, _OPS)
         found: set[Assignment] = set()
         for text in sorted(scope.privileges):
             try:
@@ -377,11 +373,7 @@ class AwsConnector:
         """Grant or revoke one assignment or group membership; idempotent. check=True only
         reads, and lists the requests it would send (service, operation, exact parameters)."""
         a = action.assignment
-        self._check_model(a.model)
-        if action.op not in ("grant", "revoke"):
-            raise PermanentTargetError(
-                f"target {self.name}: operation {action.op!r} is not supported by the aws {MODEL} connector"
-            )
+        check_apply(self.name, a.model, action.op, _OPS)
         try:
             privilege = parse_privilege(a.privilege)
             principal = parse_principal(a.principal)
@@ -756,15 +748,11 @@ class AwsConnector:
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
             if code in _NOT_FOUND_CODES:
                 raise _NotFound(message) from None
-            if code in _TRANSIENT_CODES or status >= 500:
+            if code in _TRANSIENT_CODES or temporary_status(status):
                 raise TargetUnavailable(f"target {self.name}: AWS {operation}: {code}: {message}") from None
             raise PermanentTargetError(f"target {self.name}: AWS {operation} refused: {code}: {message}") from None
         except bex.BotoCoreError as exc:  # parameter validation, credential provider failures, ...
             raise PermanentTargetError(f"target {self.name}: AWS {operation}: {exc}") from None
-
-    def _check_model(self, model: str) -> None:
-        if model != MODEL:
-            raise PermanentTargetError(f"target {self.name}: model {model!r} is not supported (only {MODEL})")
 
 
 @functools.cache

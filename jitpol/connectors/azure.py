@@ -69,7 +69,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from jitpol.clock import Clock, SystemClock
-from jitpol.connectors.base import mapping_entry, shown
+from jitpol.connectors.base import mapping_entry
+from jitpol.connectors.kit import ceil_second, check_apply, check_model, redacted, shown, status_error
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 from jitpol.model.canonical import canonical_json
@@ -151,9 +152,9 @@ def parse_privilege(value: object) -> AzurePrivilege:
     data = mapping_entry(value, frozenset({"scope", "role"}), _PRIVILEGE_FORM)
     scope, role = data["scope"], data["role"]
     if not isinstance(scope, str) or not _SCOPE.fullmatch(scope):
-        raise InvalidInput(f"privilege scope {_shown(scope)} is not an Azure scope: {_PRIVILEGE_FORM}")
+        raise InvalidInput(f"privilege scope {shown(scope)} is not an Azure scope: {_PRIVILEGE_FORM}")
     if not isinstance(role, str):
-        raise InvalidInput(f"privilege role {_shown(role)} is not valid: {_PRIVILEGE_FORM}")
+        raise InvalidInput(f"privilege role {shown(role)} is not valid: {_PRIVILEGE_FORM}")
     if _ROLE_GUID.fullmatch(role):
         return AzurePrivilege(scope, role, role.lower())
     m = _ROLE_ID.fullmatch(role)
@@ -161,7 +162,7 @@ def parse_privilege(value: object) -> AzurePrivilege:
         return AzurePrivilege(scope, role, m.group(1).lower())
     if not _ROLE_NAME.fullmatch(role) or role.lower().startswith("/"):
         raise InvalidInput(
-            f"privilege role {_shown(role)} is not a role definition GUID, id or name "
+            f"privilege role {shown(role)} is not a role definition GUID, id or name "
             "(letters, digits, spaces and . _ ( ) / & + , : -; no quotes)"
         )
     return AzurePrivilege(scope, role, None)
@@ -171,7 +172,7 @@ def check_principal(value: object) -> str:
     """The principal (an Entra object id), or InvalidInput."""
     if not isinstance(value, str) or not _PRINCIPAL.fullmatch(value):
         raise InvalidInput(
-            f"principal {_shown(value)} is not an Azure principal: use the person's Microsoft Entra object id, "
+            f"principal {shown(value)} is not an Azure principal: use the person's Microsoft Entra object id, "
             "a lower-case GUID such as 0f8fad5b-d9cb-469f-a165-70867728950e (as Azure reports it)"
         )
     return value
@@ -186,10 +187,6 @@ def check_name(value: object, what: str) -> None:
         parse_privilege(value)
 
 
-def _shown(value: object) -> str:
-    return shown(value)
-
-
 def marker(action: Action) -> str:
     """The ownership marker for what `action` grants: "jitpol: grant=<name>" for the grant it
     serves first when that name passes the allowlist, else "jitpol"."""
@@ -200,13 +197,6 @@ def marker(action: Action) -> str:
 def is_marked(text: str | None) -> bool:
     """Does a description or justification carry jitpol's marker?"""
     return text is not None and _MARKED.fullmatch(text) is not None
-
-
-def _ceil_second(t: datetime) -> datetime:
-    # never enforce an end earlier than asked: a truncated end would read back as "too early"
-    # and be extended again on every run
-    t = t.astimezone(UTC)
-    return t.replace(microsecond=0) + timedelta(seconds=1) if t.microsecond else t
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +214,7 @@ class _Held:
     schedule_id: str | None = None
 
 
+_OPS = {MODEL: ("grant", "revoke")}
 _PLAIN = Capabilities(models=frozenset({MODEL}), marks=frozenset({MODEL}))
 _PIM = Capabilities(models=frozenset({MODEL}), native_expiry=frozenset({MODEL}), marks=frozenset({MODEL}))
 
@@ -301,7 +292,7 @@ class AzureConnector:
         whether jitpol's marker is on the assignment. Roles named but not defined, and texts
         that are no Azure privilege, have no holders. With pim, `expires` is the schedule's end
         (None for a permanent assignment). Read-only."""
-        self._check_model(scope.model)
+        check_model(self.name, scope.model, _OPS)
         parsed: dict[str, AzurePrivilege] = {}
         for text in sorted(scope.privileges):
             try:
@@ -339,11 +330,7 @@ class AzureConnector:
         the end Azure enforces to exactly action.until, earlier or later. check=True only reads,
         and lists the requests it would send."""
         a = action.assignment
-        self._check_model(a.model)
-        if action.op not in ("grant", "revoke"):
-            raise PermanentTargetError(
-                f"target {self.name}: operation {action.op!r} is not supported by the azure {MODEL} connector"
-            )
+        check_apply(self.name, a.model, action.op, _OPS)
         priv = self._parse_privilege(a.privilege)
         try:
             principal = check_principal(a.principal)
@@ -420,7 +407,7 @@ class AzureConnector:
                 raise PermanentTargetError(
                     f"target {self.name}: a PIM assignment needs an end, and the grant action has none"
                 )
-            end = _ceil_second(action.until)
+            end = ceil_second(action.until)  # never earlier than asked
             if held:
                 if not self._marked(held, self._schedule_requests(priv.scope)):
                     # standing access (permanent, or someone else's schedule): not jitpol's to end
@@ -613,10 +600,6 @@ class AzureConnector:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _check_model(self, model: str) -> None:
-        if model != MODEL:
-            raise PermanentTargetError(f"target {self.name}: model {model!r} is not supported (only {MODEL})")
-
     def _parse_privilege(self, text: str) -> AzurePrivilege:
         try:
             return parse_privilege(text)
@@ -691,11 +674,9 @@ class AzureConnector:
                 f"target {self.name}: {what}: authentication failed: {self._describe(exc)}"
             ) from None
         except HttpResponseError as exc:
-            status = exc.status_code or 0
-            text = f"target {self.name}: {what}: {self._describe(exc)}"
-            if status in (408, 429) or status >= 500:
-                raise TargetUnavailable(text) from None
-            raise PermanentTargetError(text) from None
+            # ARM answers 408 for its own timeouts: worth a retry like 429 and 5xx
+            raise status_error(exc.status_code or 0, f"target {self.name}: {what}: {self._describe(exc)}",
+                               also=(408,)) from None
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise TargetUnavailable(
                 f"target {self.name}: {what}: cannot reach Azure Resource Manager at {self._base_url} "
@@ -713,13 +694,8 @@ class AzureConnector:
         return self._redact(f"{head}: {message}" if head else str(message))
 
     def _redact(self, text: str) -> str:
-        text = _SECRETS.sub(lambda m: (m.group(1) or "") + "***", text)
-        if self._secret_env:
-            secret = self._env.get(self._secret_env)
-            if secret:
-                text = text.replace(secret, "***")
-        text = " ".join(text.split())
-        return text if len(text) <= 500 else text[:497] + "..."
+        secret = self._env.get(self._secret_env) if self._secret_env else None
+        return redacted(text, [secret], pattern=_SECRETS, limit=500)
 
 
 def _role_guid_of(role_definition_id: str | None) -> str | None:

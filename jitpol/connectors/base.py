@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from jitpol.connectors.kit import shown
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
+
+__all__ = ["Connector", "ConnectorFactory", "MfaPush", "SecretEscrow", "mapping_entry", "shown"]
 
 
 class Connector(Protocol):
@@ -43,10 +46,33 @@ class ConnectorFactory(Protocol):
     def __call__(self, name: str, settings: Mapping[str, Any], env: Mapping[str, str]) -> Connector: ...
 
 
-def shown(value: object) -> str:
-    """A value for an error message: repr, cut to 120 characters."""
-    text = repr(value)
-    return text if len(text) <= 120 else text[:117] + "..."
+# -- optional capabilities: a connector offers them besides the Connector protocol, and its
+# registry record says so (registry.TargetType.mfa_factors, .escrow)
+
+
+@runtime_checkable
+class MfaPush(Protocol):
+    """A connector that asks a person's second factor to confirm (a workflow's `mfa:` factor
+    among its record's mfa_factors)."""
+
+    def push(self, user: str, timeout_s: float) -> str:
+        """Ask `user` (their account on this target) and wait at most `timeout_s` seconds:
+        "SUCCESS", "REJECTED" or "TIMEOUT". Raises InvalidInput for an account that is no
+        account of this target, TargetError when the target cannot be asked. No secret in any
+        message."""
+        ...
+
+
+@runtime_checkable
+class SecretEscrow(Protocol):
+    """A connector that keeps secrets for other targets (a resource's options.escrow; its
+    record's escrow is True)."""
+
+    def escrow(self, secret_id: str, value: str, description: str = "") -> str:
+        """Store `value` as the new current version of secret `secret_id` (creating the secret
+        if needed) and return that version's id. Raises TargetError; the value never appears in a
+        message."""
+        ...
 
 
 def mapping_entry(value: object, keys: frozenset[str], form: str) -> Mapping[str, Any]:

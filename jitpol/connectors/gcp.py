@@ -75,10 +75,11 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
-from jitpol.connectors.base import mapping_entry, shown
+from jitpol.connectors.base import mapping_entry
+from jitpol.connectors.kit import ceil_second, check_apply, check_model, redacted, shown, status_error
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 
@@ -125,6 +126,9 @@ _PRINCIPAL_FORM = (
 )
 
 
+_OPS = {MODEL: ("grant", "revoke")}
+
+
 @dataclass(frozen=True, slots=True)
 class GcpPrivilege:
     resource: str
@@ -137,9 +141,9 @@ def parse_privilege(value: object) -> GcpPrivilege:
     data = mapping_entry(value, frozenset({"resource", "role"}), _PRIVILEGE_FORM)
     resource, role = data["resource"], data["role"]
     if not isinstance(resource, str) or not _RESOURCE.fullmatch(resource):
-        raise InvalidInput(f"privilege resource {_shown(resource)} is not valid: {_PRIVILEGE_FORM}")
+        raise InvalidInput(f"privilege resource {shown(resource)} is not valid: {_PRIVILEGE_FORM}")
     if not isinstance(role, str) or not _ROLE.fullmatch(role):
-        raise InvalidInput(f"privilege role {_shown(role)} is not valid: {_PRIVILEGE_FORM}")
+        raise InvalidInput(f"privilege role {shown(role)} is not valid: {_PRIVILEGE_FORM}")
     if role in BASIC_ROLES:
         raise InvalidInput(
             f"privilege role {role} is a basic role: IAM conditions (which end jitpol's access) cannot be "
@@ -151,7 +155,7 @@ def parse_privilege(value: object) -> GcpPrivilege:
 def check_principal(value: object) -> str:
     """A member jitpol may grant to, or InvalidInput."""
     if not isinstance(value, str) or not _PERSON.fullmatch(value):
-        raise InvalidInput(f"principal {_shown(value)} is not valid: {_PRINCIPAL_FORM}")
+        raise InvalidInput(f"principal {shown(value)} is not valid: {_PRINCIPAL_FORM}")
     return value
 
 
@@ -181,14 +185,7 @@ def condition_end(expression: str, title: str) -> datetime | None:
 def rfc3339(t: datetime) -> str:
     """`t` in UTC as RFC 3339 with a Z, rounded UP to the second: an end that reads back earlier
     than asked would be 'extended' again on every run."""
-    t = t.astimezone(UTC)
-    if t.microsecond:
-        t = t.replace(microsecond=0) + timedelta(seconds=1)
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _shown(value: object) -> str:
-    return shown(value)
+    return ceil_second(t).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- policy edits (pure: protobuf values in, new binding lists out) ------------------------------
@@ -379,7 +376,7 @@ class GcpConnector:
         """Every member holding each privilege in scope.privileges, with the end IAM enforces and
         whether jitpol's marker is on it. Texts that are no GCP privilege have no holders.
         Read-only."""
-        self._check_model(scope.model)
+        check_model(self.name, scope.model, _OPS)
         parsed: dict[str, GcpPrivilege] = {}
         for text in sorted(scope.privileges):
             try:
@@ -400,17 +397,13 @@ class GcpConnector:
         of the IAM policy, retried on concurrent changes; idempotent. check=True only reads,
         and lists the write it would send."""
         a = action.assignment
-        self._check_model(a.model)
-        if action.op not in ("grant", "revoke"):
-            raise PermanentTargetError(
-                f"target {self.name}: operation {action.op!r} is not supported by the gcp {MODEL} connector"
-            )
+        check_apply(self.name, a.model, action.op, _OPS)
         try:
             priv = parse_privilege(a.privilege)
             if action.op == "grant":
                 member = check_principal(a.principal)
             elif not _ANY_MEMBER.fullmatch(a.principal):
-                raise InvalidInput(f"principal {_shown(a.principal)} is not an IAM member")
+                raise InvalidInput(f"principal {shown(a.principal)} is not an IAM member")
             else:
                 member = a.principal
         except InvalidInput as exc:
@@ -473,10 +466,6 @@ class GcpConnector:
             "unconditional binding that jitpol did not create; jitpol removes such bindings only as drift on "
             "resources marked exclusive"
         )
-
-    def _check_model(self, model: str) -> None:
-        if model != MODEL:
-            raise PermanentTargetError(f"target {self.name}: model {model!r} is not supported (only {MODEL})")
 
     def _get(self, resource: str) -> policy_pb2.Policy:
         client = self._client(resource)
@@ -613,10 +602,10 @@ class GcpConnector:
             yield
         except passthrough:
             raise
-        except (gexc.TooManyRequests, gexc.ServerError, gexc.DeadlineExceeded, gexc.RetryError) as exc:
+        except gexc.RetryError as exc:
             raise TargetUnavailable(f"target {self.name}: {what}: {self._message(exc)}") from None
-        except gexc.GoogleAPICallError as exc:  # 400, 401, 403, 404, 409, ...
-            raise PermanentTargetError(f"target {self.name}: {what}: {self._message(exc)}") from None
+        except gexc.GoogleAPICallError as exc:  # 429, 5xx: temporary; 400, 401, 403, 404, 409, ...: not
+            raise status_error(int(exc.code or 0), f"target {self.name}: {what}: {self._message(exc)}") from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, aexc.TransportError) as exc:
             where = self._endpoint or "Google Cloud"
             raise TargetUnavailable(
@@ -636,6 +625,4 @@ class GcpConnector:
         return self._redact(f"{head}: {message}" if head else message)
 
     def _redact(self, text: str) -> str:
-        text = _SECRETS.sub(lambda m: (m.group(1) or "") + "***", text)
-        text = " ".join(text.split())
-        return text if len(text) <= 500 else text[:497] + "..."
+        return redacted(text, pattern=_SECRETS, limit=500)

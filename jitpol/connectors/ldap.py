@@ -88,6 +88,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 from urllib.parse import urlsplit
 
+from jitpol.connectors.kit import ceil_second, check_apply, check_model, redacted, shown
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 from jitpol.model.canonical import canonical_json
@@ -98,6 +99,7 @@ if TYPE_CHECKING:
 ROLE = "role-membership"
 EPHEMERAL = "ephemeral-account"
 CHECKOUT = "credential-checkout"
+_OPS = {ROLE: ("grant", "revoke"), EPHEMERAL: ("create-account", "delete-account"), CHECKOUT: ("rotate",)}
 FLAVORS = ("openldap", "active-directory")
 
 # Stands in for the members of a groupOfNames that would otherwise be empty. A single RDN outside
@@ -290,35 +292,25 @@ def check_name(value: object, what: str) -> None:
             canonical = ""
         if not canonical:
             raise InvalidInput(
-                f"{what} {_shown(value)} is not an acceptable LDAP DN ({exc}); write a DN such as "
+                f"{what} {shown(value)} is not an acceptable LDAP DN ({exc}); write a DN such as "
                 "'uid=alice,ou=people,dc=example,dc=org' with RFC 4514 escaping"
             ) from None
     if canonical != value:
         raise InvalidInput(
-            f"{what} {_shown(value)} is not written in canonical form; write {_shown(canonical)} "
+            f"{what} {shown(value)} is not written in canonical form; write {shown(canonical)} "
             "(lower case, no spaces around ',' '+' '=', RFC 4514 escaping)"
         )
     if canonical == PLACEHOLDER_DN:
-        raise InvalidInput(f"{what} {_shown(value)} is reserved by jitpol (the empty-group placeholder)")
-
-
-def _shown(name: object) -> str:
-    text = repr(name)
-    return text if len(text) <= 120 else text[:117] + "..."
+        raise InvalidInput(f"{what} {shown(value)} is reserved by jitpol (the empty-group placeholder)")
 
 
 # -- time values -------------------------------------------------------------------------------
 
 
-def _ceil_second(t: datetime) -> datetime:
-    t = t.astimezone(UTC)
-    return t.replace(microsecond=0) + timedelta(seconds=1) if t.microsecond else t
-
-
 def generalized_time(t: datetime) -> str:
     """LDAP GeneralizedTime in UTC, rounded UP to the second so that the enforced end is never
     before `t` (and re-reading it compares >= t)."""
-    return _ceil_second(t).strftime("%Y%m%d%H%M%SZ")
+    return ceil_second(t).strftime("%Y%m%d%H%M%SZ")
 
 
 def parse_generalized_time(text: str) -> datetime:
@@ -336,7 +328,7 @@ def enforced_end(flavor: str, end: datetime) -> datetime:
     pwdEndTime rounded up to the second, AD's accountExpires to the microsecond we read back."""
     if flavor == "active-directory":
         return _FILETIME_EPOCH + timedelta(microseconds=filetime(end) // 10)
-    return _ceil_second(end)
+    return ceil_second(end)
 
 
 def filetime(t: datetime) -> int:
@@ -695,36 +687,27 @@ class LdapConnector:
         (entries without the marker are not jitpol's accounts and are not reported).
         credential-checkout: nothing (the ledger knows the holders; no request is sent).
         Read-only."""
+        check_model(self.name, scope.model, _OPS)
         if scope.model == ROLE:
             return self._observe_members(scope)
         if scope.model == EPHEMERAL:
             return frozenset(self._observe_accounts(scope.model))
-        if scope.model == CHECKOUT:
-            return frozenset()
-        self._unsupported_model(scope.model)
+        return frozenset()  # credential-checkout
 
     def apply(self, action: Action, *, check: bool = False) -> Outcome:
         """Make one action true (see the module docstring). Idempotent, except that a rotate is
         an event (always changed=True); a create-account carrying a password the account does not
         already verify sets it. check=True only reads and lists the requests it would send."""
         a = action.assignment
+        check_apply(self.name, a.model, action.op, _OPS)
         if a.model == ROLE:
-            if action.op not in ("grant", "revoke"):
-                self._unsupported_op(action)
             steps = self._plan_membership(action)
-        elif a.model == EPHEMERAL:
-            if action.op == "create-account":
-                steps = self._plan_create(action)
-            elif action.op == "delete-account":
-                steps = self._plan_delete(action)
-            else:
-                self._unsupported_op(action)
-        elif a.model == CHECKOUT:
-            if action.op != "rotate":
-                self._unsupported_op(action)
+        elif action.op == "create-account":
+            steps = self._plan_create(action)
+        elif action.op == "delete-account":
+            steps = self._plan_delete(action)
+        else:  # credential-checkout: rotate
             steps = self._plan_rotate(action)
-        else:
-            self._unsupported_model(a.model)
         if not steps:
             return Outcome(changed=False, before=True, after=True)
         if check:
@@ -919,7 +902,7 @@ class LdapConnector:
     def _checked_account_name(self, principal: str) -> str:
         if not isinstance(principal, str) or not _EPHEMERAL_NAME.fullmatch(principal):
             raise PermanentTargetError(
-                f"target {self.name}: ephemeral account name {_shown(principal)} is not allowed "
+                f"target {self.name}: ephemeral account name {shown(principal)} is not allowed "
                 "(jit- followed by 1 to 31 lower-case letters, digits or -)"
             )
         return principal
@@ -935,7 +918,7 @@ class LdapConnector:
             )
         if canonical_json(sorted(set(groups))) != privilege:
             raise PermanentTargetError(
-                f"target {self.name}: the privilege {_shown(privilege)} is not the canonical JSON of a sorted "
+                f"target {self.name}: the privilege {shown(privilege)} is not the canonical JSON of a sorted "
                 "list of distinct group DNs"
             )
         return [self._checked_group(g) for g in groups]
@@ -945,7 +928,7 @@ class LdapConnector:
         for key, value in fields.items():
             if not _MARKER_VALUE.fullmatch(value):
                 raise PermanentTargetError(
-                    f"target {self.name}: detail {key} {_shown(value)} is missing or not a jitpol name"
+                    f"target {self.name}: detail {key} {shown(value)} is missing or not a jitpol name"
                 )
         return marker(fields["grant"], fields["person"])
 
@@ -1210,7 +1193,7 @@ class LdapConnector:
         )
 
         self._drop()
-        text = _redacted(" ".join(str(exc).split()), secrets)
+        text = redacted(str(exc), secrets)
         if "doesn't match any name" in text:  # ldap3 quotes the whole certificate here
             text = f"the server's certificate does not name {urlsplit(self._url).hostname} (certificate mismatch)"
         text = text[:300]
@@ -1241,7 +1224,7 @@ class LdapConnector:
     def _describe_result(result: Mapping[str, Any], *secrets: str | None) -> str:
         code = result.get("result")
         text = f"{result.get('description') or 'error'} ({code})"
-        message = _redacted(" ".join(str(result.get("message") or "").split()), secrets)
+        message = redacted(str(result.get("message") or ""), secrets)
         return f"{text}: {message[:200]}" if message else text
 
     def _fail(self, what: str, result: Mapping[str, Any], *secrets: str | None) -> NoReturn:
@@ -1351,25 +1334,6 @@ class LdapConnector:
         result = conn.result or {}
         return result.get("result"), result
 
-    # -- misc -------------------------------------------------------------------------------
-
-    def _unsupported_model(self, model: str) -> NoReturn:
-        raise PermanentTargetError(
-            f"target {self.name}: model {model!r} is not supported (only {ROLE}, {EPHEMERAL}, {CHECKOUT})"
-        )
-
-    def _unsupported_op(self, action: Action) -> NoReturn:
-        raise PermanentTargetError(
-            f"target {self.name}: operation {action.op!r} is not supported for model {action.assignment.model}"
-        )
-
-
-def _redacted(text: str, secrets: Iterable[str | None]) -> str:
-    """`text` with every secret in it replaced by ***."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def _texts(attributes: Mapping[str, Any], name: str) -> list[str]:

@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn, TypeVar
 
+from jitpol.connectors.kit import check_apply, check_model, redacted, shown, temporary_status
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 
@@ -53,6 +54,8 @@ _GROUP_ID = re.compile(r"00g[A-Za-z0-9]{1,61}")
 _FACTOR_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 _MANAGEABLE_GROUP_TYPE = "OKTA_GROUP"  # APP_GROUP/BUILT_IN memberships are not Okta's to change
 
+_OPS = {MODEL: ("grant", "revoke")}
+
 T = TypeVar("T")
 
 
@@ -68,13 +71,7 @@ def check_name(value: object, what: str) -> None:
 
 def _check(value: object, pattern: re.Pattern[str], allowed: str) -> None:
     if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise InvalidInput(f"{_shown(value)} is not valid: use {allowed}")
-
-
-def _shown(value: object) -> str:
-    # repr escapes quotes and control characters; cut so a hostile value cannot flood a log
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+        raise InvalidInput(f"{shown(value)} is not valid: use {allowed}")
 
 
 # -- HTTP through the SDK's request executor ---------------------------------------------------
@@ -100,6 +97,10 @@ class _Okta:
     def __repr__(self) -> str:  # never the token
         return f"_Okta({self.org_url!r})"
 
+    @property
+    def token(self) -> str:
+        return self._token
+
     def executor(self) -> Any:
         if self._executor is None:
             from okta.client import Client
@@ -115,7 +116,7 @@ class _Okta:
             try:
                 client: Any = Client(config)  # the SDK's executor methods carry no annotations
             except ValueError as exc:  # the SDK's configuration checks (https, placeholders, ...)
-                reason = " ".join(str(exc).replace(self._token, "***").split())
+                reason = redacted(str(exc), [self._token])
                 raise PermanentTargetError(f"{self.what}: the Okta SDK refuses the settings: {reason}") from None
             self._executor = client.get_request_executor()
         return self._executor
@@ -150,7 +151,7 @@ class _Okta:
             raise PermanentTargetError(f"{self.what}: Okta rejected the API token ({detail})")
         if status == 403:
             raise PermanentTargetError(f"{self.what}: the API token may not {method} {path} ({detail})")
-        if status == 429 or status >= 500:
+        if temporary_status(status):
             raise TargetUnavailable(f"{self.what}: Okta answered {status} to {method} {path} ({detail})")
         raise PermanentTargetError(f"{self.what}: Okta refused {method} {path}: {status} {detail}")
 
@@ -270,7 +271,7 @@ class OktaConnector:
         """The direct members of every group in scope.privileges, as user ids. A group that does
         not exist — or cannot, its id not being an Okta group id — has none. expires is None.
         Read-only."""
-        self._check_model(scope.model)
+        check_model(self.name, scope.model, _OPS)
         groups = sorted(g for g in scope.privileges if _GROUP_ID.fullmatch(g))
         if not groups:
             return frozenset()
@@ -297,11 +298,7 @@ class OktaConnector:
         between, the user is still a member and the next run does both again. check=True only
         reads, and lists the requests it would send."""
         a = action.assignment
-        self._check_model(a.model)
-        if action.op not in ("grant", "revoke"):
-            raise PermanentTargetError(
-                f"target {self.name}: operation {action.op!r} is not supported by the okta {MODEL} connector"
-            )
+        check_apply(self.name, a.model, action.op, _OPS)
         try:
             check_name(a.principal, "principal")
             check_name(a.privilege, "privilege")
@@ -356,6 +353,13 @@ class OktaConnector:
         """Forget the SDK client (no connection outlives a call). Safe to call twice."""
         self._okta = None
 
+    # -- base.MfaPush (mfa: okta-push) --------------------------------------------------------
+
+    def push(self, user: str, timeout_s: float) -> PushResult:
+        """An Okta Verify push to `user` (an Okta user id), answered within `timeout_s`: see
+        send_push_and_wait. Raises PermanentTargetError when token_env is not set."""
+        return send_push_and_wait(self._org_url, self._client().token, user, timeout_s)
+
     # -- internals --------------------------------------------------------------------------
 
     def _client(self) -> _Okta:
@@ -368,9 +372,6 @@ class OktaConnector:
             self._okta = _Okta(self._org_url, token, f"target {self.name}")
         return self._okta
 
-    def _check_model(self, model: str) -> None:
-        if model != MODEL:
-            raise PermanentTargetError(f"target {self.name}: model {model!r} is not supported (only {MODEL})")
 
 
 # -- Okta Verify push --------------------------------------------------------------------------

@@ -85,6 +85,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
+from jitpol.connectors.kit import check_apply, check_model, redacted, shown
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 from jitpol.model.canonical import canonical_json
@@ -98,6 +99,7 @@ ROLE_MEMBERSHIP = MODEL
 EPHEMERAL = "ephemeral-account"
 CHECKOUT = "credential-checkout"
 MODELS = (ROLE_MEMBERSHIP, EPHEMERAL, CHECKOUT)
+_OPS = {ROLE_MEMBERSHIP: ("grant", "revoke"), EPHEMERAL: ("create-account", "delete-account"), CHECKOUT: ("rotate",)}
 
 # the comment (COMMENT ON ROLE) that says a role is jitpol's own ephemeral account
 MARKER_PREFIX = "jitpol:"
@@ -253,16 +255,16 @@ def validate_identifier(name: str, what: str) -> None:
     """
     if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
         raise InvalidInput(
-            f"{what} {_shown(name)} is not an allowed PostgreSQL role name "
+            f"{what} {shown(name)} is not an allowed PostgreSQL role name "
             "(letters, digits and _ . @ -, not starting with a digit, . @ or -)"
         )
     if len(name.encode("utf-8")) > _MAX_IDENTIFIER_BYTES:
         raise InvalidInput(
-            f"{what} {_shown(name)} is longer than {_MAX_IDENTIFIER_BYTES} bytes; "
+            f"{what} {shown(name)} is longer than {_MAX_IDENTIFIER_BYTES} bytes; "
             "PostgreSQL would truncate it silently"
         )
     if name.lower() == "public":
-        raise InvalidInput(f"{what} {_shown(name)} is reserved by PostgreSQL")
+        raise InvalidInput(f"{what} {shown(name)} is reserved by PostgreSQL")
 
 
 def validate_principal(name: str) -> None:
@@ -271,7 +273,7 @@ def validate_principal(name: str) -> None:
     validate_identifier(name, "principal")
     if name.lower().startswith(_SYSTEM_PREFIX) or name.lower() in _RESERVED_PRINCIPALS:
         raise InvalidInput(
-            f"principal {_shown(name)} is a reserved PostgreSQL role; jitpol never grants to it"
+            f"principal {shown(name)} is a reserved PostgreSQL role; jitpol never grants to it"
         )
 
 
@@ -281,7 +283,7 @@ def validate_account_name(name: object) -> str:
     limit, so it is never truncated). Raises InvalidInput."""
     if not isinstance(name, str) or not _EPHEMERAL_NAME.fullmatch(name):
         raise InvalidInput(
-            f"ephemeral account name {_shown(name)} is not allowed "
+            f"ephemeral account name {shown(name)} is not allowed "
             "(jit- followed by 1 to 31 lower-case letters, digits or -, not starting with -)"
         )
     validate_identifier(name, "ephemeral account name")  # defence in depth: the byte limit
@@ -299,13 +301,13 @@ def parse_role_list(privilege: object) -> list[str]:
         roles = None
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise InvalidInput(
-            f"the privilege {_shown(privilege)} of an ephemeral account must be a JSON list of role names"
+            f"the privilege {shown(privilege)} of an ephemeral account must be a JSON list of role names"
         )
     for role in roles:
         validate_identifier(role, "role")
     if canonical_json(sorted(set(roles))) != privilege:
         raise InvalidInput(
-            f"the privilege {_shown(privilege)} is not the canonical JSON of a sorted list of distinct role names"
+            f"the privilege {shown(privilege)} is not the canonical JSON of a sorted list of distinct role names"
         )
     return list(roles)
 
@@ -315,7 +317,7 @@ def marker(grant: str, person: str) -> str:
     both are jitpol names (so the comment needs no escaping to be read back)."""
     for key, value in (("grant", grant), ("person", person)):
         if not isinstance(value, str) or not _MARKER_VALUE.fullmatch(value):
-            raise InvalidInput(f"detail {key} {_shown(value)} is missing or not a jitpol name")
+            raise InvalidInput(f"detail {key} {shown(value)} is missing or not a jitpol name")
     return f"{MARKER_PREFIX} grant={grant}; person={person}"
 
 
@@ -366,12 +368,6 @@ def valid_until_text(until: datetime) -> str:
     if until.tzinfo is None or until.utcoffset() is None:
         raise InvalidInput("the end of an account's window must carry a time zone")
     return until.astimezone(UTC).isoformat(sep=" ")
-
-
-def _shown(name: object) -> str:
-    # repr escapes quotes and control characters; cut so a hostile name cannot flood a log
-    text = repr(name)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _database_label(name: str) -> str:
@@ -488,6 +484,7 @@ class PostgresConnector:
         (owned=True), whatever scope.privileges says, with its sorted direct memberships as the
         privilege and its VALID UNTIL as `expires`. credential-checkout: nothing (the ledger
         tracks holders)."""
+        check_model(self.name, scope.model, _OPS)
         if scope.model == ROLE_MEMBERSHIP:
             if not scope.privileges:
                 return frozenset()
@@ -505,28 +502,20 @@ class PostgresConnector:
                 for r in self._roles(()).values()
                 if r.marked
             )
-        if scope.model == CHECKOUT:
-            return frozenset()
-        self._unsupported_model(scope.model)
+        return frozenset()  # credential-checkout
 
     def apply(self, action: Action, *, check: bool = False) -> Outcome:
         """Make one action true (see the module docstring); check=True sends nothing but reads,
         and lists the statements it would send. Idempotent, except that a rotate is an event:
         it always changes the password (changed=True)."""
-        model = action.assignment.model
-        if model == ROLE_MEMBERSHIP:
+        check_apply(self.name, action.assignment.model, action.op, _OPS)
+        if action.assignment.model == ROLE_MEMBERSHIP:
             return self._apply_membership(action, check)
-        if model == EPHEMERAL:
-            if action.op == "create-account":
-                return self._create_account(action, check)
-            if action.op == "delete-account":
-                return self._delete_account(action, check)
-            self._unsupported_op(action)
-        if model == CHECKOUT:
-            if action.op == "rotate":
-                return self._rotate(action, check)
-            self._unsupported_op(action)
-        self._unsupported_model(model)
+        if action.op == "create-account":
+            return self._create_account(action, check)
+        if action.op == "delete-account":
+            return self._delete_account(action, check)
+        return self._rotate(action, check)  # credential-checkout
 
     def close(self) -> None:
         """Close the connection, if any. Safe to call twice; a later call reconnects."""
@@ -543,8 +532,6 @@ class PostgresConnector:
         from psycopg import sql
 
         a = action.assignment
-        if action.op not in ("grant", "revoke"):
-            self._unsupported_op(action)
         try:
             validate_identifier(a.privilege, "role")
             validate_principal(a.principal)
@@ -1040,17 +1027,6 @@ class PostgresConnector:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _unsupported_model(self, model: str) -> NoReturn:
-        raise PermanentTargetError(
-            f"target {self.name}: model {model!r} is not supported (only {', '.join(MODELS)})"
-        )
-
-    def _unsupported_op(self, action: Action) -> NoReturn:
-        raise PermanentTargetError(
-            f"target {self.name}: operation {action.op!r} is not supported by the postgres "
-            f"{action.assignment.model} connector"
-        )
-
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is not None and not self._conn.closed and not self._conn.broken:
             return self._conn
@@ -1202,6 +1178,4 @@ def _redact(text: str, dsn: str) -> str:
         password = None
     if password:
         secrets.append(str(password))
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return " ".join(text.split())
+    return redacted(text, secrets)

@@ -90,6 +90,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol
 
 from jitpol.connectors import sudoers
+from jitpol.connectors.kit import check_apply, check_model, redacted, shown
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 from jitpol.model.canonical import canonical_json
@@ -103,6 +104,8 @@ EPHEMERAL = "ephemeral-account"
 SUDO = "sudo-rule"
 CHECKOUT = "credential-checkout"
 MODELS = frozenset({ROLE, EPHEMERAL, SUDO, CHECKOUT})
+_OPS = {ROLE: ("grant", "revoke"), EPHEMERAL: ("create-account", "delete-account"), SUDO: ("grant", "revoke"),
+        CHECKOUT: ("rotate",)}
 
 EPHEMERAL_NAME = re.compile(r"jit-[a-z0-9][a-z0-9-]{0,30}")
 _MAX_LINUX_NAME = 32
@@ -198,7 +201,7 @@ def validate_principal(name: object) -> str:
     system account. Raises InvalidInput."""
     user = sudoers.check_linux_name(name, "principal")
     if user in RESERVED_USERS or user.startswith("systemd-"):
-        raise InvalidInput(f"principal {sudoers.shown(user)} is root or a system account; jitpol never grants to it")
+        raise InvalidInput(f"principal {shown(user)} is root or a system account; jitpol never grants to it")
     return user
 
 
@@ -208,7 +211,7 @@ def validate_group(name: object) -> str:
     group = sudoers.check_linux_name(name, "group")
     if group in REFUSED_GROUPS:
         raise InvalidInput(
-            f"group {sudoers.shown(group)} gives root or unscoped sudo; jitpol never hands it out "
+            f"group {shown(group)} gives root or unscoped sudo; jitpol never hands it out "
             f"(refused: {', '.join(sorted(REFUSED_GROUPS))}); use a sudo-rule resource instead"
         )
     return group
@@ -218,7 +221,7 @@ def validate_account_name(name: object) -> str:
     """An ephemeral account's name: `^jit-[a-z0-9][a-z0-9-]{0,30}$` and at most 32 characters."""
     if not isinstance(name, str) or not EPHEMERAL_NAME.fullmatch(name) or len(name) > _MAX_LINUX_NAME:
         raise InvalidInput(
-            f"ephemeral account {sudoers.shown(name)} must match ^jit-[a-z0-9][a-z0-9-]*$ and be at most "
+            f"ephemeral account {shown(name)} must match ^jit-[a-z0-9][a-z0-9-]*$ and be at most "
             f"{_MAX_LINUX_NAME} characters"
         )
     return name
@@ -232,11 +235,11 @@ def parse_groups(privilege: object) -> tuple[str, ...]:
     except ValueError:
         value = None
     if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
-        raise InvalidInput(f"ephemeral-account privilege {sudoers.shown(privilege)} must be a JSON list of group names")
+        raise InvalidInput(f"ephemeral-account privilege {shown(privilege)} must be a JSON list of group names")
     groups = tuple(validate_group(g) for g in value)
     if list(groups) != sorted(set(groups)) or canonical_json(list(groups)) != privilege:
         raise InvalidInput(
-            f"ephemeral-account privilege {sudoers.shown(privilege)} must be the canonical JSON of a sorted list "
+            f"ephemeral-account privilege {shown(privilege)} must be the canonical JSON of a sorted list "
             "of distinct groups"
         )
     return groups
@@ -265,7 +268,7 @@ def parse_holders(privilege: object) -> tuple[str, ...]:
         value = None
     if not isinstance(value, list) or not all(isinstance(g, str) and sudoers.GRANT_NAME.fullmatch(g) for g in value):
         raise InvalidInput(
-            f"credential-checkout privilege {sudoers.shown(privilege)} must be a JSON list of the grant names "
+            f"credential-checkout privilege {shown(privilege)} must be a JSON list of the grant names "
             "holding the secret"
         )
     return tuple(value)
@@ -286,7 +289,7 @@ def public_keys(text: str) -> tuple[str, ...]:
             raise InvalidInput("an SSH key of the person is not a public key line (type base64 [comment])") from None
         if kind not in KEY_TYPES:
             raise InvalidInput(
-                f"SSH key type {sudoers.shown(kind)} is not accepted (allowed: {', '.join(sorted(KEY_TYPES))})"
+                f"SSH key type {shown(kind)} is not accepted (allowed: {', '.join(sorted(KEY_TYPES))})"
             )
         entry = f"{kind} {line.split()[1]}"
         if entry not in keys:
@@ -683,7 +686,7 @@ class LocalRunner:
             raise TargetUnavailable(f"target {self.name}: timed out running {_short(argv)}") from None
         except FileNotFoundError:
             raise PermanentTargetError(
-                f"target {self.name}: {sudoers.shown(argv[0])} is not installed on this host"
+                f"target {self.name}: {shown(argv[0])} is not installed on this host"
             ) from None
         except OSError as exc:
             raise PermanentTargetError(
@@ -707,7 +710,7 @@ class LocalRunner:
             here = os.uname().nodename
             if not host_matches(self._hostname, here):
                 raise PermanentTargetError(
-                    f"target {self.name}: this machine is {sudoers.shown(here)}, not {self._hostname!r} "
+                    f"target {self.name}: this machine is {shown(here)}, not {self._hostname!r} "
                     "(setting hostname); refusing to apply another host's grants here"
                 )
         self._ready = True
@@ -757,7 +760,7 @@ class LinuxHost:
         sudo-rule: the jitpol drop-ins (jitpol's header, exactly the template) whose rule is in
         scope.privileges, with their NOTAFTER, owned True (rules jitpol did not write are never
         read). credential-checkout: nothing (the ledger knows who holds a secret). Read-only."""
-        self._check_model(scope.model)
+        check_model(self.name, scope.model, _OPS)
         if scope.model == ROLE:
             return self._observe_groups(scope)
         if scope.model == EPHEMERAL:
@@ -782,14 +785,7 @@ class LinuxHost:
         expiry); any other end is set to action.until, earlier or later alike (a schedule,
         break-glass deadline or restriction can cut a window short)."""
         a = action.assignment
-        self._check_model(a.model)
-        expected = {ROLE: ("grant", "revoke"), EPHEMERAL: ("create-account", "delete-account"),
-                    SUDO: ("grant", "revoke"), CHECKOUT: ("rotate",)}[a.model]
-        if action.op not in expected:
-            raise PermanentTargetError(
-                f"target {self.name}: operation {action.op!r} is not supported for {a.model} "
-                f"(only {' and '.join(expected)})"
-            )
+        check_apply(self.name, a.model, action.op, _OPS)
         try:
             if a.model == ROLE:
                 steps = self._plan_membership(action)
@@ -1022,7 +1018,7 @@ class LinuxHost:
             not_before = datetime.fromisoformat(start) if start else None
         except ValueError:
             raise PermanentTargetError(
-                f"target {self.name}: detail start {sudoers.shown(start)} is not an ISO time"
+                f"target {self.name}: detail start {shown(start)} is not an ISO time"
             ) from None
         rule = sudoers.SudoRule(
             user=user, command=command, run_as=run_as, not_after=action.until,
@@ -1142,7 +1138,7 @@ class LinuxHost:
         if status != "P":
             raise PermanentTargetError(
                 f"target {self.name}: after chpasswd the password of {user!r} is not usable (passwd -S says "
-                f"{sudoers.shown(status)})"
+                f"{shown(status)})"
             )
 
     # -- shared checks ----------------------------------------------------------------------
@@ -1190,7 +1186,7 @@ class LinuxHost:
             for fname, text in sorted(files.items()):
                 lines = sudoers.group_mentions(text, g.name, g.gid)
                 if lines:
-                    where = f"{sudoers.shown(fname)}: {sudoers.shown(lines[0])}"
+                    where = f"{shown(fname)}: {shown(lines[0])}"
                     why.append(f"{g.name!r} (sudoers gives it rights: {where})")
                     break
         if why:
@@ -1213,7 +1209,7 @@ class LinuxHost:
     def _grant_name(self, action: Action) -> str:
         grant = action.detail("grant") or (action.grants[0] if action.grants else "")
         if not sudoers.GRANT_NAME.fullmatch(grant):
-            raise PermanentTargetError(f"target {self.name}: the action names no valid grant ({sudoers.shown(grant)})")
+            raise PermanentTargetError(f"target {self.name}: the action names no valid grant ({shown(grant)})")
         return grant
 
     def _kill_steps(self, user: str) -> list[_Step]:
@@ -1225,12 +1221,6 @@ class LinuxHost:
     def _passwd(self, names: Sequence[str] = ()) -> list[_User]:
         argv = ["getent", "passwd", "--", *names] if names else ["getent", "passwd"]
         return _parse_passwd(self._run(argv, ok=(0, 2)).out)
-
-    def _check_model(self, model: str) -> None:
-        if model not in MODELS:
-            raise PermanentTargetError(
-                f"target {self.name}: model {model!r} is not supported (only {', '.join(sorted(MODELS))})"
-            )
 
     def _checked(self, fn: Callable[[object, str], object], value: object, what: str) -> None:
         try:
@@ -1261,8 +1251,7 @@ class LinuxHost:
         detail = _first_line(result.err) or _first_line(result.out) or "no output"
         if self._user != "root" and "sudo:" in result.err and "password" in result.err:
             detail = f"user {self._user!r} may not run it through `sudo -n` ({detail})"
-        if secret:
-            detail = detail.replace(secret, "***")
+        detail = redacted(detail, [secret])
         raise PermanentTargetError(
             f"target {self.name}: {_short(argv)} failed with status {result.status}: {detail}"
         )

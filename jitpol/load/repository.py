@@ -450,9 +450,9 @@ def _cross_check(ld: _Loader, policy: PolicySet) -> None:
         check_refs("Config", cfg.name, cfg.admins, "spec", "admins")
         _check_zone(ld, doc("Config", cfg.name), cfg.timezone, "spec", "timezone")
         for t in cfg.targets.values():
-            if t.type not in registry.CONNECTORS:
+            if registry.record(t.type) is None:
                 ld.error(doc("Config", cfg.name), f"target {t.name}: type {t.type!r} is not supported by this "
-                         f"version (supported: {', '.join(sorted(registry.CONNECTORS))})", "spec", "targets",
+                         f"version (supported: {', '.join(sorted(registry.TYPES))})", "spec", "targets",
                          t.name, "type")
     target_names = set(cfg.targets) if cfg else set()
     target_types = {t.type for t in cfg.targets.values()} if cfg else set()
@@ -464,7 +464,7 @@ def _cross_check(ld: _Loader, policy: PolicySet) -> None:
 
     for p in policy.people.values():
         for acct_key, value in p.accounts.items():
-            if acct_key not in target_names and acct_key not in registry.KNOWN_TYPES and acct_key not in NOTIFY_KEYS:
+            if acct_key not in target_names and acct_key not in registry.TYPES and acct_key not in NOTIFY_KEYS:
                 ld.error(doc("Person", p.name), f"accounts.{acct_key}: not a target name or target type",
                          "spec", "accounts", acct_key)
                 continue
@@ -507,7 +507,8 @@ def _cross_check(ld: _Loader, policy: PolicySet) -> None:
         if target is None:
             ld.error(d, f"target {res.target!r} is not configured in jitpol.yaml spec.targets", "spec", "target")
             continue
-        models = registry.MODELS_BY_TYPE.get(target.type, frozenset())
+        record = registry.record(target.type)
+        models = record.models if record is not None else frozenset()
         if res.model not in models:
             ld.error(d, f"model {res.model} is not supported on {target.type} target {target.name} "
                      f"(supported: {', '.join(sorted(models)) or 'none yet'})", "spec", "model")
@@ -519,7 +520,7 @@ def _cross_check(ld: _Loader, policy: PolicySet) -> None:
         escrow = (res.settings.get("options") or {}).get("escrow")
         if escrow is not None:
             store = cfg.targets.get(str(escrow.get("target"))) if isinstance(escrow, dict) else None
-            if store is None or store.type != "aws" or not isinstance(escrow.get("secret"), str):
+            if store is None or store.type not in registry.escrow_types() or not isinstance(escrow.get("secret"), str):
                 ld.error(d, "options.escrow needs {target: <an aws target>, secret: <Secrets Manager name>}",
                          "spec", "options", "escrow")
         for role in res.roles.values():

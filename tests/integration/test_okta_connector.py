@@ -307,6 +307,22 @@ def test_push_results(okta: OktaWorld, answer: str, result: str) -> None:
     assert len([c for c in calls if "/transactions/" in c]) == 3  # WAITING, WAITING, result
 
 
+def test_the_connector_is_the_mfa_push_capability_the_registry_names(okta: OktaWorld) -> None:
+    """execute.mfa reaches the push through the registry (mfa_factors) and base.MfaPush, with the
+    target's own settings and token."""
+    from jitpol.connectors import registry
+    from jitpol.connectors.base import MfaPush
+
+    assert registry.mfa_types("okta-push") == {"okta"}
+    user = okta.double.add_user("alice@example.com")
+    okta.double.set_push(user, "accept")
+    connector = okta.connector()
+    assert isinstance(connector, MfaPush)
+    assert connector.push(user, 10) == "SUCCESS"
+    with pytest.raises(PermanentTargetError, match="is not set"):
+        okta.connector(env={}).push(user, 10)
+
+
 def test_an_unanswered_push_times_out_and_is_cancelled(okta: OktaWorld) -> None:
     user = okta.double.add_user("alice@example.com")
     okta.double.set_push(user, "ignore")

@@ -1,0 +1,83 @@
+"""What every connector needs, written once: showing an untrusted value in a message, cutting
+secrets out of text, rounding an end up to the second, mapping an HTTP status to the error the
+run acts on, and the model/operation check at the top of `apply`. Imports no SDK."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+
+from jitpol.errors import PermanentTargetError, TargetError, TargetUnavailable
+
+SHOWN_MAX = 120  # characters of an untrusted value a message quotes
+REDACTED = "***"
+
+
+def shown(value: object) -> str:
+    """An untrusted value for a message: repr (which escapes quotes and control characters), cut
+    to SHOWN_MAX characters so that a hostile value cannot flood a log."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_MAX else text[: SHOWN_MAX - 3] + "..."
+
+
+def redacted(
+    text: str,
+    secrets: Iterable[str | None] = (),
+    *,
+    pattern: re.Pattern[str] | None = None,
+    limit: int | None = None,
+) -> str:
+    """`text` for a message: every match of `pattern` replaced by *** (keeping the match's group
+    1 when there is one, e.g. "Bearer "), every non-empty secret replaced by ***, on one line,
+    cut to `limit` characters when given."""
+    if pattern is not None:
+        text = pattern.sub(lambda m: (m.group(1) if m.re.groups and m.group(1) else "") + REDACTED, text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    text = " ".join(text.split())
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
+def ceil_second(t: datetime) -> datetime:
+    """`t` in UTC rounded UP to the second: a target that keeps whole seconds never enforces an
+    end earlier than asked (a truncated end would read back as too early and be moved again on
+    every run)."""
+    t = t.astimezone(UTC)
+    return t.replace(microsecond=0) + timedelta(seconds=1) if t.microsecond else t
+
+
+def temporary_status(status: int, *, also: Collection[int] = ()) -> bool:
+    """Is an HTTP status worth a retry by the next run? 429 (throttled) and 5xx, plus `also`
+    (a connector whose service answers 408 for its own timeouts passes it)."""
+    return status == 429 or status >= 500 or status in also
+
+
+def status_error(status: int, message: str, *, also: Collection[int] = ()) -> TargetError:
+    """The error for an HTTP answer that failed: TargetUnavailable when temporary_status says
+    so (the run goes on, the next run retries), PermanentTargetError otherwise."""
+    if temporary_status(status, also=also):
+        return TargetUnavailable(message)
+    return PermanentTargetError(message)
+
+
+def check_model(target: str, model: str, models: Collection[str]) -> None:
+    """PermanentTargetError unless this connector offers `model`."""
+    if model not in models:
+        raise PermanentTargetError(
+            f"target {target}: model {model!r} is not supported (only {', '.join(sorted(models))})"
+        )
+
+
+def check_apply(target: str, model: str, op: str, ops: Mapping[str, Collection[str]]) -> None:
+    """The check at the top of every `apply`: the connector offers `model` (a key of `ops`) and,
+    for it, operation `op`. Raises PermanentTargetError naming what is offered."""
+    check_model(target, model, ops)
+    allowed = ops[model]
+    if op not in allowed:
+        raise PermanentTargetError(
+            f"target {target}: operation {op!r} is not supported for {model} (only {' and '.join(allowed)})"
+        )
