@@ -363,6 +363,27 @@ def test_pim_an_end_under_five_minutes_away_removes_the_assignment(
     assert fake_arm.holders(RG_SCOPE, READER) == {}
 
 
+def test_pim_reads_the_run_clock_not_the_wall_clock(fake_arm: FakeArm, azure_connect: AzureConnect) -> None:
+    """The run's time (`--at`; registry.create(clock=...) hands it to the connector) is when a
+    PIM schedule starts and what PIM's five-minute floor counts from."""
+    from jitpol.connectors import registry
+
+    assert registry.TYPES["azure"].takes_clock
+    run_now = in_hours(0) + timedelta(minutes=30)  # the run evaluates half an hour ahead of the wall clock
+    connector = azure_connect(pim=True, clock=FixedClock(run_now))
+    principal = str(uuid.uuid4())
+    outcome = connector.apply(action("grant", principal, READER_BY_GUID, until=in_hours(2)))
+    assert outcome.changed and '"requestType":"AdminAssign"' in outcome.operations[0]
+    (record,) = fake_arm.records.values()
+    assert record.start == run_now
+    # 32 minutes from the wall clock but two from the run's time: under the floor, so removed now
+    fake_arm.now = lambda: in_hours(0) + timedelta(minutes=6)  # past ARM's removal floor for the record
+    short = connector.apply(action("grant", principal, READER_BY_GUID, until=run_now + timedelta(minutes=2),
+                                   extend=True))
+    assert '"requestType":"AdminRemove"' in short.operations[0] and "under five minutes" in short.operations[0]
+    assert fake_arm.holders(RG_SCOPE, READER) == {}
+
+
 def test_pim_refuses_a_removal_in_the_first_five_minutes_and_the_next_run_does_it(
     fake_arm: FakeArm, azure_connect: AzureConnect
 ) -> None:
