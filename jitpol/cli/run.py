@@ -123,8 +123,8 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
                 try:
                     results = execute(plan, conns, append, base, _progress, issuer)
                 finally:
-                    for ev in lifecycle_events(prep, obs, results):
-                        append({**base, **ev})
+                    for lifecycle in lifecycle_events(prep, obs, results):
+                        append({**base, **lifecycle})
         finally:
             conns.close()
         signing_problem = _sign(repo, ledger_file, env, now, prep)

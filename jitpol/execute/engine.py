@@ -22,6 +22,21 @@ from jitpol.errors import InvalidInput, JitpolError, TargetError
 from jitpol.execute.ledgerauth import LedgerAuth, authenticate, ledger_public_key
 from jitpol.execute.reviews import review_approvals
 from jitpol.execute.trustroot import ROOT_ENV, TOFU_ENV, load_trust_root, tofu_allowed
+from jitpol.ledger.events import (
+    AccountCreated,
+    AccountDeleted,
+    ActionFailed,
+    ActionStarted,
+    CredentialRotated,
+    DriftCorrected,
+    GrantActivated,
+    GrantRejected,
+    GrantRevoked,
+    PolicyAdopted,
+    PolicyApproval,
+    TrustRootRef,
+    assignment_ref,
+)
 from jitpol.ledger.snapshots import read_snapshot, write_snapshot
 from jitpol.ledger.store import Ledger, ledger_files
 from jitpol.load.repository import (
@@ -450,25 +465,23 @@ def normalized(evaluation: Evaluation, targets: Mapping[str, Target]) -> Evaluat
     return replace(evaluation, desired=desired)
 
 
-def policy_events(prep: Prepared) -> list[dict[str, Any]]:
+def policy_events(prep: Prepared) -> list[Mapping[str, Any]]:
     """`policy.adopted` when this run puts a new policy in force (and stores its snapshot)."""
     check = prep.policy
     if check is None or check.unchanged or not check.approved:
         return []
     write_snapshot(prep.root / AUDIT_DIR, check.digest, snapshot_entries(prep.loaded))
     approvals = [
-        {"by": a.by, "key": a.key} for a in prep.loaded.policy.policy_approvals.values()
+        PolicyApproval(by=a.by, key=a.key) for a in prep.loaded.policy.policy_approvals.values()
         if a.digest == check.digest and ((a.key in check.signers) if check.root else (a.by in check.counted))
     ]
-    event: dict[str, Any] = {"event": "policy.adopted", "grant": None, "digest": check.digest,
-                             "previous": check.in_force, "bootstrap": check.in_force is None, "approvals": approvals,
-                             "summary": check.summary()}
-    if prep.trust is not None:  # who could approve: the root in force, by version and digest
-        event["trust_root"] = {"version": prep.trust.version, "digest": prep.trust.digest,
-                               "signers": list(check.signers)}
-    else:
-        event["trust_root"] = None  # trusted on first use / by the admins of the policy in force
-    return [event]
+    # who could approve: the root in force, by version and digest (None: trusted on first use /
+    # by the admins of the policy in force)
+    root = (TrustRootRef(version=prep.trust.version, digest=prep.trust.digest, signers=list(check.signers))
+            if prep.trust is not None else None)
+    return [PolicyAdopted(event="policy.adopted", grant=None, digest=check.digest, previous=check.in_force,
+                          bootstrap=check.in_force is None, approvals=approvals, summary=check.summary(),
+                          trust_root=root)]
 
 
 @dataclass(slots=True)
@@ -662,8 +675,8 @@ def execute(plan: Plan, conns: Connections, append: Append, base: Mapping[str, A
         for action in actions:
             key = action.assignment.key
             if not action.revoking:
-                record({"event": "action.started", "grant": action.grants[0] if action.grants else None,
-                        "op": action.op, **key_dict(key), "grants": list(action.grants)})
+                record(ActionStarted(event="action.started", grant=action.grants[0] if action.grants else None,
+                                     op=action.op, **assignment_ref(key), grants=list(action.grants)))
             facts: dict[str, Any] = {}
             try:
                 if issuer is not None:
@@ -676,25 +689,27 @@ def execute(plan: Plan, conns: Connections, append: Append, base: Mapping[str, A
                 secret = action.detail("password")
                 if secret:  # defence in depth: connectors redact, but no message may ever carry it
                     message = message.replace(secret, "***")
-                record({"event": "action.failed", "grant": action.grants[0] if action.grants else None,
-                        "op": action.op, **key_dict(key), "grants": list(action.grants), "error": message})
+                record(ActionFailed(event="action.failed", grant=action.grants[0] if action.grants else None,
+                                    op=action.op, **assignment_ref(key), grants=list(action.grants), error=message))
                 out.append(Result(action, None, message))
             else:
                 if action.drift:
-                    record({"event": "drift.corrected", "grant": None, "op": action.op, **key_dict(key),
-                            "resource": action.resource, "changed": outcome.changed})
+                    record(DriftCorrected(event="drift.corrected", grant=None, op=action.op, **assignment_ref(key),
+                                          resource=action.resource, changed=outcome.changed))
                 first = action.grants[0] if action.grants else None
                 if action.op == "rotate":
-                    record({"event": "credential.rotated", "grant": first, "target": action.target,
-                            "account": action.principal, "holders": list(action.grants),
-                            "until": utc_text(action.until) if action.until else None, **facts})
+                    rotated = CredentialRotated(event="credential.rotated", grant=first, target=action.target,
+                                                account=action.principal, holders=list(action.grants),
+                                                until=utc_text(action.until) if action.until else None)
+                    record({**rotated, **facts})  # facts: the Delivery fields
                 elif action.op == "create-account":
-                    record({"event": "account.created", "grant": first, "target": action.target,
-                            "account": action.principal, "groups": action.assignment.privilege,
-                            "until": utc_text(action.until) if action.until else None, **facts})
+                    created = AccountCreated(event="account.created", grant=first, target=action.target,
+                                             account=action.principal, groups=action.assignment.privilege,
+                                             until=utc_text(action.until) if action.until else None)
+                    record({**created, **facts})  # facts: the Delivery fields
                 elif action.op == "delete-account" and outcome.changed:
-                    record({"event": "account.deleted", "grant": first, "target": action.target,
-                            "account": action.principal})
+                    record(AccountDeleted(event="account.deleted", grant=first, target=action.target,
+                                          account=action.principal))
                 out.append(Result(action, outcome, None))
             if progress:
                 progress(f"{'ok  ' if out[-1].ok else 'FAIL'} {action.op} {action.assignment.privilege} "
@@ -732,7 +747,8 @@ def counted_approvals(grant: Grant, status: GrantStatus, reviews: Reviews | None
     return out
 
 
-def lifecycle_events(prep: Prepared, obs: Observation, results: Iterable[Result]) -> list[dict[str, Any]]:
+def lifecycle_events(prep: Prepared, obs: Observation,
+                     results: Iterable[Result]) -> list[Mapping[str, Any]]:
     """Grant-level ledger events after execution: activations of grants whose access is now all
     in place, ends of grants whose access is now all gone, and first-seen rejections."""
     present: dict[str, set[AssignmentKey]] = {
@@ -767,7 +783,7 @@ def lifecycle_events(prep: Prepared, obs: Observation, results: Iterable[Result]
             return grant in holders.get((key[0], key[2]), ())
         return is_present(key)
 
-    events: list[dict[str, Any]] = []
+    events: list[Mapping[str, Any]] = []
     ev = prep.evaluation
     statuses = ev.by_name() if ev is not None else {}
     desired = ev.desired if ev is not None else {}
@@ -796,16 +812,17 @@ def lifecycle_events(prep: Prepared, obs: Observation, results: Iterable[Result]
             continue
         if keys and all(held(k, st.name) for k in keys):
             grant = policy.grants[st.name]
-            events.append({
-                "event": "grant.activated", "grant": st.name, "digest": st.digest,
-                "requester": st.requester, "resource": st.resource, "role": st.role,
-                "start": utc_text(st.start), "end": utc_text(st.end), "until": utc_text(st.live_until or st.end),
-                "approvals": counted_approvals(grant, st, prep.reviews.get(st.name)),
-                "breakglass": grant.breakglass, "justification": grant.justification,
-                "assignments": [key_dict(k) for k in sorted(keys) if not standing(k)],
-                **({"standing": [key_dict(k) for k in sorted(keys) if standing(k)]}
-                   if any(standing(k) for k in keys) else {}),
-            })
+            activated = GrantActivated(
+                event="grant.activated", grant=st.name, digest=st.digest,
+                requester=st.requester, resource=st.resource, role=st.role,
+                start=utc_text(st.start), end=utc_text(st.end), until=utc_text(st.live_until or st.end),
+                approvals=counted_approvals(grant, st, prep.reviews.get(st.name)),
+                breakglass=grant.breakglass, justification=grant.justification,
+                assignments=[assignment_ref(k) for k in sorted(keys) if not standing(k)],
+            )
+            if any(standing(k) for k in keys):
+                activated["standing"] = [assignment_ref(k) for k in sorted(keys) if standing(k)]
+            events.append(activated)
     keep = covered_by_history(prep.history, prep.now, prep.ended) if ev is None else set(desired)
     for name, og in sorted(prep.history.open.items()):
         now_st = statuses.get(name)
@@ -822,11 +839,11 @@ def lifecycle_events(prep: Prepared, obs: Observation, results: Iterable[Result]
             else:
                 final = now_st.state in ("expired", "revoked", "rejected")
                 reason = f"{now_st.state}: {now_st.reason}"
-            events.append({"event": "grant.revoked", "grant": name, "final": final, "reason": reason,
-                           "assignments": [key_dict(k) for k in sorted(og.keys)]})
+            events.append(GrantRevoked(event="grant.revoked", grant=name, final=final, reason=reason,
+                                       assignments=[assignment_ref(k) for k in sorted(og.keys)]))
     for st in statuses.values():
         if prep.shard is not None and not prep.shard.records_rejections:
             break
         if st.state == "rejected" and (st.name, st.reason) not in prep.history.rejected:
-            events.append({"event": "grant.rejected", "grant": st.name, "reason": st.reason, "digest": st.digest})
+            events.append(GrantRejected(event="grant.rejected", grant=st.name, reason=st.reason, digest=st.digest))
     return events

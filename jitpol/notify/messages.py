@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from jitpol.ledger.events import NotificationSent
 from jitpol.model.documents import PolicySet
 from jitpol.model.times import utc_text
 from jitpol.policy.evaluate import GrantStatus
@@ -92,8 +93,9 @@ def unsent(messages: Iterable[Message], sent: frozenset[Sent], channel: str) -> 
 
 def sent_event(message: Message, channel: str, now: datetime) -> dict[str, Any]:
     """The ledger body recording that `message` went out on `channel` (time: the evaluation time)."""
-    return {"time": utc_text(now), "event": SENT_EVENT, "grant": message.grant, "kind": message.kind,
-            "key": message.key, "channel": channel, "to": list(message.to)}
+    sent = NotificationSent(event=SENT_EVENT, grant=message.grant, kind=message.kind, key=message.key,
+                            channel=channel, to=list(message.to))
+    return {"time": utc_text(now), **sent}
 
 
 def due(
