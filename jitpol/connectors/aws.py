@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from jitpol.connectors.kit import check_apply, check_model, shown, temporary_status
+from jitpol.connectors.kit import NameCheck, check_apply, check_model, name_check, shown, temporary_status
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 from jitpol.model.canonical import canonical_json
@@ -218,14 +218,9 @@ def _opt(data: Mapping[str, object], key: str) -> str | None:
     return None if item is None else str(item)
 
 
-def check_name(value: object, what: str) -> None:
-    """The policy loader's hook: `what` is "principal" for a person's `accounts.aws`, anything
-    else for an entry of a resource's grants. Accepts a mapping or its JSON text. Raises
-    InvalidInput that names the allowed forms."""
-    if what == "principal":
-        parse_principal(value)
-    else:
-        parse_privilege(value)
+# the policy loader's hook (the registry record's name_check): a person's `accounts.aws`, or a
+# grants entry; a mapping or its JSON text; InvalidInput names the allowed forms
+check_name: NameCheck = name_check(parse_principal, parse_privilege)
 
 
 def principal_for(principal: str, privilege: str) -> str:

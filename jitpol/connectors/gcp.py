@@ -79,7 +79,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from jitpol.connectors.base import mapping_entry
-from jitpol.connectors.kit import ceil_second, check_apply, check_model, redacted, shown, status_error
+from jitpol.connectors.kit import (
+    NameCheck,
+    ceil_second,
+    check_apply,
+    check_model,
+    name_check,
+    redacted,
+    shown,
+    status_error,
+)
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 
@@ -159,13 +168,8 @@ def check_principal(value: object) -> str:
     return value
 
 
-def check_name(value: object, what: str) -> None:
-    """The policy loader's hook (registry.NAME_CHECKS): `what` is "principal" for a person's
-    account, anything else for an entry of a resource role's grants. Raises InvalidInput."""
-    if what == "principal":
-        check_principal(value)
-    else:
-        parse_privilege(value)
+# the policy loader's hook (the registry record's name_check): a person's account, or a grants entry
+check_name: NameCheck = name_check(check_principal, parse_privilege)
 
 
 def condition_title(end_text: str) -> str:

@@ -5,10 +5,12 @@ run acts on, and the model/operation check at the top of `apply`. Imports no SDK
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from jitpol.errors import PermanentTargetError, TargetError, TargetUnavailable
+
+NameCheck = Callable[[object, str], None]  # (value, what) -> None, raises InvalidInput
 
 SHOWN_MAX = 120  # characters of an untrusted value a message quotes
 REDACTED = "***"
@@ -62,6 +64,17 @@ def status_error(status: int, message: str, *, also: Collection[int] = ()) -> Ta
     if temporary_status(status, also=also):
         return TargetUnavailable(message)
     return PermanentTargetError(message)
+
+
+def name_check(principal: Callable[[object], object], privilege: Callable[[object], object]) -> NameCheck:
+    """A type's name check (its registry record's name_check) from two checks that raise
+    InvalidInput: `principal` for a person's account (`what` "principal"), `privilege` for an
+    entry of a resource role's grants (anything else)."""
+
+    def check(value: object, what: str) -> None:
+        (principal if what == "principal" else privilege)(value)
+
+    return check
 
 
 def check_model(target: str, model: str, models: Collection[str]) -> None:

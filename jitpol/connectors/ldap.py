@@ -276,7 +276,7 @@ def is_below(dn: ParsedDn, base: ParsedDn, *, or_equal: bool = False) -> bool:
 
 
 def check_name(value: object, what: str) -> None:
-    """The policy loader's hook (registry.NAME_CHECKS): `value` is a person's DN (`what` is
+    """The policy loader's hook (the registry record's name_check): `value` is a person's DN (`what` is
     "principal") or a group DN named in a resource's grants. Allowed: a DN in canonical form
     (see the module docstring), at most 1024 characters, no control or format characters.
     Whether it lies below the target's base_dn is checked by the connector, which knows it.

@@ -322,7 +322,7 @@ def marker(grant: str, person: str) -> str:
 
 
 def check_name(value: object, what: str) -> None:
-    """The policy loader's hook (registry.NAME_CHECKS): `what` is "principal" for a person's
+    """The policy loader's hook (the registry record's name_check): `what` is "principal" for a person's
     account, anything else (e.g. "privilege") for a role named in a resource's grants. Raises
     InvalidInput."""
     if not isinstance(value, str):

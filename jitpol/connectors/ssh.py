@@ -246,7 +246,7 @@ def parse_groups(privilege: object) -> tuple[str, ...]:
 
 
 def check_name(value: object, what: str) -> None:
-    """The policy loader's hook (registry.NAME_CHECKS). `what` is "principal" for a person's
+    """The policy loader's hook (the registry record's name_check). `what` is "principal" for a person's
     Linux user name, "account" for a credential-checkout resource's shared account (the same
     rules); otherwise `value` is a resource's grants entry: a group name, or (for sudo-rule
     resources) the canonical JSON of {command, runAs}. Raises InvalidInput saying what is

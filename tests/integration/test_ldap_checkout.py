@@ -112,8 +112,8 @@ def user_passwords(sb: LdapSandbox, dn: str) -> list[str]:
 
 def test_the_model_is_supported_and_validated_as_such() -> None:
     assert CHECKOUT in LdapConnector.capabilities.models
-    assert LdapConnector.capabilities.models == registry.MODELS_BY_TYPE["ldap"]
-    assert ("ldap", CHECKOUT) in registry.NEEDS_SECRET
+    assert LdapConnector.capabilities.models == registry.TYPES["ldap"].models
+    assert CHECKOUT in registry.TYPES["ldap"].secret_models
     assert CHECKOUT in LdapConnector.capabilities.native_expiry
     assert not LdapConnector.capabilities.ends_sessions, "LDAP cannot end another client's bind"
 

@@ -275,9 +275,10 @@ def test_bad_settings_are_refused_without_io(settings: dict[str, Any]) -> None:
 def test_the_registry_knows_type_local() -> None:
     connector = registry.create("t", "local", {"hostname": "web-1"}, {})
     assert isinstance(connector, LocalHostConnector) and connector.type == "local"
-    assert registry.MODELS_BY_TYPE["local"] == registry.MODELS_BY_TYPE["ssh"] == connector.capabilities.models
+    local, remote = registry.TYPES["local"], registry.TYPES["ssh"]
+    assert local.models == remote.models == connector.capabilities.models
     assert registry.name_check("local") is ssh.check_name
-    assert ("local", CHECKOUT) in registry.NEEDS_SECRET and ("ssh", CHECKOUT) in registry.NEEDS_SECRET
+    assert CHECKOUT in local.secret_models and CHECKOUT in remote.secret_models
     connector.close()
     connector.close()
 

@@ -27,7 +27,7 @@ from jitpol.connectors.postgres import (
     password_matches,
     validate_account_name,
 )
-from jitpol.connectors.registry import MODELS_BY_TYPE
+from jitpol.connectors.registry import TYPES
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetError
 from jitpol.model.assignment import Action, Assignment, Outcome, Scope
 from jitpol.model.canonical import canonical_json
@@ -297,7 +297,7 @@ def test_reassign_to_setting_is_checked_without_io() -> None:
 
 def test_capabilities_match_the_registry() -> None:
     caps = PostgresConnector.capabilities
-    assert caps.models == MODELS_BY_TYPE["postgres"] == {"role-membership", EPHEMERAL, CHECKOUT}
+    assert caps.models == TYPES["postgres"].models == {"role-membership", EPHEMERAL, CHECKOUT}
     assert caps.native_expiry == {EPHEMERAL, CHECKOUT}
     assert caps.ends_sessions
 

@@ -135,3 +135,28 @@ def test_check_apply(model: str, op: str, error: str | None) -> None:
         with pytest.raises(PermanentTargetError) as raised:
             kit.check_apply("t", model, op, _OPS)
         assert str(raised.value) == error
+
+
+# -- name checks -------------------------------------------------------------------------------
+
+
+def test_name_check_sends_principals_and_grants_to_their_own_check() -> None:
+    seen: list[tuple[str, object]] = []
+    check = kit.name_check(lambda v: seen.append(("principal", v)), lambda v: seen.append(("privilege", v)))
+    check("alice", "principal")
+    check("app_read", "privilege")
+    check({"k": "v"}, "grants")  # anything but "principal" is a grants entry
+    assert seen == [("principal", "alice"), ("privilege", "app_read"), ("privilege", {"k": "v"})]
+
+
+@pytest.mark.parametrize("module", ["aws", "azure", "gcp"])
+def test_the_cloud_name_checks_are_made_by_the_kit(module: str) -> None:
+    import importlib
+
+    from jitpol.errors import InvalidInput
+
+    connector = importlib.import_module(f"jitpol.connectors.{module}")
+    with pytest.raises(InvalidInput, match="principal"):
+        connector.check_name("not an account", "principal")
+    with pytest.raises(InvalidInput):
+        connector.check_name("not a grant", "privilege")
