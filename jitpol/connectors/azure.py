@@ -70,16 +70,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from jitpol.clock import Clock, SystemClock
 from jitpol.connectors.base import mapping_entry
-from jitpol.connectors.kit import (
-    NameCheck,
-    ceil_second,
-    check_apply,
-    check_model,
-    name_check,
-    redacted,
-    shown,
-    status_error,
-)
+from jitpol.connectors.kit import ceil_second, check_apply, check_model, name_check, redacted, shown, status_error
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 from jitpol.model.canonical import canonical_json
@@ -188,7 +179,7 @@ def check_principal(value: object) -> str:
 
 
 # the policy loader's hook (the registry record's name_check): a person's account, or a grants entry
-check_name: NameCheck = name_check(check_principal, parse_privilege)
+check_name = name_check(check_principal, parse_privilege)
 
 
 def marker(action: Action) -> str:

@@ -79,16 +79,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from jitpol.connectors.base import mapping_entry
-from jitpol.connectors.kit import (
-    NameCheck,
-    ceil_second,
-    check_apply,
-    check_model,
-    name_check,
-    redacted,
-    shown,
-    status_error,
-)
+from jitpol.connectors.kit import ceil_second, check_apply, check_model, name_check, redacted, shown, status_error
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 
@@ -169,7 +160,7 @@ def check_principal(value: object) -> str:
 
 
 # the policy loader's hook (the registry record's name_check): a person's account, or a grants entry
-check_name: NameCheck = name_check(check_principal, parse_privilege)
+check_name = name_check(check_principal, parse_privilege)
 
 
 def condition_title(end_text: str) -> str:

@@ -122,28 +122,26 @@ def create(
     return connector
 
 
-def name_check(type_: str) -> Callable[[Any, str], None] | None:
+def _hook(type_: str, field: str) -> Any:
+    """The callable a record's `field` names, imported now; None when the type has none."""
     rec = TYPES.get(type_)
-    if rec is None or rec.name_check is None:
-        return None
-    fn: Callable[[Any, str], None] = _load(rec.name_check)
+    spec: str | None = getattr(rec, field) if rec is not None else None
+    return None if spec is None else _load(spec)
+
+
+def name_check(type_: str) -> Callable[[Any, str], None] | None:
+    fn: Callable[[Any, str], None] | None = _hook(type_, "name_check")
     return fn
 
 
 def principal_form(type_: str) -> Callable[[str, str], str] | None:
-    rec = TYPES.get(type_)
-    if rec is None or rec.principal_form is None:
-        return None
-    fn: Callable[[str, str], str] = _load(rec.principal_form)
+    fn: Callable[[str, str], str] | None = _hook(type_, "principal_form")
     return fn
 
 
 def login_name(type_: str, principal: str, settings: Mapping[str, Any]) -> str:
-    rec = TYPES.get(type_)
-    if rec is None or rec.login_name is None:
-        return principal
-    fn: Callable[[str, Mapping[str, Any]], str] = _load(rec.login_name)
-    return fn(principal, settings)
+    fn: Callable[[str, Mapping[str, Any]], str] | None = _hook(type_, "login_name")
+    return principal if fn is None else fn(principal, settings)
 
 
 def mfa_types(factor: str) -> frozenset[str]:
