@@ -167,9 +167,13 @@ def read_history_safely(root: Path) -> tuple[History, tuple[str, ...]]:
     problems: list[str] = []
     for f in files:
         events, problem = Ledger(f).readable()
-        parts.append(replay(events))
+        replayed = replay(events)
+        parts.append(replayed)
         if problem is not None:
             problems.append(f"{AUDIT_DIR.as_posix()}/{f.name}:{problem.line}: {problem.message}")
+        # a line jitpol would not write (the chain cannot tell): ignored, and the ledger damaged
+        problems += [f"{AUDIT_DIR.as_posix()}/{f.name}:{seq}: not an event jitpol writes ({why}); ignored"
+                     for seq, why in replayed.ignored]
     return (merge(parts) if parts else History()), tuple(problems)
 
 

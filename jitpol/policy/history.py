@@ -66,6 +66,9 @@ class History:
     adopted_commit: str | None = None
     adopted_at: str = ""
     last_seq: int = 0
+    # (seq, why) of lines whose chain verifies but whose body is not what jitpol writes: ignored
+    # (a run never stops on them), and reported so the ledger is treated as damaged
+    ignored: list[tuple[int, str]] = field(default_factory=list)
 
     def managed(self) -> dict[AssignmentKey, set[str]]:
         """Every assignment jitpol holds (or may hold) on a target, with the grants behind it."""
@@ -76,12 +79,41 @@ class History:
         return out
 
 
-def _key(entry: Mapping[str, Any]) -> AssignmentKey:
-    return (str(entry["target"]), str(entry["model"]), str(entry["principal"]), str(entry["privilege"]))
+def _key(entry: Any) -> AssignmentKey:
+    """An assignment as a ledger event names it. Raises ValueError unless it is exactly four strings."""
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"an assignment is not an object: {entry!r:.60}")
+    parts = tuple(entry.get(k) for k in ("target", "model", "principal", "privilege"))
+    if not all(isinstance(p, str) and p for p in parts):
+        raise ValueError(f"an assignment lacks target, model, principal or privilege: {entry!r:.80}")
+    return (str(parts[0]), str(parts[1]), str(parts[2]), str(parts[3]))
+
+
+def _keys(value: Any) -> set[AssignmentKey]:
+    if value is None:
+        return set()
+    if not isinstance(value, list):
+        raise ValueError("assignments is not a list")
+    return {_key(a) for a in value}
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"not a list of names: {value!r:.60}")
+    return tuple(value)
 
 
 def _time(text: Any) -> datetime | None:
-    return datetime.fromisoformat(str(text)) if text else None
+    """A recorded instant (with its offset); None when absent. Raises ValueError for anything
+    else: text that is no ISO 8601 instant, or one without an offset (it could not be compared)."""
+    if text is None or text == "":
+        return None
+    if not isinstance(text, str):
+        raise ValueError(f"not a time: {text!r:.40}")
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError(f"a time without its UTC offset: {text!r:.40}")
+    return when
 
 
 def _when(text: Any) -> datetime | None:
@@ -111,42 +143,63 @@ def _either(a: bool | None, b: bool | None) -> bool | None:
 
 
 def replay(events: Iterable[Mapping[str, Any]]) -> History:
-    """Fold ledger events (already chain-verified, in order) into History."""
+    """Fold ledger events (already chain-verified, in order) into History. An event whose body
+    is not what jitpol writes (a hand-edited or forged line) is ignored whole and listed in
+    History.ignored: it can neither crash a run nor half-apply."""
     h = History()
     for ev in events:
-        h.last_seq = max(h.last_seq, int(ev.get("seq", 0)))
-        kind = ev.get("event")
-        name = ev.get("grant")
-        if kind == "action.started":
-            for g in ev.get("grants") or [name]:
-                if g:
-                    h.open.setdefault(g, OpenGrant(g)).keys.add(_key(ev))
-        elif kind == "grant.activated" and name:
-            og = h.open.setdefault(name, OpenGrant(name))
-            og.digest = str(ev.get("digest"))
-            og.until = _time(ev.get("until"))
-            og.keys |= {_key(a) for a in ev.get("assignments", [])}
-            h.activated[name] = og.digest
-            h.first_activated.setdefault(name, str(ev.get("time")))
-            h.activations[name] = _activation(name, ev, h.activations.get(name))
-        elif kind == "grant.revoked" and name:
-            h.open.pop(name, None)
-            if ev.get("final", True):
-                h.ended[name] = str(ev.get("reason") or "ended")
-        elif kind == "credential.rotated":
-            h.holders[(str(ev.get("target")), str(ev.get("account")))] = tuple(ev.get("holders") or ())
-            h.holders_until[(str(ev.get("target")), str(ev.get("account")))] = _time(ev.get("until"))
-        elif kind == "account.created" and name and ev.get("delivered"):
-            h.delivered.add(name)
-        elif kind == "mfa.checked" and name:
-            h.mfa[(name, str(ev.get("digest")))] = str(ev.get("result"))
-        elif kind == "policy.adopted":
-            h.adopted_digest = str(ev.get("digest"))
-            h.adopted_commit = ev.get("policy_commit")
-            h.adopted_at = str(ev.get("time"))
-        elif kind == "grant.rejected" and name:
-            h.rejected.add((name, str(ev.get("reason"))))
+        seq = ev.get("seq")
+        h.last_seq = max(h.last_seq, seq if isinstance(seq, int) and not isinstance(seq, bool) else 0)
+        try:
+            _fold(h, ev)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            h.ignored.append((seq if isinstance(seq, int) else 0, f"{ev.get('event')!r:.40}: {exc}"))
     return h
+
+
+def _fold(h: History, ev: Mapping[str, Any]) -> None:
+    """One event into `h`. Reads and checks everything the event says first, then changes `h`,
+    so a bad event raises before anything is applied."""
+    kind = ev.get("event")
+    name = ev.get("grant")
+    if name is not None and not isinstance(name, str):
+        raise ValueError(f"grant is not a name: {name!r:.40}")
+    if kind == "action.started":
+        key = _key(ev)
+        grants = _names(ev.get("grants")) if ev.get("grants") else ((name,) if name else ())
+        for g in grants:
+            if g:
+                h.open.setdefault(g, OpenGrant(g)).keys.add(key)
+    elif kind == "grant.activated" and name:
+        until, keys = _time(ev.get("until")), _keys(ev.get("assignments", []))
+        digest = str(ev.get("digest"))
+        activation = _activation(name, ev, h.activations.get(name))
+        og = h.open.setdefault(name, OpenGrant(name))
+        og.digest, og.until = digest, until
+        og.keys |= keys
+        h.activated[name] = og.digest
+        h.first_activated.setdefault(name, str(ev.get("time")))
+        h.activations[name] = activation
+    elif kind == "grant.revoked" and name:
+        h.open.pop(name, None)
+        if ev.get("final", True):
+            h.ended[name] = str(ev.get("reason") or "ended")
+    elif kind == "credential.rotated":
+        where = (str(ev.get("target")), str(ev.get("account")))
+        holders, until = _names(ev.get("holders") or []), _time(ev.get("until"))
+        h.holders[where] = holders
+        h.holders_until[where] = until
+    elif kind == "account.created" and name and ev.get("delivered"):
+        h.delivered.add(name)
+    elif kind == "mfa.checked" and name:
+        h.mfa[(name, str(ev.get("digest")))] = str(ev.get("result"))
+    elif kind == "policy.adopted":
+        adopted, commit = ev.get("digest"), ev.get("policy_commit")
+        if not isinstance(adopted, str) or not (commit is None or isinstance(commit, str)):
+            raise ValueError("policy.adopted without a digest")
+        h.adopted_digest, h.adopted_commit, h.adopted_at = adopted, commit, str(ev.get("time"))
+    elif kind == "grant.rejected" and name:
+        h.rejected.add((name, str(ev.get("reason"))))
 
 
 def merge(histories: list[History]) -> History:
@@ -182,6 +235,7 @@ def merge(histories: list[History]) -> History:
         if h.adopted_digest is not None and h.adopted_at >= adopted_at:
             out.adopted_digest, out.adopted_commit, adopted_at = h.adopted_digest, h.adopted_commit, h.adopted_at
         out.last_seq = max(out.last_seq, h.last_seq)
+        out.ignored += h.ignored
     out.adopted_at = adopted_at
     return out
 
