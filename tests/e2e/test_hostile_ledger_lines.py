@@ -54,6 +54,10 @@ def test_a_malformed_line_never_stops_a_revocation(tmp_path: Path, body: dict[st
     line = seal({"time": AT, **body}, seq=last["seq"] + 1, prev=last["hash"])
     with ledger.open("a") as fh:
         fh.write(canonical_json(line) + "\n")
+    for reader in (("status", "--at", AFTER), ("report", "--at", AFTER, "--html", str(tmp_path / "r.html")),
+                   ("notify", "--at", AFTER, "--dry-run"), ("audit", "verify")):
+        out = run(*reader)
+        assert "internal error" not in out.output, (reader, out.output)
     res = run("apply", "--at", AFTER)
     assert "internal error" not in res.output, res.output
     assert rb.members("app_read") == [], res.output
