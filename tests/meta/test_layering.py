@@ -319,6 +319,7 @@ PLANTED = {
     "connector-modules-only-through-the-registry": ("jitpol.report", "from jitpol.connectors import aws"),
     "connectors-independent": ("jitpol.connectors.fake", "from jitpol.connectors import gcp"),
     "sudoers-is-a-leaf-helper": ("jitpol.connectors.sudoers", "from jitpol.connectors import registry"),
+    "registry-reaches-no-connector-or-sdk": ("jitpol.connectors.base", "import jitpol.connectors.ldap"),
 }
 
 
