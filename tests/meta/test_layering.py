@@ -122,8 +122,8 @@ CLOCK_ALLOWED: dict[tuple[str, str], str] = {
     ("jitpol.cli.common", "jitpol.clock.SystemClock"): "the `--at` option: SystemClock unless --at gives a FixedClock",
     # known violations (this test changes no production code): delete the entry once it is fixed
     ("jitpol.connectors.azure", "jitpol.clock.SystemClock"):
-        "KNOWN VIOLATION (issue 13): the Azure connector defaults to SystemClock(), so --at never reaches "
-        "its PIM floor and schedule start; to be removed when the run's `now` is handed to it",
+        "KNOWN VIOLATION: AzureConnector(clock=None) falls back to SystemClock(); the run hands its clock "
+        "through registry.create (the record's takes_clock), so --at reaches it; a required clock removes this",
     ("jitpol.cli.review", "datetime.datetime.now"):
         "KNOWN VIOLATION: `jitpol review request` without --start starts the grant at the current minute, "
         "read with datetime.now instead of cli.common's clock",
