@@ -13,8 +13,9 @@ from typing import Any
 import click
 
 from jitpol.cli.common import Exit, at_option, emit_json, format_option, handle_errors, now_from, repo_option
+from jitpol.cli.run import OWED_MESSAGE, RunSummary, commit_owed, heal_git, push_owed
 from jitpol.errors import InvalidInput
-from jitpol.execute.engine import AUDIT_DIR, LEDGER_PATH, Prepared, prepare
+from jitpol.execute.engine import LEDGER_PATH, Prepared, prepare
 from jitpol.execute.ledgerauth import sign_checkpoint
 from jitpol.execute.lock import RunLock
 from jitpol.ledger.store import Ledger
@@ -161,7 +162,7 @@ def notify(repo: Path, at: str | None, expiring_within: str, max_age: str, webho
         with RunLock(repo):  # never beside an apply: both append to the ledger
             deliveries, recorded = run()
     _show(deliveries, fmt, dry_run, now_text=utc_text(now))
-    if recorded and (commit or push):
+    if commit or push:  # also what a killed run left uncommitted or unpushed, when this one sent nothing
         _commit_and_push(repo, recorded, push, remote, utc_text(now), env, signing)
     if any(d.outcome == "failed" for d in deliveries):
         raise Exit(1)
@@ -198,24 +199,17 @@ def _show(deliveries: list[Delivery], fmt: str, dry_run: bool, now_text: str) ->
 
 def _commit_and_push(repo: Path, recorded: list[dict[str, Any]], push: bool, remote: str, when: str,
                      env: Mapping[str, str], signing: Mapping[str, Any]) -> None:
+    """Commit (and push) what the ledger owes, decided from the repository as `reconcile` does:
+    this run's lines and any an earlier, killed run left uncommitted or unpushed; after a moved
+    remote every owed line is re-chained (and signed again when this run may sign), not only
+    this run's."""
     git = Repo.find(repo)
     if git is None:
         raise InvalidInput(f"{repo} is not in a git repository: nothing to commit the record to")
     message = f"jitpol: {len(recorded)} notification(s) sent at {when}"
-    sha = git.commit_paths([AUDIT_DIR.as_posix()], message)
-    if sha:
-        click.echo(f"Committed ledger: {sha[:12]}")
+    summary = RunSummary(True, (), tuple(recorded), message, signing=signing["key"], signable=bool(signing["trusted"]))
     if not push:
+        heal_git(repo, git)
+        commit_owed(repo, git, message if recorded else OWED_MESSAGE)
         return
-    branch = git.current_branch()
-    if branch is None:
-        raise InvalidInput("HEAD is detached: check out the branch the ledger goes to before --push")
-
-    def rebuild() -> str | None:
-        Ledger(repo / LEDGER_PATH).append(recorded)
-        if signing["trusted"]:
-            sign_checkpoint(repo, repo / LEDGER_PATH, env, when, signing["key"])
-        return git.commit_paths([AUDIT_DIR.as_posix()], message + " (re-chained)")
-
-    git.push_with_retry(remote, branch, rebuild=rebuild)
-    click.echo(f"Pushed ledger to {remote}/{branch}")
+    push_owed(repo, git, summary, remote, None, env, when, repo / LEDGER_PATH, None)

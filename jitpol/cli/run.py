@@ -190,7 +190,7 @@ def _ledger_paths(repo: Path) -> list[str]:
     return [AUDIT_DIR.as_posix()]
 
 
-_OWED_MESSAGE = "jitpol: ledger lines an interrupted run left uncommitted"
+OWED_MESSAGE = "jitpol: ledger lines an interrupted run left uncommitted"
 _SEE_DOCS = 'see docs/operations.md, "Git faults and killed runs"'
 
 
@@ -202,15 +202,15 @@ def _commit(repo: Path, summary: RunSummary, quiet: bool = False) -> str | None:
     git = Repo.find(repo)
     if git is None:
         return None
-    _heal_git(repo, git)
-    return _commit_owed(repo, git, summary.message if summary.events else _OWED_MESSAGE, quiet)
+    heal_git(repo, git)
+    return commit_owed(repo, git, summary.message if summary.events else OWED_MESSAGE, quiet)
 
 
 def _warn(text: str) -> None:
     click.secho(f"warning: {text}", fg="yellow", err=True)
 
 
-def _heal_git(repo: Path, git: Repo) -> None:
+def heal_git(repo: Path, git: Repo) -> None:
     """What a run killed inside git's own steps left behind, put right before anything is
     committed: stale lock files, a re-base stopped inside `git reset --keep`, index entries for
     audit/ left behind HEAD."""
@@ -292,7 +292,7 @@ def _owed_paths(repo: Path, git: Repo) -> list[str]:
     return keep if left_out else _ledger_paths(repo)
 
 
-def _commit_owed(repo: Path, git: Repo, message: str, quiet: bool = False) -> str | None:
+def commit_owed(repo: Path, git: Repo, message: str, quiet: bool = False) -> str | None:
     paths = _owed_paths(repo, git)
     if not paths:
         return None
@@ -415,7 +415,7 @@ def _rechain(repo: Path, git: Repo, rebase: Rebase, summary: RunSummary, env: Ma
     held, sign it, commit it."""
     touched = _reapply(repo, git, rebase)
     _sign_reapplied(repo, git, rebase, touched, summary, env, at)
-    return _commit_owed(repo, git, (summary.message if summary.events else _OWED_MESSAGE) + " (re-chained)")
+    return commit_owed(repo, git, (summary.message if summary.events else OWED_MESSAGE) + " (re-chained)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,7 +429,7 @@ def _recover_before_run(repo: Path, git: Repo, shard: Part | None) -> _Recovered
     re-base was left half-done, re-apply the lines it was carrying to the work tree (left
     uncommitted, they are the reconciler's own to the ledger's authentication), so the run sees
     them and repeats nothing they record."""
-    _heal_git(repo, git)
+    heal_git(repo, git)
     pending = git.pending_rebase()
     if pending is None:
         return None
@@ -439,15 +439,15 @@ def _recover_before_run(repo: Path, git: Repo, shard: Part | None) -> _Recovered
     return _Recovered(pending, tuple(files))
 
 
-def _push_owed(repo: Path, git: Repo, summary: RunSummary, remote: str, branch: str | None,
+def push_owed(repo: Path, git: Repo, summary: RunSummary, remote: str, branch: str | None,
                env: Mapping[str, str], at: str | None, own: Path, recovered: _Recovered | None) -> None:
     """Commit and push what the ledger owes, decided from the repository: audit/ dirty against
     HEAD, a re-base a killed run left half-done, local ledger commits the remote lacks."""
-    _heal_git(repo, git)
+    heal_git(repo, git)
     if recovered is not None:  # the run signed its own file already
         others = [f for f in recovered.files if f != own]
         _sign_reapplied(repo, git, recovered.rebase, others, summary, env, at)
-    sha = _commit_owed(repo, git, summary.message if summary.events else _OWED_MESSAGE)
+    sha = commit_owed(repo, git, summary.message if summary.events else OWED_MESSAGE)
     if recovered is not None and git.pending_rebase() == recovered.rebase:
         left = {rel for _, rel in git.changed_paths(_ledger_paths(repo))}
         if not any(f.relative_to(repo).as_posix() in left for f in recovered.files):
@@ -513,6 +513,6 @@ def reconcile(ctx: click.Context, repo: Path, remote: str, branch: str | None, a
     if git is not None:
         # what is owed comes from the repository, so a run that appended nothing still commits and
         # pushes what a killed run left behind
-        _push_owed(repo, git, summary, remote, branch, env, at, repo / ledger_path(shard), recovered)
+        push_owed(repo, git, summary, remote, branch, env, at, repo / ledger_path(shard), recovered)
     if not summary.ok:
         raise Exit(1)

@@ -485,3 +485,38 @@ def test_notify_does_not_run_beside_an_apply(rb: RepoBuilder, hook: tuple[Hook, 
     with RunLock(rb.root):
         res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T09:00:00Z", env={"HOOK_URL": url})
     assert res.exit_code == 1 and server.posts == [] and sent(rb) == []
+
+
+def test_push_also_sends_what_a_killed_notify_left_and_rechains_it_onto_a_moved_remote(
+        rb: RepoBuilder, hook: tuple[Hook, str], tmp_path: Path) -> None:
+    """A notify run killed after recording its sends (before its commit) owes those lines; the
+    next `notify --push`, with nothing new of its own to send, commits and pushes them, also when
+    the remote moved meanwhile (re-chained onto it, nothing lost)."""
+    server, url = hook
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    git(rb.root, "remote", "add", "origin", str(remote))
+    rb.grant("alice-read", "alice", T0, "2h")
+    git(rb.root, "add", "-A")
+    git(rb.root, "commit", "-q", "-m", "request")
+    git(rb.root, "push", "-q", "origin", "main")
+    # the killed run: it sent and recorded, and never committed
+    res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T09:00:00Z", env={"HOOK_URL": url})
+    assert res.exit_code == 0 and len(server.posts) == 1
+    assert git(rb.root, "status", "--porcelain", "--", "audit") != ""
+    # meanwhile someone else pushed
+    other = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", str(remote), str(other)], check=True)
+    (other / "README.md").write_text("moved\n")
+    git(other, "add", "README.md")
+    git(other, "commit", "-q", "-m", "moved")
+    git(other, "push", "-q", "origin", "main")
+    res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--push", "--at", "1998-12-01T09:05:00Z",
+                 env={"HOOK_URL": url})
+    assert res.exit_code == 0, res.output
+    assert "Pushed ledger to origin/main" in res.stdout and len(server.posts) == 1, res.output
+    on_remote = subprocess.run(["git", "--git-dir", str(remote), "show", "main:audit/ledger.jsonl"], check=True,
+                               capture_output=True, text=True).stdout
+    assert [json.loads(line)["event"] for line in on_remote.splitlines()] == ["notification.sent"]
+    assert subprocess.run(["git", "--git-dir", str(remote), "show", "main:README.md"], check=True,
+                          capture_output=True, text=True).stdout == "moved\n"
