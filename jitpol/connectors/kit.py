@@ -1,6 +1,7 @@
 """What every connector needs, written once: showing an untrusted value in a message, cutting
 secrets out of text, rounding an end up to the second, mapping an HTTP status to the error the
-run acts on, and the model/operation check at the top of `apply`. Imports no SDK."""
+run acts on, the model/operation check at the top of `apply`, and a type's name check (the
+policy loader's hook) made of its principal and grants checks. Imports no SDK and no connector."""
 
 from __future__ import annotations
 
