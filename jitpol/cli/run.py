@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -275,12 +278,26 @@ def _not_owed(repo: Path, git: Repo, status: str, rel: str) -> str | None:
     return None
 
 
+# the temporary file of one of jitpol's atomic writes (jitpol.fsutil.replace_at) that a kill left
+_TEMPORARY = re.compile(r"\..+-[0-9a-f]{12}\.tmp")
+_TEMPORARY_AGE = 60.0  # seconds: younger ones may belong to a write in progress
+
+
 def _owed_paths(repo: Path, git: Repo) -> list[str]:
     """The paths under audit/ to commit (all of audit/ when nothing in it is damaged); warns
-    about each change that stays out."""
+    about each change that stays out. A temporary file a killed write left is never committed:
+    removed once it is old enough not to be another run's write in progress."""
     keep: list[str] = []
     left_out = False
     for status, rel in git.changed_paths(_ledger_paths(repo)):
+        path = repo / rel
+        if status == "A" and _TEMPORARY.fullmatch(path.name) and not path.is_symlink():
+            left_out = True
+            with contextlib.suppress(OSError):
+                if time.time() - path.lstat().st_mtime >= _TEMPORARY_AGE:
+                    path.unlink()
+                    _warn(f"removed {rel}: the temporary file of a write a killed run left")
+            continue
         problem = _not_owed(repo, git, status, rel)
         if problem is None:
             keep.append(rel)

@@ -80,6 +80,25 @@ def test_lines_a_killed_run_left_uncommitted_are_committed_and_pushed(tmp_path: 
                               text=True).stdout.strip()
 
 
+def test_temporary_files_a_killed_write_left_are_never_committed(tmp_path: Path) -> None:
+    """A kill inside an atomic write leaves `.<name>-<random>.tmp` beside the file: never
+    committed; removed once old enough not to be another run's write in progress."""
+    rb, remote = published(tmp_path)
+    assert jitpol(rb.root, "apply", "--at", AT, "--no-commit").exit_code == 0
+    (rb.root / "audit" / "policies").mkdir(exist_ok=True)
+    old = rb.root / "audit" / "policies" / ".3f9c0a1b2d4e-0123456789ab.tmp"
+    fresh = rb.root / "audit" / ".ledger.jsonl-abcdefabcdef.tmp"
+    for f in (old, fresh):
+        f.write_text("half a file")
+    os.utime(old, (1, 1))
+    res = jitpol(rb.root, "reconcile", "--at", LATER)
+    assert res.exit_code == 0, res.output
+    assert not old.exists() and fresh.exists()
+    tracked = git(rb.root, "ls-files", "audit")
+    assert ".tmp" not in tracked and "audit/ledger.jsonl" in tracked
+    assert remote_events(remote) == lines(rb.root / "audit" / "ledger.jsonl")
+
+
 def test_a_commit_that_was_never_pushed_is_pushed(tmp_path: Path) -> None:
     rb, remote = published(tmp_path)
     assert jitpol(rb.root, "apply", "--at", AT).exit_code == 0  # committed, then "killed" before the push
