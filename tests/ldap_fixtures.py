@@ -26,6 +26,7 @@ import ldap3
 import pytest
 
 from jitpol.connectors.ldap import LdapConnector, parse_dn
+from tests.doubles.server import closed_port
 from tests.services import serve
 
 try:
@@ -41,6 +42,18 @@ __all__ = ["ldap_sandbox", "ldap_server", "ldap_tls_server"]
 
 PASSWORD_ENV = "LDAP_TEST_PASSWORD"
 TARGET = "ldap-test"
+
+
+def unreachable(**settings: object) -> LdapConnector:
+    """A connector whose server does not exist: any I/O raises TargetUnavailable, so a
+    PermanentTargetError proves the refusal came before the network."""
+    base = {
+        "url": f"ldap://127.0.0.1:{closed_port()}",
+        "bind_dn": "cn=admin,dc=example,dc=org",
+        "password_env": PASSWORD_ENV,
+        "base_dn": "dc=example,dc=org",
+    }
+    return LdapConnector(TARGET, {**base, **settings}, {PASSWORD_ENV: "pw"})
 
 
 @pytest.fixture(scope="session")

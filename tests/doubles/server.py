@@ -13,14 +13,24 @@ HTTPS and `url` says https.
 
 from __future__ import annotations
 
+import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["LocalServer", "QuietHandler", "Served"]
+__all__ = ["LocalServer", "QuietHandler", "Served", "closed_port"]
 
 _JOIN_TIMEOUT = 5.0
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on: bound by the kernel's choice, then closed
+    (what a test of an unreachable target connects to)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
 
 
 class QuietHandler(BaseHTTPRequestHandler):

@@ -5,7 +5,6 @@ drift, errors without secrets, the revoke-older-sessions policy, lazy import of 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from jitpol.model.assignment import Action, Assignment, Op, Scope
 from jitpol.model.canonical import canonical_json
 from tests.aws_fixtures import *  # noqa: F403 (the fixtures: moto_server, aws_shim, aws)
 from tests.aws_fixtures import AWS_TARGET, AwsWorld
+from tests.doubles.server import closed_port
 
 MODEL = "idp-elevation"
 REPO = Path(__file__).resolve().parents[2]
@@ -41,13 +41,6 @@ def act(op: Op, principal: object, privilege: object) -> Action:
     p = principal if isinstance(principal, str) else canonical_json(principal)
     g = privilege if isinstance(privilege, str) else canonical_json(privilege)
     return Action(op=op, assignment=Assignment(AWS_TARGET, MODEL, p, g), resource="r", grants=("g",))
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port  # nothing listens once the socket is closed
 
 
 def ic(aws: AwsWorld, permission_set: str) -> str:

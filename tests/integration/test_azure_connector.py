@@ -7,7 +7,6 @@ both ways and PIM's five-minute floor, and errors
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import uuid
@@ -35,6 +34,7 @@ from tests.azure_fixtures import (
     StaticTokenCredential,
 )
 from tests.doubles.arm import ArmError, FakeArm
+from tests.doubles.server import closed_port
 from tests.helpers.clock import HoursFromNow, Now, iso
 
 MODEL = "idp-elevation"
@@ -54,13 +54,6 @@ def action(op: Op, principal: str, privilege: str = READER_BY_NAME, *, until: da
 
 def scope_of(*privileges: str) -> Scope:
     return Scope(TARGET, MODEL, frozenset(privileges))
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 in_hours = HoursFromNow()

@@ -7,7 +7,6 @@ unconditional bindings, folders/organizations, and errors without credentials in
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Op, Scope
 from jitpol.model.canonical import canonical_json
 from tests.doubles.gcp_crm import FakeCrm
+from tests.doubles.server import closed_port
 from tests.gcp_fixtures import *  # noqa: F403 - the fixtures
 from tests.gcp_fixtures import (
     AUDIT_CONFIGS,
@@ -467,13 +467,6 @@ def test_folders_organizations_and_project_numbers(
 
 
 # -- errors ------------------------------------------------------------------------------------
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 def test_unreachable_endpoint_is_temporary() -> None:

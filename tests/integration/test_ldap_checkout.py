@@ -7,7 +7,6 @@ checked as built (no AD can run here)."""
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -32,29 +31,10 @@ from jitpol.errors import JitpolError, PermanentTargetError
 from jitpol.model.assignment import Action, Assignment, Op, Outcome, Scope
 from jitpol.model.canonical import canonical_json
 from tests.ldap_fixtures import *  # noqa: F403 (the fixtures: ldap_server, ldap_sandbox)
-from tests.ldap_fixtures import PASSWORD_ENV, TARGET, LdapSandbox
+from tests.ldap_fixtures import TARGET, LdapSandbox, unreachable
 
 CHECKOUT = "credential-checkout"
 NOBODY = "[]"
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port  # nothing listens once the socket is closed
-
-
-def unreachable(**settings: object) -> LdapConnector:
-    """A connector whose server does not exist: any I/O raises TargetUnavailable, so a
-    PermanentTargetError proves the refusal came before the network."""
-    base = {
-        "url": f"ldap://127.0.0.1:{closed_port()}",
-        "bind_dn": "cn=admin,dc=example,dc=org",
-        "password_env": PASSWORD_ENV,
-        "base_dn": "dc=example,dc=org",
-    }
-    return LdapConnector(TARGET, {**base, **settings}, {PASSWORD_ENV: "pw"})
 
 
 def account_action(principal: str, *, password: str) -> Action:

@@ -6,7 +6,6 @@ Directory request values are checked as built (no AD can run here)."""
 from __future__ import annotations
 
 import hashlib
-import socket
 import subprocess
 import sys
 import time
@@ -56,9 +55,10 @@ from jitpol.connectors.ldap import (
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Op, Scope
 from jitpol.model.canonical import canonical_json
+from tests.doubles.server import closed_port
 from tests.helpers.clock import Now
 from tests.ldap_fixtures import *  # noqa: F403 (the fixtures: ldap_server, ldap_tls_server, ldap_sandbox)
-from tests.ldap_fixtures import PASSWORD_ENV, TARGET, LdapSandbox
+from tests.ldap_fixtures import PASSWORD_ENV, TARGET, LdapSandbox, unreachable
 from tests.services import require_service
 from tools.throwaway_slapd import SlapdNotFound, ThrowawaySlapd, process_gone
 
@@ -91,25 +91,6 @@ def account_action(
         until=until if until is not None else datetime.now(UTC) + timedelta(hours=1),
         details=tuple(sorted(details)),
     )
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port  # nothing listens once the socket is closed
-
-
-def unreachable(**settings: object) -> LdapConnector:
-    """A connector whose server does not exist: any I/O raises TargetUnavailable, so a
-    PermanentTargetError proves the refusal came before the network."""
-    base = {
-        "url": f"ldap://127.0.0.1:{closed_port()}",
-        "bind_dn": "cn=admin,dc=example,dc=org",
-        "password_env": PASSWORD_ENV,
-        "base_dn": "dc=example,dc=org",
-    }
-    return LdapConnector(TARGET, {**base, **settings}, {PASSWORD_ENV: "pw"})
 
 
 def role_scope(*groups: str) -> Scope:

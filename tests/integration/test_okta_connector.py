@@ -4,7 +4,6 @@ Okta Verify push, and the lazy SDK import."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -16,6 +15,7 @@ from jitpol.connectors.okta import NATIVE_EXPIRY, OktaConnector, check_name, sen
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Op, Scope
 from tests.doubles.okta import okta_id
+from tests.doubles.server import closed_port
 from tests.okta_fixtures import *  # noqa: F403 (the `okta` fixture)
 from tests.okta_fixtures import OKTA_TARGET, TOKEN_ENV, OktaWorld
 
@@ -29,13 +29,6 @@ def act(op: Op, user: str, group: str) -> Action:
 
 def scope(*groups: str) -> Scope:
     return Scope(target=OKTA_TARGET, model=MODEL, privileges=frozenset(groups))
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port  # nothing listens once the socket is closed
 
 
 def sent(world: OktaWorld) -> list[str]:

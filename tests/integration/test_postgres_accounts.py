@@ -6,7 +6,6 @@ roles that are not jitpol's."""
 from __future__ import annotations
 
 import hashlib
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from jitpol.connectors.registry import TYPES
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetError
 from jitpol.model.assignment import Action, Assignment, Outcome, Scope
 from jitpol.model.canonical import canonical_json
+from tests.doubles.server import closed_port
 
 if TYPE_CHECKING:
     from conftest import PgDatabase, PgRoles  # tests/conftest.py
@@ -84,13 +84,6 @@ def rotate(account: str, holders: list[str], password: str | None, until: dateti
         until=until,
         details=() if password is None else (("password", password),),
     )
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 Connect = Callable[..., PostgresConnector]

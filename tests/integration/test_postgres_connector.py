@@ -4,7 +4,6 @@ session termination on revoke, leaving unmanaged memberships alone, and jitpol's
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from jitpol.errors import InvalidInput, PermanentTargetError, TargetError, Targe
 from jitpol.model.assignment import Action, Assignment, Op, Scope
 from jitpol.plan.diff import diff
 from jitpol.policy.history import History
+from tests.doubles.server import closed_port
 
 if TYPE_CHECKING:
     from conftest import PgDatabase, PgRoles  # tests/conftest.py
@@ -41,13 +41,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 def action(op: Op, principal: str, role: str) -> Action:
     return Action(op=op, assignment=Assignment(TARGET, MODEL, principal, role), resource="r", grants=("g",))
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port  # nothing listens once the socket is closed
 
 
 Connect = Callable[..., PostgresConnector]

@@ -26,6 +26,7 @@ from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Op, Scope
 from jitpol.model.canonical import canonical_json
 from jitpol.model.sshkey import fingerprint
+from tests.doubles.server import closed_port
 from tests.ssh_fixtures import (  # noqa: F401 - pytest finds the fixtures in this module
     KEY_ENV,
     TARGET,
@@ -60,13 +61,6 @@ def rule(command: str, run_as: str = "root") -> str:
 
 def groups_json(*groups: str) -> str:
     return canonical_json(sorted(groups))
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 @pytest.fixture(scope="module")
@@ -760,7 +754,6 @@ def test_a_non_root_login_without_sudo_is_refused_clearly(ssh_connect: Connect, 
     connector = ssh_connect(user=plain, env={KEY_ENV: ssh_host.key_path.read_text()})
     with pytest.raises(PermanentTargetError, match="sudo -n"):
         connector.apply(act("grant", ROLE, ssh_host.user(), ssh_host.group()))
-
 
 
 # -- the throwaway server itself ---------------------------------------------------------------------
