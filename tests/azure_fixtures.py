@@ -66,12 +66,8 @@ def arm_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture
 def fake_arm(arm_cert: tuple[Path, Path]) -> Iterator[FakeArm]:
-    arm = FakeArm(*arm_cert)
-    arm.start()
-    try:
+    with FakeArm(*arm_cert) as arm:
         yield arm
-    finally:
-        arm.stop()
 
 
 AzureConnect = Callable[..., AzureConnector]

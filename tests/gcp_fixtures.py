@@ -60,13 +60,9 @@ def anonymous() -> Any:
 def fake_crm() -> Iterator[FakeCrm]:
     require_service(importlib.util.find_spec("google.cloud.resourcemanager_v3") is not None,
                     "google-cloud-resource-manager")
-    crm = FakeCrm()
-    crm.start()
-    crm.add_resource(PROJECT, UNRELATED_BINDINGS, audit_configs=AUDIT_CONFIGS)
-    try:
+    with FakeCrm() as crm:
+        crm.add_resource(PROJECT, UNRELATED_BINDINGS, audit_configs=AUDIT_CONFIGS)
         yield crm
-    finally:
-        crm.stop()
 
 
 GcpConnect = Callable[..., GcpConnector]

@@ -17,7 +17,7 @@ import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 __all__ = ["LocalServer", "QuietHandler", "Served", "closed_port"]
 
@@ -96,7 +96,18 @@ class Served:
         self._server, self.url = server, server.url
         return self.url
 
+    def start(self) -> str:
+        raise NotImplementedError  # each double serves its own handler through _serve()
+
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is not None:
             server.stop()
+
+    def __enter__(self) -> Self:
+        """`with Double(...) as double:` starts it, and stops it however the block ends."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
