@@ -32,6 +32,7 @@ import urllib.parse
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -301,7 +302,7 @@ class AwsWorld:
         self.shim = shim
         self.sso, self.iam, self.store = admin.sso, admin.iam, admin.store
         self.instance_arn, self.store_id = admin.instance_arn, admin.store_id
-        self._connectors: list[AwsConnector] = []
+        self._opened = ExitStack()  # closes every connector made
 
     @staticmethod
     def unique(prefix: str) -> str:
@@ -359,12 +360,11 @@ class AwsWorld:
         """An AwsConnector talking to the shim; settings override region/endpoint_url."""
         merged: dict[str, Any] = {"region": REGION, "endpoint_url": self.shim.endpoint_url, **settings}
         connector = AwsConnector(AWS_TARGET, merged, env)
-        self._connectors.append(connector)
+        self._opened.callback(connector.close)
         return connector
 
     def close(self) -> None:
-        for connector in self._connectors:
-            connector.close()
+        self._opened.close()
 
 
 @pytest.fixture

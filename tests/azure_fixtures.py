@@ -19,6 +19,7 @@ import importlib.util
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ AzureConnect = Callable[..., AzureConnector]
 
 @pytest.fixture
 def azure_connect(fake_arm: FakeArm, arm_cert: tuple[Path, Path]) -> Iterator[AzureConnect]:
-    made: list[AzureConnector] = []
+    opened = ExitStack()  # closes every connector made
 
     def make(
         *,
@@ -93,11 +94,8 @@ def azure_connect(fake_arm: FakeArm, arm_cert: tuple[Path, Path]) -> Iterator[Az
             client_options=options,
             clock=clock,
         )
-        made.append(connector)
+        opened.callback(connector.close)
         return connector
 
-    try:
+    with opened:
         yield make
-    finally:
-        for connector in made:
-            connector.close()

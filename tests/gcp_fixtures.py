@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -70,7 +71,7 @@ GcpConnect = Callable[..., GcpConnector]
 
 @pytest.fixture
 def gcp_connect(fake_crm: FakeCrm) -> Iterator[GcpConnect]:
-    made: list[GcpConnector] = []
+    opened = ExitStack()  # closes every connector made
 
     def make(*, credentials: Any = None, env: dict[str, str] | None = None, timeout: float = 5.0,
              **settings: Any) -> GcpConnector:
@@ -79,11 +80,8 @@ def gcp_connect(fake_crm: FakeCrm) -> Iterator[GcpConnect]:
             credentials=credentials if credentials is not None else anonymous(),
             timeout=timeout,
         )
-        made.append(connector)
+        opened.callback(connector.close)
         return connector
 
-    try:
+    with opened:
         yield make
-    finally:
-        for connector in made:
-            connector.close()

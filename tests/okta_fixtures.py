@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import secrets
 from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -33,17 +34,16 @@ class OktaWorld:
         self.double = double
         self.token = token
         self.env: dict[str, str] = {TOKEN_ENV: token}
-        self._connectors: list[OktaConnector] = []
+        self._opened = ExitStack()  # closes every connector made
 
     def connector(self, env: Mapping[str, str] | None = None, **settings: Any) -> OktaConnector:
         merged: dict[str, Any] = {"org_url": self.double.url, "token_env": TOKEN_ENV, **settings}
         connector = OktaConnector(OKTA_TARGET, merged, self.env if env is None else env)
-        self._connectors.append(connector)
+        self._opened.callback(connector.close)
         return connector
 
     def close(self) -> None:
-        for connector in self._connectors:
-            connector.close()
+        self._opened.close()
 
 
 @pytest.fixture

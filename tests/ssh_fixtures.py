@@ -174,13 +174,7 @@ class SshHost:
     def login(self, user: str, command: str, *, key_path: Path | None = None) -> tuple[int, str, str]:
         """Run `command` over SSH as `user` with the person's key (paramiko, host key pinned).
         Raises paramiko.AuthenticationException when sshd refuses the key."""
-        client = self.client(user, key_path=key_path)
-        try:
-            _, stdout, stderr = client.exec_command(command, timeout=20)
-            status = stdout.channel.recv_exit_status()
-            return status, stdout.read().decode(), stderr.read().decode()
-        finally:
-            client.close()
+        return _exec(self.client(user, key_path=key_path), command)
 
     def client(self, user: str, *, key_path: Path | None = None, password: str | None = None) -> paramiko.SSHClient:
         """An SSH connection as `user` with the person's key, or with `password` only when it
@@ -205,13 +199,7 @@ class SshHost:
 
     def password_login(self, user: str, password: str, command: str) -> tuple[int, str, str]:
         """Run `command` over SSH as `user`, authenticating with `password` only."""
-        client = self.client(user, password=password)
-        try:
-            _, stdout, stderr = client.exec_command(command, timeout=20)
-            status = stdout.channel.recv_exit_status()
-            return status, stdout.read().decode(), stderr.read().decode()
-        finally:
-            client.close()
+        return _exec(self.client(user, password=password), command)
 
     # -- cleaning up ------------------------------------------------------------------------
 
@@ -470,3 +458,13 @@ def local_connect_fixture(sshd_server: ThrowawaySshd) -> Iterator[LocalConnect]:
     yield make
     for proxy in made:
         proxy.close()
+
+
+def _exec(client: paramiko.SSHClient, command: str) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of `command` on an open connection, which is then closed."""
+    try:
+        _, stdout, stderr = client.exec_command(command, timeout=20)
+        status = stdout.channel.recv_exit_status()
+        return status, stdout.read().decode(), stderr.read().decode()
+    finally:
+        client.close()

@@ -16,7 +16,21 @@ from .suite import ConnectorContract, MakeAction
 MODEL = "idp-elevation"
 
 
-class TestAwsAccountAssignmentContract(ConnectorContract):
+class _AwsContract(ConnectorContract):
+    """What both AWS privilege forms share: `world` is (privilege, principal)."""
+
+    @pytest.fixture
+    def make_action(self, world: tuple[str, str]) -> MakeAction:
+        privilege, principal = world
+
+        def make(op: Op) -> Action:
+            assignment = Assignment(AWS_TARGET, MODEL, principal, privilege)
+            return Action(op=op, assignment=assignment, resource="r", grants=("g",))
+
+        return make
+
+
+class TestAwsAccountAssignmentContract(_AwsContract):
     """Privilege {"account", "permissionSet"}, principal {"userId"}."""
 
     @pytest.fixture
@@ -38,18 +52,8 @@ class TestAwsAccountAssignmentContract(ConnectorContract):
         missing = canonical_json({"account": aws.ACCOUNT, "permissionSet": aws.missing_permission_set()})
         return Scope(target=AWS_TARGET, model=MODEL, privileges=frozenset({world[0], missing}))
 
-    @pytest.fixture
-    def make_action(self, world: tuple[str, str]) -> MakeAction:
-        privilege, principal = world
 
-        def make(op: Op) -> Action:
-            assignment = Assignment(AWS_TARGET, MODEL, principal, privilege)
-            return Action(op=op, assignment=assignment, resource="r", grants=("g",))
-
-        return make
-
-
-class TestAwsIamGroupContract(ConnectorContract):
+class TestAwsIamGroupContract(_AwsContract):
     """Privilege {"iamGroup"}, principal {"iamUser"}."""
 
     @pytest.fixture
@@ -69,13 +73,3 @@ class TestAwsIamGroupContract(ConnectorContract):
     def scope(self, aws: AwsWorld, world: tuple[str, str]) -> Scope:
         missing = canonical_json({"iamGroup": aws.unique("missing")})
         return Scope(target=AWS_TARGET, model=MODEL, privileges=frozenset({world[0], missing}))
-
-    @pytest.fixture
-    def make_action(self, world: tuple[str, str]) -> MakeAction:
-        privilege, principal = world
-
-        def make(op: Op) -> Action:
-            assignment = Assignment(AWS_TARGET, MODEL, principal, privilege)
-            return Action(op=op, assignment=assignment, resource="r", grants=("g",))
-
-        return make
