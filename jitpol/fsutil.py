@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -52,3 +53,15 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, prefix: str | No
         replace_at(dir_fd, path.name, data, mode=mode, prefix=prefix)
     finally:
         os.close(dir_fd)
+
+
+def fs_now(folder: Path) -> float:
+    """The file system's idea of now in `folder` (the mtime a new file gets there), to tell the
+    age of a file left behind like with like, whatever the process clock says (and without
+    reading the wall clock, which only jitpol.model.times may)."""
+    fd, name = tempfile.mkstemp(prefix=".jitpol-now-", dir=folder)
+    try:
+        return os.fstat(fd).st_mtime
+    finally:
+        os.close(fd)
+        os.unlink(name)

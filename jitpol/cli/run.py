@@ -7,7 +7,6 @@ import json
 import os
 import re
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -39,6 +38,7 @@ from jitpol.execute.engine import (
 from jitpol.execute.ledgerauth import sign_checkpoint
 from jitpol.execute.lock import RunLock
 from jitpol.execute.mfa import okta_pushes
+from jitpol.fsutil import fs_now
 from jitpol.ledger.chain import CHAIN_KEYS, canonical_json
 from jitpol.ledger.checkpoint import CHECKPOINT_DIR
 from jitpol.ledger.checkpoint import parse as parse_checkpoint
@@ -294,7 +294,7 @@ def _owed_paths(repo: Path, git: Repo) -> list[str]:
         if status == "A" and _TEMPORARY.fullmatch(path.name) and not path.is_symlink():
             left_out = True
             with contextlib.suppress(OSError):
-                if time.time() - path.lstat().st_mtime >= _TEMPORARY_AGE:
+                if fs_now(git.git_dir) - path.lstat().st_mtime >= _TEMPORARY_AGE:
                     path.unlink()
                     _warn(f"removed {rel}: the temporary file of a write a killed run left")
             continue

@@ -42,6 +42,7 @@ from pathlib import Path, PurePosixPath
 import git
 
 from jitpol.errors import VcsError
+from jitpol.fsutil import fs_now
 from jitpol.vcs.gitrun import git_message, redact, run_git
 
 # Network operations give up after this long instead of hanging a scheduled run.
@@ -447,7 +448,7 @@ class Repo:
         commits go too. Everything else is kept, with the reason."""
         removed: list[tuple[Path, float]] = []
         kept: list[tuple[Path, str]] = []
-        now = _fs_now(self.git_dir)
+        now = fs_now(self.git_dir)
         places = [self.root, self.git_dir, self._common_dir()]
         for lock in self.lock_files():
             try:
@@ -710,17 +711,6 @@ def _locked(lock: Path) -> str:
     return (f"{lock} exists: another git process is using this repository (or one was killed and left it "
             "behind); nothing was committed. The ledger stays in the work tree and the next run commits it; a "
             "lock that no process holds is removed by the next jitpol run (see docs/operations.md)")
-
-
-def _fs_now(folder: Path) -> float:
-    """The file system's idea of now (the mtime a new file gets), so that lock ages compare like
-    with like whatever the process clock says."""
-    fd, name = tempfile.mkstemp(prefix=".jitpol-now-", dir=folder)
-    try:
-        return os.fstat(fd).st_mtime
-    finally:
-        os.close(fd)
-        os.unlink(name)
 
 
 def _lock_users(lock: Path, places: Sequence[Path]) -> list[str] | None:
