@@ -9,6 +9,7 @@ import click
 
 from jitpol.cli.common import Exit, at_option, emit_json, format_option, handle_errors, now_from, repo_option
 from jitpol.cli.render import status_json, status_text
+from jitpol.clock import FixedClock
 from jitpol.execute.engine import Connections, Shard, make_plan, observe, prepare
 from jitpol.load.repository import load_repository
 from jitpol.plan.render import plan_json, plan_markdown, plan_text
@@ -84,7 +85,7 @@ def plan(repo: Path, at: str | None, fmt: str, detailed_exitcode: bool, shard_te
     prep = prepare(repo, now, FastVerifier(), dict(os.environ), Shard.parse(shard_text) if shard_text else None)
     for d in prep.diagnostics:
         click.echo(str(d), err=True)
-    conns = Connections(prep.targets, dict(os.environ))
+    conns = Connections(prep.targets, dict(os.environ), clock=FixedClock(now))
     try:
         obs = observe(prep, conns)
     finally:

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from jitpol.cli.common import Exit, at_option, emit_json, format_option, handle_errors, now_from, repo_option
+from jitpol.clock import FixedClock
 from jitpol.errors import InvalidInput, JitpolError, LedgerBroken, LockHeld, VcsError
 from jitpol.execute.delivery import CredentialIssuer
 from jitpol.execute.engine import (
@@ -100,7 +101,7 @@ def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: boo
             prep = prepare(repo, now, verifier, env, shard, require_root=require_root, committed_only=committed_only)
         for d in prep.diagnostics:
             click.echo(str(d), err=True)
-        conns = Connections(prep.targets, env)
+        conns = Connections(prep.targets, env, clock=FixedClock(now))
         results: list[Result] = []
         ledger = Ledger(ledger_file)
         try:

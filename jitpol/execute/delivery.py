@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from jitpol.connectors import registry
+from jitpol.connectors.base import SecretEscrow
 from jitpol.errors import InvalidInput
 from jitpol.ledger.nofollow import UnsafePath, read_bytes, remove_file, replace_file
 from jitpol.model.assignment import Action
@@ -169,7 +170,7 @@ class CredentialIssuer:
         if not secret or not isinstance(escrow, dict) or self._connector is None:
             return {}
         store = self._connector(str(escrow["target"]))
-        if not hasattr(store, "escrow"):
+        if not isinstance(store, SecretEscrow):
             raise InvalidInput(f"resource {action.resource}: escrow target {escrow['target']} cannot hold secrets")
         value = json.dumps({"target": action.target, "username": action.principal, "password": secret,
                             "holders": list(action.grants), "issued": utc_text(self._now)}, sort_keys=True)

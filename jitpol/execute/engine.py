@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from jitpol.clock import Clock
 from jitpol.connectors import registry
 from jitpol.connectors.base import Connector
 from jitpol.errors import InvalidInput, JitpolError, TargetError
@@ -494,6 +495,9 @@ class Connections:
 
     targets: Mapping[str, Target]
     env: Mapping[str, str]
+    # the run's time (`--at`), for the connectors that read a time of their own (Azure PIM
+    # schedules); None: they read the system clock
+    clock: Clock | None = None
     _open: dict[str, Connector] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -503,7 +507,8 @@ class Connections:
                 target = self.targets.get(name)
                 if target is None:
                     raise TargetError(f"target {name} is not configured in jitpol.yaml")
-                self._open[name] = registry.create(name, target.type, target.settings, self.env)
+                self._open[name] = registry.create(name, target.type, target.settings, self.env,
+                                                   clock=self.clock)
             return self._open[name]
 
     def close(self) -> None:
