@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from jitpol.errors import PermanentTargetError, TargetUnavailable
+from jitpol.fsutil import write_atomic
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 from jitpol.model.canonical import canonical_json
 
@@ -51,9 +52,7 @@ class FakeConnector:
         return state
 
     def _save(self, state: dict[str, Any]) -> None:
-        tmp = self._path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
-        tmp.replace(self._path)
+        write_atomic(self._path, json.dumps(state, indent=1, sort_keys=True).encode("utf-8"), mode=0o644)
 
     def observe(self, scope: Scope) -> frozenset[Assignment]:
         state = self._load()
