@@ -8,10 +8,11 @@ from pathlib import Path
 
 import click
 
-from jitpol.cli.common import Exit, at_option, handle_errors, repo_option
-from jitpol.cli.run import run_apply
+from jitpol.cli.common import Exit, at_option, handle_errors, now_from, repo_option
+from jitpol.cli.run import ClickReporter
 from jitpol.errors import InvalidInput
 from jitpol.execute.engine import HostScope
+from jitpol.execute.run import run_apply
 
 
 @click.command()
@@ -31,6 +32,6 @@ def agent(repo: Path, at: str | None, once: bool, host: str | None) -> None:
         raise InvalidInput(f"host name {name!r} is not usable; pass --host")
     if os.geteuid() != 0:
         raise InvalidInput("the agent changes accounts, groups and sudoers on this host: run it as root")
-    summary = run_apply(repo, at, dict(os.environ), shard=HostScope(name))
+    summary = run_apply(repo, now_from(at), dict(os.environ), ClickReporter(), shard=HostScope(name))
     if not summary.ok:
         raise Exit(1)

@@ -13,11 +13,12 @@ from typing import Any
 import click
 
 from jitpol.cli.common import Exit, at_option, emit_json, format_option, handle_errors, now_from, repo_option
-from jitpol.cli.run import OWED_MESSAGE, RunSummary, commit_owed, heal_git, push_owed
+from jitpol.cli.run import OWED_MESSAGE, commit_owed, heal_git, push_owed
 from jitpol.errors import InvalidInput
 from jitpol.execute.engine import LEDGER_PATH, Prepared, prepare
 from jitpol.execute.ledgerauth import sign_checkpoint
 from jitpol.execute.lock import RunLock
+from jitpol.execute.run import RunSummary
 from jitpol.ledger.store import Ledger
 from jitpol.model.duration import parse_duration
 from jitpol.model.times import utc_text

@@ -8,184 +8,62 @@ import os
 import re
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
 from jitpol.cli.common import Exit, at_option, emit_json, format_option, handle_errors, now_from, repo_option
-from jitpol.clock import FixedClock
-from jitpol.errors import InvalidInput, JitpolError, LedgerBroken, LockHeld, VcsError
-from jitpol.execute.delivery import CredentialIssuer
+from jitpol.errors import InvalidInput, LockHeld, VcsError
 from jitpol.execute.engine import (
     AUDIT_DIR,
-    Connections,
     Part,
-    Prepared,
-    Result,
     Shard,
-    execute,
     ledger_path,
-    lifecycle_events,
-    make_plan,
-    observe,
-    policy_events,
-    prepare,
 )
 from jitpol.execute.ledgerauth import sign_checkpoint
 from jitpol.execute.lock import RunLock
-from jitpol.execute.mfa import okta_pushes
+from jitpol.execute.run import RunSummary, run_apply
 from jitpol.fsutil import fs_now
 from jitpol.ledger.chain import CHAIN_KEYS, canonical_json
 from jitpol.ledger.checkpoint import CHECKPOINT_DIR
 from jitpol.ledger.checkpoint import parse as parse_checkpoint
 from jitpol.ledger.store import Ledger
 from jitpol.model.times import utc_text
-from jitpol.plan.render import plan_json, plan_summary, plan_text
+from jitpol.plan.diff import Plan
+from jitpol.plan.render import plan_text
 from jitpol.vcs.git import Rebase, Repo
-from jitpol.vcs.sshsig import FastVerifier
 
 
-@dataclass(frozen=True, slots=True)
-class RunSummary:
-    ok: bool
-    results: tuple[Result, ...]
-    events: tuple[dict[str, Any], ...]  # bodies appended this run (for re-chaining on push)
-    message: str
-    plan: dict[str, Any] | None = None  # the plan as `plan --format json` shows it
-    signing: str | None = None  # the ledger public key to sign re-chained events against
-    signable: bool = False  # the ledger was trusted at the start: a re-chained ledger is signed again
+class ClickReporter:
+    """What a run says, on the terminal: the plan and the summary on stdout (not with --format
+    json), everything else on stderr; progress only on an interactive terminal."""
 
-    def as_json(self, commit: str | None) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "plan": self.plan,
-            "results": [
-                {"op": r.action.op, "target": r.action.target, "principal": r.action.principal,
-                 "privilege": r.action.assignment.privilege, "grants": list(r.action.grants), "ok": r.ok,
-                 "changed": bool(r.outcome and r.outcome.changed), "error": r.error}
-                for r in self.results
-            ],
-            "ledger_events": len(self.events),
-            "commit": commit,
-        }
+    def __init__(self, quiet: bool = False) -> None:
+        self._quiet = quiet
 
+    def plan(self, plan: Plan) -> None:
+        if not self._quiet:
+            click.echo(plan_text(plan))
 
-def _progress(line: str) -> None:
-    # progress on a terminal; quiet in CI logs unless --debug
-    if sys.stderr.isatty():
-        click.echo(f"  {line}", err=True)
+    def progress(self, line: str) -> None:
+        if sys.stderr.isatty():  # quiet in CI logs
+            click.echo(f"  {line}", err=True)
 
+    def note(self, text: str) -> None:
+        click.echo(text, err=True)
 
-def run_apply(repo: Path, now_at: str | None, env: Mapping[str, str], debug: bool = False,
-              shard: Part | None = None, quiet: bool = False, *, require_root: bool = False,
-              committed_only: bool = False) -> RunSummary:
-    """Do one full run under the repository lock. Ledger events are appended even when
-    execution fails part-way."""
-    now = now_from(now_at)
-    ledger_file = repo / ledger_path(shard)
-    with RunLock(repo, shard.lock_scope if shard else ""):
-        verifier = FastVerifier()
-        prep = prepare(repo, now, verifier, env, shard, require_root=require_root, committed_only=committed_only)
-        appended: list[dict[str, Any]] = []
-        not_adopted: list[str] = []  # a policy that could not be adopted: its additions were dropped
-        asked = okta_pushes(prep, env)
-        if asked:  # second factors answered: record them, then judge again
-            answers = [{"time": utc_text(now), "policy_commit": prep.policy_commit, **e} for e in asked]
-            Ledger(ledger_file).append(answers)
-            appended.extend(answers)
-            prep = prepare(repo, now, verifier, env, shard, require_root=require_root, committed_only=committed_only)
-        for d in prep.diagnostics:
-            click.echo(str(d), err=True)
-        conns = Connections(prep.targets, env, clock=FixedClock(now))
-        results: list[Result] = []
-        ledger = Ledger(ledger_file)
-        try:
-            obs = observe(prep, conns, _progress)
-            plan = make_plan(prep, obs)
-            if not quiet:
-                click.echo(plan_text(plan))
-            base = {"time": utc_text(now), "policy_commit": prep.policy_commit}
-            with _recorder(ledger) as append_one:
-                def append(body: Mapping[str, Any]) -> None:
-                    appended.append(dict(body))
-                    append_one(body)
-                try:
-                    adopted = policy_events(prep)
-                except JitpolError as exc:  # e.g. a link where the snapshot goes: adopt nothing, revoke on
-                    click.secho(f"error: the policy was not adopted: {exc}", fg="red", err=True)
-                    adopted, plan = [], replace(plan, actions=plan.revocations)
-                    not_adopted.append(str(exc))
-                for ev in adopted:
-                    append({**base, **ev})
-                issuer = CredentialIssuer(repo, prep.decided, prep.targets, prep.history.holders, now,
-                                          conns.get)
-                try:
-                    results = execute(plan, conns, append, base, _progress, issuer)
-                finally:
-                    for lifecycle in lifecycle_events(prep, obs, results):
-                        append({**base, **lifecycle})
-        finally:
-            conns.close()
-        signing_problem = _sign(repo, ledger_file, env, now, prep)
-        failed = [r for r in results if not r.ok]
-        if debug:
-            for r in results:
-                for op in (r.outcome.operations if r.outcome else ()):
-                    click.echo(f"  [{r.action.target}] {op}", err=True)
-        for r in failed:
-            click.secho(f"FAILED {r.action.op} {r.action.assignment.privilege} for {r.action.principal} on "
-                        f"{r.action.target}: {r.error}", fg="red", err=True)
-        done = len(results) - len(failed)
-        message = (f"jitpol: ledger for run at {utc_text(now)} "
-                   f"({done} applied, {len(failed)} failed; {plan_summary(plan)})")
-        ok = prep.valid and not failed and not obs.errors and signing_problem is None and not not_adopted
-        if not quiet:
-            click.echo(f"Apply complete: {done} applied, {len(failed)} failed, {len(appended)} ledger events.")
-        signable = prep.ledger is not None and prep.ledger.trusted
-        signing = prep.ledger.key_for(ledger_file.name) if prep.ledger is not None and signable else None
-        return RunSummary(ok, tuple(results), tuple(appended), message, plan_json(plan),
-                          signing=signing, signable=signable)
+    def summary(self, text: str) -> None:
+        if not self._quiet:
+            click.echo(text)
 
+    def error(self, text: str) -> None:
+        click.secho(text if text.startswith("FAILED ") else f"error: {text}", fg="red", err=True)
 
-@contextmanager
-def _recorder(ledger: Ledger) -> Iterator[Callable[[Mapping[str, Any]], Any]]:
-    """The ledger's appender; when its file is damaged (it cannot be extended), a stand-in that
-    prints each event to stderr as JSON instead, so the due revocations still run and leave a
-    record in the job's log. The run then exits 1; the next run re-observes and repeats nothing."""
-    stack = ExitStack()
-    try:  # the appender verifies the file once, before it hands out anything
-        add = stack.enter_context(ledger.appender())
-    except LedgerBroken as exc:
-        click.secho(f"error: {exc}: events of this run are not appended; they follow on stderr (revocations "
-                    "go on)", fg="red", err=True)
-    else:
-        with stack:
-            yield add
-        return
-
-    def echo(body: Mapping[str, Any]) -> dict[str, Any]:
+    def unrecorded(self, body: Mapping[str, Any]) -> None:
         click.echo("unrecorded " + json.dumps(dict(body), sort_keys=True), err=True)
-        return dict(body)
-
-    yield echo
-
-
-def _sign(repo: Path, ledger_file: Path, env: Mapping[str, str], now: datetime, prep: Prepared) -> str | None:
-    """Sign a checkpoint of the ledger file this run wrote, when the ledger was trusted at the
-    start (never bless what someone else wrote) and $JITPOL_LEDGER_KEY is set. The problem, or None."""
-    if prep.ledger is None or not prep.ledger.trusted:
-        return None
-    try:
-        sign_checkpoint(repo, ledger_file, env, utc_text(now), prep.ledger.key_for(ledger_file.name))
-    except JitpolError as exc:
-        click.secho(f"error: the ledger checkpoint was not signed: {exc}", fg="red", err=True)
-        return str(exc)
-    return None
 
 
 def _ledger_paths(repo: Path) -> list[str]:
@@ -499,7 +377,8 @@ def apply(ctx: click.Context, repo: Path, at: str | None, shard_text: str | None
     """Make the targets match the active grants; append and commit the ledger."""
     debug = bool(ctx.find_root().params.get("debug"))
     quiet = fmt == "json"
-    summary = run_apply(repo, at, dict(os.environ), debug, Shard.parse(shard_text) if shard_text else None, quiet)
+    summary = run_apply(repo, now_from(at), dict(os.environ), ClickReporter(quiet), debug=debug,
+                        shard=Shard.parse(shard_text) if shard_text else None)
     sha = None if no_commit else _commit(repo, summary, quiet)
     if quiet:
         emit_json(summary.as_json(sha))
@@ -527,7 +406,8 @@ def reconcile(ctx: click.Context, repo: Path, remote: str, branch: str | None, a
     git = Repo.find(repo)
     recovered = _recover_before_run(repo, git, shard) if git is not None else None
     # the scheduled run acts on committed content only: an uncommitted file adds nothing
-    summary = run_apply(repo, at, env, debug, shard, require_root=in_ci, committed_only=True)  # notes say why
+    summary = run_apply(repo, now_from(at), env, ClickReporter(), debug=debug, shard=shard, require_root=in_ci,
+                        committed_only=True)  # notes say why
     if git is not None:
         # what is owed comes from the repository, so a run that appended nothing still commits and
         # pushes what a killed run left behind
