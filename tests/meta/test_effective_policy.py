@@ -14,12 +14,12 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[2] / "jitpol"
 
 ALLOWED: dict[tuple[str, str], str] = {
-    ("execute/engine.py", "_prepare"): "the one boundary: checks the proposed digest and evaluates it, to combine",
-    ("execute/engine.py", "policy_events"): "records the approvals of a policy the check found approved",
-    ("execute/engine.py", "lifecycle_events"): "the grant files themselves (requests), for their approvals",
-    ("execute/engine.py", "_root_approved"): "an untrusted ledger: the repository counts only if the trust root "
+    ("execute/prepare.py", "_prepare"): "the one boundary: checks the proposed digest and evaluates it, to combine",
+    ("execute/record.py", "policy_events"): "records the approvals of a policy the check found approved",
+    ("execute/record.py", "lifecycle_events"): "the grant files themselves (requests), for their approvals",
+    ("execute/prepare.py", "_root_approved"): "an untrusted ledger: the repository counts only if the trust root "
                                              "signed exactly its digest (check_policy_root)",
-    ("execute/engine.py", "_restrictions_of"): "an invalid repository's valid documents: they can only end access",
+    ("execute/prepare.py", "_restrictions_of"): "an invalid repository's valid documents: they can only end access",
     ("execute/review.py", "_grant_paths"): "maps grant files to names for the PR report",
     ("execute/review.py", "_report"): "the PR report: what merging would do once the admins approve (labelled so)",
     ("cli/review.py", "_approve_policy"): "an admin signs the proposed digest: that is its purpose",
