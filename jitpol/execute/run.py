@@ -1,11 +1,11 @@
 """One run, start to end: the stages in order, outside any command line.
 
-    load -> trust -> evaluate   execute.engine.prepare (load_repository, the trust root and the
-                                ledger's authentication, the effective policy's evaluation)
-    observe                     execute.engine.observe (every target in parallel)
-    plan                        execute.engine.make_plan (pure; plan.render shows it)
-    execute                     execute.engine.execute (revocations first, intent before effect)
-    record                      execute.engine.policy_events / lifecycle_events, appended to the
+    load -> trust -> evaluate   execute.prepare (load_repository, the trust root and the ledger's
+                                authentication, the effective policy's evaluation)
+    observe                     execute.observe (every target in parallel)
+    plan                        execute.planning.make_plan (pure; plan.render shows it)
+    execute                     execute.apply.execute (revocations first, intent before effect)
+    record                      execute.record (adoption and lifecycle events), appended to the
                                 ledger as they happen, then the reconciler's checkpoint signed
 
 `apply`, `reconcile` and `agent` call run_apply; `plan`, `status`, `notify` and `report` call the
