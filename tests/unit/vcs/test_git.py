@@ -11,7 +11,8 @@ import pytest
 
 from jitpol.errors import VcsError
 from jitpol.ledger.store import Ledger
-from jitpol.vcs.git import Repo, redact
+from jitpol.vcs.git import Repo
+from jitpol.vcs.gitrun import redact
 from tests.unit.vcs.gitcase import event, found, git
 
 

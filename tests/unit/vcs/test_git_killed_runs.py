@@ -174,10 +174,10 @@ def test_a_commit_killed_after_moving_head_is_healed(work: Path, monkeypatch: py
             raise KeyboardInterrupt  # stands in for SIGKILL: nothing after this line runs
         real_replace(src, dst)
 
-    monkeypatch.setattr(vcs_git.os, "replace", killed)
+    monkeypatch.setattr(os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
         repo.commit_paths(["audit"], "audit: a")
-    monkeypatch.setattr(vcs_git.os, "replace", real_replace)
+    monkeypatch.setattr(os, "replace", real_replace)
     (work / ".git" / "index.lock").write_text("")  # what SIGKILL would have left
     assert git(work, "show", "HEAD:audit/ledger.jsonl").count("\n") == 2  # HEAD moved
     assert not index_matches_head(work)
