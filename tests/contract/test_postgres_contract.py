@@ -20,7 +20,7 @@ from jitpol.model.canonical import canonical_json
 from .suite import ConnectorContract, MakeAction
 
 if TYPE_CHECKING:
-    from conftest import PgRoles  # tests/conftest.py; pytest provides the fixture itself
+    from tests.conftest import PgRoles  # pytest provides the fixture itself
 
 pytestmark = pytest.mark.postgres
 

@@ -33,8 +33,7 @@ from jitpol.model.canonical import canonical_json
 from tests.doubles.server import closed_port
 
 if TYPE_CHECKING:
-    from conftest import PgDatabase, PgRoles  # tests/conftest.py
-
+    from tests.conftest import PgDatabase, PgRoles
     from tests.helpers.clock import Now
 
 TARGET = "pg-acct"

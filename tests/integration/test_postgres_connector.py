@@ -31,7 +31,7 @@ from jitpol.policy.history import History
 from tests.doubles.server import closed_port
 
 if TYPE_CHECKING:
-    from conftest import PgDatabase, PgRoles  # tests/conftest.py
+    from tests.conftest import PgDatabase, PgRoles
 
 TARGET = "pg-it"
 MODEL = "role-membership"
