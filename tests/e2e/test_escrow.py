@@ -31,8 +31,9 @@ def test_escrow_follows_every_rotation(tmp_path: Path, aws: AwsWorld) -> None:
                 options={"escrow": {"target": "vault", "secret": name}})
     rb.grant("alice-co", "alice", "1998-12-01T10:00:00Z", "1h", resource="shared", role=None)
     assert run(rb, "validate").exit_code == 0
-    sm = boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=aws.shim.endpoint_url, **{
-        "aws_access_key_id": AWS_ENV["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": AWS_ENV["AWS_SECRET_ACCESS_KEY"]})
+    sm = boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=aws.shim.endpoint_url,
+                      aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"])
 
     def escrowed(stage: str = "AWSCURRENT") -> dict[str, object]:
         # the stage is named on purpose: AWS reads AWSCURRENT by default, but moto's default stays on

@@ -7,6 +7,7 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -66,12 +67,12 @@ def merge_pull(rb: RepoBuilder, gh: GitHubDouble, number: int, author: str) -> s
     return head
 
 
-def state(rb: RepoBuilder, name: str) -> dict[str, str]:
+def state(rb: RepoBuilder, name: str) -> dict[str, Any]:
     res = CliRunner().invoke(cli, ["status", "--repo", str(rb.root), "--at", AT, "--format", "json"],
                              env={"GH_TOKEN": TOKEN}, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert TOKEN not in res.output
-    found: dict[str, str] = next(g for g in json.loads(res.stdout)["grants"] if g["name"] == name)
+    found: dict[str, Any] = next(g for g in json.loads(res.stdout)["grants"] if g["name"] == name)
     return found
 
 

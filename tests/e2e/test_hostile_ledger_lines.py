@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from jitpol.cli.main import cli
 from jitpol.ledger.chain import seal
@@ -46,7 +46,10 @@ HOSTILE: list[tuple[dict[str, Any], bool]] = [
 def test_a_malformed_line_never_stops_a_revocation(tmp_path: Path, body: dict[str, Any], reported: bool) -> None:
     rb = RepoBuilder(tmp_path / "repo", tmp_path / "keys").standard()
     rb.grant("alice-read", "alice", START, "4h", approvers=("lead",))
-    run = lambda *a: CliRunner().invoke(cli, [*a, "--repo", str(rb.root)], catch_exceptions=False)  # noqa: E731
+
+    def run(*a: str) -> Result:
+        return CliRunner().invoke(cli, [*a, "--repo", str(rb.root)], catch_exceptions=False)
+
     assert run("apply", "--at", AT).exit_code == 0
     assert rb.members("app_read") == ["alice"]
     ledger = rb.root / "audit" / "ledger.jsonl"
