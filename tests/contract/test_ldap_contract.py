@@ -102,7 +102,8 @@ class TestLdapEphemeralAccountContract(ConnectorContract):
         principal = f"jit-alice-{ldap_sandbox.tag[:8]}"
 
         def make(op: Op) -> Action:
-            real_op: Op = {"grant": "create-account", "revoke": "delete-account"}.get(op, op)  # type: ignore[assignment]
+            accounts: dict[Op, Op] = {"grant": "create-account", "revoke": "delete-account"}
+            real_op = accounts.get(op, op)
             return Action(
                 op=real_op,
                 assignment=Assignment(TARGET, EPHEMERAL, principal, privilege),
@@ -134,7 +135,8 @@ class TestLdapEphemeralAccountContract(ConnectorContract):
         assert observed == {action.assignment}, "jitpol's account, and not the unmarked one"
         (account,) = observed
         assert account.target == action.target and account.model == scope.model
-        assert account.expires is not None and account.expires >= action.until  # type: ignore[operator]
+        assert action.until is not None  # narrowing: a create-account action always carries its end
+        assert account.expires is not None and account.expires >= action.until
         # accounts are found by jitpol's marker, whatever privileges the scope names
         empty = Scope(target=scope.target, model=scope.model, privileges=frozenset())
         assert connector.observe(empty) == observed
