@@ -452,7 +452,7 @@ def test_pim_policy_refusals_and_missing_ends_are_permanent(fake_arm: FakeArm, a
 
 
 def test_pim_race_on_admin_assign_is_already_true_when_the_end_suffices(
-    fake_arm: FakeArm, azure_connect: AzureConnect
+    fake_arm: FakeArm, azure_connect: AzureConnect, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     principal = str(uuid.uuid4())
     connector = azure_connect(pim=True)
@@ -465,7 +465,7 @@ def test_pim_race_on_admin_assign_is_already_true_when_the_end_suffices(
             fake_arm.add_assignment(RG_SCOPE, READER, principal, end=in_hours(5))
         return original(method, path, query, body)
 
-    fake_arm.handle = racing  # type: ignore[method-assign]
+    monkeypatch.setattr(fake_arm, "handle", racing)
     outcome = connector.apply(action("grant", principal, READER_BY_GUID, until=in_hours(2)))
     assert not outcome.changed and outcome.before and len(outcome.operations) == 1
 

@@ -381,7 +381,7 @@ def test_a_policy_that_keeps_changing_is_temporary_after_bounded_attempts(
 
 
 def test_conflict_after_which_the_grant_is_already_true_changes_nothing(
-    fake_crm: FakeCrm, gcp_connect: GcpConnect
+    fake_crm: FakeCrm, gcp_connect: GcpConnect, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     connector = gcp_connect()
     original = fake_crm.handle
@@ -391,7 +391,7 @@ def test_conflict_after_which_the_grant_is_already_true_changes_nothing(
             fake_crm.set_bindings(resource, [*fake_crm.policy(resource)["bindings"], *body["policy"]["bindings"][-1:]])
         return original(resource, method, body)
 
-    fake_crm.handle = other_run_wins  # type: ignore[method-assign]
+    monkeypatch.setattr(fake_crm, "handle", other_run_wins)
     outcome = connector.apply(action("grant", until=in_hours(1)))
     assert not outcome.changed and outcome.before and outcome.after
     assert len(outcome.operations) == 1 and "409 ABORTED" in outcome.operations[0]

@@ -397,7 +397,7 @@ class StaleConnector(LdapConnector):
     """Reads a group as it was before another writer changed it: the write then meets the
     server's 20/16/65 answers, which the connector must take as "already so" (or retry)."""
 
-    stale: dict[str, _Group]
+    stale: dict[str, _Group | None]
 
     def _read_group(self, dn: str, *, ttl: bool = False) -> _Group | None:
         return self.stale.get(dn) or super()._read_group(dn, ttl=ttl)
@@ -415,7 +415,7 @@ def test_a_member_added_meanwhile_makes_grant_a_no_change(ldap_sandbox: LdapSand
     alice, bob = sb.person("alice"), sb.person("bob")
     group = sb.group("g", [bob])
     connector = stale_connector(sb)
-    connector.stale[group] = connector._read_group(group)  # type: ignore[assignment]
+    connector.stale[group] = connector._read_group(group)
     sb.add_member(group, alice)  # another writer, after our read
     outcome = connector.apply(role_action("grant", alice, group))
     assert not outcome.changed and outcome.before and outcome.after
@@ -428,7 +428,7 @@ def test_a_member_removed_meanwhile_makes_revoke_a_no_change(ldap_sandbox: LdapS
     alice, bob = sb.person("alice"), sb.person("bob")
     group = sb.group("g", [alice, bob])
     connector = stale_connector(sb)
-    connector.stale[group] = connector._read_group(group)  # type: ignore[assignment]
+    connector.stale[group] = connector._read_group(group)
     sb.admin.modify(group, {"member": [(ldap3.MODIFY_DELETE, [alice])]})
     outcome = connector.apply(role_action("revoke", alice, group))
     assert not outcome.changed and outcome.after
@@ -440,7 +440,7 @@ def test_the_other_members_removed_meanwhile_makes_revoke_use_the_placeholder(ld
     alice, bob = sb.person("alice"), sb.person("bob")
     group = sb.group("g", [alice, bob])
     connector = stale_connector(sb)
-    connector.stale[group] = connector._read_group(group)  # type: ignore[assignment]
+    connector.stale[group] = connector._read_group(group)
     sb.admin.modify(group, {"member": [(ldap3.MODIFY_DELETE, [bob])]})  # alice is now the last one
     outcome = connector.apply(role_action("revoke", alice, group))
     assert outcome.changed
@@ -453,7 +453,7 @@ def test_a_placeholder_removed_meanwhile_makes_grant_add_plainly(ldap_sandbox: L
     alice, bob = sb.person("alice"), sb.person("bob")
     group = sb.group("g", [PLACEHOLDER_DN])
     connector = stale_connector(sb)
-    connector.stale[group] = connector._read_group(group)  # type: ignore[assignment]
+    connector.stale[group] = connector._read_group(group)
     sb.admin.modify(group, {"member": [(ldap3.MODIFY_REPLACE, [bob])]})  # someone filled the group
     outcome = connector.apply(role_action("grant", alice, group))
     assert outcome.changed
@@ -469,7 +469,7 @@ def test_a_placeholder_put_in_meanwhile_makes_revoke_delete_plainly(ldap_sandbox
     alice = sb.person("alice")
     group = sb.group("g", [alice])
     connector = stale_connector(sb)
-    connector.stale[group] = connector._read_group(group)  # type: ignore[assignment]
+    connector.stale[group] = connector._read_group(group)
     sb.add_member(group, PLACEHOLDER_DN)  # e.g. refint or another jitpol run
     outcome = connector.apply(role_action("revoke", alice, group))
     assert outcome.changed and len(outcome.operations) == 2  # the swap (answered 20), then the delete

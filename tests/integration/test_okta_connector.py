@@ -14,7 +14,7 @@ import pytest
 from jitpol.connectors.okta import NATIVE_EXPIRY, OktaConnector, check_name, send_push_and_wait
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Op, Scope
-from tests.doubles.okta import okta_id
+from tests.doubles.okta import PushAnswer, okta_id
 from tests.doubles.server import closed_port
 from tests.okta_fixtures import *  # noqa: F403 (the `okta` fixture)
 from tests.okta_fixtures import OKTA_TARGET, TOKEN_ENV, OktaWorld
@@ -289,9 +289,9 @@ def test_close_is_safe_twice(okta: OktaWorld) -> None:
 
 
 @pytest.mark.parametrize(("answer", "result"), [("accept", "SUCCESS"), ("reject", "REJECTED"), ("expire", "TIMEOUT")])
-def test_push_results(okta: OktaWorld, answer: str, result: str) -> None:
+def test_push_results(okta: OktaWorld, answer: PushAnswer, result: str) -> None:
     user = okta.double.add_user("alice@example.com")
-    okta.double.set_push(user, answer, after_polls=2)  # type: ignore[arg-type]
+    okta.double.set_push(user, answer, after_polls=2)
     assert send_push_and_wait(okta.double.url, okta.token, user, 10, poll_interval_s=0.01) == result
     calls = sent(okta)
     factor = okta.double.state.factors[user][0]["id"]

@@ -167,6 +167,13 @@ def role_row(pg_roles: PgRoles, name: str) -> tuple[Any, ...] | None:
     ).fetchone()
 
 
+def existing_row(pg_roles: PgRoles, name: str) -> tuple[Any, ...]:
+    """role_row of a role that must exist."""
+    row = role_row(pg_roles, name)
+    assert row is not None, f"no role {name}"
+    return row
+
+
 def is_dead(session: psycopg.Connection[Any]) -> bool:
     try:
         session.execute("SELECT 1")
@@ -558,7 +565,7 @@ def test_redelivery_sets_the_new_password_extends_and_repairs_roles(
     # an earlier end shortens the account's: the server follows the grant's live end both ways
     shortened = connector.apply(create(name, [a, b], first_end))
     assert shortened.operations == (f"ALTER ROLE \"{name}\" VALID UNTIL '{first_end.isoformat(sep=' ')}'",)
-    assert role_row(pg_roles, name)[1] == first_end  # type: ignore[index]
+    assert existing_row(pg_roles, name)[1] == first_end
 
 
 @pytest.mark.postgres
@@ -578,7 +585,7 @@ def test_an_extension_sets_the_end_earlier_or_later_and_keeps_the_secret(
         assert outcome.operations == (f"ALTER ROLE \"{name}\" VALID UNTIL '{until.isoformat(sep=' ')}'",)
         (account,) = [a for a in connector.observe(scope) if a.principal == name]
         assert (account.expires, account.owned) == (until, True)
-        assert role_row(pg_roles, name)[1] == until  # type: ignore[index]
+        assert existing_row(pg_roles, name)[1] == until
         assert not connector.apply(create(name, [group], until, password=None)).changed
     assert can_login(pg_roles, name, PASSWORD), "an extension keeps the delivered secret"
 
@@ -593,10 +600,13 @@ def test_an_infinite_or_removed_end_is_set_again(pg_roles: PgRoles, accounts: Ac
     for end in ("infinity", "-infinity"):
         pg_roles.admin.execute(sql.SQL("ALTER ROLE {} VALID UNTIL {}").format(sql.Identifier(name), sql.Literal(end)))
         (account,) = [x for x in connector.observe(scope) if x.principal == name]
-        assert account.expires is None if end == "infinity" else account.expires < until  # type: ignore[operator]
+        if end == "infinity":
+            assert account.expires is None
+        else:
+            assert account.expires is not None and account.expires < until
         outcome = connector.apply(create(name, [], until))
         assert outcome.operations == (f"ALTER ROLE \"{name}\" VALID UNTIL '{until.isoformat(sep=' ')}'",)
-        assert role_row(pg_roles, name)[1] == until  # type: ignore[index]
+        assert existing_row(pg_roles, name)[1] == until
 
 
 @pytest.mark.postgres
@@ -654,7 +664,7 @@ def test_roles_that_must_not_be_handed_out(pg_roles: PgRoles, accounts: Accounts
             connector.apply(create(name, [role], later(hours=1)))
         with pytest.raises(PermanentTargetError, match=message):
             connector.apply(create(name, [role], later(hours=1)), check=True)
-    assert role_row(pg_roles, name)[3] == []  # type: ignore[index]
+    assert existing_row(pg_roles, name)[3] == []
     # a connector that is not a superuser must not hand out its own login's powers
     own = pg_roles.create("jitpol_admin", login=True, password="admin-pw")
     pg_roles.admin.execute(sql.SQL("ALTER ROLE {} CREATEROLE").format(sql.Identifier(own)))
@@ -672,7 +682,7 @@ def test_a_role_without_the_marker_is_never_adopted_or_dropped(
     pg_roles.create("squatter", login=True, password="their-own-pw", name=name)
     pg_roles.grant(group, name)
     connector = connect()
-    before = role_row(pg_roles, name)
+    before = existing_row(pg_roles, name)
 
     with pytest.raises(PermanentTargetError, match="does not carry jitpol's marker"):
         connector.apply(create(name, [group], later(hours=1)))
@@ -684,7 +694,7 @@ def test_a_role_without_the_marker_is_never_adopted_or_dropped(
     with pytest.raises(PermanentTargetError, match="does not carry jitpol's marker"):
         connector.apply(delete(name))
 
-    assert role_row(pg_roles, name) == (*before[:2], "managed by ansible", before[3])  # type: ignore[index]
+    assert role_row(pg_roles, name) == (*before[:2], "managed by ansible", before[3])
     assert can_login(pg_roles, name, "their-own-pw")
     assert all(a.principal != name for a in connector.observe(Scope(TARGET, EPHEMERAL, frozenset({group}))))
 
@@ -714,7 +724,7 @@ def test_rotate_ends_the_old_password_and_every_session(
     assert all(is_dead(s) for s in sessions)
     assert not can_login(pg_roles, shared, "old-Shared-pw")
     assert can_login(pg_roles, shared, PASSWORD)
-    assert role_row(pg_roles, shared)[1] == until  # type: ignore[index]
+    assert existing_row(pg_roles, shared)[1] == until
 
     # the holder's session ends when the credential is rotated to nobody at the window's end
     holder = login(pg_roles, shared, PASSWORD)
@@ -741,13 +751,13 @@ def test_rotation_to_nobody_leaves_valid_until_alone(pg_roles: PgRoles, connect:
     connector = connect()
     outcome = connector.apply(rotate(shared, [], "nobody-Knows-this-1", until=later(hours=1)))
     assert "VALID UNTIL" not in outcome.operations[0]
-    assert role_row(pg_roles, shared)[1] is None  # type: ignore[index]
+    assert existing_row(pg_roles, shared)[1] is None
     end = later(hours=5)
     pg_roles.admin.execute(
         sql.SQL("ALTER ROLE {} VALID UNTIL {}").format(sql.Identifier(shared), sql.Literal(end.isoformat()))
     )
     connector.apply(rotate(shared, [], "nobody-Knows-this-2"))
-    assert role_row(pg_roles, shared)[1] == end  # type: ignore[index]
+    assert existing_row(pg_roles, shared)[1] == end
 
 
 @pytest.mark.postgres
@@ -801,7 +811,7 @@ def test_secrets_never_reach_operations_errors_or_the_server_log(
     shared = pg_roles.create("shared_admin", login=True)
     name = accounts.new()
     connector = connect()
-    outcomes: list[object] = [
+    outcomes: list[Outcome] = [
         connector.apply(create(name, [group], later(hours=1)), check=True),
         connector.apply(create(name, [group], later(hours=1))),
         connector.apply(create(name, [group], later(hours=2), password="Sec0nd-Secret-pw")),
@@ -811,7 +821,7 @@ def test_secrets_never_reach_operations_errors_or_the_server_log(
     ]
     secrets = (PASSWORD, "Sec0nd-Secret-pw", "Third-Secret-pw")
     assert_secret_free(*outcomes, secrets=secrets)
-    assert all("PASSWORD '***'" in o.operations[0] for o in outcomes[:5])  # type: ignore[attr-defined]
+    assert all("PASSWORD '***'" in o.operations[0] for o in outcomes[:5])
 
     # a login that may not create or alter roles: the server refuses the statements that carry
     # the (hashed) secret, and neither the secret nor the verifier may show in the error
