@@ -99,7 +99,9 @@ def test_every_type_has_its_settings_in_the_config_schema_and_no_other() -> None
         settings = registry.settings_schema(name)
         assert settings is not None and "properties" in settings, name
     assert registry.settings_schema("nope") is None
-    assert set(registry.settings_schema("azure")["properties"]) >= {"subscription_id", "tenant_id", "pim"}  # type: ignore[index]
+    azure = registry.settings_schema("azure")
+    assert azure is not None  # narrowing: every type has a settings schema (above)
+    assert set(azure["properties"]) >= {"subscription_id", "tenant_id", "pim"}
 
 
 def test_create_passes_the_run_clock_to_the_types_that_take_one() -> None:

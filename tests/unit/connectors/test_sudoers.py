@@ -8,6 +8,7 @@ import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,10 +22,10 @@ END = datetime(1998, 11, 30, 12, 0, tzinfo=UTC)
 START = datetime(1998, 11, 30, 10, 0, tzinfo=UTC)
 
 
-def rule(**changes: object) -> SudoRule:
+def rule(**changes: Any) -> SudoRule:
     base = SudoRule(user="alice", command="/usr/bin/systemctl restart nginx", run_as="root",
                     not_after=END, not_before=START, grant="alice-web-inc-1")
-    return replace(base, **changes)  # type: ignore[arg-type]
+    return replace(base, **changes)
 
 
 # -- rendering ---------------------------------------------------------------------------------

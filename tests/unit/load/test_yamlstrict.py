@@ -32,7 +32,8 @@ if hasattr(yaml, "CSafeLoader"):
 @pytest.fixture(autouse=True, params=_BACKENDS, ids=lambda loader: loader.__name__)
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> type:
     monkeypatch.setattr(yamlstrict, "_LOADER", request.param)
-    return request.param  # type: ignore[no-any-return]
+    loader: type = request.param
+    return loader
 
 
 def refused(text: str | bytes, **limits: int) -> YamlError:

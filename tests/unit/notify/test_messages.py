@@ -9,7 +9,7 @@ from typing import Any
 from jitpol.model.documents import Config, Grant, Person, PolicySet, Resource, Role, Source, Team, Workflow
 from jitpol.model.refs import Ref
 from jitpol.notify.messages import Message, Sent, due, sent_event, sent_keys, unsent
-from jitpol.policy.evaluate import GrantStatus
+from jitpol.policy.evaluate import GrantStatus, State
 
 T0 = datetime(1998, 12, 1, 10, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -37,13 +37,13 @@ def grant(name: str, requester: str = "alice", start: datetime = T0, hours: int 
                  f"digest-of-{name}-0123456789abcdef", Source(f"grants/{name}.yaml"))
 
 
-def status(name: str, state: str, requester: str = "bob", **kw: Any) -> GrantStatus:
+def status(name: str, state: State, requester: str = "bob", **kw: Any) -> GrantStatus:
     base: dict[str, Any] = {"reason": "", "start": T0, "end": T0 + 2 * H,
                             "digest": f"digest-of-{name}-0123456789abcdef"}
     if state in ("scheduled", "active"):
         base["approvals"] = ("lead",)  # as approved grants are; break-glass tests say otherwise
     base.update(kw)
-    return GrantStatus(name, state, requester=requester, resource="db-prod", role="read", **base)  # type: ignore[arg-type]
+    return GrantStatus(name, state, requester=requester, resource="db-prod", role="read", **base)
 
 
 def activated(name: str, at: datetime, until: datetime, requester: str = "bob", **kw: Any) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from jitpol.model.documents import (
     Workflow,
 )
 from jitpol.model.refs import Ref
-from jitpol.policy.evaluate import GrantStatus
+from jitpol.policy.evaluate import GrantStatus, State
 from jitpol.report import render
 from jitpol.report.timeline import Inputs, Interval, LedgerFile, Report, build, held_intervals, make_axis
 
@@ -77,10 +77,10 @@ def policy(grants: list[Grant] = [], resources: list[Resource] | None = None,  #
                      {r.name: r for r in resources or [resource()]}, {g.name: g for g in grants})
 
 
-def status(name: str, state: str, start: datetime, end: datetime, reason: str = "", requester: str = "alice",
+def status(name: str, state: State, start: datetime, end: datetime, reason: str = "", requester: str = "alice",
            res: str = "db-prod", live_until: datetime | None = None, next_change: datetime | None = None,
            approvals: tuple[str, ...] = ()) -> GrantStatus:
-    return GrantStatus(name, state, reason, requester, res, "read", start, end,  # type: ignore[arg-type]
+    return GrantStatus(name, state, reason, requester, res, "read", start, end,
                        live_until=live_until, next_change=next_change, approvals=approvals)
 
 
