@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -484,12 +485,11 @@ def test_unreachable_endpoint_is_temporary() -> None:
 def test_rejected_token_is_permanent_and_never_shown(fake_crm: FakeCrm, gcp_connect: GcpConnect) -> None:
     from google.oauth2.credentials import Credentials
 
+    bearer: Callable[..., Credentials] = Credentials  # google-auth does not annotate its constructors
     token = "ya29.a0AfH6SMBx-secret-access-token"
     fake_crm.rejected.add(token)
     with pytest.raises(PermanentTargetError) as info:
-        gcp_connect(credentials=Credentials(token=token)).observe(  # type: ignore[no-untyped-call]
-            scope_of(PRIVILEGE)
-        )
+        gcp_connect(credentials=bearer(token=token)).observe(scope_of(PRIVILEGE))
     # on 401 the SDK's session tries to refresh the token, which a bare access token cannot do
     assert "authentication failed" in str(info.value)
     assert token not in str(info.value) and "secret-access" not in str(info.value)
