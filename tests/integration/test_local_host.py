@@ -17,7 +17,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 
@@ -45,6 +45,9 @@ from tests.ssh_fixtures import (  # noqa: F401 - pytest finds the fixtures in th
     sshd_server_fixture,
     unique,
 )
+
+if TYPE_CHECKING:
+    from tools.throwaway_sshd import ThrowawaySshd
 
 ROLE, EPHEMERAL, SUDO, CHECKOUT = "role-membership", "ephemeral-account", "sudo-rule", "credential-checkout"
 WINDOW = timedelta(hours=1)
@@ -348,7 +351,7 @@ def test_the_host_itself_is_never_touched(local_root: LocalProxy, ssh_host: SshH
         assert subprocess.run(["getent", "passwd", name], capture_output=True).returncode == 2
 
 
-def test_the_worker_refuses_to_run_outside_the_namespace(sshd_server: Any) -> None:  # a ThrowawaySshd
+def test_the_worker_refuses_to_run_outside_the_namespace(sshd_server: ThrowawaySshd) -> None:
     expected = os.readlink(f"/proc/{sshd_server.pid}/ns/mnt")
     outside = os.readlink("/proc/self/ns/mnt")
     # told to join this process's namespace (the host's): it must stop before making a connector

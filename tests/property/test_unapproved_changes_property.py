@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,7 @@ def effects(root: Path) -> tuple[set[tuple[str, str, str, str]], set[tuple[str, 
     return adds, revokes, targets
 
 
-def _at() -> Any:
+def _at() -> datetime:
     from jitpol.cli.common import parse_time
 
     return parse_time(AT)
