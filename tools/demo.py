@@ -82,7 +82,7 @@ def main() -> None:
     banner("starting a throwaway PostgreSQL")
     with ThrowawayPostgres(DEMO / "pg") as pg:
         with psycopg.connect(pg.superuser_dsn, autocommit=True) as conn:
-            conn.execute(SETUP_SQL)  # type: ignore[call-overload]
+            conn.execute(SETUP_SQL)
         print(f"PostgreSQL on 127.0.0.1:{pg.port}; roles app_readonly, app_writer, analytics_reader; "
               "standing: legacy_etl in analytics_reader, reporting in app_readonly")
         # the root of trust lives in the reconciler's environment, outside the repository
@@ -102,7 +102,7 @@ def main() -> None:
             jitpol("apply", "--at", at, env=env)
             with psycopg.connect(pg.superuser_dsn) as conn:
                 print("live memberships:")
-                for role, members in conn.execute(MEMBERS_SQL):  # type: ignore[call-overload]
+                for role, members in conn.execute(MEMBERS_SQL):
                     print(f"  {role:<17} {members}")
 
         banner("run again at the last time: nothing left to do")
