@@ -114,7 +114,7 @@ def _clear_stale_git_locks(repo: Path, git: Repo) -> None:
     """Remove git lock files a killed run left, saying so. Only while this process holds jitpol's
     exclusive run lock (no other jitpol run is applying here), and only locks no live process may
     hold (Repo.clear_stale_locks has the rule)."""
-    if not git.lock_files():
+    if not git.leftovers():
         return
     try:
         with RunLock(repo):

@@ -433,11 +433,17 @@ class Repo:
         common = self._common_dir()
         found = [self.git_dir / n for n in _GIT_DIR_LOCKS] + [common / n for n in _COMMON_DIR_LOCKS]
         out = [p for p in found if p.is_file()]
+        out += sorted(self.git_dir.glob(f"{_PRIVATE_INDEX}*.lock"))  # the lock of a killed commit's own index
         refs = common / "refs"
         if refs.is_dir():
             for folder, _, names in os.walk(refs, followlinks=False):
                 out += [Path(folder) / n for n in names if n.endswith(".lock")]
         return sorted(dict.fromkeys(out))
+
+    def leftovers(self) -> list[Path]:
+        """git lock files and the private index files of jitpol's own commits a killed run may
+        have left (what clear_stale_locks looks at)."""
+        return sorted({*self.lock_files(), *self.git_dir.glob(f"{_PRIVATE_INDEX}*")})
 
     def clear_stale_locks(self, *, older_than: float = STALE_LOCK_SECONDS) -> StaleLocks:
         """Remove git lock files nobody holds. THE CALLER MUST HOLD jitpol's exclusive run lock for
@@ -472,8 +478,12 @@ class Repo:
                 continue
             removed.append((lock, age))
         for leftover in self.git_dir.glob(f"{_PRIVATE_INDEX}*"):
+            if leftover.name.endswith(".lock"):
+                continue  # a lock: done above
             try:
-                if now - leftover.stat().st_mtime >= older_than:
+                old = now - leftover.stat().st_mtime >= older_than
+                users = _lock_users(leftover, places)
+                if not users and (users is not None or old):  # nobody has it open (or it is old)
                     leftover.unlink()
             except OSError:
                 continue

@@ -63,6 +63,7 @@ def assert_healed(rb: RepoBuilder, remote: Path, at: str, want: set[tuple[str, s
     assert index_matches_head(rb.root), "the index was left behind HEAD"
     locks = [p for p in (rb.root / ".git").glob("**/*.lock") if p.name != "jitpol.lock"]  # jitpol.lock: flock
     assert not locks, f"a git lock was left behind: {locks}"
+    assert not list((rb.root / ".git").glob("jitpol-index-*")), "a killed commit's private index was left behind"
     git(rb.root, "fetch", "-q")
     head = subprocess.run(["git", "rev-parse", "HEAD", "origin/main"], cwd=rb.root, capture_output=True, text=True,
                           check=True).stdout.split()

@@ -218,6 +218,32 @@ def test_stale_locks_of_a_dead_run_are_removed(work: Path) -> None:
     assert (work / ".git" / "jitpol.lock").exists()
 
 
+def test_a_killed_commits_private_index_and_its_lock_are_removed_at_once(work: Path) -> None:
+    """A commit killed while git wrote jitpol's private index leaves `jitpol-index-*` and its
+    `.lock`: nobody holds them, so the next run removes both, however young they are."""
+    needs_proc()
+    repo = found(work)
+    index = work / ".git" / "jitpol-index-abc123"
+    lock = work / ".git" / "jitpol-index-abc123.lock"
+    index.write_text("")
+    lock.write_text("")
+    assert lock in repo.lock_files()
+    result = repo.clear_stale_locks()
+    assert [p for p, _ in result.removed] == [lock] and not index.exists() and not lock.exists()
+
+
+def test_a_private_index_someone_holds_open_is_kept(work: Path) -> None:
+    needs_proc()
+    repo = found(work)
+    index = work / ".git" / "jitpol-index-def456"
+    index.write_text("")
+    with holding_open(index):
+        repo.clear_stale_locks()
+        assert index.exists()
+    repo.clear_stale_locks()
+    assert not index.exists()
+
+
 def test_a_lock_a_live_process_holds_open_is_kept(work: Path) -> None:
     needs_proc()
     repo = found(work)
