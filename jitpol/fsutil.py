@@ -58,7 +58,7 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, prefix: str | No
 def fs_now(folder: Path) -> float:
     """The file system's idea of now in `folder` (the mtime a new file gets there), to tell the
     age of a file left behind like with like, whatever the process clock says (and without
-    reading the wall clock, which only jitpol.model.times may)."""
+    reading the wall clock, which only jitpol.clock may)."""
     fd, name = tempfile.mkstemp(prefix=".jitpol-now-", dir=folder)
     try:
         return os.fstat(fd).st_mtime

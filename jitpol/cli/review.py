@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 import yaml
 
-from jitpol.cli.common import Exit, handle_errors, parse_time, repo_option
+from jitpol.cli.common import Exit, handle_errors, now_from, parse_time, repo_option
 from jitpol.errors import InvalidInput
 from jitpol.load.repository import NAME_PATTERN, load_repository
 from jitpol.load.yamlstrict import load_yaml_file
@@ -213,7 +212,7 @@ def request(repo: Path, resource: str, role: str, duration: str, start: str | No
             requester: str | None, name: str | None, branch: bool, sign_key: Path | None) -> None:
     """Write a new grant file (validated) on a new branch, ready for a pull request."""
     requester = requester or _person_from_git(repo)
-    begin = parse_time(start) if start else datetime.now(UTC).replace(second=0, microsecond=0)
+    begin = parse_time(start) if start else now_from(None).replace(second=0, microsecond=0)
     try:
         parse_duration(duration)
     except ValueError as exc:

@@ -124,9 +124,6 @@ CLOCK_ALLOWED: dict[tuple[str, str], str] = {
     ("jitpol.connectors.azure", "jitpol.clock.SystemClock"):
         "KNOWN VIOLATION: AzureConnector(clock=None) falls back to SystemClock(); the run hands its clock "
         "through registry.create (the record's takes_clock), so --at reaches it; a required clock removes this",
-    ("jitpol.cli.review", "datetime.datetime.now"):
-        "KNOWN VIOLATION: `jitpol review request` without --start starts the grant at the current minute, "
-        "read with datetime.now instead of cli.common's clock",
 }
 
 
