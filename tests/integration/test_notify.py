@@ -453,8 +453,8 @@ def test_every_builtin_template_renders_for_every_channel() -> None:
             assert "g" in text and text.strip(), (kind, fmt)
 
 
-def test_push_records_what_was_sent_on_the_remote(rb: RepoBuilder, hook: tuple[Hook, str], tmp_path: Path) -> None:
-    server, url = hook
+def requested_and_pushed(rb: RepoBuilder, tmp_path: Path) -> Path:
+    """alice's request committed and pushed to a new bare remote (origin); returns the remote."""
     remote = tmp_path / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
     git(rb.root, "remote", "add", "origin", str(remote))
@@ -462,6 +462,12 @@ def test_push_records_what_was_sent_on_the_remote(rb: RepoBuilder, hook: tuple[H
     git(rb.root, "add", "-A")
     git(rb.root, "commit", "-q", "-m", "request")
     git(rb.root, "push", "-q", "origin", "main")
+    return remote
+
+
+def test_push_records_what_was_sent_on_the_remote(rb: RepoBuilder, hook: tuple[Hook, str], tmp_path: Path) -> None:
+    server, url = hook
+    remote = requested_and_pushed(rb, tmp_path)
     res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--push", "--at", "1998-12-01T09:00:00Z",
                  env={"HOOK_URL": url})
     assert res.exit_code == 0, res.output
@@ -493,13 +499,7 @@ def test_push_also_sends_what_a_killed_notify_left_and_rechains_it_onto_a_moved_
     next `notify --push`, with nothing new of its own to send, commits and pushes them, also when
     the remote moved meanwhile (re-chained onto it, nothing lost)."""
     server, url = hook
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
-    git(rb.root, "remote", "add", "origin", str(remote))
-    rb.grant("alice-read", "alice", T0, "2h")
-    git(rb.root, "add", "-A")
-    git(rb.root, "commit", "-q", "-m", "request")
-    git(rb.root, "push", "-q", "origin", "main")
+    remote = requested_and_pushed(rb, tmp_path)
     # the killed run: it sent and recorded, and never committed
     res = jitpol(rb, "notify", "--webhook-env", "HOOK_URL", "--at", "1998-12-01T09:00:00Z", env={"HOOK_URL": url})
     assert res.exit_code == 0 and len(server.posts) == 1
