@@ -243,14 +243,16 @@ def test_a_docker_membership_needs_opt_in(ssh_host: SshHost, ssh_root: SshConnec
     assert alice not in ssh_host.members("docker")
 
 
-@pytest.mark.parametrize("how", ["name", "gid", "name-in-alias"])
+@pytest.mark.parametrize("how", ["name", "gid", "name-in-alias", "jitpol-name"])
 def test_a_group_that_sudoers_names_needs_opt_in(ssh_host: SshHost, ssh_root: SshConnector, how: str) -> None:
     group, alice = ssh_host.group("ops"), ssh_host.user("al")
     gid = ssh_host.run("getent", "group", group).stdout.split(":")[2]
     line = {"name": f"%{group} ALL=(root) NOPASSWD: /usr/bin/id\n",
             "gid": f"%#{gid} ALL=(root) NOPASSWD: /usr/bin/id\n",
-            "name-in-alias": f"User_Alias OPS = bob, %{group}\nOPS ALL=(root) NOPASSWD: /usr/bin/id\n"}[how]
-    drop_in = f"/etc/sudoers.d/zz{group}"
+            "name-in-alias": f"User_Alias OPS = bob, %{group}\nOPS ALL=(root) NOPASSWD: /usr/bin/id\n",
+            "jitpol-name": f"%{group} ALL=(root) NOPASSWD: /usr/bin/id\n"}[how]
+    # a file at a name of jitpol's drop-ins that jitpol did not write gives rights like any other
+    drop_in = "/etc/sudoers.d/jitpol-" + "1" * 16 if how == "jitpol-name" else f"/etc/sudoers.d/zz{group}"
     ssh_host.write_file(drop_in, f"# rights of the ops team\n{line}")
     with pytest.raises(PermanentTargetError, match=f"sudoers gives it rights: '{drop_in}'"):
         ssh_root.apply(ssh_action("grant", "role-membership", alice, group))

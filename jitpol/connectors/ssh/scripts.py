@@ -27,11 +27,12 @@ _WRITE_KEYS = (
     "'umask 077 && mkdir -p -- \"$1/.ssh\" && cat > \"$1/.ssh/authorized_keys.jitpol-new\" && "
     "mv -f -- \"$1/.ssh/authorized_keys.jitpol-new\" \"$1/.ssh/authorized_keys\"' jitpol-keys \"$h\""
 )
-# every file sudo reads besides jitpol's drop-ins (which name users only): /etc/sudoers and the
-# files of /etc/sudoers.d whose name sudo does not skip, each preceded by a record separator line
+# every file sudo reads: /etc/sudoers and the files of /etc/sudoers.d whose name sudo does not
+# skip (jitpol-* included: a file at such a name may not be jitpol's), each preceded by a record
+# separator line
 _READ_SUDOERS = (
     'for f in /etc/sudoers /etc/sudoers.d/*; do [ -f "$f" ] || continue; case "${f##*/}" in '
-    '*.*|*~|jitpol-*) continue;; esac; printf "\\036%s\\n" "$f"; tr -d "\\036" < "$f"; done'
+    '*.*|*~) continue;; esac; printf "\\036%s\\n" "$f"; tr -d "\\036" < "$f"; done'
 )
 # every jitpol drop-in with its text, each preceded by a record separator line naming it
 _READ_RULES = (
