@@ -97,10 +97,6 @@ class _Okta:
     def __repr__(self) -> str:  # never the token
         return f"_Okta({self.org_url!r})"
 
-    @property
-    def token(self) -> str:
-        return self._token
-
     def executor(self) -> Any:
         if self._executor is None:
             from okta.client import Client
@@ -358,7 +354,7 @@ class OktaConnector:
     def push(self, user: str, timeout_s: float) -> PushResult:
         """An Okta Verify push to `user` (an Okta user id), answered within `timeout_s`: see
         send_push_and_wait. Raises PermanentTargetError when token_env is not set."""
-        return send_push_and_wait(self._org_url, self._client().token, user, timeout_s)
+        return _push_and_wait(self._client(), user, timeout_s)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -371,7 +367,6 @@ class OktaConnector:
                 )
             self._okta = _Okta(self._org_url, token, f"target {self.name}")
         return self._okta
-
 
 
 # -- Okta Verify push --------------------------------------------------------------------------
@@ -396,8 +391,13 @@ def send_push_and_wait(
     the user has no active push factor, the token is rejected or the user does not exist, and
     TargetUnavailable when Okta cannot be reached. The token never appears in a message.
     """
+    return _push_and_wait(_Okta(org_url.rstrip("/"), token, "okta push"), user_id, timeout_s, poll_interval_s)
+
+
+def _push_and_wait(okta: _Okta, user_id: str, timeout_s: float, poll_interval_s: float = 2.0) -> PushResult:
+    """send_push_and_wait through an _Okta already made (a connector's own, so its token stays
+    inside it)."""
     check_name(user_id, "principal")
-    okta = _Okta(org_url.rstrip("/"), token, "okta push")
 
     async def work() -> PushResult:
         status, factors = await okta.pages(f"/api/v1/users/{_q(user_id)}/factors", {})
