@@ -42,7 +42,7 @@ the assignment when the window ends. Sessions already minted inside the window c
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from jitpol.connectors.aws.escrow import SecretsManagerEscrow
 from jitpol.connectors.aws.iam_groups import IamGroups
@@ -52,9 +52,6 @@ from jitpol.connectors.kit import check_apply, check_model
 from jitpol.errors import InvalidInput, PermanentTargetError
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 from jitpol.model.canonical import canonical_json
-
-if TYPE_CHECKING:
-    pass
 
 DEFAULT_WAIT_SECONDS = 60.0
 DEFAULT_PAGE_SIZE = 100  # ListAccountAssignments allows at most 100 per page

@@ -5,14 +5,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import TYPE_CHECKING
 
 from jitpol.connectors.aws.session import AwsSession, _NotFound
 from jitpol.errors import PermanentTargetError
-
-if TYPE_CHECKING:
-    pass
-
 
 _SECRET_ID = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
 

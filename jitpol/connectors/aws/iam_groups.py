@@ -6,16 +6,12 @@ from __future__ import annotations
 import email.utils
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jitpol.connectors.aws.session import AwsSession, _NotFound
 from jitpol.errors import PermanentTargetError
 from jitpol.model.assignment import Outcome
 from jitpol.model.canonical import canonical_json
-
-if TYPE_CHECKING:
-    pass
-
 
 SESSION_POLICY_NAME = "jitpol-revoke-older-sessions"
 
