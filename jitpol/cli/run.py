@@ -60,7 +60,7 @@ class ClickReporter:
             click.echo(text)
 
     def error(self, text: str) -> None:
-        click.secho(text if text.startswith("FAILED ") else f"error: {text}", fg="red", err=True)
+        click.secho(text, fg="red", err=True)
 
     def unrecorded(self, body: Mapping[str, Any]) -> None:
         click.echo("unrecorded " + json.dumps(dict(body), sort_keys=True), err=True)

@@ -30,10 +30,9 @@ from jitpol.execute.prepare import prepare as prepare
 from jitpol.execute.prepare import read_history as read_history
 from jitpol.execute.prepare import read_history_safely as read_history_safely
 from jitpol.execute.record import STANDING_MODELS as STANDING_MODELS
+from jitpol.execute.record import adopt_policy as adopt_policy
 from jitpol.execute.record import counted_approvals as counted_approvals
-from jitpol.execute.record import key_dict as key_dict
 from jitpol.execute.record import lifecycle_events as lifecycle_events
-from jitpol.execute.record import policy_events as policy_events
 from jitpol.execute.scope import AUDIT_DIR as AUDIT_DIR
 from jitpol.execute.scope import LEDGER_PATH as LEDGER_PATH
 from jitpol.execute.scope import PULL_TYPES as PULL_TYPES

@@ -62,7 +62,7 @@ def observe(prep: Prepared, conns: Connections, progress: Progress | None = None
     """Read live state of every target the policy or the ledger involves, targets in parallel."""
     # an invalid or untrusted run observes too what a trusted policy names (read-only): marked
     # access on those privileges is found even where the ledger does not name it
-    policy = prep.effective if prep.valid or prep.effective is not None else prep.approved
+    policy = prep.effective if prep.effective is not None else prep.approved
     by_target: dict[str, list[Any]] = {}
     for (target, _model), scope in scopes(policy, prep.history).items():
         if target in prep.targets:  # not another shard's, nor a target only an unapproved change adds

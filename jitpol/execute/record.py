@@ -35,12 +35,9 @@ from jitpol.policy.approvals import Reviews
 from jitpol.policy.evaluate import GrantStatus
 
 
-def key_dict(key: AssignmentKey) -> dict[str, str]:
-    return {"target": key[0], "model": key[1], "principal": key[2], "privilege": key[3]}
-
-
-def policy_events(prep: Prepared) -> list[Mapping[str, Any]]:
-    """`policy.adopted` when this run puts a new policy in force (and stores its snapshot)."""
+def adopt_policy(prep: Prepared) -> list[Mapping[str, Any]]:
+    """Put a new policy in force: write its snapshot under audit/policies, and return the
+    `policy.adopted` event to record ([] when this run adopts nothing)."""
     check = prep.policy
     if check is None or check.unchanged or not check.approved:
         return []

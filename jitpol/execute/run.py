@@ -30,12 +30,12 @@ from jitpol.execute.engine import (
     Part,
     Prepared,
     Result,
+    adopt_policy,
     execute,
     ledger_path,
     lifecycle_events,
     make_plan,
     observe,
-    policy_events,
     prepare,
 )
 from jitpol.execute.ledgerauth import sign_checkpoint
@@ -64,7 +64,7 @@ class Reporter(Protocol):
         """The run's outcome in one line."""
 
     def error(self, text: str) -> None:
-        """Something that went wrong; the run goes on where it can."""
+        """Something that went wrong, as the line to show; the run goes on where it can."""
 
     def unrecorded(self, body: Mapping[str, Any]) -> None:
         """A ledger event that could not be appended (its file is damaged): the job log keeps it."""
@@ -148,9 +148,9 @@ def run_apply(repo: Path, now: datetime, env: Mapping[str, str], report: Reporte
                     appended.append(dict(body))
                     append_one(body)
                 try:
-                    adopted = policy_events(prep)
+                    adopted = adopt_policy(prep)
                 except JitpolError as exc:  # e.g. a link where the snapshot goes: adopt nothing, revoke on
-                    report.error(f"the policy was not adopted: {exc}")
+                    report.error(f"error: the policy was not adopted: {exc}")
                     adopted, plan = [], replace(plan, actions=plan.revocations)
                     not_adopted.append(str(exc))
                 for ev in adopted:
@@ -193,7 +193,7 @@ def _recorder(ledger: Ledger, report: Reporter) -> Iterator[Callable[[Mapping[st
     try:  # the appender verifies the file once, before it hands out anything
         add = stack.enter_context(ledger.appender())
     except LedgerBroken as exc:
-        report.error(f"{exc}: events of this run are not appended; they follow on stderr (revocations go on)")
+        report.error(f"error: {exc}: events of this run are not appended; they follow on stderr (revocations go on)")
     else:
         with stack:
             yield add
@@ -215,7 +215,7 @@ def _sign(repo: Path, ledger_file: Path, env: Mapping[str, str], now: datetime, 
     try:
         sign_checkpoint(repo, ledger_file, env, utc_text(now), prep.ledger.key_for(ledger_file.name))
     except JitpolError as exc:
-        report.error(f"the ledger checkpoint was not signed: {exc}")
+        report.error(f"error: the ledger checkpoint was not signed: {exc}")
         return str(exc)
     return None
 

@@ -15,7 +15,7 @@ PKG = Path(__file__).resolve().parents[2] / "jitpol"
 
 ALLOWED: dict[tuple[str, str], str] = {
     ("execute/prepare.py", "_prepare"): "the one boundary: checks the proposed digest and evaluates it, to combine",
-    ("execute/record.py", "policy_events"): "records the approvals of a policy the check found approved",
+    ("execute/record.py", "adopt_policy"): "records the approvals of a policy the check found approved",
     ("execute/record.py", "lifecycle_events"): "the grant files themselves (requests), for their approvals",
     ("execute/prepare.py", "_root_approved"): "an untrusted ledger: the repository counts only if the trust root "
                                              "signed exactly its digest (check_policy_root)",
