@@ -46,9 +46,9 @@ other binding, condition, member and the audit configuration are written back ex
               left empty). Unconditional bindings are standing access jitpol did not create: a
               revoke marked as drift (exclusive resources) removes the member from them as well;
               any other revoke leaves them and fails with PermanentTargetError, because the
-              member would keep the role. (A revoke of marked access that no grant backs also
-              arrives as drift; observe reports owned True only for members without an
-              unconditional binding, so it has no standing access to remove.)
+              member would keep the role. A revoke of marked access that no grant backs (drift
+              with no resource, kit.marker_driven) removes jitpol's bindings only: a standing
+              binding found then (added since observe) stays, and is no error.
 
 Settings (the target's entry in jitpol.yaml):
     api_endpoint      optional, e.g. http://127.0.0.1:8085 for a local server; default Google's
@@ -79,7 +79,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from jitpol.connectors.base import mapping_entry
-from jitpol.connectors.kit import ceil_second, check_apply, check_model, name_check, redacted, shown, status_error
+from jitpol.connectors.kit import (
+    ceil_second,
+    check_apply,
+    check_model,
+    marker_driven,
+    name_check,
+    redacted,
+    shown,
+    status_error,
+)
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 
@@ -419,7 +428,13 @@ class GcpConnector:
                 planned = plan_grant(policy.bindings, priv.role, member, until)
                 new_bindings, notes = planned if planned is not None else (None, [])
             else:
-                new_bindings, notes, standing = plan_revoke(policy.bindings, priv.role, member, drift=action.drift)
+                # only drift on an exclusive resource takes standing access; a marker-driven revoke
+                # takes jitpol's bindings alone, and a standing binding that appeared since observe
+                # is not jitpol's to take nor an error
+                new_bindings, notes, standing = plan_revoke(
+                    policy.bindings, priv.role, member, drift=action.drift and not marker_driven(action)
+                )
+                standing = standing and not action.drift
             if new_bindings is None:
                 if standing:
                     self._refuse_standing(priv, member, removed_ours=False)

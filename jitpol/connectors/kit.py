@@ -1,6 +1,7 @@
 """What every connector needs, written once: showing an untrusted value in a message, cutting
 secrets out of text, rounding an end up to the second, mapping an HTTP status to the error the
-run acts on, the model/operation check at the top of `apply`, and a type's name check (the
+run acts on, the model/operation check at the top of `apply`, telling a marker-driven revoke apart, and a
+type's name check (the
 policy loader's hook) made of its principal and grants checks. Imports no SDK and no connector."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from jitpol.errors import PermanentTargetError, TargetError, TargetUnavailable
+from jitpol.model.assignment import Action
 
 NameCheck = Callable[[object, str], None]  # (value, what) -> None, raises InvalidInput
 
@@ -95,3 +97,11 @@ def check_apply(target: str, model: str, op: str, ops: Mapping[str, Collection[s
         raise PermanentTargetError(
             f"target {target}: operation {op!r} is not supported for {model} (only {' and '.join(allowed)})"
         )
+
+
+def marker_driven(action: Action) -> bool:
+    """Is `action` a revoke of access carrying jitpol's marker that no grant or ledger entry
+    backs (plan.diff: drift with no resource)? Such a revoke may take only what still carries the
+    marker when it runs: standing access that appeared since observe is not jitpol's. (Drift on
+    an exclusive resource names that resource and may remove standing access.)"""
+    return action.drift and not action.resource

@@ -6,6 +6,7 @@ unconditional bindings, folders/organizations, and errors without credentials in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -435,6 +436,23 @@ def test_drift_revoke_removes_a_member_from_unconditional_bindings_only(
     assert not connector.apply(action("revoke", "user:carol@example.org", drift=True)).changed
     assert canon([b for b in fake_crm.policy(PROJECT)["bindings"] if "condition" in b]) == canon(
         [b for b in UNRELATED_BINDINGS if "condition" in b])
+
+
+def test_a_marker_driven_revoke_never_takes_a_standing_binding(fake_crm: FakeCrm, gcp_connect: GcpConnect) -> None:
+    """plan.diff's revoke of marked access no grant backs (drift, no resource): a standing binding
+    that appeared since observe stays, jitpol's binding goes, and that is no error."""
+    connector = gcp_connect()
+    jitpols = {"title": "jitpol until 2096-01-01T00:00:00Z",
+               "expression": 'request.time < timestamp("2096-01-01T00:00:00Z")'}
+    fake_crm.set_bindings(PROJECT, [*UNRELATED_BINDINGS,
+                                    {"role": ROLE, "members": ["user:standing@example.org"], "condition": jitpols}])
+    marked = dataclasses.replace(action("revoke", "user:standing@example.org", drift=True), resource="", grants=())
+    outcome = connector.apply(marked)
+    assert outcome.changed
+    assert canon(fake_crm.policy(PROJECT)["bindings"]) == canon(UNRELATED_BINDINGS)
+    # nothing of jitpol's left: nothing to do, and still no error
+    assert not connector.apply(marked).changed
+    assert canon(fake_crm.policy(PROJECT)["bindings"]) == canon(UNRELATED_BINDINGS)
 
 
 def test_revoking_one_member_keeps_the_others_in_a_shared_binding(fake_crm: FakeCrm, gcp_connect: GcpConnect) -> None:
