@@ -23,12 +23,9 @@ can import check_name on a machine without it.
 from jitpol.connectors.postgres.connector import (
     CHECKOUT,
     EPHEMERAL,
-    MODEL,
-    MODELS,
-    ROLE_MEMBERSHIP,
     PostgresConnector,
 )
-from jitpol.connectors.postgres.membership import GRANTOR_COMMENT, Membership
+from jitpol.connectors.postgres.membership import GRANTOR_COMMENT
 from jitpol.connectors.postgres.names import (
     GRANTOR_ROLE,
     MARKER_PREFIX,
@@ -40,13 +37,9 @@ from jitpol.connectors.postgres.names import (
     validate_principal,
 )
 from jitpol.connectors.postgres.passwords import password_matches
-from jitpol.connectors.postgres.privileged import PRIVILEGED_ATTRIBUTES, PRIVILEGED_ROLES
-from jitpol.connectors.postgres.session import PostgresSession
-from jitpol.connectors.postgres.statements import SESSION_WAIT_MS, valid_until_text
 
 __all__ = [
-    "CHECKOUT", "EPHEMERAL", "GRANTOR_COMMENT", "GRANTOR_ROLE", "MARKER_PREFIX", "MODEL", "MODELS",
-    "PRIVILEGED_ATTRIBUTES", "PRIVILEGED_ROLES", "ROLE_MEMBERSHIP", "SESSION_WAIT_MS", "Membership",
-    "PostgresConnector", "PostgresSession", "check_name", "marker", "parse_role_list", "password_matches",
-    "valid_until_text", "validate_account_name", "validate_identifier", "validate_principal",
+    "CHECKOUT", "EPHEMERAL", "GRANTOR_COMMENT", "GRANTOR_ROLE", "MARKER_PREFIX", "PostgresConnector", "check_name",
+    "marker", "parse_role_list", "password_matches", "validate_account_name", "validate_identifier",
+    "validate_principal",
 ]

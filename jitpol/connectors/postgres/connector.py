@@ -83,8 +83,7 @@ from jitpol.connectors.postgres.names import MARKER_PREFIX
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 from jitpol.model.canonical import canonical_json
 
-MODEL = "role-membership"  # the first model; the name importers already use
-ROLE_MEMBERSHIP = MODEL
+ROLE_MEMBERSHIP = "role-membership"
 EPHEMERAL = "ephemeral-account"
 CHECKOUT = "credential-checkout"
 MODELS = (ROLE_MEMBERSHIP, EPHEMERAL, CHECKOUT)

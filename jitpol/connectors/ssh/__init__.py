@@ -24,7 +24,6 @@ Nothing here imports paramiko at import time: check_name and LocalHostConnector 
 """
 
 from jitpol.connectors.ssh.authorized_keys import (
-    KEY_TYPES,
     AuthorizedKey,
     authorized_keys_text,
     key_end,
@@ -37,21 +36,10 @@ from jitpol.connectors.ssh.localrunner import LocalRunner, host_matches
 from jitpol.connectors.ssh.names import (
     CHECKOUT,
     EPHEMERAL,
-    EPHEMERAL_NAME,
-    GECOS_PREFIX,
-    MIN_UID,
-    MODELS,
     PRIVILEGED_GROUPS,
-    REFUSED_GROUPS,
-    RESERVED_USERS,
     ROLE,
     SUDO,
     check_name,
-    parse_groups,
-    parse_holders,
-    validate_account_name,
-    validate_group,
-    validate_principal,
 )
 from jitpol.connectors.ssh.runner import Runner
 from jitpol.connectors.ssh.scripts import _WAIT_GONE
@@ -60,14 +48,7 @@ from jitpol.connectors.ssh.sshrunner import SshRunner
 __all__ = [
     "CHECKOUT",
     "EPHEMERAL",
-    "EPHEMERAL_NAME",
-    "GECOS_PREFIX",
-    "KEY_TYPES",
-    "MIN_UID",
-    "MODELS",
     "PRIVILEGED_GROUPS",
-    "REFUSED_GROUPS",
-    "RESERVED_USERS",
     "ROLE",
     "SUDO",
     "_WAIT_GONE",
@@ -85,10 +66,5 @@ __all__ = [
     "host_matches",
     "key_end",
     "parse_authorized_keys",
-    "parse_groups",
-    "parse_holders",
     "public_keys",
-    "validate_account_name",
-    "validate_group",
-    "validate_principal",
 ]
