@@ -50,7 +50,8 @@ Only assignments made exactly at the privilege's scope count (those inherited fr
 scope are neither reported nor touched). A revoke removes the principal's assignment of that
 role at that scope whoever made it, marked or not (the ledger may know jitpol made it before
 markers existed); the core only asks for revocations of what jitpol granted, or of standing
-access on resources marked exclusive.
+access on resources marked exclusive. A revoke driven by the marker alone (drift with no
+resource, kit.marker_driven) removes only what still carries the marker when it runs.
 
 Errors: unreachable ARM or a timeout -> TargetUnavailable (also HTTP 408/429/5xx); 401/403 and
 everything else -> PermanentTargetError with ARM's error code and message. Tokens and secrets
@@ -70,7 +71,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from jitpol.clock import Clock, SystemClock
 from jitpol.connectors.base import mapping_entry
-from jitpol.connectors.kit import ceil_second, check_apply, check_model, name_check, redacted, shown, status_error
+from jitpol.connectors.kit import (
+    ceil_second,
+    check_apply,
+    check_model,
+    marker_driven,
+    name_check,
+    redacted,
+    shown,
+    status_error,
+)
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 from jitpol.model.canonical import canonical_json
@@ -379,6 +389,8 @@ class AzureConnector:
                     return Outcome(changed=False, before=True, after=True, operations=(operation,))
             return Outcome(changed=True, before=False, after=True, operations=(operation,))
 
+        if marker_driven(action):  # only what still carries the marker: standing access is not jitpol's
+            held = [h for h in held if is_marked(h.description)]
         if not held:
             return Outcome(changed=False, before=True, after=True)
         operations = tuple(f"DELETE {h.id}" for h in held)
@@ -419,6 +431,9 @@ class AzureConnector:
                 kind = "AdminAssign"
         else:
             if not held:
+                return Outcome(changed=False, before=True, after=True)
+            if marker_driven(action) and not self._marked(held, self._schedule_requests(priv.scope)):
+                # AdminRemove ends the whole assignment: standing access is not jitpol's to take
                 return Outcome(changed=False, before=True, after=True)
             kind = "AdminRemove"
         request_name = "<new GUID>" if check else str(uuid.uuid4())

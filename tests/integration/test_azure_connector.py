@@ -7,6 +7,7 @@ both ways and PIM's five-minute floor, and errors
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import uuid
@@ -259,6 +260,36 @@ def test_assignment_made_elsewhere_counts_as_held_and_drift_revoke_removes_only_
     assert set(fake_arm.records) == {inherited.name, other_role.name, bystander.name}
     assert connector.observe(scope_of(READER_BY_NAME)) == {Assignment(TARGET, MODEL, bystander.principal,
                                                                       READER_BY_NAME)}
+
+
+def marker_revoke(principal: str, privilege: str = READER_BY_NAME) -> Action:
+    """plan.diff's revoke of marked access that no grant or ledger entry backs: drift, no resource."""
+    return dataclasses.replace(action("revoke", principal, privilege, drift=True), resource="", grants=(), details=())
+
+
+def test_a_marker_driven_revoke_takes_only_what_still_carries_the_marker(
+    fake_arm: FakeArm, azure_connect: AzureConnect
+) -> None:
+    standing = fake_arm.add_assignment(RG_SCOPE, READER, str(uuid.uuid4()))  # appeared since observe
+    marked = fake_arm.add_assignment(RG_SCOPE, READER, str(uuid.uuid4()), description="jitpol: grant=g")
+    connector = azure_connect()
+    assert not connector.apply(marker_revoke(standing.principal)).changed
+    outcome = connector.apply(marker_revoke(marked.principal))
+    assert outcome.changed and outcome.operations == (f"DELETE {marked.id}",)
+    assert set(fake_arm.records) == {standing.name}
+
+
+def test_pim_a_marker_driven_revoke_leaves_standing_access(fake_arm: FakeArm, azure_connect: AzureConnect) -> None:
+    permanent = fake_arm.add_assignment(RG_SCOPE, READER, str(uuid.uuid4()))  # plain, no end
+    foreign = fake_arm.add_assignment(RG_SCOPE, READER, str(uuid.uuid4()), end=in_hours(1), justification="ops")
+    ours = fake_arm.add_assignment(RG_SCOPE, READER, str(uuid.uuid4()), end=in_hours(1),
+                                   justification="jitpol: grant=g")
+    fake_arm.min_active = timedelta(0)  # not the five-minute floor's test
+    connector = azure_connect(pim=True)
+    assert not connector.apply(marker_revoke(permanent.principal, READER_BY_GUID)).changed
+    assert not connector.apply(marker_revoke(foreign.principal, READER_BY_GUID)).changed
+    assert '"requestType":"AdminRemove"' in connector.apply(marker_revoke(ours.principal, READER_BY_GUID)).operations[0]
+    assert set(fake_arm.holders(RG_SCOPE, READER)) == {permanent.principal, foreign.principal}
 
 
 def test_check_mode_sends_no_writes(fake_arm: FakeArm, azure_connect: AzureConnect) -> None:
