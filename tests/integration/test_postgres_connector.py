@@ -555,6 +555,20 @@ def test_an_unmarked_membership_the_ledger_names_is_revoked_as_before(pg_roles: 
 
 
 @pytest.mark.postgres
+def test_a_marker_driven_revoke_never_takes_an_unmarked_membership(pg_roles: PgRoles, connect: Connect) -> None:
+    """plan.diff's revoke of a marked membership no grant or ledger entry backs (drift, no
+    resource): if what it finds when it runs carries no marker (jitpol's row gone, a standing
+    row granted since observe), it is not jitpol's to take, and that is no error."""
+    group = pg_roles.create("grp")
+    alice = pg_roles.create("alice", login=True)
+    pg_roles.grant(group, alice)  # by the superuser: standing access
+    marked = replace(action("revoke", alice, group), resource="", grants=(), drift=True)
+    outcome = connect().apply(marked)
+    assert (outcome.changed, outcome.operations) == (False, ())
+    assert pg_roles.members(group) == {alice}
+
+
+@pytest.mark.postgres
 def test_a_superuser_connector_creates_its_grantor_role_with_the_first_grant(
     pg_roles: PgRoles, connect: Connect, unique_name: Callable[[str], str]
 ) -> None:

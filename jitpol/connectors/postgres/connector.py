@@ -23,7 +23,8 @@ out, never use it). A grant that finds the membership present, from any grantor,
 and never adds the marker. A revoke takes away jitpol's membership (REVOKE ... GRANTED BY the
 grantor when marked: on PostgreSQL 16 another grantor's standing row survives it, and the
 principal keeps the role and its sessions) and an unmarked one the ledger names with a plain
-REVOKE, as before markers. PostgreSQL 15 and earlier let only a superuser name a grantor: a
+REVOKE, as before markers; a revoke only the marker backs (kit.marker_driven) leaves an unmarked
+membership alone. PostgreSQL 15 and earlier let only a superuser name a grantor: a
 non-superuser connector grants unmarked there (only the ledger knows those memberships); on 16
 and later it marks once the grantor role exists and the login has its privileges (GRANT
 jitpol_grantor TO <login>), and grants unmarked until then. The

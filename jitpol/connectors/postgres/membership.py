@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from jitpol.connectors.kit import marker_driven
 from jitpol.connectors.postgres.names import MARKER_PREFIX, validate_identifier, validate_principal
 from jitpol.connectors.postgres.privileged import PrivilegeCheck
 from jitpol.connectors.postgres.statements import _plain, _terminate
@@ -136,7 +137,9 @@ class Membership(PrivilegeCheck):
                 sql.SQL("GRANT {} TO {}").format(role, principal),
             ]
         else:
-            if not m.rows:
+            if not m.rows or (not m.ours and marker_driven(action)):
+                # nothing there, or nothing of jitpol's for a revoke that only its marker backs (a
+                # standing row found now, e.g. granted since observe, is not jitpol's to take)
                 return Outcome(changed=False, before=True, after=True)
             if m.ours:
                 # jitpol's row, and only it: on PostgreSQL 16 another grantor's standing row survives
