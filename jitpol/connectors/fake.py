@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from jitpol.connectors.kit import marker_driven
 from jitpol.errors import PermanentTargetError, TargetUnavailable
 from jitpol.fsutil import write_atomic
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
@@ -91,12 +92,13 @@ class FakeConnector:
                 self._save(state)
             return Outcome(changed=True, before=False, after=not check, operations=(op,))
         if action.op == "revoke":
-            if not present:
+            mine = state.setdefault("owned", {}).setdefault(a.privilege, [])
+            if not present or (marker_driven(action) and a.principal not in mine):
+                # a revoke only the marker backs takes nothing unmarked (as the real connectors)
                 return Outcome(changed=False, before=True, after=True)
             op = f"REMOVE {a.principal} FROM {a.privilege}"
             if not check:
                 holders.remove(a.principal)
-                mine = state.setdefault("owned", {}).setdefault(a.privilege, [])
                 if a.principal in mine:
                     mine.remove(a.principal)
                 self._save(state)

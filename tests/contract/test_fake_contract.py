@@ -43,6 +43,24 @@ class TestFakeContract(ConnectorContract):
         return make
 
 
+def test_a_marker_driven_revoke_never_takes_standing_access(tmp_path: Path) -> None:
+    """A revoke of marked access no grant backs (drift, no resource) that finds the member
+    unmarked when it runs (standing access, e.g. added since observe) leaves it, as the real
+    connectors do; jitpol's own member goes."""
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"members": {"app_readonly": ["carol"]}}))
+    connector = FakeConnector(TARGET, {"state_file": str(state)}, {})
+    connector.apply(Action("grant", Assignment(TARGET, MODEL, "alice", "app_readonly"), resource="r", grants=("g",)))
+
+    def marked(principal: str) -> Action:
+        return Action("revoke", Assignment(TARGET, MODEL, principal, "app_readonly"), resource="", grants=(),
+                      drift=True)
+
+    assert not connector.apply(marked("carol")).changed
+    assert connector.apply(marked("alice")).changed
+    assert json.loads(state.read_text())["members"]["app_readonly"] == ["carol"]
+
+
 class TestFakeEphemeralAccountContract(ConnectorContract):
     """The twin's ephemeral accounts: the suite's grant/revoke are create-account/delete-account;
     accounts carry jitpol's marker (owned True) and their end (`expires`) follows the grant both
