@@ -105,3 +105,14 @@ def marker_driven(action: Action) -> bool:
     marker when it runs: standing access that appeared since observe is not jitpol's. (Drift on
     an exclusive resource names that resource and may remove standing access.)"""
     return action.drift and not action.resource
+
+
+def password_detail(target: str, action: Action) -> str | None:
+    """The action's password detail; None when there is none. Raises PermanentTargetError for
+    one that C clients (libpq, the LDAP libraries) would cut short at a NUL, without showing it."""
+    password = action.detail("password")
+    if not password:
+        return None
+    if "\x00" in password:
+        raise PermanentTargetError(f"target {target}: the password detail contains a NUL character")
+    return password

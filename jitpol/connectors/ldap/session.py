@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 from urllib.parse import urlsplit
 
-from jitpol.connectors.kit import redacted
+from jitpol.connectors.kit import password_detail, redacted
 from jitpol.connectors.ldap.encodings import pam_enabled, parse_generalized_time
 from jitpol.connectors.ldap.names import PLACEHOLDER_DN, DnError, canonical_dn, check_name, is_below, parse_dn
 from jitpol.connectors.ldap.requests import Request, wire_value
@@ -95,16 +95,7 @@ class LdapSession:
             raise PermanentTargetError(f"target {self.name}: setting {key} is not a DN ({exc})") from None
 
     def _checked_password(self, action: Action) -> str | None:
-        """The password detail; None when there is none. Raises PermanentTargetError for one that
-        clients would cut short (a NUL), without showing it."""
-        password = action.detail("password")
-        if not password:
-            return None
-        if "\x00" in password:
-            raise PermanentTargetError(f"target {self.name}: the password detail contains a NUL character")
-        return password
-
-    # -- names ------------------------------------------------------------------------------
+        return password_detail(self.name, action)
 
     def _checked_dn(self, value: str, what: str) -> str:
         try:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from jitpol.connectors.kit import redacted
+from jitpol.connectors.kit import password_detail, redacted
 from jitpol.connectors.postgres.names import GRANTOR_ROLE, MARKER_PREFIX, validate_identifier, validate_principal
 from jitpol.connectors.postgres.statements import SESSION_WAIT_MS, _database_label, _Step
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetError, TargetUnavailable
@@ -108,14 +108,7 @@ class PostgresSession:
     # -- shared by the account models -------------------------------------------------------
 
     def _checked_password(self, action: Action) -> str | None:
-        """The password detail; None when there is none. Raises PermanentTargetError for one
-        libpq would cut short."""
-        password = action.detail("password")
-        if not password:
-            return None
-        if "\x00" in password:  # libpq takes C strings: the password would be cut short silently
-            raise PermanentTargetError(f"target {self.name}: the password detail contains a NUL character")
-        return password
+        return password_detail(self.name, action)
 
     def _verifier(self, role: str, password: str) -> str:
         """The password hashed here by libpq (the server's password_encryption), so that the plain
