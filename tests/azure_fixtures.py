@@ -7,7 +7,8 @@ constants by name).
     fake_arm       function: a started FakeArm, stopped afterwards
     azure_connect  function: azure_connect(**settings, credential=..., client_options=..., clock=...)
                    -> AzureConnector on the double, trusting the certificate, no SDK retries;
-                   closed afterwards
+                   closed afterwards. Without `clock` the run's clock is a FixedClock at the
+                   test's `now` (the registry always hands one)
 
 Without openssl or the Azure SDK the tests are skipped on a laptop but FAIL when the CI
 environment variable is set.
@@ -25,9 +26,10 @@ from typing import Any
 
 import pytest
 
-from jitpol.clock import Clock
+from jitpol.clock import Clock, FixedClock
 from jitpol.connectors.azure import AzureConnector
 from tests.doubles.arm import FakeArm, make_certificate
+from tests.helpers.clock import Now
 from tests.services import require_service
 
 __all__ = ["arm_cert", "azure_connect", "fake_arm"]  # the fixtures: `from tests.azure_fixtures import *`
@@ -75,7 +77,7 @@ AzureConnect = Callable[..., AzureConnector]
 
 
 @pytest.fixture
-def azure_connect(fake_arm: FakeArm, arm_cert: tuple[Path, Path]) -> Iterator[AzureConnect]:
+def azure_connect(fake_arm: FakeArm, arm_cert: tuple[Path, Path], now: Now) -> Iterator[AzureConnect]:
     opened = ExitStack()  # closes every connector made
 
     def make(
@@ -92,7 +94,7 @@ def azure_connect(fake_arm: FakeArm, arm_cert: tuple[Path, Path]) -> Iterator[Az
             TARGET, full, env or {},
             credential=credential if credential is not None else StaticTokenCredential(),
             client_options=options,
-            clock=clock,
+            clock=clock if clock is not None else FixedClock(now.at),  # the run's time, as the registry hands it
         )
         opened.callback(connector.close)
         return connector

@@ -112,12 +112,16 @@ def create(
     name: str, type_: str, settings: Mapping[str, Any], env: Mapping[str, str], *, clock: Clock | None = None
 ) -> Connector:
     """A connector for target `name`; `clock` (the run's time, which `--at` sets) reaches the
-    types that read a time of their own. Raises PermanentTargetError for an unsupported type."""
+    types that read a time of their own (takes_clock), which need it: none of them reads the
+    wall clock. Raises PermanentTargetError for an unsupported type, TypeError when a type that
+    takes the clock is created without one (a caller's bug: the run always has its time)."""
     rec = TYPES.get(type_)
     if rec is None:
         raise PermanentTargetError(f"target {name}: type {type_!r} has no connector in this version")
+    if rec.takes_clock and clock is None:
+        raise TypeError(f"target {name}: type {type_} needs the run's clock: pass registry.create(clock=...)")
     cls = _load(rec.factory)
-    extra = {"clock": clock} if rec.takes_clock and clock is not None else {}
+    extra = {"clock": clock} if rec.takes_clock else {}
     connector: Connector = cls(name, settings, env, **extra)
     return connector
 

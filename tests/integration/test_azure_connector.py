@@ -142,7 +142,7 @@ def test_parse_privilege_knows_guids_without_io() -> None:
 ])
 def test_bad_settings_are_permanent_errors(settings: dict[str, Any], match: str) -> None:
     with pytest.raises(PermanentTargetError, match=match):
-        AzureConnector(TARGET, settings, {})
+        AzureConnector(TARGET, settings, {}, clock=FixedClock(in_hours(0)))
 
 
 def test_missing_client_secret_variable_is_named_and_its_value_never_shown(fake_arm: FakeArm) -> None:
@@ -151,6 +151,7 @@ def test_missing_client_secret_variable_is_named_and_its_value_never_shown(fake_
         {"subscription_id": SUBSCRIPTION, "tenant_id": TENANT, "base_url": fake_arm.url,
          "client_id_env": "AZ_ID", "client_secret_env": "AZ_SECRET"},
         {"AZ_ID": "11111111-2222-3333-4444-555555555555"},
+        clock=FixedClock(in_hours(0)),
     )
     with pytest.raises(PermanentTargetError, match="AZ_SECRET is not set"):
         connector.observe(scope_of(READER_BY_NAME))
@@ -596,6 +597,7 @@ def test_unreachable_arm_is_temporary(arm_cert: tuple[Path, Path]) -> None:
         {},
         credential=StaticTokenCredential(),
         client_options={"connection_verify": str(arm_cert[0]), "retry_total": 0},
+        clock=FixedClock(in_hours(0)),
     )
     with pytest.raises(TargetUnavailable, match="cannot reach"):
         connector.observe(scope_of(READER_BY_GUID))

@@ -120,10 +120,6 @@ WALL_CLOCK_UNLESS_GIVEN = {
 CLOCK_ALLOWED: dict[tuple[str, str], str] = {
     ("jitpol.clock", "datetime.datetime.now"): "SystemClock.now: the one read of the wall clock (DESIGN: clock / --at)",
     ("jitpol.cli.common", "jitpol.clock.SystemClock"): "the `--at` option: SystemClock unless --at gives a FixedClock",
-    # known violations (this test changes no production code): delete the entry once it is fixed
-    ("jitpol.connectors.azure", "jitpol.clock.SystemClock"):
-        "KNOWN VIOLATION: AzureConnector(clock=None) falls back to SystemClock(); the run hands its clock "
-        "through registry.create (the record's takes_clock), so --at reaches it; a required clock removes this",
 }
 
 

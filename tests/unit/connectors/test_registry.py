@@ -112,6 +112,9 @@ def test_create_passes_the_run_clock_to_the_types_that_take_one() -> None:
     assert fake.type == "fake"
     with pytest.raises(PermanentTargetError, match="has no connector"):
         registry.create("x", "nope", {}, {})
+    # a type that reads a time of its own has no wall-clock fallback: without the run's clock, no connector
+    with pytest.raises(TypeError, match="needs the run's clock"):
+        registry.create("cloud-azure", "azure", TARGETS["cloud-azure"], {})
 
 
 # -- no SDK for validation ---------------------------------------------------------------------
