@@ -29,7 +29,6 @@ Contract:
 
 from __future__ import annotations
 
-import argparse
 import errno
 import ipaddress
 import os

@@ -1,12 +1,13 @@
 """credential-checkout: the password of an existing shared entry rotated, with the end the
-server enforces replaced in the same modify."""
+server enforces replaced in the same modify (AD: after a first modify that sets a discarded
+password, so no earlier password stays valid)."""
 
 from __future__ import annotations
 
 import json
 
 from jitpol.connectors.ldap.names import _EPHEMERAL_NAME, MARKER_PREFIX, parse_dn
-from jitpol.connectors.ldap.requests import Step, rotate_request
+from jitpol.connectors.ldap.requests import Step, ad_flush_request, rotate_request
 from jitpol.connectors.ldap.session import LdapSession, _texts
 from jitpol.errors import PermanentTargetError
 from jitpol.model.assignment import Action
@@ -16,8 +17,9 @@ class Checkout(LdapSession):
     """credential-checkout."""
 
     def _plan_rotate(self, action: Action) -> list[Step]:
-        """One modify: the new password, and the end the server enforces (see rotate_request).
-        Reads the entry first: it must exist and must not be jitpol's ephemeral account."""
+        """One modify: the new password, and the end the server enforces (see rotate_request);
+        on AD two, a discarded password (account expired) first (see ad_flush_request). Reads
+        the entry first: it must exist and must not be jitpol's ephemeral account."""
         a = action.assignment
         dn = self._checked_shared_account(a.principal)
         try:
@@ -51,6 +53,10 @@ class Checkout(LdapSession):
         # next holder
         end = action.until if holders else None
         request = rotate_request(dn, self.flavor, password, end=end, set_end=ad or self._ppolicy())
+        if ad:
+            # AD keeps the replaced password valid for up to an hour: set a discarded one first,
+            # so that the holder's is no longer the previous one (see ad_flush_request)
+            return [(ad_flush_request(dn), None), (request, None)]
         return [(request, None)]
 
     def _checked_shared_account(self, value: str) -> str:

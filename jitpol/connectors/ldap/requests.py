@@ -4,6 +4,7 @@ ldap3. A Request describes itself with passwords and hashes shown as ***."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -139,10 +140,11 @@ def password_request(dn: str, flavor: str, password: str) -> Request:
 
 
 def rotate_request(dn: str, flavor: str, password: str, *, end: datetime | None, set_end: bool) -> Request:
-    """The one modify that rotates a shared entry's password: userPassword ({SSHA}); AD:
-    unicodePwd (an administrative reset). When `set_end` (the server enforces an end: OpenLDAP
-    with ppolicy, AD always) the end is replaced in the same modify, so password and end never
-    disagree: `end` when given, else removed (pwdEndTime without values; accountExpires 0, never)."""
+    """The modify that sets a shared entry's new password: userPassword ({SSHA}); AD: unicodePwd
+    (an administrative reset), sent after ad_flush_request (see there why AD needs two). When
+    `set_end` (the server enforces an end: OpenLDAP with ppolicy, AD always) the end is replaced
+    in the same modify, so password and end never disagree: `end` when given, else removed
+    (pwdEndTime without values; accountExpires 0, never)."""
     if flavor == "active-directory":
         changes = [Change("replace", "unicodePwd", (password,))]
         if set_end:
@@ -154,7 +156,30 @@ def rotate_request(dn: str, flavor: str, password: str, *, end: datetime | None,
     return Request("modify", dn, tuple(changes))
 
 
+# accountExpires 1 (a tick after 1601-01-01): long past, so the DC refuses every bind (data 701)
+AD_EXPIRED = "1"
+
+
+def discarded_password() -> str:
+    """A random password nobody ever learns (AD's intermediate rotation step): 256 bits, and one
+    character of each class AD's default complexity rule counts (upper, lower, digit, other)."""
+    return secrets.token_urlsafe(32) + "aA1-"
+
+
+def ad_flush_request(dn: str, throwaway: str | None = None) -> Request:
+    """AD: the first of the two modifies of a rotation (rotate_request is the second). An
+    administrative unicodePwd reset leaves the replaced password valid for the DC's "old password
+    allowed period" (60 minutes by default; KB 906305; Samba does the same): the DC keeps ONE
+    previous password. Resetting to a `throwaway` password first pushes the holder's password out
+    of that slot when the real one is set; the throwaway is never shown or kept. The account is
+    expired (accountExpires AD_EXPIRED) in the same modify, so while only the first step has run
+    (the second refused or never sent) the holder's password, still the previous one, does not
+    bind either: a rotation that fails half-way fails closed."""
+    password = throwaway if throwaway is not None else discarded_password()
+    changes = (Change("replace", "unicodePwd", (password,)), Change("replace", "accountExpires", (AD_EXPIRED,)))
+    return Request("modify", dn, changes)
+
+
 def wire_value(attribute: str, value: str) -> str | bytes:
     """What goes on the wire for one value (unicodePwd is quoted UTF-16-LE)."""
     return ad_password_value(value) if attribute.lower() == "unicodepwd" else value
-
