@@ -24,7 +24,8 @@ from email.message import Message as Headers
 from pathlib import Path
 from typing import Any, Protocol
 
-from jitpol.errors import PermanentTargetError, TargetUnavailable
+from jitpol.connectors.kit import status_error, temporary_status
+from jitpol.errors import PermanentTargetError, TargetError, TargetUnavailable
 from jitpol.notify.messages import Message
 from jitpol.notify.render import Format, slack_payload
 from jitpol.vcs.githubapi import GitHubApi, error_detail, exchange, no_redirects, rate_limited
@@ -33,6 +34,7 @@ from jitpol.vcs.gitrun import git_output
 MAX_RESPONSE_BYTES = 1024 * 1024
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 _SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
+_RETRIED = (408,)  # besides 429 and 5xx: a webhook host's own request timeout
 
 
 class Channel(Protocol):
@@ -149,14 +151,17 @@ def _choose_pull(items: list[Mapping[str, Any]], commit: str) -> int | None:
     return best[2] if best is not None else None
 
 
-def _webhook_error(status: int, headers: Headers, detail: str, what: str) -> Exception:
+def _webhook_error(status: int, headers: Headers, detail: str, what: str) -> TargetError:
+    """The error for a webhook's failed answer: the kit's status mapping (429, 5xx and 408 are
+    worth a retry by the next run), with a 403 that says the rate limit is spent counted as a
+    429, and what to do said for redirects and refusals."""
     where = f"{what}: HTTP {status}" + (f" {detail}" if detail else "")
     if rate_limited(status, headers):
         return TargetUnavailable(f"{where} (rate limited; retried next run)")
-    if status >= 500 or status == 408:
-        return TargetUnavailable(f"{where} (retried next run)")
     if 300 <= status < 400:
         return PermanentTargetError(f"{where}: redirected; jitpol does not follow redirects")
-    if status in (401, 403):
-        return PermanentTargetError(f"{where} (check the webhook URL)")
-    return PermanentTargetError(where)
+    if temporary_status(status, also=_RETRIED):
+        where += " (retried next run)"
+    elif status in (401, 403):
+        where += " (check the webhook URL)"
+    return status_error(status, where, also=_RETRIED)
