@@ -4,7 +4,8 @@
 # OpenLDAP slapd + ldap-utils (LDAP connector tests), openssh-server + sudo (Linux host connector
 # tests, run in a private mount namespace), openssl (test certificates), util-linux (unshare),
 # procps (pkill), chromium + a font (the HTML report is tested in a real headless browser),
-# faketime (the suite runs again with every clock a year ahead: no test depends on the date).
+# faketime (the suite runs again with every clock a year ahead: no test depends on the date),
+# Samba (a throwaway Active Directory domain controller for the LDAP connector's AD flavor).
 set -euo pipefail
 profile=${1:-test}   # demo: what `make demo` needs; test: everything the test suite starts
 need=()
@@ -21,6 +22,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v pkill >/dev/null 2>&1 || need+=(procps)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)        # the report's browser test
 command -v faketime >/dev/null 2>&1 || need+=(faketime)        # make test-timeshift: a shifted clock
+{ [ -x /usr/sbin/samba ] && command -v samba-tool >/dev/null 2>&1 && [ -d /usr/share/samba/setup ]; } \
+  || need+=(samba samba-ad-provision samba-ad-dc)            # a throwaway AD domain controller
 fc-list 2>/dev/null | grep -q . || need+=(fonts-dejavu-core)   # readable screenshots
 fi
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
@@ -31,7 +34,7 @@ fi
 echo "installing system packages: ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-# policy-rc.d: never start the system's own daemons (slapd, sshd, postgresql); tests run their own
+# policy-rc.d: never start the system's own daemons (slapd, sshd, postgresql, samba); tests run their own
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
   trap 'rm -f /usr/sbin/policy-rc.d' EXIT
