@@ -33,7 +33,7 @@ _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 # server's wildcards % and _
 _HOST = re.compile(r"[A-Za-z0-9%_][A-Za-z0-9%_.:/-]*")
 _EPHEMERAL_NAME = re.compile(r"jit-[a-z0-9][a-z0-9-]{0,27}")  # at most 32: MySQL's limit too
-_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,63}")
+_SCHEMA = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 # never granted to, never handed out, never rotated: the bootstrap superuser and the server's
 # own system accounts, and the words the role statements reserve (SET DEFAULT ROLE NONE, PUBLIC)
 _RESERVED_USERS = frozenset({"root", "mariadb.sys", "mysql.sys", "mysql.session", "mysql.infoschema",
@@ -106,12 +106,13 @@ def validate_account_name(name: object) -> str:
 
 
 def validate_schema(name: object, what: str = "event_schema") -> str:
-    """A schema name jitpol creates and quotes itself: `^[a-z_][a-z0-9_]{0,63}$`, not a system
-    schema. Raises InvalidInput."""
-    if not isinstance(name, str) or not _SCHEMA.fullmatch(name) or name in (
+    """A schema name jitpol creates and quotes itself: `^[A-Za-z][A-Za-z0-9_-]{0,63}$`, not a
+    system schema. Raises InvalidInput."""
+    if not isinstance(name, str) or not _SCHEMA.fullmatch(name) or name.lower() in (
             "mysql", "information_schema", "performance_schema", "sys"):
         raise InvalidInput(
-            f"{what} {shown(name)} is not allowed (lower-case letters, digits and _, at most 64, not a system schema)"
+            f"{what} {shown(name)} is not allowed (a letter, then letters, digits, _ or -, at most 64; "
+            "not a system schema)"
         )
     return name
 
