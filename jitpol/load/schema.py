@@ -19,7 +19,7 @@ import importlib.resources
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator
 from jsonschema.validators import extend
+
+from jitpol.load.fastcheck import compile_check
 
 KINDS: tuple[str, ...] = ("Config", "Person", "Team", "Workflow", "Resource", "Grant", "PolicyApproval")
 API_VERSION = "jitpol/v1"
@@ -178,6 +180,30 @@ def _validator(kind: str) -> Validator:
     return validator
 
 
+@functools.cache
+def _fast_check(kind: str) -> Callable[[Any], bool] | None:
+    """The compiled yes/no check of `kind`'s schema (None: jsonschema does all the work)."""
+    checker = Draft202012Validator.FORMAT_CHECKER
+    _validator(kind)  # refuses missing format checkers first, exactly as the slow path does
+    return compile_check(_compiled(kind), format_conforms=checker.conforms,
+                         pattern_search=lambda pattern, text: _compile_pattern(pattern).search(text) is not None)
+
+
+def _has_non_string_key(node: Any) -> bool:
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            for key, value in item.items():
+                if not isinstance(key, str):
+                    return True
+                if isinstance(value, Mapping | list):
+                    stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, Mapping | list))
+    return False
+
+
 # ------------------------------------------------------------------------------------- validation
 
 
@@ -198,6 +224,13 @@ def validate_document(data: Any) -> list[SchemaProblem]:
     kind = data.get("kind")
     if kind not in KINDS:
         return _sorted(_kind_problems(data))
+    if not _has_non_string_key(data):
+        fast = _fast_check(kind)
+        try:
+            if fast is not None and fast(data):
+                return []  # jsonschema would say nothing either (jitpol.load.fastcheck)
+        except Exception:  # noqa: BLE001, S110 - Unsure or anything odd: jsonschema decides
+            pass
     problems = list(_non_string_keys(data, ()))
     root = _compiled(kind)
     for error in _validator(kind).iter_errors(data):
