@@ -71,8 +71,6 @@ _CLOUD = frozenset({ELEVATION})
 TYPES: Mapping[str, TargetType] = {t.name: t for t in (
     _type("postgres", "postgres", "PostgresConnector", _DIRECTORY, secret_models=frozenset({EPHEMERAL, CHECKOUT}),
           name_check="jitpol.connectors.postgres:check_name"),
-    _type("mysql", "mysql", "MysqlConnector", _DIRECTORY, secret_models=frozenset({EPHEMERAL, CHECKOUT}),
-          name_check="jitpol.connectors.mysql:check_name"),
     _type("ldap", "ldap", "LdapConnector", _DIRECTORY, secret_models=frozenset({EPHEMERAL, CHECKOUT}),
           name_check="jitpol.connectors.ldap:check_name", login_name="jitpol.connectors.ldap:login_name"),
     _type("ssh", "ssh", "SshConnector", _LINUX, secret_models=frozenset({CHECKOUT}),
@@ -82,6 +80,8 @@ TYPES: Mapping[str, TargetType] = {t.name: t for t in (
     _type("aws", "aws", "AwsConnector", _CLOUD, name_check="jitpol.connectors.aws:check_name",
           principal_form="jitpol.connectors.aws:principal_for", escrow=True),
     _type("azure", "azure", "AzureConnector", _CLOUD, name_check="jitpol.connectors.azure:check_name",
+          takes_clock=True),
+    _type("entra", "entra", "EntraConnector", _CLOUD, name_check="jitpol.connectors.entra:check_name",
           takes_clock=True),
     _type("gcp", "gcp", "GcpConnector", _CLOUD, name_check="jitpol.connectors.gcp:check_name"),
     _type("okta", "okta", "OktaConnector", _CLOUD, name_check="jitpol.connectors.okta:check_name",

@@ -21,13 +21,12 @@ from tests.helpers.repo import RepoBuilder
 
 # every package of a target extra (pyproject's optional dependencies) and what they pull in
 SDKS = ("psycopg", "ldap3", "paramiko", "boto3", "botocore", "azure", "google", "okta", "aiohttp", "requests",
-        "grpc", "msal", "pymysql")
+        "grpc", "msal", "msgraph", "msgraph_core", "kiota_abstractions", "kiota_http", "httpx")
 
 GUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 # one target of every type, settings as the config schema wants them
 TARGETS: dict[str, dict[str, Any]] = {
     "pg": {"type": "postgres", "dsn_env": "PG_DSN"},
-    "my": {"type": "mysql", "dsn_env": "MYSQL_DSN"},
     "dir": {"type": "ldap", "url": "ldaps://ldap.example.com", "bind_dn": "cn=jitpol,dc=example,dc=com",
             "password_env": "LDAP_PW", "base_dn": "dc=example,dc=com"},
     "box": {"type": "ssh", "host": "box.example.com", "user": "jitpol", "key_env": "SSH_KEY",
@@ -35,18 +34,19 @@ TARGETS: dict[str, dict[str, Any]] = {
     "here": {"type": "local", "hostname": "here"},
     "cloud-aws": {"type": "aws", "region": "eu-west-1"},
     "cloud-azure": {"type": "azure", "subscription_id": GUID, "tenant_id": GUID},
+    "cloud-entra": {"type": "entra", "tenant_id": GUID, "pim_groups": True},
     "cloud-gcp": {"type": "gcp"},
     "idp": {"type": "okta", "org_url": "https://acme.okta.com", "token_env": "OKTA_TOKEN"},
     "db": {"type": "fake", "state_file": "/nonexistent/fake.json"},
 }
 GRANTS: dict[str, tuple[str, list[Any]]] = {  # target -> (model, a role's grants)
     "pg": ("role-membership", ["app_read"]),
-    "my": ("role-membership", ["app_read"]),
     "dir": ("role-membership", ["cn=ops,ou=groups,dc=example,dc=com"]),
     "box": ("role-membership", ["ops"]),
     "here": ("role-membership", ["ops"]),
     "cloud-aws": ("idp-elevation", [{"iamGroup": "ops"}]),
     "cloud-azure": ("idp-elevation", [{"scope": f"/subscriptions/{GUID}", "role": "Reader"}]),
+    "cloud-entra": ("idp-elevation", [{"group": GUID}, {"directoryRole": "User Administrator", "scope": "/"}]),
     "cloud-gcp": ("idp-elevation", [{"resource": "projects/acme-prod", "role": "roles/cloudsql.viewer"}]),
     "idp": ("idp-elevation", ["00g1abcdEFGH2345ijk7"]),
     "db": ("role-membership", ["app_read"]),
@@ -57,15 +57,13 @@ GRANTS: dict[str, tuple[str, list[Any]]] = {  # target -> (model, a role's grant
 
 
 def test_the_views_answer_what_the_parallel_tables_did() -> None:
-    assert registry.KNOWN_TYPES == {"postgres", "ldap", "ssh", "local", "aws", "azure", "gcp", "okta", "fake",
-                                     "mysql"}
+    assert registry.KNOWN_TYPES == {"postgres", "ldap", "ssh", "local", "aws", "azure", "entra", "gcp", "okta", "fake"}
     assert registry.CONNECTORS["local"] == "jitpol.connectors.ssh:LocalHostConnector"
     assert registry.MODELS_BY_TYPE["ssh"] == {"role-membership", "ephemeral-account", "sudo-rule",
                                               "credential-checkout"}
     assert registry.MODELS_BY_TYPE["okta"] == {"idp-elevation"}
     assert registry.NEEDS_SECRET == {
         ("postgres", "ephemeral-account"), ("postgres", "credential-checkout"),
-        ("mysql", "ephemeral-account"), ("mysql", "credential-checkout"),
         ("ldap", "ephemeral-account"), ("ldap", "credential-checkout"),
         ("ssh", "credential-checkout"), ("local", "credential-checkout"),
         ("fake", "ephemeral-account"), ("fake", "credential-checkout"),
@@ -129,8 +127,8 @@ def _repository(tmp_path: Path) -> Path:
     rb.config(TARGETS, admins=["team:admins"])
     for target, (model, grants) in GRANTS.items():
         rb.resource(f"r-{target}", target=target, model=model, roles={"use": {"grants": grants}})
-    rb.person("carol", accounts={"postgres": "carol", "okta": "00ub0oNGTSWTBKOLGLNR", "azure": GUID,
-                                 "mysql": "carol@%", "gcp": "user:carol@example.com", "aws": {"iamUser": "carol"}})
+    rb.person("carol", accounts={"postgres": "carol", "okta": "00ub0oNGTSWTBKOLGLNR", "azure": GUID, "entra": GUID,
+                                 "gcp": "user:carol@example.com", "aws": {"iamUser": "carol"}})
     return rb.root
 
 
@@ -155,5 +153,5 @@ def test_registry_and_validation_import_no_target_sdk(tmp_path: Path) -> None:
     assert seen["before"] == [] and seen["after"] == [], seen
     assert seen["errors"] == []
     # the checks of every type ran (their modules were imported, without their SDKs)
-    assert {f"jitpol.connectors.{m}" for m in ("postgres", "ldap", "ssh", "aws", "azure", "gcp", "okta")} \
+    assert {f"jitpol.connectors.{m}" for m in ("postgres", "ldap", "ssh", "aws", "azure", "entra", "gcp", "okta")} \
         <= set(seen["checked"])
