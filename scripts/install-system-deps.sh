@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages jitpol's demo and tests need, if missing:
 # PostgreSQL server binaries (throwaway test/demo clusters), ssh-keygen (approval signatures), git,
-# OpenLDAP slapd + ldap-utils (LDAP connector tests), openssh-server + sudo (Linux host connector
-# tests, run in a private mount namespace), openssl (test certificates), util-linux (unshare),
+# OpenLDAP slapd + ldap-utils (LDAP connector tests), mariadb-server (MySQL/MariaDB connector
+# tests), openssh-server + sudo (Linux host connector tests, run in a private mount namespace), openssl (test certificates), util-linux (unshare),
 # procps (pkill), chromium + a font (the HTML report is tested in a real headless browser),
 # faketime (the suite runs again with every clock a year ahead: no test depends on the date),
 # Samba (a throwaway Active Directory domain controller for the LDAP connector's AD flavor).
@@ -16,6 +16,7 @@ command -v runuser >/dev/null 2>&1 || need+=(util-linux)
 if [ "$profile" = test ]; then
 command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || need+=(slapd)
 command -v ldapsearch >/dev/null 2>&1 || need+=(ldap-utils)
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)   # throwaway MariaDB
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 [ -x /usr/bin/sudo ] || need+=(sudo)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
