@@ -136,7 +136,8 @@ class ThrowawayMariadb(common.Throwaway):
             try:
                 owner = pwd.getpwnam(RUN_AS)
             except KeyError:
-                raise ThrowawayMariadbError(f"running as root needs a {RUN_AS!r} OS user (mariadbd refuses root)") from None
+                raise ThrowawayMariadbError(
+                    f"running as root needs a {RUN_AS!r} OS user (mariadbd refuses root)") from None
         self.base_dir.mkdir(parents=True, exist_ok=True)
         run_dir = Path(tempfile.mkdtemp(prefix="throwaway-mariadb-"))
         self._run_dir = run_dir
@@ -217,14 +218,15 @@ class ThrowawayMariadb(common.Throwaway):
     def _secure(self, client: str) -> None:
         """A password for root@127.0.0.1; every other account the installer made goes."""
         self._password = secrets.token_urlsafe(24)
+        # token_urlsafe: letters, digits, - and _ only, nothing to escape in a string literal
         sql = (
             "DELETE FROM mysql.global_priv WHERE User = '' OR (User = 'root' AND Host NOT IN ('localhost', "
             "'127.0.0.1'));\n"
             "DELETE FROM mysql.proxies_priv WHERE User = '' OR (User = 'root' AND Host NOT IN ('localhost', "
             "'127.0.0.1'));\n"
             "FLUSH PRIVILEGES;\n"
-            f"ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY '{self._password}';\n"
         )
+        sql += f"ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY '{self._password}';\n"
         # the password travels on stdin, never on a command line
         self._run([client, "--no-defaults", f"--socket={self.socket}", "-uroot"], self.socket.parent.parent,
                   "securing the accounts", stdin=sql)
