@@ -349,6 +349,9 @@ PATTERN_HINTS: dict[str, str] = {
     "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$": "must be an email address like alice@example.com",
     "^ldaps?://": "must start with ldap:// or ldaps://",
     "^[A-Za-z0-9._:\\[\\]-]{1,253}$": "must be a host name or IP address",
+    "^[A-Za-z0-9%_:][A-Za-z0-9%_.:/-]{0,254}$": (
+        "must be a MySQL/MariaDB account host: a name, an address, a netmask or a pattern with % and _, like '%'"
+    ),
     "^[A-Za-z0-9%_][A-Za-z0-9%_.:/-]{0,254}$": (
         "must be a MySQL/MariaDB account host: a name, an address, a netmask or a pattern with % and _, like '%'"
     ),

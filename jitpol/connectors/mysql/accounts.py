@@ -54,7 +54,7 @@ class Accounts(PrivilegeCheck):
         a = action.assignment
         try:
             name = validate_account_name(a.principal)
-            wanted = parse_role_list(a.privilege, limit=self.user_limit)
+            wanted = parse_role_list(a.privilege)
             if action.until is None:
                 raise InvalidInput("an ephemeral account needs the end of its window (action.until)")
         except InvalidInput as exc:
@@ -62,6 +62,7 @@ class Accounts(PrivilegeCheck):
         until = action.until
         password = self._checked_password(action)
         host = self._account_host
+        self._check_lengths(*wanted)
         self._require_event_scheduler()
 
         me = self._current_account()

@@ -25,7 +25,7 @@ class Checkout(MysqlSession):
     def _rotate(self, action: Action, check: bool) -> Outcome:
         a = action.assignment
         try:
-            user, host = parse_account(a.principal, "account", limit=self.user_limit)
+            user, host = parse_account(a.principal, "account")
             holders = json.loads(a.privilege)
             if not isinstance(holders, list):
                 raise ValueError
@@ -38,6 +38,7 @@ class Checkout(MysqlSession):
         if password is None:
             # a rotation without a new secret would leave the old holder's password working
             raise PermanentTargetError(f"target {self.name}: rotate of {a.principal!r} needs a password detail")
+        self._check_lengths(user)
         account = self._account(user, host)
         if account is None:
             raise PermanentTargetError(f"target {self.name}: account {a.principal!r} does not exist")

@@ -38,10 +38,11 @@ class Membership(PrivilegeCheck):
         KILL the account's connections, unless terminate_sessions is false); idempotent."""
         a = action.assignment
         try:
-            role = validate_user(a.privilege, "role", limit=self.user_limit)
-            user, host = parse_account(a.principal, limit=self.user_limit)
+            role = validate_user(a.privilege, "role")
+            user, host = parse_account(a.principal)
         except InvalidInput as exc:
             raise PermanentTargetError(f"target {self.name}: {exc}") from None
+        self._check_lengths(role, user)
         if not self._role_exists(role):
             raise PermanentTargetError(f"target {self.name}: role {role!r} does not exist")
         account = self._account(user, host)

@@ -31,7 +31,7 @@ MAX_IDENTIFIER = 64  # schema and event names
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 # a host: a name, an IPv4/IPv6 address, a netmask (10.0.0.0/255.255.255.0) or a pattern with the
 # server's wildcards % and _
-_HOST = re.compile(r"[A-Za-z0-9%_][A-Za-z0-9%_.:/-]*")
+_HOST = re.compile(r"[A-Za-z0-9%_:][A-Za-z0-9%_.:/-]*")
 _EPHEMERAL_NAME = re.compile(r"jit-[a-z0-9][a-z0-9-]{0,27}")  # at most 32: MySQL's limit too
 _SCHEMA = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 # never granted to, never handed out, never rotated: the bootstrap superuser and the server's

@@ -142,6 +142,15 @@ class MysqlSession:
         """The longest user or role name this server stores (MariaDB 80, MySQL 32)."""
         return MAX_USER_MARIADB if self.mariadb else MAX_USER_MYSQL
 
+    def _check_lengths(self, *names: str) -> None:
+        """PermanentTargetError for a user or role name longer than this server stores (MySQL: 32
+        characters; `validate` checked MariaDB's 80 already)."""
+        for name in names:
+            if len(name) > self.user_limit:
+                raise PermanentTargetError(
+                    f"target {self.name}: {name!r} is longer than {self.user_limit} characters, this server's "
+                    "limit for user and role names")
+
     def _current_account(self) -> tuple[str, str]:
         """(user, host) of the account this connection authenticated as."""
         text = str(self._fetch("SELECT CURRENT_USER()", None)[0][0])
@@ -236,7 +245,10 @@ class MysqlSession:
         """Create the event, or move an existing one to `until` (earlier or later) and enable it
         again: the server runs `body` once at `until`, and keeps the event (its marker)
         afterwards."""
-        at = self._lit(until_text(until))
+        try:
+            at = self._lit(until_text(until))
+        except InvalidInput as exc:
+            raise PermanentTargetError(f"target {self.name}: {exc}") from None
         qualified = f"{ident(self._event_schema)}.{ident(event)}"
         if existing is None:
             return [_plain(f"CREATE EVENT {qualified} ON SCHEDULE AT {at} ON COMPLETION PRESERVE ENABLE "
