@@ -71,6 +71,8 @@ _CLOUD = frozenset({ELEVATION})
 TYPES: Mapping[str, TargetType] = {t.name: t for t in (
     _type("postgres", "postgres", "PostgresConnector", _DIRECTORY, secret_models=frozenset({EPHEMERAL, CHECKOUT}),
           name_check="jitpol.connectors.postgres:check_name"),
+    _type("mysql", "mysql", "MysqlConnector", _DIRECTORY, secret_models=frozenset({EPHEMERAL, CHECKOUT}),
+          name_check="jitpol.connectors.mysql:check_name"),
     _type("ldap", "ldap", "LdapConnector", _DIRECTORY, secret_models=frozenset({EPHEMERAL, CHECKOUT}),
           name_check="jitpol.connectors.ldap:check_name", login_name="jitpol.connectors.ldap:login_name"),
     _type("ssh", "ssh", "SshConnector", _LINUX, secret_models=frozenset({CHECKOUT}),

@@ -21,12 +21,13 @@ from tests.helpers.repo import RepoBuilder
 
 # every package of a target extra (pyproject's optional dependencies) and what they pull in
 SDKS = ("psycopg", "ldap3", "paramiko", "boto3", "botocore", "azure", "google", "okta", "aiohttp", "requests",
-        "grpc", "msal", "msgraph", "msgraph_core", "kiota_abstractions", "kiota_http", "httpx")
+        "grpc", "msal", "pymysql", "msgraph", "msgraph_core", "kiota_abstractions", "kiota_http", "httpx")
 
 GUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 # one target of every type, settings as the config schema wants them
 TARGETS: dict[str, dict[str, Any]] = {
     "pg": {"type": "postgres", "dsn_env": "PG_DSN"},
+    "my": {"type": "mysql", "dsn_env": "MYSQL_DSN"},
     "dir": {"type": "ldap", "url": "ldaps://ldap.example.com", "bind_dn": "cn=jitpol,dc=example,dc=com",
             "password_env": "LDAP_PW", "base_dn": "dc=example,dc=com"},
     "box": {"type": "ssh", "host": "box.example.com", "user": "jitpol", "key_env": "SSH_KEY",
@@ -41,6 +42,7 @@ TARGETS: dict[str, dict[str, Any]] = {
 }
 GRANTS: dict[str, tuple[str, list[Any]]] = {  # target -> (model, a role's grants)
     "pg": ("role-membership", ["app_read"]),
+    "my": ("role-membership", ["app_read"]),
     "dir": ("role-membership", ["cn=ops,ou=groups,dc=example,dc=com"]),
     "box": ("role-membership", ["ops"]),
     "here": ("role-membership", ["ops"]),
@@ -57,13 +59,15 @@ GRANTS: dict[str, tuple[str, list[Any]]] = {  # target -> (model, a role's grant
 
 
 def test_the_views_answer_what_the_parallel_tables_did() -> None:
-    assert registry.KNOWN_TYPES == {"postgres", "ldap", "ssh", "local", "aws", "azure", "entra", "gcp", "okta", "fake"}
+    assert registry.KNOWN_TYPES == {"postgres", "ldap", "ssh", "local", "aws", "azure", "entra", "gcp", "okta", "fake",
+                                     "mysql"}
     assert registry.CONNECTORS["local"] == "jitpol.connectors.ssh:LocalHostConnector"
     assert registry.MODELS_BY_TYPE["ssh"] == {"role-membership", "ephemeral-account", "sudo-rule",
                                               "credential-checkout"}
     assert registry.MODELS_BY_TYPE["okta"] == {"idp-elevation"}
     assert registry.NEEDS_SECRET == {
         ("postgres", "ephemeral-account"), ("postgres", "credential-checkout"),
+        ("mysql", "ephemeral-account"), ("mysql", "credential-checkout"),
         ("ldap", "ephemeral-account"), ("ldap", "credential-checkout"),
         ("ssh", "credential-checkout"), ("local", "credential-checkout"),
         ("fake", "ephemeral-account"), ("fake", "credential-checkout"),
@@ -128,7 +132,7 @@ def _repository(tmp_path: Path) -> Path:
     for target, (model, grants) in GRANTS.items():
         rb.resource(f"r-{target}", target=target, model=model, roles={"use": {"grants": grants}})
     rb.person("carol", accounts={"postgres": "carol", "okta": "00ub0oNGTSWTBKOLGLNR", "azure": GUID, "entra": GUID,
-                                 "gcp": "user:carol@example.com", "aws": {"iamUser": "carol"}})
+                                 "mysql": "carol@%", "gcp": "user:carol@example.com", "aws": {"iamUser": "carol"}})
     return rb.root
 
 
