@@ -789,8 +789,9 @@ def test_secret_in_an_env_field_is_not_repeated() -> None:
 
 
 def test_unknown_target_type_is_refused() -> None:
-    assert messages(config_with({"type": "mysql", "dsn_env": "X"})) == [
-        "spec.targets.t.type: must be one of postgres, ldap, ssh, local, aws, azure, entra, gcp, okta, fake (got 'mysql')"
+    assert messages(config_with({"type": "oracle", "dsn_env": "X"})) == [
+        "spec.targets.t.type: must be one of postgres, mysql, ldap, ssh, local, aws, azure, entra, gcp, okta, fake "
+        "(got 'oracle')"
     ]
     assert messages(config_with({"dsn_env": "X"})) == ["spec.targets.t: missing required field 'type'"]
 
