@@ -60,6 +60,7 @@ __all__ = [
     "YamlError",
     "load_yaml",
     "load_yaml_file",
+    "read_file_bytes",
 ]
 
 DEFAULT_MAX_BYTES: Final = 1_000_000
@@ -111,11 +112,29 @@ class YamlDocument:
     data: Any
     _marks: dict[KeyPath, int] = field(default_factory=dict, repr=False, compare=False)
     _positions: array[int] = field(default_factory=lambda: array("I"), repr=False, compare=False)
+    # Marks not kept (a document read in another process): called once, on the first mark asked
+    # for, to read the file again. Its marks are used only if it yields the same data.
+    _reload: Callable[[], YamlDocument] | None = field(default=None, repr=False, compare=False)
+
+    def _load_marks(self) -> None:
+        reload = self._reload
+        object.__setattr__(self, "_reload", None)
+        if reload is None:
+            return
+        try:
+            again = reload()
+        except InvalidInput:
+            return  # changed or gone since: (1, 1) rather than a wrong place
+        if again.data == self.data:
+            object.__setattr__(self, "_marks", again._marks)
+            object.__setattr__(self, "_positions", again._positions)
 
     def mark(self, *keys: str | int) -> tuple[int, int]:
         """1-based (line, col) of the value at that key path. If the path does not exist, the
         mark of the deepest existing ancestor, so an error about a missing key points at the
         mapping that lacks it. (1, 1) if nothing is known."""
+        if self._reload is not None:
+            self._load_marks()
         marks = self._marks
         for n in range(len(keys), -1, -1):
             found = marks.get(keys[:n] if n < len(keys) else keys)
@@ -126,6 +145,8 @@ class YamlDocument:
     def key_mark(self, *keys: str | int) -> tuple[int, int]:
         """1-based (line, col) of the key token of the last path element when it is a mapping
         key; otherwise (list index, top level, missing path) the same as `mark`."""
+        if self._reload is not None:
+            self._load_marks()
         found = self._marks.get(keys)
         if found is not None:
             return self._positions[4 * found + 2], self._positions[4 * found + 3]
@@ -622,7 +643,12 @@ def load_yaml_file(path: Path, display_path: str | None = None, **limits: Unpack
     byte is read. Unreadable files raise YamlError at 1:1.
     """
     shown = display_path if display_path is not None else str(path)
-    max_bytes = limits.get("max_bytes", DEFAULT_MAX_BYTES)
+    return load_yaml(read_file_bytes(path, shown, limits.get("max_bytes", DEFAULT_MAX_BYTES)), shown, **limits)
+
+
+def read_file_bytes(path: Path, shown: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The bytes of a regular file as `load_yaml_file` reads them (no symbolic links, devices,
+    FIFOs or directories; size checked with fstat first), or YamlError at 1:1 naming `shown`."""
     try:
         info = os.lstat(path)
         if stat.S_ISLNK(info.st_mode):
@@ -649,4 +675,4 @@ def load_yaml_file(path: Path, display_path: str | None = None, **limits: Unpack
                 data += handle.read(max_bytes + 1 - len(data))
     except OSError as e:
         raise YamlError(shown, 1, 1, f"cannot read the file: {e.strerror or e}") from None
-    return load_yaml(data, shown, **limits)
+    return data

@@ -1,0 +1,281 @@
+"""A content-addressed cache of what reading one policy file gave: its data and marks, or its
+`path:line:col` problems. A warm `jitpol validate` reads and hashes every file, takes what the
+cache knows, and parses and checks only files it has not seen.
+
+What a lookup is keyed by: SHA-256 over the file's bytes, its path in the repository, the kind
+its directory holds, and a digest of everything that decides the outcome (jitpol's version, the
+bytes of every JSON Schema, the source of `jitpol.load`). A changed file, schema or loader is a
+miss, never a stale hit.
+
+Why a planted entry cannot make an invalid file pass: every entry is authenticated with
+HMAC-SHA256 under a key that never comes from the repository (`$JITPOL_CACHE_KEY`, else a
+random key file made with mode 0600 in the cache directory), and the cache directory itself is
+refused when it lies inside the repository being read. An entry whose MAC does not verify
+(corrupt, truncated, written under another key, edited) is a miss, and is only decoded after it
+verified; decoding is `marshal` of plain values, checked for shape again. Whoever can write the
+cache directory and read its key can forge entries: it is trusted exactly as much as the user's
+own files, like ~/.cache itself. A CI cache that carries the directory (key included) carries
+that trust with it: restore it only from runs of the same trusted branch.
+
+Where: `$JITPOL_CACHE_DIR`, else `$XDG_CACHE_HOME/jitpol`, else `~/.cache/jitpol`; one SQLite
+file `files-v1.sqlite` (many processes may use it at once). `JITPOL_CACHE=off` disables it.
+Any problem with the cache (unwritable directory, a file that is not a database, a locked
+database) disables it for the run: the cache only ever saves time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import marshal
+import os
+import sqlite3
+import stat
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import jitpol
+
+CACHE_DIR_ENV: Final = "JITPOL_CACHE_DIR"
+CACHE_KEY_ENV: Final = "JITPOL_CACHE_KEY"
+CACHE_SWITCH_ENV: Final = "JITPOL_CACHE"
+DB_NAME: Final = "files-v1.sqlite"
+KEY_NAME: Final = "key"
+_MAC_LEN: Final = 32
+_ITEM = array("I").itemsize
+_BATCH: Final = 500  # SQLite's default limit of bound parameters is 999
+
+Marks = dict[tuple[str | int, ...], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A file read and checked without problems: its data and marks (see YamlDocument)."""
+
+    data: dict[str, Any]
+    marks: Marks
+    positions: array[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A file with problems: (line, col, message) each, in the order they were found."""
+
+    problems: tuple[tuple[int, int, str], ...]
+
+
+Outcome = Parsed | Refused
+
+
+def context_digest() -> bytes:
+    """What, besides a file's bytes, decides what reading it gives."""
+    from jitpol.load.schema import KINDS, schema_path
+
+    h = hashlib.sha256(f"jitpol {jitpol.__version__}\0".encode())
+    for kind in KINDS:
+        h.update(schema_path(kind).read_bytes())
+        h.update(b"\0")
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    return h.digest()
+
+
+def entry_key(context: bytes, rel: str, expected: str, data: bytes) -> bytes:
+    h = hashlib.sha256(b"jitpol-file-cache-v1\0")
+    h.update(context)
+    h.update(rel.encode("utf-8", "surrogatepass") + b"\0" + expected.encode() + b"\0")
+    h.update(data)
+    return h.digest()
+
+
+def encode(outcome: Outcome) -> bytes:
+    if isinstance(outcome, Parsed):
+        return marshal.dumps(("ok", outcome.data, tuple(outcome.marks), outcome.positions.tobytes()))
+    return marshal.dumps(("refused", outcome.problems))
+
+
+def decode(payload: bytes) -> Outcome | None:
+    """The outcome in a verified payload, or None if it does not have the expected shape."""
+    try:
+        value = marshal.loads(payload)  # noqa: S302 - only after the MAC verified: written by jitpol
+    except (ValueError, EOFError, TypeError):
+        return None
+    if not isinstance(value, tuple) or not value:
+        return None
+    if value[0] == "ok" and len(value) == 4:
+        _, data, paths, raw = value
+        if not (isinstance(data, dict) and isinstance(paths, tuple) and isinstance(raw, bytes)
+                and len(raw) == 4 * _ITEM * len(paths) and all(isinstance(p, tuple) for p in paths)):
+            return None
+        positions = array("I")
+        positions.frombytes(raw)
+        return Parsed(data, dict(zip(paths, range(len(paths)), strict=True)), positions)
+    if value[0] == "refused" and len(value) == 2 and isinstance(value[1], tuple):
+        problems = value[1]
+        if all(isinstance(p, tuple) and len(p) == 3 and type(p[0]) is int and type(p[1]) is int
+               and isinstance(p[2], str) for p in problems):
+            return Refused(problems)
+    return None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except (ValueError, OSError, RuntimeError):
+        return False
+    return True
+
+
+def cache_dir(env: Mapping[str, str]) -> Path | None:
+    explicit = env.get(CACHE_DIR_ENV)
+    if explicit:
+        return Path(explicit)
+    base = env.get("XDG_CACHE_HOME")
+    if base and Path(base).is_absolute():
+        return Path(base) / "jitpol"
+    home = env.get("HOME")
+    return Path(home) / ".cache" / "jitpol" if home else None
+
+
+def _key_bytes(directory: Path, env: Mapping[str, str]) -> bytes | None:
+    secret = env.get(CACHE_KEY_ENV)
+    if secret:
+        return hashlib.sha256(b"jitpol-cache-key\0" + secret.encode("utf-8", "surrogatepass")).digest()
+    path = directory / KEY_NAME
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(os.urandom(32))
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_mode & 0o077 or info.st_uid != os.getuid():
+                return None  # a key others can read or write is no key
+            key = handle.read(64)
+    except OSError:
+        return None
+    return key if len(key) == 32 else None
+
+
+@dataclass(slots=True)
+class FileCache:
+    """The cache of one run. Safe to use from forked worker processes: each process opens its
+    own connection."""
+
+    directory: Path
+    secret: bytes
+    context: bytes
+    _conn: sqlite3.Connection | None = field(default=None, repr=False)
+    _pid: int = 0
+    broken: bool = False
+
+    @classmethod
+    def open_for(cls, repo_root: Path, env: Mapping[str, str] | None = None) -> FileCache | None:
+        """The cache for reading `repo_root`, or None when disabled or unusable."""
+        env = os.environ if env is None else env
+        if env.get(CACHE_SWITCH_ENV, "").strip().lower() in ("off", "0", "no", "false"):
+            return None
+        directory = cache_dir(env)
+        if directory is None or _inside(directory, repo_root):
+            return None  # what the repository holds never decides what is valid
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            secret = _key_bytes(directory, env)
+            context = context_digest()
+        except (OSError, ValueError):
+            return None
+        if secret is None:
+            return None
+        cache = cls(directory, secret, context)
+        return cache if cache._connection() is not None else None
+
+    def key(self, rel: str, expected: str, data: bytes) -> bytes:
+        return entry_key(self.context, rel, expected, data)
+
+    def _mac(self, key: bytes, payload: bytes) -> bytes:
+        return hmac.new(self.secret, key + payload, hashlib.sha256).digest()
+
+    def _connection(self) -> sqlite3.Connection | None:
+        if self.broken:
+            return None
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        path = self.directory / DB_NAME
+        for attempt in (1, 2):
+            try:
+                conn = sqlite3.connect(path, timeout=5, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("CREATE TABLE IF NOT EXISTS entries (key BLOB PRIMARY KEY, value BLOB NOT NULL)")
+            except sqlite3.DatabaseError:
+                if attempt == 2:
+                    break
+                try:  # not a database (truncated, overwritten): start a new one
+                    for suffix in ("", "-wal", "-shm"):
+                        Path(f"{path}{suffix}").unlink(missing_ok=True)
+                except OSError:
+                    break
+                continue
+            except (sqlite3.Error, OSError):
+                break
+            self._conn, self._pid = conn, os.getpid()
+            return conn
+        self.broken = True
+        return None
+
+    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, Outcome]:
+        """The verified outcomes of those keys that have one."""
+        conn = self._connection()
+        found: dict[bytes, Outcome] = {}
+        if conn is None:
+            return found
+        try:
+            for start in range(0, len(keys), _BATCH):
+                chunk = keys[start : start + _BATCH]
+                marks = ",".join("?" * len(chunk))  # only placeholders: the keys are bound parameters
+                rows = conn.execute(f"SELECT key, value FROM entries WHERE key IN ({marks})", chunk).fetchall()  # noqa: S608
+                for key, value in rows:
+                    if not isinstance(key, bytes) or not isinstance(value, bytes) or len(value) < _MAC_LEN:
+                        continue
+                    mac, payload = value[:_MAC_LEN], value[_MAC_LEN:]
+                    if not hmac.compare_digest(mac, self._mac(key, payload)):
+                        continue  # foreign, tampered or damaged: a miss
+                    outcome = decode(payload)
+                    if outcome is not None:
+                        found[key] = outcome
+        except sqlite3.Error:
+            self.broken = True
+            return {}
+        return found
+
+    def put_many(self, items: Iterable[tuple[bytes, Outcome]]) -> None:
+        conn = self._connection()
+        if conn is None:
+            return
+        rows = []
+        for key, outcome in items:
+            payload = encode(outcome)
+            rows.append((key, self._mac(key, payload) + payload))
+        if not rows:
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT OR REPLACE INTO entries (key, value) VALUES (?, ?)", rows)
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self.broken = True
+
+    def close(self) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None
