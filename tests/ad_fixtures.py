@@ -25,6 +25,7 @@ from typing import Any
 
 import ldap3
 import pytest
+from ldap3.core.exceptions import LDAPNoSuchObjectResult
 
 from jitpol.connectors.ldap import LdapConnector
 from tests.services import serve
@@ -43,7 +44,8 @@ PASSWORD_ENV = "AD_TEST_PASSWORD"
 TARGET = "ad-test"
 TREE_DELETE_CONTROL = "1.2.840.113556.1.4.805"
 NORMAL_ACCOUNT = 512
-ACCOUNT_DISABLED = 2
+WRONG_PASSWORD = "data 52e"  # why AD refused a bind, in its message (533 would be: disabled)
+EXPIRED = "data 701"
 
 
 @pytest.fixture(scope="session")
@@ -146,7 +148,7 @@ class AdSandbox:
             conn.search(dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=attributes)
             entries = [r for r in conn.response or [] if r.get("type") == "searchResEntry"]
             return dict(entries[0]) if entries else None
-        except ldap3.core.exceptions.LDAPNoSuchObjectResult:
+        except LDAPNoSuchObjectResult:
             return None
         finally:
             conn.unbind()
@@ -195,6 +197,22 @@ class AdSandbox:
             connector.close()
         self.admin.delete(self.base_dn, controls=[(TREE_DELETE_CONTROL, True, None)])
         self.admin.unbind()
+
+
+def password_settings(sb: AdSandbox, applies_to: str, min_length: int) -> str:
+    """A fine-grained password policy (PSO) for one account: the way to make the DC refuse a
+    password for that account only. History 24 as the domain's default: AD's previous-password
+    slot is the history's first entry (with no history, no previous password binds)."""
+    dn = f"cn=pso-{sb.tag},cn=password settings container,cn=system,{sb.server.base_dn}"
+    sb.admin.add(dn, ["msDS-PasswordSettings"], {
+        "msDS-PasswordSettingsPrecedence": "1", "msDS-PasswordReversibleEncryptionEnabled": "FALSE",
+        "msDS-PasswordHistoryLength": "24", "msDS-PasswordComplexityEnabled": "FALSE",
+        "msDS-MinimumPasswordLength": str(min_length), "msDS-MinimumPasswordAge": "0",
+        "msDS-MaximumPasswordAge": "-36288000000000", "msDS-LockoutThreshold": "0",
+        "msDS-LockoutObservationWindow": "-18000000000", "msDS-LockoutDuration": "-18000000000",
+        "msDS-PSOAppliesTo": applies_to,
+    })  # fmt: skip
+    return dn
 
 
 @pytest.fixture

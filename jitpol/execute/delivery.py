@@ -46,10 +46,11 @@ def delivery_path(root: Path, grant: str) -> Path:
     return root / CREDENTIALS_DIR / f"{grant}.age"
 
 
-def _rel(grant: str) -> PurePosixPath:
-    if not grant or "/" in grant or "\\" in grant or grant.startswith(".") or "\0" in grant:
+def _rel(grant: str, *, pending: bool = False) -> PurePosixPath:
+    if not grant or "/" in grant or "\\" in grant or grant.startswith(".") or "\0" in grant or "." in grant:
         raise InvalidInput(f"{grant!r} is not a grant name")
-    return PurePosixPath(CREDENTIALS_DIR.as_posix(), f"{grant}.age")
+    # GRANT.pending.age: a secret not yet accepted by the target (grant names have no ".")
+    return PurePosixPath(CREDENTIALS_DIR.as_posix(), f"{grant}.pending.age" if pending else f"{grant}.age")
 
 
 def armor(data: bytes) -> str:
@@ -78,19 +79,34 @@ def encrypt_for(keys: Iterable[str], payload: dict[str, Any]) -> str:
     return armor(pyrage.encrypt(json.dumps(payload, sort_keys=True).encode(), recipients))
 
 
-def write_delivery(root: Path, grant: str, keys: Iterable[str], payload: dict[str, Any]) -> Path:
-    """Store the encrypted payload for `grant`. UnsafePath (nothing written) when audit/,
-    audit/credentials/ or the grant's file is a symbolic link."""
-    replace_file(root, _rel(grant), encrypt_for(keys, payload).encode("utf-8"), mode=0o600, prefix=f".{grant}-")
-    return delivery_path(root, grant)
+def write_delivery(root: Path, grant: str, keys: Iterable[str], payload: dict[str, Any], *,
+                   pending: bool = False) -> Path:
+    """Store the encrypted payload for `grant`; `pending`: as GRANT.pending.age, which nobody can
+    open with `jitpol credentials` until confirm_delivery() (the target accepted the secret).
+    UnsafePath (nothing written) when audit/, audit/credentials/ or the grant's file is a link."""
+    rel = _rel(grant, pending=pending)
+    replace_file(root, rel, encrypt_for(keys, payload).encode("utf-8"), mode=0o600, prefix=f".{grant}-")
+    return root / rel
+
+
+def confirm_delivery(root: Path, grant: str) -> bool:
+    """The target accepted the pending secret of `grant`: it becomes the grant's delivery
+    (GRANT.age, replacing what was there). False when nothing was pending."""
+    data = read_bytes(root, _rel(grant, pending=True))
+    if data is None:
+        return False
+    replace_file(root, _rel(grant), data, mode=0o600, prefix=f".{grant}-")
+    remove_file(root, _rel(grant, pending=True))
+    return True
 
 
 def remove_delivery(root: Path, grant: str) -> bool:
-    """Remove what was delivered for `grant`; False when nothing was. A link in the file's place is
-    removed itself; when a folder above it is a link, nothing of jitpol's is there to remove (the
-    writes name the link) and nothing is followed."""
+    """Remove what was delivered for `grant` (and a secret still pending for it); False when
+    nothing was. A link in the file's place is removed itself; when a folder above it is a link,
+    nothing of jitpol's is there to remove (the writes name the link) and nothing is followed."""
     try:
-        return remove_file(root, _rel(grant))
+        pending = remove_file(root, _rel(grant, pending=True))
+        return remove_file(root, _rel(grant)) or pending
     except UnsafePath:
         return False
 
@@ -103,7 +119,7 @@ def open_delivery(root: Path, grant: str, key_file: Path) -> dict[str, Any]:
     text = read_bytes(root, _rel(grant))  # UnsafePath when a link is in the way: never followed
     if text is None:
         raise InvalidInput(f"no credential delivered for grant {grant} (not active, not yet reconciled, "
-                           "or already ended)")
+                           "the target refused the secret (see the run's FAILED lines), or already ended)")
     try:
         identity = pyrage.ssh.Identity.from_buffer(key_file.read_bytes())
     except (OSError, pyrage.IdentityError) as exc:
@@ -120,8 +136,13 @@ def open_delivery(root: Path, grant: str, key_file: Path) -> dict[str, Any]:
 
 class CredentialIssuer:
     """The engine's Issuer: secrets for ephemeral accounts and checkouts on targets whose
-    accounts log in with passwords (registry.NEEDS_SECRET), delivered before the target is
-    changed so the holder can always open the secret that is live."""
+    accounts log in with passwords (registry.NEEDS_SECRET). issue() stores the encrypted secret
+    as pending before the target is changed (a delivery that cannot be written fails the action
+    before the target sees it); retire(), called only once the target accepted it, makes it the
+    holder's delivery. So `jitpol credentials` only ever shows a secret the target accepted: when
+    the target refuses one, the holder keeps the previous delivery (or has none) and the run
+    reports the failure; a run that dies in between leaves a pending file the next run replaces
+    (it rotates again, or re-delivers a new secret)."""
 
     def __init__(self, root: Path, policy: PolicySet, targets: Mapping[str, Target],
                  holders: Mapping[tuple[str, str], tuple[str, ...]], now: datetime,
@@ -132,6 +153,7 @@ class CredentialIssuer:
         self._targets = targets
         self._holders = holders
         self._now = now
+        self._pending: dict[tuple[str, str, str], list[str]] = {}  # (target, principal, secret) -> grants
 
     def issue(self, action: Action) -> tuple[Action, dict[str, Any]]:
         target = self._targets.get(action.target)
@@ -150,13 +172,17 @@ class CredentialIssuer:
             write_delivery(self._root, name, person.keys, {
                 "grant": name, "target": action.target, "username": username, "password": secret,
                 "issued": utc_text(self._now), "until": utc_text(action.until) if action.until else None,
-            })
+            }, pending=True)
             delivered.append(name)
+        self._pending[(action.target, action.principal, secret)] = delivered
         details = tuple(sorted({**dict(action.details), "password": secret}.items()))
         return replace(action, details=details), {
             "fingerprint": fingerprint(secret), "delivered": bool(delivered), "delivered_to": delivered}
 
     def retire(self, action: Action) -> dict[str, Any]:
+        secret = action.detail("password")
+        for name in self._pending.pop((action.target, action.principal, secret), []) if secret else []:
+            confirm_delivery(self._root, name)  # the target accepted it
         if action.op == "rotate":
             for name in self._holders.get((action.target, action.principal), ()):
                 if name not in action.grants:
@@ -164,7 +190,6 @@ class CredentialIssuer:
         elif action.op == "delete-account":
             for name in action.grants:
                 remove_delivery(self._root, name)
-        secret = action.detail("password")
         resource = self._policy.resources.get(action.resource)
         escrow = ((resource.settings.get("options") or {}).get("escrow") if resource is not None else None)
         if not secret or not isinstance(escrow, dict) or self._connector is None:

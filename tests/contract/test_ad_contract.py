@@ -169,8 +169,11 @@ class TestAdCredentialCheckoutContract:
     def test_every_apply_changes_and_leaves_only_the_last_password(
         self, connector: Connector, shared: str, ad_sandbox: AdSandbox
     ) -> None:
-        rotations = ((["alice-admin-1"], "Holder-secret-1"), (["alice-admin-1"], "Holder-secret-1"),
-                     ([], "Nobody-knows-1"))  # fmt: skip
+        rotations: list[tuple[list[str], str]] = [
+            (["alice-admin-1"], "Holder-secret-1"),
+            (["alice-admin-1"], "Holder-secret-1"),
+            ([], "Nobody-knows-1"),
+        ]
         for holders, password in rotations:
             outcome = connector.apply(self.rotate(shared, holders, password))
             assert outcome.changed and not outcome.before and outcome.after

@@ -30,7 +30,16 @@ from jitpol.errors import JitpolError, PermanentTargetError
 from jitpol.model.assignment import Action, Assignment, Op, Scope
 from jitpol.model.canonical import canonical_json
 from tests.ad_fixtures import *  # noqa: F403 (the fixtures: ad_server, ad_sandbox)
-from tests.ad_fixtures import TARGET, AdSandbox, ad_password, admin_connection, bind_result
+from tests.ad_fixtures import (
+    EXPIRED,
+    TARGET,
+    WRONG_PASSWORD,
+    AdSandbox,
+    ad_password,
+    admin_connection,
+    bind_result,
+    password_settings,
+)
 from tests.helpers.clock import Now
 from tools.throwaway_samba import ThrowawaySamba
 
@@ -38,9 +47,6 @@ ROLE = "role-membership"
 EPHEMERAL = "ephemeral-account"
 CHECKOUT = "credential-checkout"
 ALL_ACCOUNTS = Scope(TARGET, EPHEMERAL, frozenset())
-WRONG_PASSWORD = "data 52e"  # AD's bind failure reasons, in the DC's message
-EXPIRED = "data 701"
-DISABLED = "data 533"
 
 
 def role_action(op: Op, principal: str, group: str) -> Action:
@@ -334,9 +340,10 @@ def test_accounts_without_the_marker_are_never_touched(ad_sandbox: AdSandbox, no
     theirs = sb.user("jit-alice-5", password="Their-own-pw1")
     connector = sb.connector()
     assert connector.observe(ALL_ACCOUNTS) == frozenset()
-    for op in ("create-account", "delete-account"):
+    ops: tuple[Op, ...] = ("create-account", "delete-account")
+    for op in ops:
         with pytest.raises(PermanentTargetError, match="marker"):
-            connector.apply(account_action(op, "jit-alice-5", [], until=now.plus(hours=1)))  # type: ignore[arg-type]
+            connector.apply(account_action(op, "jit-alice-5", [], until=now.plus(hours=1)))
     assert sb.can_bind(theirs, "Their-own-pw1")
 
 
@@ -412,29 +419,13 @@ def test_starttls_carries_the_rotation_too(ad_sandbox: AdSandbox, now: Now) -> N
         sb.connector(url=sb.server.url).apply(rotate(shared, [], "Never-sent-1x"))
 
 
-def _password_settings(sb: AdSandbox, applies_to: str, min_length: int) -> str:
-    """A fine-grained password policy (PSO) for one account: the way to make the DC refuse a
-    password for that account only. History 24 as the domain's default: AD's previous-password
-    slot is the history's first entry (with no history, no previous password binds)."""
-    dn = f"cn=pso-{sb.tag},cn=password settings container,cn=system,{sb.server.base_dn}"
-    sb.admin.add(dn, ["msDS-PasswordSettings"], {
-        "msDS-PasswordSettingsPrecedence": "1", "msDS-PasswordReversibleEncryptionEnabled": "FALSE",
-        "msDS-PasswordHistoryLength": "24", "msDS-PasswordComplexityEnabled": "FALSE",
-        "msDS-MinimumPasswordLength": str(min_length), "msDS-MinimumPasswordAge": "0",
-        "msDS-MaximumPasswordAge": "-36288000000000", "msDS-LockoutThreshold": "0",
-        "msDS-LockoutObservationWindow": "-18000000000", "msDS-LockoutDuration": "-18000000000",
-        "msDS-PSOAppliesTo": applies_to,
-    })  # fmt: skip
-    return dn
-
-
 def test_a_rotation_refused_half_way_fails_closed(ad_sandbox: AdSandbox, now: Now) -> None:
     """The DC takes the discarded password (long) and refuses the holder's (too short for the
     account's password policy): the action fails, and the previous holder's password, still
     the DC's previous one, does not bind, because the first step expired the account."""
     sb = ad_sandbox
     shared = sb.user("svc-admin", password="Holder-old-pw-with-enough-length-to-pass-40")
-    pso = _password_settings(sb, shared, 40)
+    pso = password_settings(sb, shared, 40)
     try:
         connector = sb.connector()
         with pytest.raises(PermanentTargetError, match=r"constraintViolation|Constraint") as info:
