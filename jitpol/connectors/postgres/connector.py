@@ -74,12 +74,14 @@ without it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from jitpol.connectors.kit import check_apply, check_model
 from jitpol.connectors.postgres.accounts import Accounts
+from jitpol.connectors.postgres.batch import MembershipBatch
 from jitpol.connectors.postgres.checkout import Checkout
-from jitpol.connectors.postgres.membership import _OBSERVE_SQL, Membership
+from jitpol.connectors.postgres.membership import _OBSERVE_SQL
 from jitpol.connectors.postgres.names import MARKER_PREFIX
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 from jitpol.model.canonical import canonical_json
@@ -91,7 +93,7 @@ MODELS = (ROLE_MEMBERSHIP, EPHEMERAL, CHECKOUT)
 _OPS = {ROLE_MEMBERSHIP: ("grant", "revoke"), EPHEMERAL: ("create-account", "delete-account"), CHECKOUT: ("rotate",)}
 
 
-class PostgresConnector(Membership, Accounts, Checkout):
+class PostgresConnector(MembershipBatch, Accounts, Checkout):
     """Connector for one PostgreSQL cluster (see the module docstring for settings and models).
 
     One autocommit connection is opened on first use and reused; delete-account opens one more,
@@ -154,3 +156,34 @@ class PostgresConnector(Membership, Accounts, Checkout):
         if action.op == "delete-account":
             return self._delete_account(action, check)
         return self._rotate(action, check)  # credential-checkout
+
+    def apply_batch(self, actions: Sequence[Action]) -> list[Outcome | Exception]:
+        """BatchApply: one entry per action, in order, each exactly what `apply` would have done.
+        Consecutive role-membership grants and revokes go together (batch.py: one GRANT or
+        REVOKE per role, the sessions of every revoked principal ended at once); any other
+        action is applied alone, in its place."""
+        results: list[Outcome | Exception] = []
+        run: list[Action] = []
+
+        def flush() -> None:
+            if run:
+                results.extend(self._membership_batch(run))
+                run.clear()
+
+        for action in actions:
+            try:
+                check_apply(self.name, action.assignment.model, action.op, _OPS)
+            except Exception as exc:  # noqa: BLE001 - that action's own result
+                flush()
+                results.append(exc)
+                continue
+            if action.assignment.model == ROLE_MEMBERSHIP:
+                run.append(action)
+                continue
+            flush()
+            try:
+                results.append(self.apply(action))
+            except Exception as exc:  # noqa: BLE001 - one failing action never hides the others' results
+                results.append(exc)
+        flush()
+        return results

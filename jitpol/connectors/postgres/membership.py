@@ -4,8 +4,9 @@ ended."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jitpol.connectors.kit import marker_driven
 from jitpol.connectors.postgres.names import MARKER_PREFIX, validate_identifier, validate_principal
@@ -69,6 +70,34 @@ SELECT current_user::text,
                WHERE m.roleid = (SELECT oid FROM grp) AND m.member = (SELECT oid FROM g) AND m.admin_option)
 """
 
+# _INSPECT_SQL for many (role, principal) pairs at once, one row per pair in their order (the
+# first column is the pair's position): what a batch must know before it decides, in one round trip
+_INSPECT_MANY_SQL = """
+WITH pairs AS (SELECT * FROM unnest(%(roles)s::text[], %(principals)s::text[])
+                WITH ORDINALITY AS p(role, principal, i)),
+     g AS (SELECT oid, rolsuper, rolcanlogin, pg_catalog.shobj_description(oid, 'pg_authid') AS comment
+           FROM pg_catalog.pg_roles WHERE rolname = %(grantor)s),
+     me AS (SELECT current_user::text AS name,
+                   coalesce((SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user), false) AS super,
+                   coalesce((SELECT pg_catalog.pg_has_role(current_user, oid, 'USAGE') FROM g), false) AS usable)
+SELECT p.i, me.name, me.super, grp.rolsuper, usr.rolsuper,
+       (SELECT count(*) FROM pg_catalog.pg_auth_members AS m WHERE m.roleid = grp.oid AND m.member = usr.oid),
+       (SELECT count(*) FROM pg_catalog.pg_auth_members AS m
+        WHERE m.roleid = grp.oid AND m.member = usr.oid AND m.grantor = (SELECT oid FROM g)),
+       EXISTS (SELECT 1 FROM g),
+       coalesce((SELECT rolsuper FROM g), false),
+       coalesce((SELECT rolcanlogin FROM g), false),
+       (SELECT comment FROM g),
+       me.usable,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members AS m
+               WHERE m.roleid = grp.oid AND m.member = (SELECT oid FROM g) AND m.admin_option)
+FROM pairs AS p
+CROSS JOIN me
+LEFT JOIN pg_catalog.pg_roles AS grp ON grp.rolname = p.role
+LEFT JOIN pg_catalog.pg_roles AS usr ON usr.rolname = p.principal
+ORDER BY p.i
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class _Membership:
@@ -88,6 +117,15 @@ class _Membership:
     grantor_admin: bool  # the grantor role holds ADMIN OPTION on the role itself
 
 
+@dataclass(frozen=True, slots=True)
+class _Change:
+    """What one membership action must send, decided from what _INSPECT_SQL found."""
+
+    marked: bool  # GRANTED BY the grantor role (grant), jitpol's row only (revoke)
+    setup: tuple[sql.Composed, ...] = ()  # grant: the grantor role's setup, before the GRANT
+    terminate: bool = False  # revoke: end the principal's sessions afterwards
+
+
 class Membership(PrivilegeCheck):
     """role-membership."""
 
@@ -98,57 +136,29 @@ class Membership(PrivilegeCheck):
         from psycopg import sql
 
         a = action.assignment
-        try:
-            validate_identifier(a.privilege, "role")
-            validate_principal(a.principal)
-        except InvalidInput as exc:
-            raise PermanentTargetError(f"target {self.name}: {exc}") from None
-        if self._grantor in (a.privilege, a.principal):
-            raise PermanentTargetError(
-                f"target {self.name}: refusing to {action.op} {a.privilege!r} for {a.principal!r}: "
-                f"{self._grantor!r} is jitpol's grantor role (setting grantor_role); it is never granted and "
-                "never given a membership"
-            )
-
+        self._check_names(action)
         m = self._inspect(a)
-        for name, is_super in ((a.privilege, m.role_super), (a.principal, m.principal_super)):
-            if is_super is None:
-                raise PermanentTargetError(f'target {self.name}: role "{name}" does not exist')
-        if m.role_super or m.principal_super or a.principal == m.current_user:
-            # a superuser role as the privilege would hand out superuser through SET ROLE; a
-            # superuser (or our own login) as the principal is standing access we must not touch
-            raise PermanentTargetError(
-                f"target {self.name}: refusing to {action.op} {a.privilege!r} for {a.principal!r}: "
-                "jitpol never changes memberships of or in superusers, or of its own login"
-            )
-
+        change = self._decide(action, m)
+        if isinstance(change, Outcome):
+            return change
         role, principal, grantor = (sql.Identifier(x) for x in (a.privilege, a.principal, self._grantor))
+        statements: list[sql.Composed]
         if action.op == "grant":
-            if m.rows:
-                # present, whoever granted it: standing access stays as it is, unmarked (jitpol's
-                # grant ending must never take it away)
-                return Outcome(changed=False, before=True, after=True)
-            setup = self._grantor_setup(m, a.privilege)
             statements = [
-                *setup, sql.SQL("GRANT {} TO {} GRANTED BY {}").format(role, principal, grantor),
-            ] if setup is not None else [
+                *change.setup, sql.SQL("GRANT {} TO {} GRANTED BY {}").format(role, principal, grantor),
+            ] if change.marked else [
                 # this login cannot record the grantor: granted unmarked, as before markers (the
                 # ledger alone knows it is jitpol's; docs/targets/postgres.md says how to mark)
                 sql.SQL("GRANT {} TO {}").format(role, principal),
             ]
         else:
-            if not m.rows or (not m.ours and marker_driven(action)):
-                # nothing there, or nothing of jitpol's for a revoke that only its marker backs (a
-                # standing row found now, e.g. granted since observe, is not jitpol's to take)
-                return Outcome(changed=False, before=True, after=True)
-            if m.ours:
+            statements = [
                 # jitpol's row, and only it: on PostgreSQL 16 another grantor's standing row survives
-                statements = [sql.SQL("REVOKE {} FROM {} GRANTED BY {}").format(role, principal, grantor)]
-            else:
+                sql.SQL("REVOKE {} FROM {} GRANTED BY {}").format(role, principal, grantor) if change.marked
                 # unmarked, but the ledger says jitpol gave it (granted before markers existed)
-                statements = [sql.SQL("REVOKE {} FROM {}").format(role, principal)]
-            keeps_it = 0 < m.ours < m.rows  # another grantor's row: the principal stays a member
-            if self._terminate_sessions and not keeps_it:
+                else sql.SQL("REVOKE {} FROM {}").format(role, principal)
+            ]
+            if change.terminate:
                 # REVOKE does not reach into open sessions: one that ran SET ROLE keeps acting as
                 # the group role until it disconnects. We cannot see which sessions did, so end
                 # all of the principal's (never our own). The timeout makes the call wait until
@@ -167,19 +177,66 @@ class Membership(PrivilegeCheck):
         elif not check:
             for stmt in statements:
                 self._execute(stmt)
-            self._verify_revoked(a, marked=m.ours > 0)
+            self._verify_revoked(a, marked=change.marked)
         return Outcome(changed=True, before=False, after=not check, operations=operations)
+
+    def _check_names(self, action: Action) -> None:
+        """Raise PermanentTargetError unless both names pass the allowlists and neither is the
+        grantor role. Sends nothing."""
+        a = action.assignment
+        try:
+            validate_identifier(a.privilege, "role")
+            validate_principal(a.principal)
+        except InvalidInput as exc:
+            raise PermanentTargetError(f"target {self.name}: {exc}") from None
+        if self._grantor in (a.privilege, a.principal):
+            raise PermanentTargetError(
+                f"target {self.name}: refusing to {action.op} {a.privilege!r} for {a.principal!r}: "
+                f"{self._grantor!r} is jitpol's grantor role (setting grantor_role); it is never granted and "
+                "never given a membership"
+            )
+
+    def _decide(self, action: Action, m: _Membership) -> Outcome | _Change:
+        """From what _INSPECT_SQL found: the Outcome when there is nothing to do, else what to
+        send. Raises PermanentTargetError for a role that does not exist, a superuser on either
+        side, our own login as the principal, and a grantor role unfit to mark (see
+        _grantor_setup)."""
+        a = action.assignment
+        for name, is_super in ((a.privilege, m.role_super), (a.principal, m.principal_super)):
+            if is_super is None:
+                raise PermanentTargetError(f'target {self.name}: role "{name}" does not exist')
+        if m.role_super or m.principal_super or a.principal == m.current_user:
+            # a superuser role as the privilege would hand out superuser through SET ROLE; a
+            # superuser (or our own login) as the principal is standing access we must not touch
+            raise PermanentTargetError(
+                f"target {self.name}: refusing to {action.op} {a.privilege!r} for {a.principal!r}: "
+                "jitpol never changes memberships of or in superusers, or of its own login"
+            )
+        if action.op == "grant":
+            if m.rows:
+                # present, whoever granted it: standing access stays as it is, unmarked (jitpol's
+                # grant ending must never take it away)
+                return Outcome(changed=False, before=True, after=True)
+            setup = self._grantor_setup(m, a.privilege)
+            return _Change(marked=setup is not None, setup=tuple(setup or ()))
+        if not m.rows or (not m.ours and marker_driven(action)):
+            # nothing there, or nothing of jitpol's for a revoke that only its marker backs (a
+            # standing row found now, e.g. granted since observe, is not jitpol's to take)
+            return Outcome(changed=False, before=True, after=True)
+        keeps_it = 0 < m.ours < m.rows  # another grantor's row: the principal stays a member
+        return _Change(marked=m.ours > 0, terminate=self._terminate_sessions and not keeps_it)
 
     def _inspect(self, a: Assignment) -> _Membership:
         row = self._fetch(_INSPECT_SQL, {"role": a.privilege, "principal": a.principal, "grantor": self._grantor})[0]
-        (current_user, login_super, role_super, principal_super, rows, ours, g_exists, g_super, g_login, g_comment,
-         g_usable, g_admin) = row
-        return _Membership(
-            current_user=str(current_user), login_super=bool(login_super), role_super=role_super,
-            principal_super=principal_super, rows=int(rows), ours=int(ours), grantor_exists=bool(g_exists),
-            grantor_super=bool(g_super), grantor_login=bool(g_login), grantor_comment=g_comment,
-            grantor_usable=bool(g_usable), grantor_admin=bool(g_admin),
-        )
+        return _membership(row)
+
+    def _inspect_many(self, pairs: Sequence[tuple[str, str]]) -> list[_Membership]:
+        """_inspect for many (role, principal) pairs in one round trip, in their order."""
+        if not pairs:
+            return []
+        rows = self._fetch(_INSPECT_MANY_SQL, {
+            "roles": [r for r, _ in pairs], "principals": [p for _, p in pairs], "grantor": self._grantor})
+        return [_membership(row[1:]) for row in rows]
 
     def _grantor_setup(self, m: _Membership, role: str) -> list[sql.Composed] | None:
         """The statements that must precede `GRANT role TO ... GRANTED BY <grantor>`: create the
@@ -229,3 +286,15 @@ class Membership(PrivilegeCheck):
                 f"target {self.name}: {a.principal!r} is still a member of {a.privilege!r} after REVOKE "
                 + (f"(still granted by {self._grantor!r})" if marked else "(granted by another role?)")
             )
+
+
+def _membership(row: Sequence[Any]) -> _Membership:
+    """One row of _INSPECT_SQL (or of _INSPECT_MANY_SQL without its index)."""
+    (current_user, login_super, role_super, principal_super, rows, ours, g_exists, g_super, g_login, g_comment,
+     g_usable, g_admin) = row
+    return _Membership(
+        current_user=str(current_user), login_super=bool(login_super), role_super=role_super,
+        principal_super=principal_super, rows=int(rows), ours=int(ours), grantor_exists=bool(g_exists),
+        grantor_super=bool(g_super), grantor_login=bool(g_login), grantor_comment=g_comment,
+        grantor_usable=bool(g_usable), grantor_admin=bool(g_admin),
+    )

@@ -65,16 +65,8 @@ class PrivilegeCheck(PostgresSession):
         (PRIVILEGED_ATTRIBUTES, PRIVILEGED_ROLES). Read-only; names the shortest such path."""
         if not roles:
             return
+        self._read_reach(roles)
         nodes: dict[str, tuple[dict[str, bool], tuple[str, ...]]] = {}
-        missing = [r for r in roles if r not in self._reach]
-        if missing:
-            found: dict[str, tuple[dict[str, bool], tuple[str, ...]]] = {}
-            for name, su, createrole, replication, bypassrls, parents in self._fetch(_REACH_SQL, {"roles": missing}):
-                attrs = {"rolsuper": bool(su), "rolcreaterole": bool(createrole), "rolreplication": bool(replication),
-                         "rolbypassrls": bool(bypassrls)}
-                found[str(name)] = (attrs, tuple(sorted(str(p) for p in parents or ())))
-            for r in missing:
-                self._reach[r] = found
         for r in roles:
             nodes.update(self._reach[r])
         a = action.assignment
@@ -108,6 +100,21 @@ class PrivilegeCheck(PostgresSession):
                     f"that is root-equivalent. Resource {action.resource or '?'} must say `allowPrivileged: true` "
                     "in its spec to hand it out (and be approved like a superuser)"
                 )
+
+
+    def _read_reach(self, roles: Sequence[str]) -> None:
+        """Read, in one query, the membership graph above those of `roles` not read yet this run
+        (cached: a run grants the same few roles to many people). Raises TargetError."""
+        missing = sorted({r for r in roles if r not in self._reach})
+        if not missing:
+            return
+        found: dict[str, tuple[dict[str, bool], tuple[str, ...]]] = {}
+        for name, su, createrole, replication, bypassrls, parents in self._fetch(_REACH_SQL, {"roles": missing}):
+            attrs = {"rolsuper": bool(su), "rolcreaterole": bool(createrole), "rolreplication": bool(replication),
+                     "rolbypassrls": bool(bypassrls)}
+            found[str(name)] = (attrs, tuple(sorted(str(p) for p in parents or ())))
+        for r in missing:
+            self._reach[r] = found
 
 
 def _shortest_path(
