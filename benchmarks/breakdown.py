@@ -34,12 +34,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.generate import generate_apply_repo  # noqa: E402
-from jitpol.execute.engine import Connections, Observation, lifecycle_events, make_plan, observe, prepare  # noqa: E402
+from jitpol.clock import FixedClock  # noqa: E402
+from jitpol.evaluate.prepare import prepare  # noqa: E402
 from jitpol.load.repository import load_repository  # noqa: E402
 from jitpol.load.schema import validate_document  # noqa: E402
 from jitpol.load.yamlstrict import YamlError, load_yaml_file  # noqa: E402
+from jitpol.observe.targets import Connections, Observation, observe  # noqa: E402
+from jitpol.plan.build import make_plan  # noqa: E402
 from jitpol.policy.evaluate import evaluate  # noqa: E402
 from jitpol.policy.history import History  # noqa: E402
+from jitpol.record.lifecycle import lifecycle_events  # noqa: E402
 from jitpol.vcs.sshsig import SshKeygenVerifier  # noqa: E402
 
 T = TypeVar("T")
@@ -122,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                "if every signature were good)")
     if os.environ.get(args.dsn_env):
         prep = timed(rows, "prepare (load + ledger + evaluate)", lambda: prepare(repo, now, SshKeygenVerifier()))
-        conns = Connections(prep.targets, dict(os.environ))
+        conns = Connections(prep.targets, dict(os.environ), clock=FixedClock(now))
         try:
             obs = timed(rows, "observe PostgreSQL", lambda: observe(prep, conns))
         finally:

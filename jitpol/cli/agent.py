@@ -11,8 +11,8 @@ import click
 from jitpol.cli.common import Exit, at_option, handle_errors, now_from, repo_option
 from jitpol.cli.run import ClickReporter
 from jitpol.errors import InvalidInput
-from jitpol.execute.engine import HostScope
-from jitpol.execute.run import run_apply
+from jitpol.run import run_apply
+from jitpol.scope import HostScope
 
 
 @click.command()

@@ -9,11 +9,11 @@ import click
 
 from jitpol.cli.common import Exit, emit_json, format_option, handle_errors, now_from, repo_option
 from jitpol.errors import InvalidInput
-from jitpol.execute.ledgerauth import KEY_ENV, LedgerAuth, authenticate, ledger_public_key, sign_checkpoint
-from jitpol.execute.trustroot import ROOT_ENV, pinned_root
 from jitpol.ledger.store import Ledger, ledger_files
 from jitpol.model.sshkey import checked_key, fingerprint
 from jitpol.model.times import utc_text
+from jitpol.trust.ledger import KEY_ENV, LedgerAuth, authenticate, ledger_public_key, sign_checkpoint
+from jitpol.trust.pinned import ROOT_ENV, pinned_root
 from jitpol.vcs.sshsig import FastVerifier
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from jitpol.cli.common import Exit, at_option, emit_json, format_option, handle_errors, now_from, repo_option
-from jitpol.execute.review import ADMIN_FIRST, NOT_APPROVABLE, CheckReport, check
 from jitpol.model.times import utc_text
+from jitpol.review import ADMIN_FIRST, NOT_APPROVABLE, CheckReport, check
 from jitpol.vcs.sshsig import FastVerifier
 
 

@@ -9,11 +9,11 @@ import click
 
 from jitpol.cli.common import Exit, at_option, emit_json, format_option, handle_errors, now_from, repo_option
 from jitpol.cli.render import status_json, status_text
-from jitpol.clock import FixedClock
-from jitpol.execute.engine import Connections, Shard, make_plan, observe, prepare
 from jitpol.load.repository import load_repository
 from jitpol.plan.render import plan_json, plan_markdown, plan_text
 from jitpol.policy.evaluate import evaluate
+from jitpol.run import plan_run, prepare_run
+from jitpol.scope import Shard
 from jitpol.vcs.sshsig import FastVerifier
 
 
@@ -48,7 +48,7 @@ def status(repo: Path, at: str | None, fmt: str) -> None:
     """Every grant with its state: pending, scheduled, active, expired, revoked, rejected."""
     now = now_from(at)
     verifier = FastVerifier()
-    prep = prepare(repo, now, verifier, dict(os.environ))
+    prep = prepare_run(repo, now, dict(os.environ), verifier=verifier)
     ev = prep.evaluation
     if ev is None:  # invalid repository: show what can be said, nothing of it is applied
         click.secho(f"warning: the repository has {len(prep.diagnostics)} problem(s) (see `jitpol validate`);"
@@ -82,15 +82,10 @@ def status(repo: Path, at: str | None, fmt: str) -> None:
 def plan(repo: Path, at: str | None, fmt: str, detailed_exitcode: bool, shard_text: str | None) -> None:
     """What apply would do, reading live state. Writes nothing."""
     now = now_from(at)
-    prep = prepare(repo, now, FastVerifier(), dict(os.environ), Shard.parse(shard_text) if shard_text else None)
+    planned = plan_run(repo, now, dict(os.environ), shard=Shard.parse(shard_text) if shard_text else None)
+    prep, obs, the_plan = planned.prepared, planned.observation, planned.plan
     for d in prep.diagnostics:
         click.echo(str(d), err=True)
-    conns = Connections(prep.targets, dict(os.environ), clock=FixedClock(now))
-    try:
-        obs = observe(prep, conns)
-    finally:
-        conns.close()
-    the_plan = make_plan(prep, obs)
     if fmt == "json":
         emit_json(plan_json(the_plan))
     else:

@@ -15,10 +15,8 @@ import click
 from jitpol.cli.common import Exit, at_option, emit_json, format_option, handle_errors, now_from, repo_option
 from jitpol.cli.run import OWED_MESSAGE, commit_owed, heal_git, push_owed
 from jitpol.errors import InvalidInput
-from jitpol.execute.engine import LEDGER_PATH, Prepared, prepare
-from jitpol.execute.ledgerauth import sign_checkpoint
+from jitpol.evaluate.prepare import Prepared
 from jitpol.execute.lock import RunLock
-from jitpol.execute.run import RunSummary
 from jitpol.ledger.store import Ledger
 from jitpol.model.duration import parse_duration
 from jitpol.model.times import utc_text
@@ -26,8 +24,10 @@ from jitpol.notify import Delivery, Preview, collect, deliver, ledger_events
 from jitpol.notify.channels import Channel, PullRequestComments, Webhook
 from jitpol.notify.messages import Message, sent_event, sent_keys
 from jitpol.notify.render import Format, Renderer
+from jitpol.run import RunSummary, prepare_run
+from jitpol.scope import LEDGER_PATH
+from jitpol.trust.ledger import sign_checkpoint
 from jitpol.vcs.git import Repo
-from jitpol.vcs.sshsig import FastVerifier
 
 _ENV_NAME = "[A-Za-z_][A-Za-z0-9_]*"
 
@@ -120,7 +120,7 @@ def notify(repo: Path, at: str | None, expiring_within: str, max_age: str, webho
     signing: dict[str, Any] = {"trusted": False, "key": None}
 
     def run() -> tuple[list[Delivery], list[dict[str, Any]]]:
-        prep = prepare(repo, now, FastVerifier(), env)
+        prep = prepare_run(repo, now, env)
         if not prep.valid:
             click.secho(f"warning: the repository has {len(prep.diagnostics)} problem(s) (see `jitpol validate`); "
                         "only activations and ends from the ledger are announced", fg="yellow", err=True)

@@ -17,15 +17,7 @@ import click
 
 from jitpol.cli.common import Exit, at_option, emit_json, format_option, handle_errors, now_from, repo_option
 from jitpol.errors import InvalidInput, LockHeld, VcsError
-from jitpol.execute.engine import (
-    AUDIT_DIR,
-    Part,
-    Shard,
-    ledger_path,
-)
-from jitpol.execute.ledgerauth import sign_checkpoint
 from jitpol.execute.lock import RunLock
-from jitpol.execute.run import RunSummary, run_apply
 from jitpol.fsutil import fs_now
 from jitpol.ledger.chain import CHAIN_KEYS, canonical_json
 from jitpol.ledger.checkpoint import CHECKPOINT_DIR
@@ -34,6 +26,9 @@ from jitpol.ledger.store import Ledger
 from jitpol.model.times import utc_text
 from jitpol.plan.diff import Plan
 from jitpol.plan.render import plan_text
+from jitpol.run import RunSummary, run_apply
+from jitpol.scope import AUDIT_DIR, Part, Shard, ledger_path
+from jitpol.trust.ledger import sign_checkpoint
 from jitpol.vcs.git import Rebase, Repo
 
 

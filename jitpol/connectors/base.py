@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from jitpol.connectors.kit import shown
@@ -60,6 +60,24 @@ class MfaPush(Protocol):
         "SUCCESS", "REJECTED" or "TIMEOUT". Raises InvalidInput for an account that is no
         account of this target, TargetError when the target cannot be asked. No secret in any
         message."""
+        ...
+
+
+@runtime_checkable
+class BatchApply(Protocol):
+    """A connector that applies several actions of one phase at once: one statement per role and
+    the sessions of every revoked principal ended together (databases), one read-modify-write of
+    a resource's policy for all its binding changes (GCP), concurrent calls up to the provider's
+    documented limits (Okta, AWS, Azure, Entra). The executor calls it with actions of one phase
+    (all revocations, or all additions) on this target, in plan order, and records each
+    addition's intent before the call and each action's own result after it."""
+
+    def apply_batch(self, actions: Sequence[Action]) -> list[Outcome | Exception]:
+        """One entry per action, in order: its Outcome (as `apply` would return it), or the
+        exception that action met (a TargetError, InvalidInput, ...). Exact: an action reported
+        applied is applied, one reported failed is not applied (or its effect is one the next
+        run plans again, idempotently); one failing action never hides the others' results.
+        Raises only for a failure of the whole batch before anything was applied."""
         ...
 
 

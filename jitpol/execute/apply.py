@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from jitpol.errors import JitpolError
-from jitpol.execute.observe import Connections, Progress
 from jitpol.ledger.events import (
     AccountCreated,
     AccountDeleted,
@@ -23,6 +22,7 @@ from jitpol.ledger.events import (
 )
 from jitpol.model.assignment import Action, Outcome
 from jitpol.model.times import utc_text
+from jitpol.observe.targets import Connections, Progress
 from jitpol.plan.diff import (
     Plan,
 )

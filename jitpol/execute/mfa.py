@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from jitpol.clock import FixedClock
 from jitpol.connectors import registry
 from jitpol.connectors.base import MfaPush
 from jitpol.errors import JitpolError
-from jitpol.execute.engine import Prepared
+from jitpol.evaluate.prepare import Prepared
 
 PUSH_TIMEOUT_S = 60.0
 FACTOR = "okta-push"
@@ -42,7 +43,7 @@ def okta_pushes(prep: Prepared, env: Mapping[str, str], timeout_s: float = PUSH_
             return {**event, "result": "ERROR",
                     "error": f"no Okta user id for {requester} or no token in ${target.settings.get('token_env')}"}
         try:
-            connector = registry.create(target.name, target.type, target.settings, env)
+            connector = registry.create(target.name, target.type, target.settings, env, clock=FixedClock(prep.now))
             try:
                 if not isinstance(connector, MfaPush):
                     return {**event, "result": "ERROR", "error": f"target {target.name} cannot send {FACTOR}"}

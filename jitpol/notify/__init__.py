@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from jitpol.errors import TargetError
-from jitpol.execute.engine import AUDIT_DIR, Prepared
+from jitpol.evaluate.prepare import Prepared
 from jitpol.ledger.store import Ledger, ledger_files
 from jitpol.notify.channels import Channel
 from jitpol.notify.messages import Message, Sent, due, unsent
 from jitpol.notify.render import Format, Renderer, TemplateProblem
+from jitpol.scope import AUDIT_DIR
 
 Outcome = Literal["sent", "failed", "skipped", "preview"]
 PREVIEW = "preview"

@@ -13,11 +13,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from jitpol.model.assignment import Action, Assignment, AssignmentKey, Op, Scope
+from jitpol.model.assignment import Action, Assignment, AssignmentKey, Op
 from jitpol.model.canonical import canonical_json
 from jitpol.model.documents import PolicySet
 from jitpol.policy.evaluate import Desired, GrantStatus
 from jitpol.policy.history import History
+
+# models whose assignments can exist on a target before and besides jitpol (memberships, sudo
+# rules, cloud roles); ephemeral accounts and checkouts are always jitpol's own
+STANDING_MODELS = frozenset({"role-membership", "sudo-rule", "idp-elevation"})
 
 ADD_OP: dict[str, Op] = {"ephemeral-account": "create-account", "credential-checkout": "rotate"}
 REMOVE_OP: dict[str, Op] = {"ephemeral-account": "delete-account", "credential-checkout": "rotate"}
@@ -47,21 +51,6 @@ class Plan:
         return tuple(a for a in self.actions if not a.revoking)
 
 
-def scopes(policy: PolicySet | None, history: History) -> dict[tuple[str, str], Scope]:
-    """What to observe per (target, model): every privilege a resource names, plus every privilege
-    jitpol still manages (so removing a resource from the policy cannot orphan its grants)."""
-    privs: dict[tuple[str, str], set[str]] = {}
-    if policy is not None and policy.config is not None:
-        for res in policy.resources.values():
-            if res.target in policy.config.targets:
-                bucket = privs.setdefault((res.target, res.model), set())
-                for role in res.roles.values():
-                    bucket.update(role.grants)
-    for key in history.managed():
-        privs.setdefault((key[0], key[1]), set()).add(key[3])
-    return {k: Scope(k[0], k[1], frozenset(v)) for k, v in privs.items()}
-
-
 def exclusive_privileges(policy: PolicySet) -> dict[tuple[str, str, str], str]:
     """(target, model, privilege) -> resource name, for resources with `exclusive: true`."""
     out: dict[tuple[str, str, str], str] = {}
@@ -83,36 +72,6 @@ def covered_by_history(history: History, now: datetime,
         if og.until is not None and og.until > now and og.name not in (ended or {})
         for key in og.keys
     }
-
-
-def restrictions(history: History, partial: PolicySet, named: Mapping[str, str | None],
-                 now: datetime) -> dict[str, str]:
-    """Grants whose recorded live interval must end now although the repository is invalid:
-    the restrictions that bite whatever else is wrong (SPEC section 6). `partial` holds the
-    documents that are valid on their own; `named` maps every name a file under grants/ gives
-    (valid or not) to its requester when it can be read (None when it cannot).
-
-    - the grant's file is gone (no file under grants/ names it): deleted;
-    - its valid file says `revoke: true`;
-    - its requester (from its valid file, else its file, else the ledger) is `disabled: true` in
-      a valid person file (the kill switch)."""
-    out: dict[str, str] = {}
-    for name, og in sorted(history.open.items()):
-        if og.until is None or og.until <= now:
-            continue
-        grant = partial.grants.get(name)
-        if name not in named and grant is None:
-            out[name] = "grant file deleted"
-            continue
-        if grant is not None and grant.revoke:
-            out[name] = "revoke: true"
-            continue
-        act = history.activations.get(name)
-        requester = grant.requester if grant is not None else (named.get(name) or (act.requester if act else None))
-        person = partial.people.get(requester) if requester else None
-        if person is not None and person.disabled:
-            out[name] = f"{requester} is disabled (kill switch)"
-    return out
 
 
 def diff(

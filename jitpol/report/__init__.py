@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
-from jitpol.execute.engine import AUDIT_DIR, prepare
 from jitpol.ledger.store import Ledger, ledger_files
 from jitpol.policy.trust import PolicyCheck
 from jitpol.report.html import render
 from jitpol.report.timeline import DEFAULT_DAYS, DEFAULT_LIMIT, Inputs, LedgerFile, Report, build
-from jitpol.vcs.sshsig import FastVerifier
+from jitpol.run import prepare_run
+from jitpol.scope import AUDIT_DIR
 
 __all__ = ["DEFAULT_DAYS", "DEFAULT_LIMIT", "Inputs", "LedgerFile", "Report", "build", "gather", "policy_note",
            "render", "report_html"]
@@ -26,7 +26,7 @@ __all__ = ["DEFAULT_DAYS", "DEFAULT_LIMIT", "Inputs", "LedgerFile", "Report", "b
 def gather(root: Path, now: datetime, env: Mapping[str, str] | None = None) -> Inputs:
     """Everything the report needs at `now`: grant states under the policy in force (None when
     the repository is invalid) and the verified events of every ledger file in audit/."""
-    prep = prepare(root, now, FastVerifier(), env)
+    prep = prepare_run(root, now, env)
     ledgers = tuple(LedgerFile(p.name, Ledger(p).events()) for p in ledger_files(root / AUDIT_DIR))
     policy = prep.effective if prep.effective is not None else prep.loaded.policy  # display only
     name = policy.config.name if policy.config is not None else root.resolve().name

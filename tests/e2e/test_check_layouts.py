@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from jitpol.cli.main import cli
-from jitpol.execute.review import TRUST_ROOT_INPUTS
+from jitpol.review import TRUST_ROOT_INPUTS
 from tests.helpers.repo import RepoBuilder, doc, load_doc, write_yaml
 
 AT = "1998-12-01T10:30:00Z"

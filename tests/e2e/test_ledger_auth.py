@@ -204,8 +204,8 @@ def test_notifications_recorded_in_the_ledger_are_signed_too(w: World) -> None:
 
 @pytest.mark.parametrize("listed", [True, False])
 def test_an_agents_ledger_file_is_signed_with_its_own_key(w: World, tmp_path: Path, listed: bool) -> None:
-    from jitpol.execute.ledgerauth import sign_checkpoint
     from jitpol.ledger.store import Ledger
+    from jitpol.trust.ledger import sign_checkpoint
 
     agent = tmp_path / "agent-key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(agent)], check=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from jitpol.cli.main import cli
-from jitpol.execute.engine import Shard
+from jitpol.scope import Shard
 from tests.helpers.repo import RepoBuilder
 
 TARGETS = [f"db{i}" for i in range(6)]

@@ -7,14 +7,16 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
-from jitpol.execute.engine import Observation, Part, Prepared
+from jitpol.evaluate.prepare import Prepared
 from jitpol.load.repository import Diagnostic, LoadResult
 from jitpol.model.assignment import Assignment, AssignmentKey
 from jitpol.model.documents import PolicySet
+from jitpol.observe.targets import Observation
 from jitpol.policy.approvals import Reviews
 from jitpol.policy.evaluate import evaluate
 from jitpol.policy.history import History
 from jitpol.policy.trust import PolicyCheck
+from jitpol.scope import Part
 from tests.helpers.policyset import Signatures
 
 NOWHERE = Path("/nonexistent/jitpol-unit")  # the pure stages never read the repository

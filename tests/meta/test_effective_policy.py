@@ -14,14 +14,16 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[2] / "jitpol"
 
 ALLOWED: dict[tuple[str, str], str] = {
-    ("execute/prepare.py", "_prepare"): "the one boundary: checks the proposed digest and evaluates it, to combine",
-    ("execute/record.py", "adopt_policy"): "records the approvals of a policy the check found approved",
-    ("execute/record.py", "lifecycle_events"): "the grant files themselves (requests), for their approvals",
-    ("execute/prepare.py", "_root_approved"): "an untrusted ledger: the repository counts only if the trust root "
-                                             "signed exactly its digest (check_policy_root)",
-    ("execute/prepare.py", "_restrictions_of"): "an invalid repository's valid documents: they can only end access",
-    ("execute/review.py", "_grant_paths"): "maps grant files to names for the PR report",
-    ("execute/review.py", "_report"): "the PR report: what merging would do once the admins approve (labelled so)",
+    ("evaluate/prepare.py", "_prepare"): "the one boundary: evaluates the proposed policy, to combine (most "
+                                         "restrictive wins), and finds targets of an invalid one with nothing in force",
+    ("trust/decide.py", "decide_policy"): "checks the proposed digest against the admins or the trust root",
+    ("trust/decide.py", "root_approved"): "an untrusted ledger: the repository counts only if the trust root "
+                                          "signed exactly its digest (check_policy_root)",
+    ("record/lifecycle.py", "adopt_policy"): "records the approvals of a policy the check found approved",
+    ("record/lifecycle.py", "lifecycle_events"): "the grant files themselves (requests), for their approvals",
+    ("evaluate/prepare.py", "_restrictions_of"): "an invalid repository's valid documents: they can only end access",
+    ("review.py", "_grant_paths"): "maps grant files to names for the PR report",
+    ("review.py", "_report"): "the PR report: what merging would do once the admins approve (labelled so)",
     ("cli/review.py", "_approve_policy"): "an admin signs the proposed digest: that is its purpose",
     ("cli/review.py", "sign_grant_file"): "an approver signs a grant file with their own key",
     ("cli/inspect.py", "status"): "status of an invalid repository: shown, never applied",

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jitpol.cli.main import cli
-from jitpol.execute.engine import prepare
+from jitpol.evaluate.prepare import prepare
 from jitpol.model.times import utc_text
 from jitpol.vcs.sshsig import FastVerifier
 from tests.helpers.repo import RepoBuilder, write_yaml

@@ -1,7 +1,8 @@
 """plan.diff, called directly: the actions that make targets match the active grants (diff:
 additions, revocations, exclusive drift, invalid-repository mode, unobservable targets, ephemeral
 accounts), shared-account rotations (checkout_actions), and the pure helpers a run plans with
-(scopes, exclusive_privileges, covered_by_history, restrictions). Table-driven."""
+(exclusive_privileges, covered_by_history), with observe.scopes and policy.restrictions, which
+the stages before planning call. Table-driven."""
 
 from __future__ import annotations
 
@@ -14,17 +15,17 @@ import pytest
 
 from jitpol.model.assignment import Action, Assignment, AssignmentKey, Scope
 from jitpol.model.canonical import canonical_json
+from jitpol.observe.scopes import scopes
 from jitpol.plan.diff import (
     Plan,
     checkout_actions,
     covered_by_history,
     diff,
     exclusive_privileges,
-    restrictions,
-    scopes,
 )
 from jitpol.policy.evaluate import Desired
 from jitpol.policy.history import History, replay
+from jitpol.policy.restrictions import restrictions
 from tests.helpers.policyset import T0, H, activated, config, grant, person, policy, resource
 
 END = T0 + 2 * H

@@ -14,12 +14,10 @@ from jitpol.clock import Clock
 from jitpol.connectors import registry
 from jitpol.connectors.base import Connector
 from jitpol.errors import JitpolError, TargetError
-from jitpol.execute.prepare import Prepared
+from jitpol.evaluate.prepare import Prepared
 from jitpol.model.assignment import Assignment
 from jitpol.model.documents import Target
-from jitpol.plan.diff import (
-    scopes,
-)
+from jitpol.observe.scopes import scopes
 
 Progress = Callable[[str], None]
 
@@ -31,8 +29,8 @@ class Connections:
     targets: Mapping[str, Target]
     env: Mapping[str, str]
     # the run's time (`--at`), for the connectors that read a time of their own (Azure PIM
-    # schedules); None: they read the system clock
-    clock: Clock | None = None
+    # schedules): the run always has its time, and no connector reads the wall clock
+    clock: Clock
     _open: dict[str, Connector] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -10,10 +10,14 @@ from typing import Any
 
 import pytest
 
-from jitpol.execute.engine import Observation, Prepared, Result, Shard, lifecycle_events
+from jitpol.evaluate.prepare import Prepared
+from jitpol.execute.apply import Result
 from jitpol.model.assignment import Action, Assignment, AssignmentKey, Op, Outcome
+from jitpol.observe.targets import Observation
 from jitpol.policy.approvals import Reviews
 from jitpol.policy.history import History, replay
+from jitpol.record.lifecycle import lifecycle_events
+from jitpol.scope import Shard
 from tests.helpers.policyset import T0, H, activated, fp, grant, policy, resource, workflow
 from tests.helpers.prepared import observed, prepared, revocations_only, unobservable
 

@@ -8,10 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from jitpol.evaluate.prepare import Prepared
 from jitpol.execute.apply import Result
-from jitpol.execute.observe import Observation
-from jitpol.execute.prepare import Prepared
-from jitpol.execute.scope import AUDIT_DIR
 from jitpol.ledger.events import (
     GrantActivated,
     GrantRejected,
@@ -28,11 +26,11 @@ from jitpol.load.repository import (
 from jitpol.model.assignment import AssignmentKey
 from jitpol.model.documents import Grant
 from jitpol.model.times import utc_text
-from jitpol.plan.diff import (
-    covered_by_history,
-)
+from jitpol.observe.targets import Observation
+from jitpol.plan.diff import STANDING_MODELS, covered_by_history
 from jitpol.policy.approvals import Reviews
 from jitpol.policy.evaluate import GrantStatus
+from jitpol.scope import AUDIT_DIR
 
 
 def adopt_policy(prep: Prepared) -> list[Mapping[str, Any]]:
@@ -55,9 +53,6 @@ def adopt_policy(prep: Prepared) -> list[Mapping[str, Any]]:
                           trust_root=root)]
 
 
-# models whose assignments can exist on a target before and besides jitpol (memberships, sudo
-# rules, cloud roles); ephemeral accounts and checkouts are always jitpol's own
-STANDING_MODELS = frozenset({"role-membership", "sudo-rule", "idp-elevation"})
 
 
 def counted_approvals(grant: Grant, status: GrantStatus, reviews: Reviews | None) -> list[dict[str, Any]]:

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from jitpol.errors import InvalidInput, SignatureError
-from jitpol.execute.trustroot import outside_repository
 from jitpol.ledger.checkpoint import (
     CHECKPOINT_DIR,
     Checkpoint,
@@ -41,6 +40,7 @@ from jitpol.ledger.store import ledger_files
 from jitpol.model.sshkey import checked_key, fingerprint
 from jitpol.policy.approvals import Verifier
 from jitpol.policy.root import TrustRoot
+from jitpol.trust.pinned import outside_repository
 from jitpol.vcs import sshsig
 from jitpol.vcs.git import Repo
 

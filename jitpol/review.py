@@ -30,13 +30,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from jitpol.errors import InvalidInput
-from jitpol.execute.engine import Prepared, normalized, prepare
+from jitpol.evaluate.prepare import Prepared, normalized
 from jitpol.model.assignment import AssignmentKey
 from jitpol.model.documents import PolicySet
 from jitpol.policy.approvals import Verifier
 from jitpol.policy.evaluate import Evaluation, GrantStatus, evaluate
 from jitpol.policy.people import resolve
 from jitpol.policy.trust import PolicyCheck
+from jitpol.run import prepare_run
 from jitpol.vcs.git import Repo
 
 AUDIT_DIR = "audit"
@@ -144,8 +145,8 @@ def check(root: Path, base: str, now: datetime, verifier: Verifier) -> CheckRepo
         base_dir.mkdir()
         git.export_tree(base, base_dir)
         _head_view(git, head_dir, base_dir)
-        before = prepare(base_dir, now, verifier)
-        after = prepare(head_dir, now, verifier)
+        before = prepare_run(base_dir, now, verifier=verifier)
+        after = prepare_run(head_dir, now, verifier=verifier)
     guarded = _guarded(git, tree, changes, before, after)
     return _report(base, now, git.prefix, changes, tree, before, after, guarded, verifier)
 

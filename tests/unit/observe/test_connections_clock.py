@@ -6,9 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
-from jitpol.clock import FixedClock, SystemClock
-from jitpol.execute.engine import Connections
+import pytest
+
+from jitpol.clock import FixedClock
+from jitpol.connectors import registry
 from jitpol.model.documents import Source, Target
+from jitpol.observe.targets import Connections
 
 if TYPE_CHECKING:
     from jitpol.connectors.azure import AzureConnector
@@ -26,9 +29,6 @@ def test_the_run_clock_reaches_azure() -> None:
         conns.close()
 
 
-def test_without_a_run_clock_azure_reads_the_system_clock() -> None:
-    conns = Connections({"az": AZURE}, {})
-    try:
-        assert isinstance(cast("AzureConnector", conns.get("az"))._clock, SystemClock)
-    finally:
-        conns.close()
+def test_a_connector_that_reads_a_time_is_never_made_without_the_run_clock() -> None:
+    with pytest.raises(TypeError, match="needs the run's clock"):
+        registry.create("az", "azure", AZURE.settings, {})

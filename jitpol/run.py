@@ -1,15 +1,17 @@
-"""One run, start to end: the stages in order, outside any command line.
+"""One run, start to end: the stages in order, outside any command line. Each stage is a folder:
 
-    load -> trust -> evaluate   execute.prepare (load_repository, the trust root and the ledger's
-                                authentication, the effective policy's evaluation)
-    observe                     execute.observe (every target in parallel)
-    plan                        execute.planning.make_plan (pure; plan.render shows it)
-    execute                     execute.apply.execute (revocations first, intent before effect)
-    record                      execute.record (adoption and lifecycle events), appended to the
-                                ledger as they happen, then the reconciler's checkpoint signed
+    load       jitpol/load      the repository, strict YAML and schemas
+    trust      jitpol/trust     the trust root, the ledger's authentication, the effective policy
+    evaluate   jitpol/evaluate  the grants -> what should exist now (`Prepared`)
+    observe    jitpol/observe   every target in parallel
+    plan       jitpol/plan      the pure diff; `Plan` carries its time and its renderers
+    execute    jitpol/execute   revocations first, intent before effect
+    record     jitpol/record    adoption and lifecycle events, appended to the ledger as they
+                                happen, then the reconciler's checkpoint signed
 
-`apply`, `reconcile` and `agent` call run_apply; `plan`, `status`, `notify` and `report` call the
-stages they need. What a run has to say goes to a Reporter (the command line's prints it; a
+Every command that runs stages calls this module: `apply`, `reconcile` and `agent` call run_apply,
+`plan` calls plan_run (load -> plan, nothing written), `status`, `notify`, `report` and `check` call
+prepare_run (load -> evaluate). What a run has to say goes to a Reporter (the command line's prints it; a
 test's may collect it), never to a terminal directly.
 """
 
@@ -24,27 +26,21 @@ from typing import Any, Protocol
 
 from jitpol.clock import FixedClock
 from jitpol.errors import JitpolError, LedgerBroken
+from jitpol.evaluate.prepare import Prepared, prepare
+from jitpol.execute.apply import Result, execute
 from jitpol.execute.delivery import CredentialIssuer
-from jitpol.execute.engine import (
-    Connections,
-    Part,
-    Prepared,
-    Result,
-    adopt_policy,
-    execute,
-    ledger_path,
-    lifecycle_events,
-    make_plan,
-    observe,
-    prepare,
-)
-from jitpol.execute.ledgerauth import sign_checkpoint
 from jitpol.execute.lock import RunLock
 from jitpol.execute.mfa import okta_pushes
 from jitpol.ledger.store import Ledger
 from jitpol.model.times import utc_text
+from jitpol.observe.targets import Connections, Observation, observe
+from jitpol.plan.build import make_plan
 from jitpol.plan.diff import Plan
 from jitpol.plan.render import plan_json, plan_summary
+from jitpol.policy.approvals import Verifier
+from jitpol.record.lifecycle import adopt_policy, lifecycle_events
+from jitpol.scope import Part, ledger_path
+from jitpol.trust.ledger import sign_checkpoint
 from jitpol.vcs.sshsig import FastVerifier
 
 
@@ -115,6 +111,34 @@ class RunSummary:
             "ledger_events": len(self.events),
             "commit": commit,
         }
+
+
+def prepare_run(repo: Path, now: datetime, env: Mapping[str, str] | None = None, *, shard: Part | None = None,
+                verifier: Verifier | None = None) -> Prepared:
+    """Load -> trust -> evaluate, for commands that change nothing on a target (status, notify,
+    report, check): the grants under the effective policy at `now`."""
+    return prepare(repo, now, verifier if verifier is not None else FastVerifier(), env, shard)
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """What `plan` shows: the prepared run, what the targets hold, and the plan."""
+
+    prepared: Prepared
+    observation: Observation
+    plan: Plan
+
+
+def plan_run(repo: Path, now: datetime, env: Mapping[str, str], report: Reporter | None = None, *,
+             shard: Part | None = None) -> Planned:
+    """Load -> plan without the run lock: targets are read, nothing is written anywhere."""
+    prep = prepare_run(repo, now, env, shard=shard)
+    conns = Connections(prep.targets, env, clock=FixedClock(now))
+    try:
+        obs = observe(prep, conns, report.progress if report is not None else None)
+    finally:
+        conns.close()
+    return Planned(prep, obs, make_plan(prep, obs))
 
 
 def run_apply(repo: Path, now: datetime, env: Mapping[str, str], report: Reporter, *, debug: bool = False,

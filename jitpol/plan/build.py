@@ -8,12 +8,12 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from jitpol.connectors import registry
-from jitpol.execute.observe import Observation
-from jitpol.execute.prepare import Prepared
-from jitpol.execute.record import STANDING_MODELS
+from jitpol.evaluate.prepare import Prepared
 from jitpol.model.assignment import Action, AssignmentKey
 from jitpol.model.documents import PolicySet
+from jitpol.observe.targets import Observation
 from jitpol.plan.diff import (
+    STANDING_MODELS,
     Plan,
     checkout_actions,
     covered_by_history,

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from jitpol.execute.engine import Observation, Prepared, make_plan
+from jitpol.evaluate.prepare import Prepared
 from jitpol.model.assignment import Action, Assignment, AssignmentKey
 from jitpol.model.canonical import canonical_json
+from jitpol.observe.targets import Observation
+from jitpol.plan.build import make_plan
 from jitpol.plan.diff import Plan
 from jitpol.policy.evaluate import ephemeral_name
 from jitpol.policy.history import History, replay
