@@ -50,7 +50,7 @@ from jitpol.connectors.entra.names import (
     check_principal,
     parse_privilege,
 )
-from jitpol.connectors.entra.pim import latest
+from jitpol.connectors.entra.pim import ScheduleRequests, latest
 from jitpol.connectors.entra.pim_groups import PimGroups
 from jitpol.connectors.entra.users import revoke_sessions
 from jitpol.connectors.kit import check_apply, check_model
@@ -160,6 +160,8 @@ class EntraConnector:
                 priv = parse_privilege(text)
             except InvalidInput:
                 continue  # nothing in Entra can hold a privilege that is not one; it is never sent
+            kind: ScheduleRequests
+            key: str | tuple[str, str]
             if isinstance(priv, GroupPrivilege):
                 if not self._groups.require_manageable(priv.group, must_exist=False):
                     continue
