@@ -1,4 +1,4 @@
-"""execute.engine.Prepared values built by hand (no repository on disk, no git, no connector):
+"""evaluate.prepare.Prepared values built by hand (no repository on disk, no git, no connector):
 what make_plan and lifecycle_events read, for unit tests of the run's pure stages."""
 
 from __future__ import annotations

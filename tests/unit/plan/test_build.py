@@ -1,4 +1,4 @@
-"""execute.engine.make_plan, called directly on hand-built Prepared and Observation values: the
+"""plan.build.make_plan, called directly on hand-built Prepared and Observation values: the
 plan of a valid run (additions, revocations with their resource, rotations, redeliveries,
 rejected grants, notes) and of a run that only revokes what is due (invalid repository, no
 trusted policy). Table-driven where the rows share a shape."""

@@ -1,4 +1,4 @@
-"""execute.engine.lifecycle_events, called directly: the grant-level ledger events a run records
+"""record.lifecycle.lifecycle_events, called directly: the grant-level ledger events a run records
 after executing its plan (activations once all of a grant's access is in place, ends once all of it
 is gone, first-seen rejections), given hand-built Prepared, Observation and results."""
 
