@@ -32,8 +32,13 @@ AGE_KEY_TYPES = ("ssh-ed25519", "ssh-rsa")
 
 
 def new_secret() -> str:
-    """A fresh random password: 192 bits, URL-safe, accepted by every target type."""
-    return secrets.token_urlsafe(24)
+    """A fresh random password: 192 bits, URL-safe, with an upper-case letter, a lower-case
+    letter and a digit (drawn again until it has them: Active Directory's default complexity rule
+    wants three character classes and refused about one random secret in 800 without this)."""
+    while True:
+        secret = secrets.token_urlsafe(24)
+        if any(c.isupper() for c in secret) and any(c.islower() for c in secret) and any(c.isdigit() for c in secret):
+            return secret
 
 
 def fingerprint(secret: str) -> str:

@@ -269,7 +269,7 @@ def test_an_ephemeral_account_binds_inside_its_window_and_not_after_delete(ad_sa
 def test_the_dc_refuses_binds_after_account_expires(ad_sandbox: AdSandbox, now: Now) -> None:
     sb = ad_sandbox
     connector = sb.connector()
-    until = now.plus(seconds=3)
+    until = now.plus(seconds=2)
     connector.apply(account_action("create-account", "jit-alice-2", [], until=until, password="Sh0rt-lived-x"))
     dn = f"cn=jit-alice-2,{sb.people}"
     assert sb.can_bind(dn, "Sh0rt-lived-x")
@@ -398,7 +398,7 @@ def test_a_checked_out_password_ends_at_account_expires_without_a_run(ad_sandbox
     sb = ad_sandbox
     shared = sb.user("svc-admin", password="Standing-old-1")
     connector = sb.connector()
-    until = now.plus(seconds=3)
+    until = now.plus(seconds=2)
     connector.apply(rotate(shared, ["alice-admin-1"], "Short-lived-1x", until=until))
     assert sb.can_bind(shared, "Short-lived-1x")
     wait_until(until)
