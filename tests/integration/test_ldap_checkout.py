@@ -1,14 +1,15 @@
 """credential-checkout on a real OpenLDAP slapd: rotate replaces a shared entry's password (the
 old one stops working at once), ppolicy's pwdEndTime ends a checked-out password by itself,
 rotating to nobody leaves a password nobody knows and no end, unsafe account DNs are refused,
-and no secret reaches an Outcome, an exception or a log. The Active Directory request is
-checked as built (no AD can run here)."""
+and no secret reaches an Outcome, an exception or a log. The Active Directory requests are
+checked as built here and run against a real Samba DC in test_ad_connector.py."""
 
 from __future__ import annotations
 
 import logging
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import ldap3
 import pytest
@@ -21,12 +22,14 @@ from jitpol.connectors.ldap import (
     LdapConnector,
     Request,
     filetime,
+    from_filetime,
     generalized_time,
     parse_generalized_time,
     rotate_request,
     ssha_matches,
     wire_value,
 )
+from jitpol.connectors.ldap.requests import AD_EXPIRED, ad_flush_request, discarded_password
 from jitpol.errors import JitpolError, PermanentTargetError
 from jitpol.model.assignment import Action, Assignment, Op, Outcome, Scope
 from jitpol.model.canonical import canonical_json
@@ -355,7 +358,7 @@ def test_no_secret_in_outcomes_exceptions_or_logs(ldap_sandbox: LdapSandbox, cap
     assert sb.can_bind(shared, secrets[1]) and sb.can_bind(f"uid=jit-alice-1,{sb.people}", secrets[3])
 
 
-# -- Active Directory: the exact request (no AD server can run here) ------------------------------
+# -- Active Directory: the exact request (on a real DC: test_ad_connector.py) ---------------------
 
 AD_SHARED = "cn=svc-admin,cn=users,dc=corp,dc=example"
 
@@ -407,3 +410,44 @@ def test_ad_refuses_a_rotation_without_tls_before_any_request() -> None:
     ad_self = unreachable(flavor="active-directory", base_dn="dc=corp,dc=example", bind_dn=AD_SHARED)
     with pytest.raises(PermanentTargetError, match="bind DN"):
         ad_self.apply(rotate(AD_SHARED, ["a"], password="S3cret!x"))
+
+
+def test_ad_flush_request_values() -> None:
+    """The first of AD's two rotation modifies: a discarded password and an expired account (the
+    real DC's behaviour is in test_ad_connector.py)."""
+    request = ad_flush_request(AD_SHARED, "Thr0w-away!")
+    assert request == Request(
+        "modify",
+        AD_SHARED,
+        (Change("replace", "unicodePwd", ("Thr0w-away!",)), Change("replace", "accountExpires", (AD_EXPIRED,))),
+    )
+    assert request.describe() == f"modify {AD_SHARED}: replace unicodePwd: ***; replace accountExpires: 1"
+    assert request.secrets() == ("Thr0w-away!",)
+    expired = from_filetime(int(AD_EXPIRED))
+    assert expired is not None and expired.year == 1601, "long past: not one of AD's 'never' values"
+    drawn = {discarded_password() for _ in range(50)}
+    assert len(drawn) == 50, "a new one every time"
+    for password in drawn:
+        assert len(password) >= 40 and any(c.isupper() for c in password)
+        assert any(c.isdigit() for c in password) and any(c.islower() for c in password)
+        assert any(not c.isalnum() for c in password)
+    first = ad_flush_request(AD_SHARED).changes[0].values
+    assert first != ad_flush_request(AD_SHARED).changes[0].values
+
+
+def test_an_ad_rotation_plans_the_flush_first() -> None:
+    """check mode lists both modifies (the DC is answered by the test: the entry exists)."""
+
+    class Answered(LdapConnector):
+        def _read_entry(self, dn: str, attributes: Any) -> dict[str, Any] | None:
+            return {"dn": dn, "raw_attributes": {"objectClass": [b"user"]}}
+
+    ad = Answered(TARGET, {"url": "ldaps://127.0.0.1:1", "bind_dn": "cn=admin,dc=corp,dc=example",
+                           "password_env": "P", "base_dn": "dc=corp,dc=example", "flavor": "active-directory"},
+                  {"P": "pw"})  # fmt: skip
+    until = datetime(2099, 1, 2, 3, 4, 5, tzinfo=UTC)
+    outcome = ad.apply(rotate(AD_SHARED, ["alice-admin-1"], password="S3cret!x", until=until), check=True)
+    assert outcome.operations == (
+        f"modify {AD_SHARED}: replace unicodePwd: ***; replace accountExpires: 1",
+        f"modify {AD_SHARED}: replace unicodePwd: ***; replace accountExpires: {filetime(until)}",
+    )

@@ -1,7 +1,8 @@
 """LdapConnector against a real OpenLDAP slapd: the server's own answers (20/16, the last member
 of a groupOfNames), hostile DNs and filter values, ephemeral accounts that can bind only inside
 their window, entries that are not jitpol's, connection errors without secrets. The Active
-Directory request values are checked as built (no AD can run here)."""
+Directory request values are checked as built; test_ad_connector.py runs them against a real
+Samba DC, except TTL-linked membership (Samba has no PAM feature)."""
 
 from __future__ import annotations
 

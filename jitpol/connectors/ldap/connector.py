@@ -59,7 +59,11 @@ server enforces: with holders, OpenLDAP `pwdEndTime` (when ppolicy is loaded) / 
 later than the end in place), so the checked-out password stops working at the end even if
 no run happens; when rotating to nobody (or without an end) the end is removed (AD: never), so
 the entry is usable again by whoever next gets a secret. jitpol therefore owns these two
-attributes on a checkout entry. A rotation is an event: always changed=True. observe() reports
+attributes on a checkout entry. AD keeps a replaced password valid for an hour after an
+administrative reset (the "old password allowed period"), so there a rotation is two modifies:
+a discarded password with accountExpires in the past, then the new one with the end; no earlier
+password binds afterwards, and a rotation refused half-way leaves the account expired
+(requests.ad_flush_request). A rotation is an event: always changed=True. observe() reports
 nothing for this model (the ledger knows the holders). LDAP cannot end another client's bound
 connection: a connection bound with the old password keeps its bind until it closes.
 
