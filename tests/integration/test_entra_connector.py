@@ -22,12 +22,13 @@ from jitpol.clock import FixedClock
 from jitpol.connectors.entra import EntraConnector, check_name, parse_privilege
 from jitpol.connectors.entra.names import GroupPrivilege, RolePrivilege
 from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
-from jitpol.model.assignment import Action, Assignment, Op, Scope
+from jitpol.model.assignment import PRIVILEGED_OPT_IN, Action, Assignment, Op, Scope
 from jitpol.model.canonical import canonical_json
 from tests.doubles.graph import ROLE_PATH, FakeGraph
 from tests.doubles.server import closed_port
 from tests.entra_fixtures import *  # noqa: F403 - the fixtures
 from tests.entra_fixtures import (
+    GLOBAL_ADMIN,
     GROUPS_ADMIN,
     TARGET,
     TENANT,
@@ -566,3 +567,23 @@ def test_capabilities_follow_the_settings(entra_connect: EntraConnect) -> None:
     assert pim.marks == {MODEL} and pim.native_expiry == {MODEL}
     assert dataclasses.replace(pim, ends_sessions=False) == entra_connect(pim_groups=True,
                                                                           revoke_sessions=False).capabilities
+
+
+def test_tenant_takeover_roles_need_the_resource_to_opt_in(fake_graph: FakeGraph, entra_connect: EntraConnect,
+                                                           now: Now) -> None:
+    user = fake_graph.add_user()
+    connector = entra_connect()
+    for privilege in (canonical_json({"directoryRole": GLOBAL_ADMIN, "scope": "/"}),
+                      canonical_json({"directoryRole": "Privileged Role Administrator", "scope": "/"})):
+        fake_graph.roles.setdefault("e8611ab8-c189-46e8-94e1-60213ab1f814", "Privileged Role Administrator")
+        grant = action("grant", user, privilege, until=now.plus(hours=1))
+        writes = len(fake_graph.writes())
+        with pytest.raises(PermanentTargetError, match="allowPrivileged"):
+            connector.apply(grant)
+        assert len(fake_graph.writes()) == writes, "refused before any request"
+        opted_in = dataclasses.replace(grant, details=(*grant.details, PRIVILEGED_OPT_IN))
+        assert connector.apply(opted_in).changed
+    fake_graph.min_active = timedelta(0)
+    # revocations are never refused
+    global_admin = canonical_json({"directoryRole": GLOBAL_ADMIN, "scope": "/"})
+    assert connector.apply(action("revoke", user, global_admin)).changed

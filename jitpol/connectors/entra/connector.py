@@ -44,6 +44,7 @@ from jitpol.connectors.entra.graph import DEFAULT_GRAPH_URL, GraphSession
 from jitpol.connectors.entra.groups import Groups
 from jitpol.connectors.entra.names import (
     MODEL,
+    PRIVILEGED_ROLES,
     GroupPrivilege,
     Privilege,
     RolePrivilege,
@@ -204,6 +205,11 @@ class EntraConnector:
             role = self._roles.role_id(priv, must_exist=action.op == "grant")
             if role is None:
                 return Outcome(changed=False, before=True, after=True)  # no such role: nobody holds it
+            if action.op == "grant" and role in PRIVILEGED_ROLES and not action.privileged_allowed:
+                raise PermanentTargetError(
+                    f"target {self.name}: directory role {PRIVILEGED_ROLES[role]} can take over the tenant; "
+                    f"resource {action.resource or '?'} must say spec.allowPrivileged: true to hand it out"
+                )
             outcome, removed = self._roles.apply(action, (role, priv.scope), _role_label(priv), principal, check)
         takes_away = removed or (check and outcome.changed and _removes(outcome))
         if takes_away and self._revoke_sessions:

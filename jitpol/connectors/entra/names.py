@@ -35,6 +35,19 @@ _AU_SCOPE = re.compile(rf"/administrativeUnits/({GUID.pattern})")
 # role display names: no quotes (they go into an OData $filter), no control characters
 _ROLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._()/&+,:-]{0,255}")
 
+# built-in directory roles that can take over the tenant (assign any role, reset any credential,
+# add credentials to privileged apps, switch off Conditional Access): granted only to a resource
+# that opts in with `spec.allowPrivileged: true`, like PostgreSQL superuser-reaching roles
+PRIVILEGED_ROLES = {
+    "62e90394-69f5-4237-9190-012177145e10": "Global Administrator",
+    "e8611ab8-c189-46e8-94e1-60213ab1f814": "Privileged Role Administrator",
+    "7be44c8a-adaf-4e2a-84d6-ab2649e08a13": "Privileged Authentication Administrator",
+    "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3": "Application Administrator",
+    "158c047a-c907-4556-b7ef-446551a6b5f7": "Cloud Application Administrator",
+    "194ae4cb-b126-40b2-bd5b-6091b380977d": "Security Administrator",
+    "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9": "Conditional Access Administrator",
+}
+
 # jitpol's ownership marker: the justification of every schedule request it sends. Only fixed
 # text and an allow-listed grant name ever go there.
 MARKER = "jitpol"
