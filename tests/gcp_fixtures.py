@@ -4,8 +4,8 @@ Import the fixtures into a test module with `from tests.gcp_fixtures import *  #
 (`__all__` names only the fixtures; import constants by name).
 
     fake_crm     function: a started FakeCrm, stopped afterwards
-    gcp_connect  function: gcp_connect(**settings, credentials=..., env=...) -> GcpConnector on
-                 the double (AnonymousCredentials unless given); closed afterwards
+    gcp_connect  function: gcp_connect(**settings, credentials=..., env=..., pacing=...) ->
+                 GcpConnector on the double (AnonymousCredentials unless given); closed afterwards
 
 Without the Google SDK the tests are skipped on a laptop but FAIL when the CI environment
 variable is set.
@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from jitpol.connectors.gcp import GcpConnector
+from jitpol.connectors.pacing import Pacing
 from tests.doubles.gcp_crm import FakeCrm
 from tests.services import require_service
 
@@ -75,11 +76,12 @@ def gcp_connect(fake_crm: FakeCrm) -> Iterator[GcpConnect]:
     opened = ExitStack()  # closes every connector made
 
     def make(*, credentials: Any = None, env: dict[str, str] | None = None, timeout: float = 5.0,
-             **settings: Any) -> GcpConnector:
+             pacing: Pacing | None = None, **settings: Any) -> GcpConnector:
         connector = GcpConnector(
             TARGET, {"api_endpoint": fake_crm.url, **settings}, env or {},
             credentials=credentials if credentials is not None else anonymous(),
             timeout=timeout,
+            pacing=pacing,
         )
         opened.callback(connector.close)
         return connector

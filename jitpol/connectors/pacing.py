@@ -282,6 +282,42 @@ class Pacer:
             self.stats.waited_s += seconds
 
 
+@dataclass(frozen=True)
+class Pacing:
+    """A connector's keyword-only hook for tests and benchmarks: other rates than the documented
+    ones (a double scaled alike), its own clock, another in-flight cap. Empty: the defaults."""
+
+    rates: Mapping[str, Rate] | None = None
+    clock: PaceClock | None = None
+    max_in_flight: int | None = None
+
+    def pacer(
+        self, target: str, rates: Mapping[str, Rate], *, max_in_flight: int, max_wait_s: float, provider: str
+    ) -> Pacer:
+        return Pacer(
+            target,
+            {**rates, **(self.rates or {})},
+            max_in_flight=self.max_in_flight or max_in_flight,
+            max_wait_s=max_wait_s,
+            clock=self.clock,
+            provider=provider,
+        )
+
+
+def max_wait_setting(target: str, settings: Mapping[str, object]) -> float:
+    """The target's `max_wait_s` setting (seconds one call may wait for the provider's limits),
+    DEFAULT_MAX_WAIT_S when absent. Raises PermanentTargetError for anything but a number in
+    [0, MAX_WAIT_LIMIT_S]."""
+    from jitpol.errors import PermanentTargetError
+
+    value = settings.get("max_wait_s", DEFAULT_MAX_WAIT_S)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_WAIT_LIMIT_S:
+        raise PermanentTargetError(
+            f"target {target}: setting max_wait_s must be a number of seconds from 0 to {MAX_WAIT_LIMIT_S:g}"
+        )
+    return float(value)
+
+
 # -- the wait a throttled answer asks for ---------------------------------------------------------
 
 

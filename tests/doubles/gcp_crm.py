@@ -22,6 +22,12 @@ mapping. What it reproduces of the documented service:
     APIs): the bearer must be an RS256 JWT whose issuer is in `service_accounts` and whose
     signature that account's public key verifies, else 401.
 
+Quotas (https://cloud.google.com/iam/quotas, IAM v1 API): per caller (Authorization header) at
+most `read_limit` getIamPolicy (default 6,000) and `write_limit` setIamPolicy (default 600)
+calls per `window_s` (default 60 s; Google counts quotas per 60-second interval); past them
+429 RESOURCE_EXHAUSTED, counted in `throttled`. `clock` (monotonic seconds) is injectable, and a
+benchmark may shorten the window. `calls` counts every answered call per (resource, method).
+
 Errors use Google's body `{"error": {"code", "message", "status"}}`.
 
 Test hooks: `conflicts = N` makes the next N setIamPolicy calls meet a concurrent writer, which
@@ -39,7 +45,10 @@ import hashlib
 import json
 import re
 import threading
+import time
 import urllib.parse
+from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -75,7 +84,19 @@ def _condition_key(binding: dict[str, Any]) -> str:
 class FakeCrm(Served):
     """State and server. start() -> endpoint URL ("http://127.0.0.1:P"); stop() when done."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        read_limit: int = 6000,
+        write_limit: int = 600,
+        window_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.read_limit, self.write_limit, self.window_s, self.clock = read_limit, write_limit, window_s, clock
+        self._epoch = clock()
+        self._used: Counter[tuple[str, str, int]] = Counter()  # (caller, method, window) -> calls
+        self.throttled = 0
+        self.calls: Counter[tuple[str, str]] = Counter()  # (resource, method) -> calls answered
         self.policies: dict[str, dict[str, Any]] = {}
         self.deny: set[str] = set()
         self.rejected: set[str] = set()  # bearer tokens answered 401
@@ -157,6 +178,17 @@ class FakeCrm(Served):
 
     def writes(self) -> list[tuple[str, str, dict[str, Any]]]:
         return [e for e in self.log if e[1] == "setIamPolicy"]
+
+    def over_quota(self, caller: str, method: str) -> bool:
+        """Count this call against the caller's quota of its window; True when it is past it."""
+        window = int((self.clock() - self._epoch) // self.window_s)
+        key = (caller, method, window)
+        limit = self.write_limit if method == "setIamPolicy" else self.read_limit
+        if self._used[key] >= limit:
+            self.throttled += 1
+            return True
+        self._used[key] += 1
+        return False
 
     # -- behaviour --------------------------------------------------------------------------
 
@@ -264,6 +296,12 @@ def _handler(crm: FakeCrm) -> type[BaseHTTPRequestHandler]:
                                        "credential.")
                 if not m:
                     return self._error(404, "NOT_FOUND", f"The requested URL {path} was not found on this server.")
+                if crm.over_quota(auth, m.group(2)):
+                    kind = "Write" if m.group(2) == "setIamPolicy" else "Read"
+                    return self._error(429, "RESOURCE_EXHAUSTED", f"Quota exceeded for quota metric '{kind} requests' "
+                                       f"and limit '{kind} requests per minute' of service "
+                                       "'cloudresourcemanager.googleapis.com'.")
+                crm.calls[(m.group(1), m.group(2))] += 1
                 try:
                     return self._send(200, crm.handle(m.group(1), m.group(2), body))
                 except CrmError as exc:

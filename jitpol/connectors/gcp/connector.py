@@ -30,6 +30,13 @@ makes setIamPolicy fail with 409 ABORTED, and the connector re-reads and tries a
 MAX_ATTEMPTS times, then TargetUnavailable). Bindings are edited one member at a time; every
 other binding, condition, member and the audit configuration are written back exactly as read.
 
+apply_batch (base.BatchApply) makes ONE read-modify-write per resource for all the batch's
+changes to it: getIamPolicy, every action's edit in order on the bindings read, one setIamPolicy
+(at most two calls per resource; a 409 re-reads and re-applies the whole set). Resources are
+written MAX_IN_FLIGHT at a time. Each action gets its own result: unchanged when already true, its
+own error when its edit is refused (the others are still written), the write's error for every
+action the failed write carried. Calls are paced to Google's quotas (session.py).
+
     observe   for each privilege, every member of an unconditional binding of the role (expires
               None, owned False: standing access) and of jitpol's conditional bindings (expires
               END, owned True; ends in the past are reported too, so they get cleaned up). A
@@ -57,6 +64,9 @@ Settings (the target's entry in jitpol.yaml):
                       to such a file. Without it, Application Default Credentials are used
                       (GOOGLE_APPLICATION_CREDENTIALS, workload identity / OIDC federation in CI,
                       the metadata server on GCP, gcloud's user credentials).
+    max_wait_s        optional seconds, default 300: the most one call waits for Google's quotas
+                      (its turn plus throttles); past it the action fails as TargetUnavailable and
+                      the next run applies it
 
 Errors: unreachable endpoint, timeouts, HTTP 429/5xx -> TargetUnavailable; 401/403/404 and
 everything else -> PermanentTargetError with Google's message. Credentials never appear in
@@ -69,16 +79,17 @@ from __future__ import annotations
 
 import base64
 import re
-import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from jitpol.connectors.gcp.bindings import holders, plan_grant, plan_revoke
 from jitpol.connectors.gcp.names import ANY_MEMBER, MODEL, OPS, GcpPrivilege, check_principal, parse_privilege
-from jitpol.connectors.gcp.session import GcpSession
+from jitpol.connectors.gcp.session import MAX_IN_FLIGHT, RATES, GcpSession
 from jitpol.connectors.kit import check_apply, check_model, marker_driven, shown
-from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
+from jitpol.connectors.pacing import Pacing, max_wait_setting, run_batch
+from jitpol.errors import InvalidInput, PermanentTargetError, TargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 
 if TYPE_CHECKING:
@@ -95,7 +106,8 @@ class GcpConnector(GcpSession):
     """Connector for GCP IAM policies on projects, folders and organizations (see the module
     docstring). Clients (REST transport) are made on first use, one per resource kind.
     Keyword-only hooks for tests and embedding: `credentials` (google.auth credentials used
-    instead of the configured ones) and `timeout` (seconds per request)."""
+    instead of the configured ones), `timeout` (seconds per request) and `pacing` (other rates,
+    clock or in-flight cap than Google's documented quotas: connectors.pacing.Pacing)."""
 
     type: ClassVar[str] = "gcp"
     # the condition IAM evaluates enforces the end; its title marks what jitpol granted
@@ -111,6 +123,7 @@ class GcpConnector(GcpSession):
         *,
         credentials: Credentials | None = None,
         timeout: float = 30.0,
+        pacing: Pacing | None = None,
     ) -> None:
         self.name = name
         endpoint = settings.get("api_endpoint")
@@ -131,6 +144,10 @@ class GcpConnector(GcpSession):
         self._credentials = credentials
         self._timeout = timeout
         self._clients = {}
+        self._pacer = (pacing or Pacing()).pacer(
+            f"target {name}", RATES, max_in_flight=MAX_IN_FLIGHT, max_wait_s=max_wait_setting(name, settings),
+            provider="Google Cloud",
+        )
 
     # -- Connector protocol -----------------------------------------------------------------
 
@@ -170,7 +187,7 @@ class GcpConnector(GcpSession):
         operations: list[str] = []  # failed attempts stay listed: they were sent
         for attempt in range(MAX_ATTEMPTS):
             policy = self._get(priv.resource)
-            new_bindings, notes, standing = self._edit(action, policy, priv, member, until)
+            new_bindings, notes, standing = self._edit(action, policy.bindings, priv, member, until)
             if new_bindings is None:
                 if standing:
                     self._refuse_standing(priv, member, removed_ours=False)
@@ -186,7 +203,7 @@ class GcpConnector(GcpSession):
             except gexc.Conflict:  # 409 ABORTED: the etag is stale, someone else wrote first
                 operations.append(f"{operation} -> 409 ABORTED (concurrent change), read again")
                 if attempt + 1 < MAX_ATTEMPTS:
-                    time.sleep(BACKOFF_SECONDS * 2**attempt)
+                    self._pacer.clock.sleep(BACKOFF_SECONDS * 2**attempt)
                 continue
             operations.append(operation)
             if standing:
@@ -197,9 +214,84 @@ class GcpConnector(GcpSession):
             "row; the next run tries again"
         )
 
+    def apply_batch(self, actions: Sequence[Action]) -> list[Outcome | Exception]:
+        """base.BatchApply: one read-modify-write per resource for all its changes in `actions`
+        (see the module docstring); one entry per action, in order."""
+        results: list[Outcome | Exception | None] = [None] * len(actions)
+        by_resource: dict[str, list[_Change]] = {}
+        for i, action in enumerate(actions):
+            try:
+                priv, member = self._parse(action)
+                if action.op == "grant" and action.until is None:
+                    raise PermanentTargetError(
+                        f"target {self.name}: a grant needs an end for its IAM condition, and the action has none"
+                    )
+            except TargetError as exc:
+                results[i] = exc
+                continue
+            by_resource.setdefault(priv.resource, []).append(_Change(i, action, priv, member))
+        for resource in by_resource:
+            self._client(resource)  # made here, once, before the threads share them
+        groups = list(by_resource.values())
+        done = run_batch(self._apply_resource, groups, max_workers=self._pacer.max_in_flight)
+        for changes, outcome in zip(groups, done, strict=True):
+            for change in changes:
+                results[change.index] = outcome if isinstance(outcome, Exception) else change.result
+        assert all(r is not None for r in results)
+        return [r for r in results if r is not None]
+
     def close(self) -> None:
         """Close the HTTP sessions. Safe to call twice."""
         self._close_session()
+
+    def _apply_resource(self, changes: list[_Change]) -> None:
+        """One read-modify-write of the policy of the changes' resource for all of them, retried
+        whole on a conflict; sets each change's result. Raises for a failure of the read or the
+        write (every change of this resource then has that failure)."""
+        from google.api_core import exceptions as gexc
+
+        resource = changes[0].priv.resource
+        for attempt in range(MAX_ATTEMPTS):
+            policy = self._get(resource)
+            bindings: list[policy_pb2.Binding] = list(policy.bindings)
+            written: list[_Change] = []
+            for change in changes:
+                change.result = None
+                new_bindings, notes, standing = self._edit(
+                    change.action, bindings, change.priv, change.member, change.action.until
+                )
+                if new_bindings is None:
+                    change.result = (
+                        _standing_error(self.name, change.priv, change.member, removed_ours=False) if standing
+                        else Outcome(changed=False, before=True, after=True, operations=tuple(change.tried))
+                    )
+                    continue
+                bindings = new_bindings
+                change.notes, change.standing = notes, standing
+                written.append(change)
+            if not written:
+                return
+            head = f"{resource}:setIamPolicy version=3 etag={base64.b64encode(policy.etag).decode()}: "
+            try:
+                self._set(resource, policy, bindings)
+            except gexc.Conflict:  # 409 ABORTED: someone else wrote first; read again, redo them all
+                for change in written:
+                    sent = head + "; ".join(change.notes)
+                    change.tried.append(f"{sent} -> 409 ABORTED (concurrent change), read again")
+                if attempt + 1 < MAX_ATTEMPTS:
+                    self._pacer.clock.sleep(BACKOFF_SECONDS * 2**attempt)
+                continue
+            for change in written:
+                operations = (*change.tried, head + "; ".join(change.notes))
+                change.result = (
+                    _standing_error(self.name, change.priv, change.member, removed_ours=True) if change.standing
+                    else Outcome(changed=True, before=False, after=True, operations=operations)
+                )
+            return
+        raise TargetUnavailable(
+            f"target {self.name}: the IAM policy of {resource} changed concurrently {MAX_ATTEMPTS} times in a "
+            "row; the next run tries again"
+        )
 
     # -- internals --------------------------------------------------------------------------
 
@@ -222,26 +314,48 @@ class GcpConnector(GcpSession):
 
     @staticmethod
     def _edit(
-        action: Action, policy: policy_pb2.Policy, priv: GcpPrivilege, member: str, until: datetime | None
+        action: Action,
+        bindings: Sequence[policy_pb2.Binding],
+        priv: GcpPrivilege,
+        member: str,
+        until: datetime | None,
     ) -> tuple[list[policy_pb2.Binding] | None, list[str], bool]:
-        """(the policy's new bindings or None if nothing changes, what changed, whether a standing
+        """(the new bindings or None if nothing changes, what changed, whether a standing
         binding the action may not take keeps the member holding the role)."""
         if until is not None and action.op == "grant":
-            planned = plan_grant(policy.bindings, priv.role, member, until)
+            planned = plan_grant(bindings, priv.role, member, until)
             new_bindings, notes = planned if planned is not None else (None, [])
             return new_bindings, notes, False
         # only drift on an exclusive resource takes standing access; a marker-driven revoke
         # takes jitpol's bindings alone, and a standing binding that appeared since observe
         # is not jitpol's to take nor an error
         new_bindings, notes, standing = plan_revoke(
-            policy.bindings, priv.role, member, drift=action.drift and not marker_driven(action)
+            bindings, priv.role, member, drift=action.drift and not marker_driven(action)
         )
         return new_bindings, notes, standing and not action.drift
 
     def _refuse_standing(self, priv: GcpPrivilege, member: str, *, removed_ours: bool) -> NoReturn:
-        done = "removed jitpol's conditional binding, but " if removed_ours else ""
-        raise PermanentTargetError(
-            f"target {self.name}: {done}{member} still holds {priv.role} on {priv.resource} through an "
-            "unconditional binding that jitpol did not create; jitpol removes such bindings only as drift on "
-            "resources marked exclusive"
-        )
+        raise _standing_error(self.name, priv, member, removed_ours=removed_ours)
+
+
+def _standing_error(target: str, priv: GcpPrivilege, member: str, *, removed_ours: bool) -> PermanentTargetError:
+    done = "removed jitpol's conditional binding, but " if removed_ours else ""
+    return PermanentTargetError(
+        f"target {target}: {done}{member} still holds {priv.role} on {priv.resource} through an "
+        "unconditional binding that jitpol did not create; jitpol removes such bindings only as drift on "
+        "resources marked exclusive"
+    )
+
+
+@dataclass(eq=False)
+class _Change:
+    """One action of a batch on its resource, and what became of it."""
+
+    index: int  # in the batch
+    action: Action
+    priv: GcpPrivilege
+    member: str
+    notes: list[str] = field(default_factory=list)
+    standing: bool = False  # written, but a standing binding keeps the member holding the role
+    tried: list[str] = field(default_factory=list)  # writes sent that met a conflict
+    result: Outcome | Exception | None = None

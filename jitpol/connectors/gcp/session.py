@@ -2,7 +2,18 @@
 (projects, folders, organizations; REST transport, made on first use), getIamPolicy and
 setIamPolicy as version 3, and the SDK's, auth and transport errors mapped to TargetUnavailable /
 PermanentTargetError with credentials cut out. Every HTTP request goes through `_client()`: the
-place for anything that shapes them (endpoint, timeouts, pacing). The SDK is imported lazily."""
+place for anything that shapes them (endpoint, timeouts), and every call through the pacer
+(`_pacer`, connectors.pacing) paced to Google's documented quotas:
+
+    IAM v1 API (https://cloud.google.com/iam/quotas, "Default quotas"): read requests (getting an
+    allow policy) 6,000 per project per minute, write requests (updating an allow policy) 600 per
+    project per minute; Google enforces quotas per 60-second interval
+    (https://cloud.google.com/docs/quotas/overview). The project is the caller's quota project, so
+    one bucket per target, not per resource. The pacer refills at (limit - burst) per minute with
+    that burst: no 60-second window ever sees more than the limit.
+
+A 429 (RESOURCE_EXHAUSTED) is a throttle the pacer waits out (Google sends no Retry-After as a
+rule: backoff from 1 s) within the target's max_wait_s. The SDK is imported lazily."""
 
 from __future__ import annotations
 
@@ -14,11 +25,21 @@ from typing import TYPE_CHECKING, Any
 
 from jitpol.connectors.gcp.credentials import load_credentials, redact
 from jitpol.connectors.kit import status_error
+from jitpol.connectors.pacing import Pacer, Rate, Throttled, retry_after
 from jitpol.errors import PermanentTargetError, TargetUnavailable
 
 if TYPE_CHECKING:
     from google.auth.credentials import Credentials
     from google.iam.v1 import policy_pb2  # type: ignore[import-untyped]  # .pyi stubs, no py.typed
+
+
+READS_PER_MINUTE = 6000  # IAM v1 API read requests per project per minute
+WRITES_PER_MINUTE = 600  # IAM v1 API write requests per project per minute
+MAX_IN_FLIGHT = 8  # resources read-modify-written at once by apply_batch
+RATES = {
+    "read": Rate.per_minute(READS_PER_MINUTE - 100, burst=100),
+    "write": Rate.per_minute(WRITES_PER_MINUTE - 10, burst=10),
+}
 
 
 class GcpSession:
@@ -32,16 +53,22 @@ class GcpSession:
     _credentials: Credentials | None
     _timeout: float
     _clients: dict[str, Any]  # resource kind -> client
+    _pacer: Pacer
 
     def _get(self, resource: str) -> policy_pb2.Policy:
         client = self._client(resource)
-        with self._calls(f"getIamPolicy {resource}"):
-            policy: policy_pb2.Policy = client.get_iam_policy(
-                request={"resource": resource, "options": {"requested_policy_version": 3}},
-                retry=None,
-                timeout=self._timeout,
-            )
-        return policy
+        what = f"getIamPolicy {resource}"
+
+        def send() -> policy_pb2.Policy:
+            with self._calls(what):
+                policy: policy_pb2.Policy = client.get_iam_policy(
+                    request={"resource": resource, "options": {"requested_policy_version": 3}},
+                    retry=None,
+                    timeout=self._timeout,
+                )
+            return policy
+
+        return self._pacer.call("read", send, what=what)
 
     def _set(self, resource: str, current: policy_pb2.Policy, bindings: list[policy_pb2.Binding]) -> None:
         """Write `current` (etag, audit configs and all) with its bindings replaced, as version 3.
@@ -55,8 +82,13 @@ class GcpSession:
         new.bindings.extend(bindings)
         new.version = 3
         client = self._client(resource)
-        with self._calls(f"setIamPolicy {resource}", passthrough=(gexc.Conflict,)):
-            client.set_iam_policy(request={"resource": resource, "policy": new}, retry=None, timeout=self._timeout)
+        what = f"setIamPolicy {resource}"
+
+        def send() -> None:
+            with self._calls(what, passthrough=(gexc.Conflict,)):
+                client.set_iam_policy(request={"resource": resource, "policy": new}, retry=None, timeout=self._timeout)
+
+        self._pacer.call("write", send, what=what)
 
     def _client(self, resource: str) -> Any:
         kind = resource.split("/", 1)[0]
@@ -96,6 +128,11 @@ class GcpSession:
             yield
         except passthrough:
             raise
+        except gexc.TooManyRequests as exc:  # 429 RESOURCE_EXHAUSTED: the quota; the pacer waits
+            response = getattr(exc, "response", None)
+            headers = getattr(response, "headers", None)
+            wait = retry_after(headers) if headers is not None else None
+            raise Throttled(wait, self._message(exc)) from None
         except gexc.RetryError as exc:
             raise TargetUnavailable(f"target {self.name}: {what}: {self._message(exc)}") from None
         except gexc.GoogleAPICallError as exc:  # 429, 5xx: temporary; 400, 401, 403, 404, 409, ...: not
