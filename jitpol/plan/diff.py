@@ -89,42 +89,82 @@ def diff(
     it, and revocations of what jitpol manages there are planned anyway (they are idempotent).
     `keep`: assignments to leave in place although not desired (invalid repository mode).
     """
-    keep_set = set(keep or ())
-    present: dict[str, set[AssignmentKey]] = {
-        t: {a.key for a in obs} for t, obs in observed.items() if obs is not None
-    }
-    # an ephemeral account is one object, whatever its groups drifted to: matched by name
-    wanted_accounts = {(k[0], k[2]) for k in (*desired, *keep_set) if k[1] == "ephemeral-account"}
-    accounts: dict[tuple[str, str], AssignmentKey] = {
-        (k[0], k[2]): k for keys in present.values() for k in keys if k[1] == "ephemeral-account"
-    }
-    actions: list[Action] = []
+    live = _Live.of(desired, observed, keep)
     managed = history.managed()
+    revoking, deleting = _unbacked(desired, live, managed)
+    actions = [
+        *revoking,
+        *_orphan_accounts(live, managed, deleting),
+        *_unbacked_marked(desired, live, managed),
+        *_exclusive_drift(desired, live, managed, exclusive),
+        *(_additions(desired, live, managed) if additions else ()),
+    ]
+    return tuple(sorted(actions, key=lambda a: (not a.revoking, a.target, a.principal, a.assignment.privilege)))
+
+
+@dataclass(frozen=True, slots=True)
+class _Live:
+    """What the observed targets hold, as the diff reads it."""
+
+    keep: set[AssignmentKey]
+    present: dict[str, set[AssignmentKey]]  # per observed target (unobserved targets absent)
+    wanted_accounts: set[tuple[str, str]]  # (target, account) an ephemeral account must exist for
+    accounts: dict[tuple[str, str], AssignmentKey]  # ephemeral accounts found, by (target, account)
+    owned: set[AssignmentKey]  # carrying jitpol's ownership marker
+    ends: dict[AssignmentKey, datetime | None]  # the end each target enforces
+
+    @classmethod
+    def of(cls, desired: Mapping[AssignmentKey, Desired], observed: Mapping[str, frozenset[Assignment] | None],
+           keep: Iterable[AssignmentKey] | None) -> _Live:
+        keep_set = set(keep or ())
+        present = {t: {a.key for a in obs} for t, obs in observed.items() if obs is not None}
+        found = [a for obs in observed.values() if obs is not None for a in obs]
+        return cls(
+            keep_set, present,
+            # an ephemeral account is one object, whatever its groups drifted to: matched by name
+            wanted_accounts={(k[0], k[2]) for k in (*desired, *keep_set) if k[1] == "ephemeral-account"},
+            accounts={(k[0], k[2]): k for keys in present.values() for k in keys if k[1] == "ephemeral-account"},
+            owned={a.key for a in found if a.owned},
+            ends={a.key: a.expires for a in found},
+        )
+
+
+def _unbacked(desired: Mapping[AssignmentKey, Desired], live: _Live,
+              managed: Mapping[AssignmentKey, set[str]]) -> tuple[list[Action], set[tuple[str, str]]]:
+    """Revocations of what the ledger says jitpol manages and no active grant backs; and the
+    ephemeral accounts (target, account) they delete."""
+    actions: list[Action] = []
     deleting: set[tuple[str, str]] = set()
     for key, backers in sorted(managed.items()):
-        if key in desired or key in keep_set or key[1] in LEDGER_TRACKED:
+        if key in desired or key in live.keep or key[1] in LEDGER_TRACKED:
             continue
         target, model, principal, _privilege = key
         if model == "ephemeral-account":
-            if (target, principal) in wanted_accounts or (target, principal) in deleting:
+            if (target, principal) in live.wanted_accounts or (target, principal) in deleting:
                 continue
-            if target in present:
-                if (target, principal) not in accounts:
+            if target in live.present:
+                if (target, principal) not in live.accounts:
                     continue  # already gone
-                key = accounts[(target, principal)]
+                key = live.accounts[(target, principal)]
             deleting.add((target, principal))
         else:
-            seen = present.get(target)
+            seen = live.present.get(target)
             if seen is not None and key not in seen:
                 continue  # already gone; the run records the grant's end
         actions.append(Action(
             REMOVE_OP.get(model, "revoke"), Assignment(*key), resource="", grants=tuple(sorted(backers)),
             reason=f"no active grant backs it (was: {', '.join(sorted(backers))})",
         ))
-    for (target, principal), key in sorted(accounts.items()):
-        # the connector reports only accounts carrying jitpol's marker: one no grant and no ledger
-        # entry backs (a lost ledger, a copied repository) is an orphan, removed
-        if (target, principal) in wanted_accounts or (target, principal) in deleting or key in managed:
+    return actions, deleting
+
+
+def _orphan_accounts(live: _Live, managed: Mapping[AssignmentKey, set[str]],
+                     deleting: set[tuple[str, str]]) -> list[Action]:
+    """The connector reports only accounts carrying jitpol's marker: one no grant and no ledger
+    entry backs (a lost ledger, a copied repository) is an orphan, removed."""
+    actions: list[Action] = []
+    for (target, principal), key in sorted(live.accounts.items()):
+        if (target, principal) in live.wanted_accounts or (target, principal) in deleting or key in managed:
             continue
         if any(k[0] == target and k[1] == "ephemeral-account" and k[2] == principal for k in managed):
             continue
@@ -132,21 +172,30 @@ def diff(
             "delete-account", Assignment(*key), resource="", grants=(),
             reason="an account marked as jitpol's that no grant or ledger entry backs", drift=True,
         ))
-    # memberships, rules and cloud grants carrying jitpol's marker (Assignment.owned) that no grant
-    # and no ledger entry backs: jitpol gave them (a lost or untrusted ledger, a run killed before
-    # it recorded), so jitpol takes them away; unmarked standing access is never touched here
-    owned = {a.key for obs in observed.values() if obs is not None for a in obs if a.owned}
-    for key in sorted(owned):
-        if (key in desired or key in managed or key in keep_set or key[1] == "ephemeral-account"
-                or key[1] in LEDGER_TRACKED):
-            continue
-        actions.append(Action(
-            REMOVE_OP.get(key[1], "revoke"), Assignment(*key), resource="", grants=(),
-            reason="carries jitpol's ownership marker but no grant or ledger entry backs it", drift=True,
-        ))
-    for _target, keys in sorted(present.items()):
+    return actions
+
+
+def _unbacked_marked(desired: Mapping[AssignmentKey, Desired], live: _Live,
+                     managed: Mapping[AssignmentKey, set[str]]) -> list[Action]:
+    """Memberships, rules and cloud grants carrying jitpol's marker (Assignment.owned) that no
+    grant and no ledger entry backs: jitpol gave them (a lost or untrusted ledger, a run killed
+    before it recorded), so jitpol takes them away; unmarked standing access is never touched."""
+    return [
+        Action(REMOVE_OP.get(key[1], "revoke"), Assignment(*key), resource="", grants=(),
+               reason="carries jitpol's ownership marker but no grant or ledger entry backs it", drift=True)
+        for key in sorted(live.owned)
+        if not (key in desired or key in managed or key in live.keep or key[1] == "ephemeral-account"
+                or key[1] in LEDGER_TRACKED)
+    ]
+
+
+def _exclusive_drift(desired: Mapping[AssignmentKey, Desired], live: _Live, managed: Mapping[AssignmentKey, set[str]],
+                     exclusive: Mapping[tuple[str, str, str], str]) -> list[Action]:
+    """Standing access no grant backs on a resource marked `exclusive: true`: drift, revoked."""
+    actions: list[Action] = []
+    for _target, keys in sorted(live.present.items()):
         for key in sorted(keys):
-            if (key in desired or key in managed or key in keep_set or key in owned
+            if (key in desired or key in managed or key in live.keep or key in live.owned
                     or key[1] == "ephemeral-account"):
                 continue
             res = exclusive.get((key[0], key[1], key[3]))
@@ -156,31 +205,37 @@ def diff(
                 REMOVE_OP.get(key[1], "revoke"), Assignment(*key), resource=res, grants=(),
                 reason=f"standing access on exclusive resource {res} that no grant backs", drift=True,
             ))
-    if additions:
-        ends = {a.key: a.expires for obs in observed.values() if obs is not None for a in obs}
-        for key, want in sorted(desired.items()):
-            seen = present.get(key[0])
-            if seen is None or key[1] in LEDGER_TRACKED:
+    return actions
+
+
+def _additions(desired: Mapping[AssignmentKey, Desired], live: _Live,
+               managed: Mapping[AssignmentKey, set[str]]) -> list[Action]:
+    """What active grants need and observed targets lack, and jitpol's own ends the target
+    enforces that sit off the grant's live end (moved either way)."""
+    actions: list[Action] = []
+    for key, want in sorted(desired.items()):
+        seen = live.present.get(key[0])
+        if seen is None or key[1] in LEDGER_TRACKED:
+            continue
+        if key in seen:
+            enforced = live.ends.get(key)
+            if enforced is None or abs(enforced - want.until) <= END_SLACK:
                 continue
-            if key in seen:
-                enforced = ends.get(key)
-                if enforced is None or abs(enforced - want.until) <= END_SLACK:
-                    continue
-                if key not in owned and key not in managed:
-                    continue  # standing access someone else gave (another PAM tool's TTL): its end is theirs
-                verb = "extend" if enforced < want.until else "shorten"
-                reason = f"{verb} the end the target enforces to {want.until:%Y-%m-%dT%H:%M:%SZ}"
-            else:
-                reason = f"grant {', '.join(want.grants)} is active"
-            extending = key in seen  # "extend": the end moves (either way), nothing else changes
-            actions.append(Action(
-                ADD_OP.get(key[1], "grant"), want.assignment, resource=want.resource, grants=want.grants,
-                until=want.until, reason=reason,
-                # an extension keeps the account's delivered secret: no new one is issued
-                details=tuple(sorted({**dict(want.details), "mode": "extend"}.items())) if extending
-                else want.details,
-            ))
-    return tuple(sorted(actions, key=lambda a: (not a.revoking, a.target, a.principal, a.assignment.privilege)))
+            if key not in live.owned and key not in managed:
+                continue  # standing access someone else gave (another PAM tool's TTL): its end is theirs
+            verb = "extend" if enforced < want.until else "shorten"
+            reason = f"{verb} the end the target enforces to {want.until:%Y-%m-%dT%H:%M:%SZ}"
+        else:
+            reason = f"grant {', '.join(want.grants)} is active"
+        extending = key in seen  # "extend": the end moves (either way), nothing else changes
+        actions.append(Action(
+            ADD_OP.get(key[1], "grant"), want.assignment, resource=want.resource, grants=want.grants,
+            until=want.until, reason=reason,
+            # an extension keeps the account's delivered secret: no new one is issued
+            details=tuple(sorted({**dict(want.details), "mode": "extend"}.items())) if extending
+            else want.details,
+        ))
+    return actions
 
 
 def checkout_actions(
