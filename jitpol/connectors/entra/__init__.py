@@ -5,7 +5,7 @@ connector.py; docs/targets/entra.md is the user's page.
 Where each concern lives:
     names.py            principals and privileges ({group} or {directoryRole, scope}), check_name
                         (the policy loader's hook), the ownership marker; pure, no SDK
-    graph.py            the Graph session: credential, httpx client with the SDK's middleware
+    session.py          the Graph session: credential, httpx client with the SDK's middleware
                         (retries honouring Retry-After), a private event loop, paging through
                         @odata.nextLink, Graph errors mapped to the run's errors
     groups.py           which groups can be managed (dynamic, on-premises and mail-enabled groups

@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from jitpol.clock import Clock, SystemClock
 from jitpol.connectors.entra.directory_roles import DirectoryRoles
-from jitpol.connectors.entra.graph import DEFAULT_GRAPH_URL, GraphSession
 from jitpol.connectors.entra.groups import Groups
 from jitpol.connectors.entra.names import (
     MODEL,
@@ -53,6 +52,7 @@ from jitpol.connectors.entra.names import (
 )
 from jitpol.connectors.entra.pim import ScheduleRequests, latest
 from jitpol.connectors.entra.pim_groups import PimGroups
+from jitpol.connectors.entra.session import DEFAULT_GRAPH_URL, GraphSession
 from jitpol.connectors.entra.users import revoke_sessions
 from jitpol.connectors.kit import check_apply, check_model
 from jitpol.errors import InvalidInput, PermanentTargetError
@@ -84,7 +84,7 @@ class EntraConnector:
     """Connector for one Entra tenant (see the module docstring for settings).
 
     Keyword-only hooks for tests and embedding: `credential` (an azure-core TokenCredential used
-    instead of the configured one), `client_options` (graph.GraphSession options: verify,
+    instead of the configured one), `client_options` (session.GraphSession options: verify,
     max_retries, retry_delay, timeout, credential_options) and `clock` (the start of schedules
     and PIM's five-minute floor; default the system clock)."""
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from jitpol.connectors.entra.graph import GraphSession, graph_error
+from jitpol.connectors.entra.session import GraphSession, graph_error
 from jitpol.connectors.kit import marker_driven
 from jitpol.errors import PermanentTargetError
 from jitpol.model.assignment import Action, Outcome

@@ -25,8 +25,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jitpol.clock import Clock
-from jitpol.connectors.entra.graph import GraphSession, graph_error
 from jitpol.connectors.entra.names import is_marked, marker
+from jitpol.connectors.entra.session import GraphSession, graph_error
 from jitpol.connectors.kit import ceil_second, marker_driven
 from jitpol.errors import PermanentTargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Outcome

@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from jitpol.connectors.entra.graph import graph_error
 from jitpol.connectors.entra.pim import Held, ScheduleRequests, schedule_info, summary_times, when
+from jitpol.connectors.entra.session import graph_error
 
 COLLECTION = "/identityGovernance/privilegedAccess/group/assignmentScheduleRequests"
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jitpol.connectors.entra.graph import GraphSession, graph_error
+from jitpol.connectors.entra.session import GraphSession, graph_error
 
 TOKENS_NOTE = "access tokens already issued stay valid until they expire"
 
