@@ -352,9 +352,6 @@ PATTERN_HINTS: dict[str, str] = {
     "^[A-Za-z0-9%_:][A-Za-z0-9%_.:/-]{0,254}$": (
         "must be a MySQL/MariaDB account host: a name, an address, a netmask or a pattern with % and _, like '%'"
     ),
-    "^[A-Za-z0-9%_][A-Za-z0-9%_.:/-]{0,254}$": (
-        "must be a MySQL/MariaDB account host: a name, an address, a netmask or a pattern with % and _, like '%'"
-    ),
     "^[a-z_][a-z0-9_-]{0,31}$": "must be a Linux user name (lowercase, at most 32 characters)",
     "^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$": "must be an AWS region like eu-central-1",
     "^[A-Za-z0-9-]{1,64}$": "must be an identity store ID like d-1234567890",
