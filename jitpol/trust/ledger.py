@@ -128,15 +128,29 @@ def authenticate(root: Path, public_key: str | None, verifier: Verifier, env: Ma
         return LedgerAuth(None, (), {})
     keys = LedgerAuth(public_key, (), {}, dict(agent_keys or {}))
     git = Repo.find(root)
-    audit = root / AUDIT
-    problems: list[str] = []
     # nothing under audit/ is read through a symbolic link (jitpol.ledger.nofollow): a link is a problem
     try:
         entries(root, AUDIT)
     except UnsafePath as exc:
         return LedgerAuth(public_key, (str(exc),), {})
+    problems: list[str] = []
+    files = _ledger_facts(root, problems)
+    checkpoints = _verified_checkpoints(root, keys, verifier, problems)
+    problems += _unsigned_lines(files, checkpoints, git)
+    problems += _missing_lines(files, checkpoints)
+    if not checkpoints and not files:
+        sha = _history_had_checkpoints(git)
+        if sha is not None:
+            problems.append(f"audit/ is gone, but commit {sha[:12]} had ledger checkpoints signed by the reconciler: "
+                            "restore it from git history")
+    problems += _rolled_back(env, root, checkpoints)
+    return LedgerAuth(public_key, tuple(dict.fromkeys(problems)), checkpoints, keys.agent_keys)
+
+
+def _ledger_facts(root: Path, problems: list[str]) -> dict[str, LineFacts]:
+    """Each ledger file's line facts (count, hash of each prefix), read without following links."""
     files: dict[str, LineFacts] = {}
-    for p in ledger_files(audit):
+    for p in ledger_files(root / AUDIT):
         try:
             data = read_bytes(root, f"{AUDIT}/{p.name}")
         except UnsafePath as exc:
@@ -144,48 +158,64 @@ def authenticate(root: Path, public_key: str | None, verifier: Verifier, env: Ma
             continue
         if data is not None:
             files[p.name] = line_facts(data)
-    checkpoints: dict[str, Checkpoint] = {}
+    return files
+
+
+def _verified_checkpoints(root: Path, keys: LedgerAuth, verifier: Verifier,
+                          problems: list[str]) -> dict[str, Checkpoint]:
+    """The checkpoints under audit/checkpoints/ whose signature verifies with the key that must
+    sign their ledger file (one batch of verifications); every other file there is a problem."""
     try:
         listing = entries(root, f"{AUDIT}/{CHECKPOINT_DIR}")
     except UnsafePath as exc:
         problems.append(str(exc))
-        listing = None
-    if listing is not None:
-        found: list[tuple[str, Checkpoint]] = []
-        for name, kind in listing:
-            rel = f"audit/{CHECKPOINT_DIR}/{name}"
-            if kind != "file" or not name.endswith(".json"):
-                problems.append(f"{rel}: not a checkpoint file")
+        return {}
+    if listing is None:
+        return {}
+    found: list[tuple[str, Checkpoint]] = []
+    for name, kind in listing:
+        rel = f"audit/{CHECKPOINT_DIR}/{name}"
+        if kind != "file" or not name.endswith(".json"):
+            problems.append(f"{rel}: not a checkpoint file")
+            continue
+        try:
+            text = read_bytes(root, rel)
+            if text is None:
                 continue
-            try:
-                text = read_bytes(root, rel)
-                if text is None:
-                    continue
-                cp = parse(text.decode("utf-8"), rel)
-            except UnsafePath as exc:
-                problems.append(str(exc))
-                continue
-            except (ValueError, UnicodeDecodeError) as exc:
-                problems.append(str(exc))
-                continue
-            if name != f"{cp.ledger}.json":
-                problems.append(f"{rel}: signs {cp.ledger}, not the file its name says")
-                continue
-            found.append((rel, cp))
-        results = verifier.verify_many(
-            [(message(cp.body()), cp.signature, keys.key_for(cp.ledger) or public_key) for _, cp in found],
-            namespace=NAMESPACE) if found else []
-        for (rel, cp), ok in zip(found, results, strict=True):
-            if ok:
-                checkpoints[cp.ledger] = cp
-            else:
-                problems.append(f"{rel}: its signature does not verify with the key "
-                                f"{fingerprint(keys.key_for(cp.ledger) or public_key)} that must sign it")
+            cp = parse(text.decode("utf-8"), rel)
+        except UnsafePath as exc:
+            problems.append(str(exc))
+            continue
+        except (ValueError, UnicodeDecodeError) as exc:
+            problems.append(str(exc))
+            continue
+        if name != f"{cp.ledger}.json":
+            problems.append(f"{rel}: signs {cp.ledger}, not the file its name says")
+            continue
+        found.append((rel, cp))
+    public_key = keys.public_key or ""
+    results = verifier.verify_many(
+        [(message(cp.body()), cp.signature, keys.key_for(cp.ledger) or public_key) for _, cp in found],
+        namespace=NAMESPACE) if found else []
+    checkpoints: dict[str, Checkpoint] = {}
+    for (rel, cp), ok in zip(found, results, strict=True):
+        if ok:
+            checkpoints[cp.ledger] = cp
+        else:
+            problems.append(f"{rel}: its signature does not verify with the key "
+                            f"{fingerprint(keys.key_for(cp.ledger) or public_key)} that must sign it")
+    return checkpoints
+
+
+def _unsigned_lines(files: Mapping[str, LineFacts], checkpoints: Mapping[str, Checkpoint],
+                    git: Repo | None) -> list[str]:
+    """Ledger files, or lines of them, that no checkpoint signs and someone committed. Lines
+    nobody committed were written here, by a run of the reconciler that died before signing
+    (only commits reach its work tree): they are its own."""
+    problems: list[str] = []
     for name, facts in sorted(files.items()):
         rel = f"audit/{name}"
         signed = checkpoints.get(name)
-        # lines nobody committed were written here, by a run of the reconciler that died before
-        # signing (only commits reach its work tree): they are its own
         committed = _committed_lines(git, name)
         if signed is None:
             if facts.lines and (committed is None or committed > 0):
@@ -197,6 +227,13 @@ def authenticate(root: Path, public_key: str | None, verifier: Verifier, env: Ma
         elif facts.lines > signed.lines and (committed is None or committed > signed.lines):
             problems.append(f"{rel}: lines {signed.lines + 1}-{facts.lines} follow checkpoint {signed.seq} but the "
                             "reconciler did not sign them")
+    return problems
+
+
+def _missing_lines(files: Mapping[str, LineFacts], checkpoints: Mapping[str, Checkpoint]) -> list[str]:
+    """Ledger files a checkpoint signed, or saw in another file's checkpoint, that are gone or
+    no longer extend what was signed."""
+    problems: list[str] = []
     for name, cp in sorted(checkpoints.items()):
         if name not in files:
             problems.append(f"audit/{name}: deleted (checkpoint {cp.seq} signed {cp.lines} line(s))")
@@ -208,18 +245,20 @@ def authenticate(root: Path, public_key: str | None, verifier: Verifier, env: Ma
             elif seen.lines < lines or (lines and seen.head(lines) != head):
                 problems.append(f"audit/{other}: does not extend what the reconciler saw at checkpoint {cp.seq} of "
                                 f"{name} ({lines} line(s))")
-    if not checkpoints and not files:
-        sha = _history_had_checkpoints(git)
-        if sha is not None:
-            problems.append(f"audit/ is gone, but commit {sha[:12]} had ledger checkpoints signed by the reconciler: "
-                            "restore it from git history")
+    return problems
+
+
+def _rolled_back(env: Mapping[str, str], root: Path, checkpoints: Mapping[str, Checkpoint]) -> list[str]:
+    """Ledger files whose checkpoint is older than the newest the reconciler remembers signing
+    ($JITPOL_STATE_FILE, outside the repository): the whole branch was rolled back."""
+    problems: list[str] = []
     for name, remembered in sorted(_read_state(env, root).items()):
         held = checkpoints.get(name)
         newest = remembered.get("seq")
         if isinstance(newest, int) and (held is None or held.seq < newest):
             problems.append(f"audit/{name}: the reconciler last signed checkpoint {newest} "
                             f"(${STATE_ENV}), the repository holds {held.seq if held else 'none'}: rolled back")
-    return LedgerAuth(public_key, tuple(dict.fromkeys(problems)), checkpoints, keys.agent_keys)
+    return problems
 
 
 def sign_checkpoint(root: Path, ledger: Path, env: Mapping[str, str], now_text: str,
