@@ -500,3 +500,17 @@ def test_the_admin_fixture_is_what_it_says(ad_server: ThrowawaySamba) -> None:
         assert [e["dn"].lower() for e in conn.response if e.get("type") == "searchResEntry"] == [ad_server.bind_dn]
     finally:
         conn.unbind()
+
+
+def test_a_long_named_account_logs_on_with_its_user_principal_name(ad_sandbox: AdSandbox, now: Now) -> None:
+    """With a base_dn of dc= components only, the account gets userPrincipalName
+    <name>@<that domain>, the way to log on by name when sAMAccountName had to be shortened."""
+    sb = ad_sandbox
+    connector = sb.connector(base_dn=sb.server.base_dn, people_base=sb.people)
+    name = f"jit-{sb.tag}-with-a-long-name"
+    connector.apply(account_action("create-account", name, [], until=now.plus(hours=1), password="Upn-logon-pw1"))
+    dn = f"cn={name},{sb.people}"
+    assert sb.attribute(dn, "userPrincipalName") == [f"{name}@example.test"]
+    assert len(sb.attribute(dn, "sAMAccountName")[0]) == 20
+    assert sb.can_bind(f"{name}@example.test", "Upn-logon-pw1")
+    assert sb.can_bind(f"{sb.server.realm.split('.')[0]}\\{ad_sam_account_name(name)}", "Upn-logon-pw1")
