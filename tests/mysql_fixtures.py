@@ -75,6 +75,10 @@ class MysqlSandbox:
         self._users.append((name, "%"))
         return name
 
+    def register(self, user: str, host: str = "%") -> None:
+        """Drop `user`@`host` afterwards too (an account jitpol named, e.g. an ephemeral one)."""
+        self._users.append((user, host))
+
     def role(self, prefix: str = "role", *, name: str | None = None) -> str:
         role = name or self.name(prefix)
         self.execute(f"CREATE ROLE {self.lit(role)}")
