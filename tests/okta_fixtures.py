@@ -3,8 +3,8 @@
 Import into a test module with `from tests.okta_fixtures import *  # noqa: F403`:
 
     okta  function: OktaWorld — a fresh OktaDouble (its own port, state and random API token),
-          the environment the SDK needs for a plain-HTTP org, and connector(**settings) making
-          an OktaConnector for it (closed afterwards)
+          the environment the SDK needs for a plain-HTTP org, and connector(pacing=..., **settings)
+          making an OktaConnector for it (closed afterwards)
 
 Without the okta SDK the tests are skipped on a laptop and FAIL when CI is set.
 """
@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from jitpol.connectors.okta import OktaConnector
+from jitpol.connectors.pacing import Pacing
 from tests.doubles.okta import OktaDouble
 from tests.services import require_service
 
@@ -36,9 +37,11 @@ class OktaWorld:
         self.env: dict[str, str] = {TOKEN_ENV: token}
         self._opened = ExitStack()  # closes every connector made
 
-    def connector(self, env: Mapping[str, str] | None = None, **settings: Any) -> OktaConnector:
+    def connector(
+        self, env: Mapping[str, str] | None = None, pacing: Pacing | None = None, **settings: Any
+    ) -> OktaConnector:
         merged: dict[str, Any] = {"org_url": self.double.url, "token_env": TOKEN_ENV, **settings}
-        connector = OktaConnector(OKTA_TARGET, merged, self.env if env is None else env)
+        connector = OktaConnector(OKTA_TARGET, merged, self.env if env is None else env, pacing=pacing)
         self._opened.callback(connector.close)
         return connector
 

@@ -27,16 +27,35 @@ What it reproduces of the documented service:
 - fail_next: status codes to answer the next requests with (403 E0000006, 429 E0000047 without
   rate-limit headers, 5xx E0000009), first in first out, for outage tests.
 
-Every request is logged (method, path with query, Authorization header) in `requests`.
+Every request is logged (method, path with query, Authorization header) in `requests`, also
+the ones answered 429.
+
+Rate limits, as Okta documents them and enforces them per org:
+- per endpoint family and minute (https://developer.okta.com/docs/reference/rl-global-mgmt/,
+  Enterprise column): "/api/v1/groups/{id}" itself 600, POST/PUT/DELETE "/api/v1/users/{id}"
+  itself 600, the rest of /api/v1 600 (`limits`), counted in fixed windows of `window_s`
+  (default 60 s); every answer carries X-Rate-Limit-Limit / -Remaining / -Reset (UTC epoch
+  seconds the window ends, counted from the answer's own Date header) for its family; past the
+  limit 429 E0000047 with those headers.
+- concurrent requests: at most `max_concurrent` (default 75) in flight; the next one gets 429
+  with the concurrent values (Remaining 0, Reset a second ahead, "only an estimate").
+- `latency_s` (default 0): how long each request takes, so that requests overlap as on the
+  network. `clock` (monotonic seconds) is injectable. `throttled` counts 429s for limits,
+  `peak_in_flight` the most requests seen at once, `families` the requests answered per family.
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
+import math
 import secrets
 import string
 import threading
+import time
 import urllib.parse
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from types import TracebackType
@@ -90,13 +109,37 @@ class OktaState:
     link_origin: str | None = None  # e.g. "http://evil.example": Link headers point elsewhere
     requests: list[LoggedRequest] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    # rate limits (module docstring)
+    limits: dict[str, int] = field(default_factory=lambda: {"group": 600, "user": 600, "other": 600})
+    window_s: float = 60.0
+    max_concurrent: int = 75
+    latency_s: float = 0.0
+    clock: Callable[[], float] = time.monotonic
+    epoch: float | None = None  # the clock at the first request: windows count from there
+    used: Counter[tuple[str, int]] = field(default_factory=Counter)  # (family, window) -> requests
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    throttled: int = 0
+    families: Counter[str] = field(default_factory=Counter)
+
+
+def family_of(method: str, path: str) -> str:
+    """Okta's documented rate-limit family of a request (module docstring)."""
+    parts = urllib.parse.urlsplit(path).path.strip("/").split("/")
+    if len(parts) == 4 and parts[:3] == ["api", "v1", "groups"]:
+        return "group"
+    if len(parts) == 4 and parts[:3] == ["api", "v1", "users"] and method != "GET":
+        return "user"
+    return "other"
 
 
 class OktaDouble:
     """The server and its state; see the module docstring. All helpers are thread-safe."""
 
-    def __init__(self, token: str) -> None:
-        self.state = OktaState(token=token)
+    def __init__(self, token: str, **limits: Any) -> None:
+        """`limits`: OktaState's rate-limit fields (limits, window_s, max_concurrent, latency_s,
+        clock)."""
+        self.state = OktaState(token=token, **limits)
         self._server: LocalServer | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -230,9 +273,18 @@ def _not_found(what: str) -> tuple[int, Any]:
 
 def _handler(st: OktaState) -> type[BaseHTTPRequestHandler]:
     class Handler(QuietHandler):  # the state keeps its own request log
+        rate: tuple[int, int, int] | None = None  # this answer's X-Rate-Limit-Limit, -Remaining, -Reset
+        date: int | None = None  # this answer's Date (epoch seconds), what Reset counts from
+
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            return email.utils.formatdate(self.date if timestamp is None else timestamp, usegmt=True)
+
         def _send(self, code: int, body: Any = None, links: list[tuple[str, str]] | None = None) -> None:
             data = b"" if body is None else json.dumps(body).encode()
             self.send_response(code)
+            if self.rate is not None:
+                for name, value in zip(("Limit", "Remaining", "Reset"), self.rate, strict=True):
+                    self.send_header(f"X-Rate-Limit-{name}", str(value))
             if body is not None:
                 self.send_header("Content-Type", "application/json")
             for url, rel in links or []:  # Okta sends one Link header per relation
@@ -241,13 +293,56 @@ def _handler(st: OktaState) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _limited(self) -> bool:
+            """Count this request against its family's window; True (and the 429's headers set)
+            when it is past the limit. Sets this answer's rate-limit headers either way."""
+            self.date = int(time.time())
+            family = family_of(self.command, self.path)
+            with st.lock:
+                now = st.clock()
+                if st.epoch is None:
+                    st.epoch = now
+                window = int((now - st.epoch) // st.window_s)
+                left_s = st.epoch + (window + 1) * st.window_s - now
+                limit, used = st.limits[family], st.used[(family, window)]
+                reset = self.date + math.ceil(left_s)
+                if used >= limit:
+                    st.throttled += 1
+                    self.rate = (limit, 0, reset)
+                    return True
+                st.used[(family, window)] = used + 1
+                st.families[family] += 1
+                self.rate = (limit, limit - used - 1, reset)
+                return False
+
         def _route(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             if length:
                 self.rfile.read(length)
+            with st.lock:
+                st.requests.append(LoggedRequest(self.command, self.path, self.headers.get("Authorization")))
+                st.in_flight += 1
+                crowded = st.in_flight > st.max_concurrent
+                st.peak_in_flight = max(st.peak_in_flight, st.in_flight)
+            try:
+                if st.latency_s:
+                    time.sleep(st.latency_s)
+                if crowded:  # Okta's concurrent limit: the values it reports are the concurrent ones
+                    self.date = int(time.time())
+                    self.rate = (st.max_concurrent, 0, self.date + 1)
+                    with st.lock:
+                        st.throttled += 1
+                    return self._send(429, _FAILURES[429])
+                if self._limited():
+                    return self._send(429, _FAILURES[429])
+                self._answer()
+            finally:
+                with st.lock:
+                    st.in_flight -= 1
+
+        def _answer(self) -> None:
             auth = self.headers.get("Authorization")
             with st.lock:
-                st.requests.append(LoggedRequest(self.command, self.path, auth))
                 failing = st.fail_next.pop(0) if st.fail_next else None
             if failing is not None:
                 return self._send(failing, _FAILURES.get(failing, _FAILURES[500]))

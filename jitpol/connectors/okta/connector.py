@@ -11,6 +11,13 @@ Settings (the target's entry in jitpol.yaml):
                     revoke the OAuth tokens Okta issued to them
                     (DELETE /api/v1/users/{id}/sessions?oauthTokens=true)
     page_size       optional int 1..1000, default 200: `limit` for listing group members
+    max_wait_s      optional seconds, default 300: the most one request waits for Okta's rate
+                    limits (its turn, plus the X-Rate-Limit-Reset of a 429); past it the action
+                    fails as TargetUnavailable and the next run applies it
+
+Every request is paced to Okta's documented limits (session.py). apply_batch (base.BatchApply)
+applies a batch's actions concurrently, at most MAX_IN_FLIGHT at a time, within those limits,
+reading each group's type once per batch; one entry per action, each its own result.
 
 Okta enforces no end on a group membership (NATIVE_EXPIRY is False): the reconciler removes it.
 
@@ -25,14 +32,16 @@ unless OKTA_TESTING_TESTINGDISABLEHTTPSCHECK=true is set in the process environm
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from jitpol.connectors.kit import check_apply, check_model
 from jitpol.connectors.okta.names import GROUP_ID, MODEL, OPS, check_group, check_user, q
 from jitpol.connectors.okta.push import PushResult, push_and_wait
-from jitpol.connectors.okta.session import OktaSession
+from jitpol.connectors.okta.session import MAX_IN_FLIGHT, RATES, Answer, OktaSession
+from jitpol.connectors.pacing import Pacer, Pacing, max_wait_setting
 from jitpol.errors import InvalidInput, PermanentTargetError
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 
@@ -56,7 +65,11 @@ class OktaConnector:
         models=frozenset({MODEL}), native_expiry=frozenset(), ends_sessions=True
     )
 
-    def __init__(self, name: str, settings: Mapping[str, Any], env: Mapping[str, str]) -> None:
+    def __init__(
+        self, name: str, settings: Mapping[str, Any], env: Mapping[str, str], *, pacing: Pacing | None = None
+    ) -> None:
+        """`pacing`: a hook for tests and benchmarks (other rates, clock or in-flight cap than
+        Okta's documented limits)."""
         self.name = name
         org_url = settings.get("org_url")
         if not isinstance(org_url, str) or urllib.parse.urlsplit(org_url).scheme not in ("https", "http"):
@@ -76,6 +89,10 @@ class OktaConnector:
         self._page_size = page_size
         self._env = env  # read on first use only
         self._okta: OktaSession | None = None
+        self._pacer: Pacer = (pacing or Pacing()).pacer(
+            f"target {name}", RATES, max_in_flight=MAX_IN_FLIGHT, max_wait_s=max_wait_setting(name, settings),
+            provider="Okta",
+        )
 
     # -- Connector protocol -----------------------------------------------------------------
 
@@ -109,6 +126,34 @@ class OktaConnector:
         OAuth tokens) before the removal, unless clear_sessions is false: if the run dies in
         between, the user is still a member and the next run does both again. check=True only
         reads, and lists the requests it would send."""
+        okta = self._client()
+        return okta.run(lambda: self._apply(okta, action, check, {}))
+
+    def apply_batch(self, actions: Sequence[Action]) -> list[Outcome | Exception]:
+        """base.BatchApply: every action as `apply` does it, at most MAX_IN_FLIGHT at once
+        (each request paced); one entry per action, in order: its Outcome or its exception."""
+        if not actions:
+            return []
+        okta = self._client()
+        groups: dict[str, asyncio.Future[Answer]] = {}  # group id -> GET /api/v1/groups/{id}, once per batch
+
+        async def work() -> list[Outcome | Exception]:
+            slots = asyncio.Semaphore(self._pacer.max_in_flight)
+
+            async def one(action: Action) -> Outcome | Exception:
+                async with slots:
+                    try:
+                        return await self._apply(okta, action, False, groups)
+                    except Exception as exc:  # noqa: BLE001 - this action's own result
+                        return exc
+
+            return list(await asyncio.gather(*(one(a) for a in actions)))
+
+        return okta.run(work)
+
+    async def _apply(
+        self, okta: OktaSession, action: Action, check: bool, groups_read: dict[str, asyncio.Future[Answer]]
+    ) -> Outcome:
         a = action.assignment
         check_apply(self.name, a.model, action.op, OPS)
         try:
@@ -120,46 +165,44 @@ class OktaConnector:
         user, group = q(a.principal), q(a.privilege)
         membership = f"/api/v1/groups/{group}/users/{user}"
         sessions = f"/api/v1/users/{user}/sessions"
-        okta = self._client()
-
-        async def work() -> Outcome:
-            status, groups = await okta.pages(f"/api/v1/users/{user}/groups", {})
-            if status == 404:
-                if grant:
-                    raise PermanentTargetError(f"target {self.name}: Okta user {a.principal} does not exist")
-                return Outcome(changed=False, before=True, after=True)  # no user, no membership
-            held = next((g for g in groups if isinstance(g, dict) and g.get("id") == a.privilege), None)
-            if (held is not None) == grant:
-                return Outcome(changed=False, before=True, after=True)
+        status, groups = await okta.pages(f"/api/v1/users/{user}/groups", {})
+        if status == 404:
             if grant:
-                answer = await okta.call("GET", f"/api/v1/groups/{group}")
-                if answer.status == 404:
-                    raise PermanentTargetError(f"target {self.name}: Okta group {a.privilege} does not exist")
-                held = answer.body
-            kind = held.get("type") if isinstance(held, dict) else None
-            if kind not in (None, _MANAGEABLE_GROUP_TYPE):
-                raise PermanentTargetError(
-                    f"target {self.name}: group {a.privilege} is of type {kind}; Okta only lets "
-                    f"{_MANAGEABLE_GROUP_TYPE} memberships be changed (its source directory owns the others)"
-                )
-            requests: list[tuple[str, str, dict[str, str]]] = []
-            if not grant and self._clear_sessions:
-                requests.append(("DELETE", sessions, {"oauthTokens": "true"}))
-            requests.append(("PUT" if grant else "DELETE", membership, {}))
-            operations = tuple(
-                f"{method} {path}" + ("?" + urllib.parse.urlencode(query) if query else "")
-                for method, path, query in requests
+                raise PermanentTargetError(f"target {self.name}: Okta user {a.principal} does not exist")
+            return Outcome(changed=False, before=True, after=True)  # no user, no membership
+        held = next((g for g in groups if isinstance(g, dict) and g.get("id") == a.privilege), None)
+        if (held is not None) == grant:
+            return Outcome(changed=False, before=True, after=True)
+        if grant:
+            reading = groups_read.get(a.privilege)
+            if reading is None:  # the first action of the batch on this group reads it, the others wait
+                reading = groups_read[a.privilege] = asyncio.ensure_future(okta.call("GET", f"/api/v1/groups/{group}"))
+            answer = await reading
+            if answer.status == 404:
+                raise PermanentTargetError(f"target {self.name}: Okta group {a.privilege} does not exist")
+            held = answer.body
+        kind = held.get("type") if isinstance(held, dict) else None
+        if kind not in (None, _MANAGEABLE_GROUP_TYPE):
+            raise PermanentTargetError(
+                f"target {self.name}: group {a.privilege} is of type {kind}; Okta only lets "
+                f"{_MANAGEABLE_GROUP_TYPE} memberships be changed (its source directory owns the others)"
             )
-            if not check:
-                for method, path, query in requests:
-                    answer = await okta.call(method, path, query)
-                    if answer.status == 404:  # deleted while we were working
-                        raise PermanentTargetError(
-                            f"target {self.name}: Okta answered 404 to {method} {path}: user or group is gone"
-                        )
-            return Outcome(changed=True, before=False, after=not check, operations=operations)
-
-        return okta.run(work)
+        requests: list[tuple[str, str, dict[str, str]]] = []
+        if not grant and self._clear_sessions:
+            requests.append(("DELETE", sessions, {"oauthTokens": "true"}))
+        requests.append(("PUT" if grant else "DELETE", membership, {}))
+        operations = tuple(
+            f"{method} {path}" + ("?" + urllib.parse.urlencode(query) if query else "")
+            for method, path, query in requests
+        )
+        if not check:
+            for method, path, query in requests:
+                answer = await okta.call(method, path, query)
+                if answer.status == 404:  # deleted while we were working
+                    raise PermanentTargetError(
+                        f"target {self.name}: Okta answered 404 to {method} {path}: user or group is gone"
+                    )
+        return Outcome(changed=True, before=False, after=not check, operations=operations)
 
     def close(self) -> None:
         """Forget the SDK client (no connection outlives a call). Safe to call twice."""
@@ -181,5 +224,5 @@ class OktaConnector:
                 raise PermanentTargetError(
                     f"target {self.name}: environment variable {self._token_env} (token_env) is not set"
                 )
-            self._okta = OktaSession(self._org_url, token, f"target {self.name}")
+            self._okta = OktaSession(self._org_url, token, f"target {self.name}", self._pacer)
         return self._okta

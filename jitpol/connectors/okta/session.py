@@ -3,8 +3,25 @@ keeps the SDK's authentication header, user agent, proxy settings and rate-limit
 giving one answer shape for every call), pagination by Link rel="next" kept on the org, answers
 mapped to TargetUnavailable / PermanentTargetError, and a fresh event loop per public call
 (asyncio.run, so the connector can be used from plain threads). Every HTTP request goes through
-OktaSession.call: the place for anything that shapes them (timeouts, pacing). The SDK, which
-takes seconds to import, is imported on first use."""
+OktaSession.call: the place for anything that shapes them (timeouts), and through the pacer
+(connectors.pacing), paced to Okta's documented limits:
+
+    Management rate limits (https://developer.okta.com/docs/reference/rl-global-mgmt/), per
+    minute, the Enterprise column: "/api/v1/groups/{id} only" 600, POST/PUT/DELETE
+    "/api/v1/users/{id}" 600, "most other API actions /api/v1" 600 (group members, a user's
+    groups, sessions, factors). One bucket per family (`endpoint_family`), refilled at
+    (limit - burst) per minute with that burst, so no minute sees more than the limit.
+    Concurrent requests (https://developer.okta.com/docs/reference/rl-additional-limits/): 75
+    per org for API traffic, shared with every other client of the org: jitpol keeps at most
+    MAX_IN_FLIGHT in flight.
+    A 429 carries X-Rate-Limit-Reset, the UTC epoch second the limit resets
+    (https://developer.okta.com/docs/reference/rl-best-practices/): the pacer waits until then
+    (counted from the answer's Date, plus a second, as Okta's SDKs do) and sends it again, within
+    the target's max_wait_s. The SDK's own rate-limit retries are off (they sleep unseen and
+    outside the budget). An org with lower limits (a developer org) meets 429s, which are waited
+    out the same way.
+
+The SDK, which takes seconds to import, is imported on first use."""
 
 from __future__ import annotations
 
@@ -16,12 +33,28 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from jitpol.connectors.kit import redacted, temporary_status
+from jitpol.connectors.pacing import DEFAULT_MAX_WAIT_S, Pacer, Rate, Throttled, okta_reset
 from jitpol.errors import PermanentTargetError, TargetUnavailable
 
 if TYPE_CHECKING:
     import aiohttp
 
 REQUEST_TIMEOUT_S = 30
+PER_MINUTE = 600  # each endpoint family's documented limit (Enterprise)
+BURST = 10
+MAX_IN_FLIGHT = 25  # of the org's 75 concurrent API requests
+RATES = {family: Rate.per_minute(PER_MINUTE - BURST, burst=BURST) for family in ("group", "user", "other")}
+
+
+def endpoint_family(method: str, path: str) -> str:
+    """Okta's rate-limit bucket of a request: "group" for /api/v1/groups/{id} itself, "user" for
+    POST/PUT/DELETE /api/v1/users/{id} itself, "other" for the rest of /api/v1."""
+    parts = urllib.parse.urlsplit(path).path.strip("/").split("/")
+    if len(parts) == 4 and parts[:3] == ["api", "v1", "groups"]:
+        return "group"
+    if len(parts) == 4 and parts[:3] == ["api", "v1", "users"] and method != "GET":
+        return "user"
+    return "other"
 
 T = TypeVar("T")
 
@@ -37,11 +70,13 @@ class OktaSession:
     """One org, one token: requests through an okta.client.Client's request executor. The token
     is kept for the SDK only; every message this class makes leaves it out."""
 
-    def __init__(self, org_url: str, token: str, what: str) -> None:
+    def __init__(self, org_url: str, token: str, what: str, pacer: Pacer | None = None) -> None:
         self.org_url = org_url
         self._token = token
         self.what = what  # "target NAME" or "okta push", to start messages
         self._executor: Any = None
+        self.pacer = pacer or Pacer(what, RATES, max_in_flight=MAX_IN_FLIGHT, max_wait_s=DEFAULT_MAX_WAIT_S,
+                                    provider="Okta")
 
     def __repr__(self) -> str:  # never the token
         return f"OktaSession({self.org_url!r})"
@@ -55,7 +90,7 @@ class OktaSession:
                 "token": self._token,
                 "authorizationMode": "SSWS",
                 "requestTimeout": REQUEST_TIMEOUT_S,
-                "rateLimit": {"maxRetries": 2},
+                "rateLimit": {"maxRetries": 0},  # 429s are the pacer's: waited out within max_wait_s
                 "cache": {"enabled": False},  # a reconciler must read what is there now
             }
             try:
@@ -67,11 +102,16 @@ class OktaSession:
         return self._executor
 
     async def call(self, method: str, path: str, query: Mapping[str, str] | None = None) -> Answer:
-        """One request; `path` is "/api/v1/..." (quoted already) or a full URL on the org.
+        """One request, paced; `path` is "/api/v1/..." (quoted already) or a full URL on the org.
         Raises TargetUnavailable/PermanentTargetError for transport errors and non-2xx answers,
         except 404, which callers decide about (Answer.status == 404)."""
-        executor = self.executor()
         url = path + ("?" + urllib.parse.urlencode(query) if query else "")
+        return await self.pacer.acall(
+            endpoint_family(method, path), lambda: self._send(method, url, path), what=f"{method} {path}"
+        )
+
+    async def _send(self, method: str, url: str, path: str) -> Answer:
+        executor = self.executor()
         request, error = await executor.create_request(method, url, None, {})
         if error is not None:
             raise PermanentTargetError(f"{self.what}: cannot build the Okta request {method} {path}")
@@ -85,6 +125,9 @@ class OktaSession:
             reason = redacted(str(error), [self._token], limit=200)
             raise TargetUnavailable(f"{self.what}: cannot reach Okta ({type(error).__name__}: {reason})")
         body = _json_or_none(text)
+        if response.status == 429:
+            error = body if isinstance(body, dict) else {}
+            raise Throttled(okta_reset(response.headers), f"429 {error.get('errorCode') or ''}".strip())
         if response.status == 404 or 200 <= response.status < 300:
             return Answer(response.status, body, self._next_url(response))
         self._raise_for(response.status, body if isinstance(body, dict) else {}, method, path)
