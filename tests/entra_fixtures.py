@@ -8,7 +8,8 @@ constants by name).
     fake_graph     function: a started FakeGraph, stopped afterwards
     entra_connect  function: entra_connect(**settings, credential=..., client_options=..., clock=...)
                    -> EntraConnector on the double, trusting the certificate, with the SDK's
-                   retries on (no added base delay); closed afterwards
+                   retries on (no added base delay); closed afterwards. Without `clock` the
+                   run's clock is a FixedClock at the test's `now`
 
 Without openssl or the Graph SDK the tests are skipped on a laptop but FAIL when the CI
 environment variable is set.
@@ -26,10 +27,11 @@ from typing import Any
 
 import pytest
 
-from jitpol.clock import Clock
+from jitpol.clock import Clock, FixedClock
 from jitpol.connectors.entra import EntraConnector
 from tests.doubles.arm import make_certificate
 from tests.doubles.graph import FakeGraph
+from tests.helpers.clock import Now
 from tests.services import require_module, require_service
 
 __all__ = ["entra_connect", "fake_graph", "graph_cert"]  # the fixtures: `from tests.entra_fixtures import *`
@@ -82,7 +84,7 @@ EntraConnect = Callable[..., EntraConnector]
 
 
 @pytest.fixture
-def entra_connect(fake_graph: FakeGraph, graph_cert: tuple[Path, Path]) -> Iterator[EntraConnect]:
+def entra_connect(fake_graph: FakeGraph, graph_cert: tuple[Path, Path], now: Now) -> Iterator[EntraConnect]:
     opened = ExitStack()  # closes every connector made
 
     def make(
@@ -99,7 +101,7 @@ def entra_connect(fake_graph: FakeGraph, graph_cert: tuple[Path, Path]) -> Itera
             TARGET, full, env or {},
             credential=credential if credential is not None else StaticTokenCredential(),
             client_options=options,
-            clock=clock,
+            clock=clock if clock is not None else FixedClock(now.at),  # the run's time, as the registry hands it
         )
         opened.callback(connector.close)
         return connector

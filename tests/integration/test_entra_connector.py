@@ -141,15 +141,15 @@ def test_parse_privilege_knows_ids_without_io() -> None:
     ({"tenant_id": TENANT, "revoke_sessions": 1}, "revoke_sessions"),
     ({"tenant_id": TENANT, "page_size": 0}, "page_size"),
 ])
-def test_bad_settings_are_permanent_errors(settings: dict[str, Any], match: str) -> None:
+def test_bad_settings_are_permanent_errors(settings: dict[str, Any], match: str, now: Now) -> None:
     with pytest.raises(PermanentTargetError, match=match):
-        EntraConnector(TARGET, settings, {})
+        EntraConnector(TARGET, settings, {}, clock=FixedClock(now.at))
 
 
-def test_missing_client_secret_variable_is_named_and_nothing_is_sent(fake_graph: FakeGraph) -> None:
+def test_missing_client_secret_variable_is_named_and_nothing_is_sent(fake_graph: FakeGraph, now: Now) -> None:
     connector = EntraConnector(TARGET, {"tenant_id": TENANT, "graph_url": fake_graph.url,
                                         "client_id_env": "ENTRA_ID", "client_secret_env": "ENTRA_SECRET"},
-                               {"ENTRA_ID": str(uuid.uuid4())})
+                               {"ENTRA_ID": str(uuid.uuid4())}, clock=FixedClock(now.at))
     with pytest.raises(PermanentTargetError, match="ENTRA_SECRET is not set"):
         connector.observe(scope_of(group_of(fake_graph.add_group())))
     connector.close()
@@ -157,20 +157,21 @@ def test_missing_client_secret_variable_is_named_and_nothing_is_sent(fake_graph:
     assert fake_graph.log == []
 
 
-def _secret_connector(fake_graph: FakeGraph, cert: Path, client: str, secret: str) -> EntraConnector:
+def _secret_connector(fake_graph: FakeGraph, cert: Path, client: str, secret: str, now: Now) -> EntraConnector:
     """The real ClientSecretCredential (MSAL) asking the double's token endpoint."""
     return EntraConnector(
         TARGET,
         {"tenant_id": TENANT, "graph_url": fake_graph.url, "authority_url": fake_graph.url,
          "client_id_env": "ENTRA_ID", "client_secret_env": "ENTRA_SECRET"},
         {"ENTRA_ID": client, "ENTRA_SECRET": secret},
+        clock=FixedClock(now.at),
         client_options={"verify": trust(cert), "retry_delay": 0,
                         "credential_options": {"connection_verify": str(cert), "disable_instance_discovery": True}},
     )
 
 
 def test_a_client_secret_credential_gets_its_token_from_the_authority_and_graph_accepts_it(
-    fake_graph: FakeGraph, graph_cert: tuple[Path, Path]
+    fake_graph: FakeGraph, graph_cert: tuple[Path, Path], now: Now
 ) -> None:
     client, secret = str(uuid.uuid4()), "s3cr3t-client-secret-value"
     fake_graph.clients[client] = secret
@@ -178,7 +179,7 @@ def test_a_client_secret_credential_gets_its_token_from_the_authority_and_graph_
     group = fake_graph.add_group()
     member = fake_graph.add_user()
     fake_graph.add_member(group, member)
-    connector = _secret_connector(fake_graph, graph_cert[0], client, secret)
+    connector = _secret_connector(fake_graph, graph_cert[0], client, secret, now)
     assert set(observed(connector, group_of(group))) == {member}
     connector.close()
     assert [r["client_id"] for r in fake_graph.token_requests] == [client]
@@ -186,11 +187,11 @@ def test_a_client_secret_credential_gets_its_token_from_the_authority_and_graph_
 
 
 def test_a_wrong_client_secret_is_a_permanent_error_that_never_shows_it(
-    fake_graph: FakeGraph, graph_cert: tuple[Path, Path]
+    fake_graph: FakeGraph, graph_cert: tuple[Path, Path], now: Now
 ) -> None:
     client = str(uuid.uuid4())
     fake_graph.clients[client] = "the-right-secret"
-    connector = _secret_connector(fake_graph, graph_cert[0], client, "w r o n g-secret-value")
+    connector = _secret_connector(fake_graph, graph_cert[0], client, "w r o n g-secret-value", now)
     with pytest.raises(PermanentTargetError, match="authentication failed") as info:
         connector.observe(scope_of(group_of(fake_graph.add_group())))
     connector.close()
@@ -385,7 +386,8 @@ def test_rejected_token_is_permanent_and_never_shown(fake_graph: FakeGraph, entr
 
 def test_unreachable_graph_is_temporary(graph_cert: tuple[Path, Path], now: Now) -> None:
     connector = EntraConnector(TARGET, {"tenant_id": TENANT, "graph_url": f"https://127.0.0.1:{closed_port()}"}, {},
-                               credential=StaticTokenCredential(), client_options={"verify": trust(graph_cert[0])})
+                               clock=FixedClock(now.at), credential=StaticTokenCredential(),
+                               client_options={"verify": trust(graph_cert[0])})
     with pytest.raises(TargetUnavailable, match="cannot reach"):
         connector.observe(scope_of(group_of(GUID)))
     with pytest.raises(TargetUnavailable):

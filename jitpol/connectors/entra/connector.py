@@ -38,7 +38,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from jitpol.clock import Clock, SystemClock
+from jitpol.clock import Clock
 from jitpol.connectors.entra.directory_roles import DirectoryRoles
 from jitpol.connectors.entra.groups import Groups
 from jitpol.connectors.entra.names import (
@@ -84,9 +84,10 @@ class EntraConnector:
     """Connector for one Entra tenant (see the module docstring for settings).
 
     Keyword-only hooks for tests and embedding: `credential` (an azure-core TokenCredential used
-    instead of the configured one), `client_options` (session.GraphSession options: verify,
-    max_retries, retry_delay, timeout, credential_options) and `clock` (the start of schedules
-    and PIM's five-minute floor; default the system clock)."""
+    instead of the configured one) and `client_options` (session.GraphSession options: verify,
+    max_retries, retry_delay, timeout, credential_options). `clock` is the run's time (`--at`,
+    handed over by the registry): the start of schedules and the "now" of PIM's five-minute
+    floor; the connector never reads the wall clock."""
 
     type: ClassVar[str] = "entra"
 
@@ -96,9 +97,9 @@ class EntraConnector:
         settings: Mapping[str, Any],
         env: Mapping[str, str],
         *,
+        clock: Clock,
         credential: TokenCredential | None = None,
         client_options: Mapping[str, Any] | None = None,
-        clock: Clock | None = None,
     ) -> None:
         self.name = name
         tenant = settings.get("tenant_id")
@@ -128,7 +129,6 @@ class EntraConnector:
             raise PermanentTargetError(f"target {name}: setting page_size must be an integer from 1 to 999")
         self._pim_groups = flags["pim_groups"]
         self._revoke_sessions = flags["revoke_sessions"]
-        clock = clock if clock is not None else SystemClock()
         self._session = GraphSession(
             name, graph_url, tenant=tenant, authority=authority, id_env=id_env, secret_env=secret_env, env=env,
             credential=credential, options={"page_size": page_size, **(client_options or {})},
