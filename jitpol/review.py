@@ -259,11 +259,52 @@ def _at(data: Mapping[str, Any] | None, keys: str) -> object:
 
 def _report(base: str, now: datetime, prefix: str, changes: list[tuple[str, str]], tree: list[tuple[str, str]],
             before: Prepared, after: Prepared, guarded: tuple[Guarded, ...], verifier: Verifier) -> CheckReport:
+    problems, warnings = _change_problems(changes, tree, guarded, after)
+    diagnostics = tuple(str(d) for d in after.diagnostics)
+    documents = {p for prep in (before, after) for p, _ in prep.loaded.policy_documents}
+    policy_files = tuple(sorted(p for _, p in changes
+                                if p in documents or any(_under(p, d) for d in POLICY_PATHS)))
+
+    policy_check = after.policy
+    pending = policy_check is not None and not policy_check.approved
+    in_force = _in_force(before, after)
+    admins = tuple(sorted(resolve(policy_check.admins, in_force))) if policy_check is not None else ()
+    # under the proposed policy alone: what merging would do once the admins approve it
+    proposed_eval: Evaluation | None = None
+    # under the effective policy alone: whose approvals count now
+    effective_eval: Evaluation | None = after.evaluation
+    if after.valid and pending:
+        proposed_eval = normalized(evaluate(after.loaded.policy, now, after.history, verifier), after.targets)
+        effective_eval = evaluate(after.decided, now, after.history, verifier)
+    if pending and policy_check is not None:
+        admin_names = ", ".join(admins) or "nobody (the policy in force names no admin with a person file)"
+        warnings.append(f"{ADMIN_FIRST}: {policy_check.required} of "
+                        f"{', '.join(str(a) for a in policy_check.admins)} ({admin_names}) must run "
+                        "`jitpol approve --policy`; until then only what both policies allow takes effect")
+    reviews, grant_problems = _grant_reviews(changes, before, after, proposed_eval, effective_eval, pending)
+    problems += grant_problems
+    before_keys = set(before.evaluation.desired) if before.evaluation else set()
+    after_keys = set(after.evaluation.desired) if after.evaluation else set()
+    adds_later: tuple[AssignmentKey, ...] = ()
+    removes_later: tuple[AssignmentKey, ...] = ()
+    if proposed_eval is not None:
+        later_keys = set(proposed_eval.desired)
+        adds_later = tuple(sorted(later_keys - before_keys))
+        removes_later = tuple(sorted(before_keys - later_keys))
+    return CheckReport(base, now, diagnostics, policy_files, policy_check, tuple(reviews),
+                       tuple(sorted(after_keys - before_keys)), tuple(sorted(before_keys - after_keys)),
+                       tuple(problems), guarded, adds_later, removes_later, admins, tuple(warnings),
+                       prefix.rstrip("/"))
+
+
+def _change_problems(changes: list[tuple[str, str]], tree: list[tuple[str, str]], guarded: tuple[Guarded, ...],
+                     after: Prepared) -> tuple[list[str], list[str]]:
+    """What makes the change itself unmergeable (problems) or worth an admin's eye (warnings),
+    whatever its grants say."""
     problems: list[str] = []
     warnings: list[str] = []
-    diagnostics = tuple(str(d) for d in after.diagnostics)
-    if diagnostics:
-        problems.append(f"the change leaves the repository invalid ({len(diagnostics)} problem(s))")
+    if after.diagnostics:
+        problems.append(f"the change leaves the repository invalid ({len(after.diagnostics)} problem(s))")
     if any(_under(p, AUDIT_DIR) for _, p in changes):
         problems.append(f"the change edits audit/, which only jitpol writes ({NOT_APPROVABLE}); this report "
                         "ignores those edits and reads the ledger of the base")
@@ -278,28 +319,16 @@ def _report(base: str, now: datetime, prefix: str, changes: list[tuple[str, str]
     if ci:
         warnings.append("the change edits CI files that run the reconciler (" + ", ".join(ci) + "): "
                         "they decide its trust root and flags; have an admin review them")
-    documents = {p for prep in (before, after) for p, _ in prep.loaded.policy_documents}
-    policy_files = tuple(sorted(p for _, p in changes
-                                if p in documents or any(_under(p, d) for d in POLICY_PATHS)))
+    return problems, warnings
 
-    policy_check = after.policy
-    pending = policy_check is not None and not policy_check.approved
+
+def _grant_reviews(changes: list[tuple[str, str]], before: Prepared, after: Prepared,
+                   proposed_eval: Evaluation | None, effective_eval: Evaluation | None,
+                   pending: bool) -> tuple[list[GrantReview], list[str]]:
+    """One review per grant file the change adds, modifies or deletes: its state under the
+    effective policy, who may approve it now and only later, whether it depends on the
+    unapproved policy change; and the problems that block it."""
     decided = after.decided
-    in_force = _in_force(before, after)
-    admins = tuple(sorted(resolve(policy_check.admins, in_force))) if policy_check is not None else ()
-    # under the proposed policy alone: what merging would do once the admins approve it
-    proposed_eval: Evaluation | None = None
-    # under the effective policy alone: whose approvals count now
-    effective_eval: Evaluation | None = after.evaluation
-    if after.valid and pending:
-        proposed_eval = normalized(evaluate(after.loaded.policy, now, after.history, verifier), after.targets)
-        effective_eval = evaluate(decided, now, after.history, verifier)
-    if pending and policy_check is not None:
-        admin_names = ", ".join(admins) or "nobody (the policy in force names no admin with a person file)"
-        warnings.append(f"{ADMIN_FIRST}: {policy_check.required} of "
-                        f"{', '.join(str(a) for a in policy_check.admins)} ({admin_names}) must run "
-                        "`jitpol approve --policy`; until then only what both policies allow takes effect")
-
     statuses = after.evaluation.by_name() if after.evaluation is not None else {}
     proposed_only = proposed_eval.by_name() if proposed_eval is not None else {}
     counted_now = effective_eval.by_name() if effective_eval is not None else {}
@@ -307,6 +336,7 @@ def _report(base: str, now: datetime, prefix: str, changes: list[tuple[str, str]
     base_paths = _grant_paths(before)
     was_states = before.evaluation.by_name() if before.evaluation is not None else {}
     reviews: list[GrantReview] = []
+    problems: list[str] = []
     for status_letter, path in sorted(changes, key=lambda c: c[1]):
         if not _under(path, "grants"):
             continue
@@ -344,18 +374,7 @@ def _report(base: str, now: datetime, prefix: str, changes: list[tuple[str, str]
                             "split the policy change into its own pull request for the admins")
         elif st.state in ("rejected", "expired"):
             problems.append(f"grant {name} cannot become active: {st.reason}")
-    before_keys = set(before.evaluation.desired) if before.evaluation else set()
-    after_keys = set(after.evaluation.desired) if after.evaluation else set()
-    later_keys = set(proposed_eval.desired) if proposed_eval is not None else after_keys
-    adds_later: tuple[AssignmentKey, ...] = ()
-    removes_later: tuple[AssignmentKey, ...] = ()
-    if proposed_eval is not None:
-        adds_later = tuple(sorted(later_keys - before_keys))
-        removes_later = tuple(sorted(before_keys - later_keys))
-    return CheckReport(base, now, diagnostics, policy_files, policy_check, tuple(reviews),
-                       tuple(sorted(after_keys - before_keys)), tuple(sorted(before_keys - after_keys)),
-                       tuple(problems), guarded, adds_later, removes_later, admins, tuple(warnings),
-                       prefix.rstrip("/"))
+    return reviews, problems
 
 
 def _approvers(policy: PolicySet, st: GrantStatus, counted: Iterable[str]) -> tuple[str, ...]:

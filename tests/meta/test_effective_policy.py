@@ -20,10 +20,12 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("trust/decide.py", "root_approved"): "an untrusted ledger: the repository counts only if the trust root "
                                           "signed exactly its digest (check_policy_root)",
     ("record/lifecycle.py", "adopt_policy"): "records the approvals of a policy the check found approved",
-    ("record/lifecycle.py", "lifecycle_events"): "the grant files themselves (requests), for their approvals",
+    ("record/lifecycle.py", "_activations"): "the grant files themselves (requests), for their approvals",
     ("evaluate/prepare.py", "_restrictions_of"): "an invalid repository's valid documents: they can only end access",
     ("review.py", "_grant_paths"): "maps grant files to names for the PR report",
     ("review.py", "_report"): "the PR report: what merging would do once the admins approve (labelled so)",
+    ("review.py", "_grant_reviews"): "the PR report: who may approve a grant only once the admins approve the "
+                                     "policy change (labelled so; approvals counted under the effective policy)",
     ("cli/review.py", "_approve_policy"): "an admin signs the proposed digest: that is its purpose",
     ("cli/review.py", "sign_grant_file"): "an approver signs a grant file with their own key",
     ("cli/inspect.py", "status"): "status of an invalid repository: shown, never applied",
