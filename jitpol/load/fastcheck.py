@@ -120,7 +120,7 @@ def _keyword(keyword: str, value: Any, schema: Mapping[str, Any], conforms: Call
         return _compile(s, conforms, search)
 
     if keyword == "type":
-        names = value if isinstance(value, list) else [value]
+        names: list[Any] = value if isinstance(value, list) else [value]
         try:
             tests = tuple(_TYPES[n] for n in names)
         except KeyError as exc:
@@ -148,8 +148,8 @@ def _keyword(keyword: str, value: Any, schema: Mapping[str, Any], conforms: Call
         extra = sub(value)
         return lambda v: not isinstance(v, dict) or all(extra(v[k]) for k in v if k not in known)
     if keyword == "required":
-        names = tuple(value)
-        return lambda v: not isinstance(v, dict) or all(n in v for n in names)
+        required = tuple(value)
+        return lambda v: not isinstance(v, dict) or all(n in v for n in required)
     if keyword == "propertyNames":
         key_check = sub(value)
         return lambda v: not isinstance(v, dict) or all(key_check(k) for k in v)

@@ -544,12 +544,12 @@ def load_repository(root: Path, *, cache: bool = True) -> LoadResult:
         ld.diags.extend(result.build_problems)
         if result.built is not None:
             built[kind][doc.data["metadata"]["name"]] = result.built
-    result = _finish(ld, built, policy_documents, len(files))
+    loaded = _finish(ld, built, policy_documents, len(files))
     templates = _templates(ld)
     if templates:
-        result = replace(result, policy_documents=tuple(sorted((*result.policy_documents, *templates))),
+        loaded = replace(loaded, policy_documents=tuple(sorted((*loaded.policy_documents, *templates))),
                          diagnostics=tuple(sorted(set(ld.diags))))
-    return result
+    return loaded
 
 
 TEMPLATE_DIR = "notifications"
