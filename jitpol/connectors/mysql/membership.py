@@ -9,7 +9,7 @@ from jitpol.connectors.mysql.names import account_text, parse_account, validate_
 from jitpol.connectors.mysql.privileged import PrivilegeCheck
 from jitpol.connectors.mysql.session import _plain, _Step
 from jitpol.errors import InvalidInput, PermanentTargetError
-from jitpol.model.assignment import Action, Assignment, Outcome
+from jitpol.model.assignment import Action, Outcome
 
 # MariaDB: direct members of the roles named (a role granted to a role has Host ''); MySQL 8:
 # the same from role_edges (roles are accounts at host '%')
@@ -43,7 +43,8 @@ class Membership(PrivilegeCheck):
         except InvalidInput as exc:
             raise PermanentTargetError(f"target {self.name}: {exc}") from None
         self._check_lengths(role, user)
-        if not self._role_exists(role):
+        role_exists, held, defaults = self._membership_state(user, host, role)
+        if not role_exists:
             raise PermanentTargetError(f"target {self.name}: role {role!r} does not exist")
         account = self._account(user, host)
         if account is None:
@@ -52,7 +53,6 @@ class Membership(PrivilegeCheck):
             raise PermanentTargetError(
                 f"target {self.name}: refusing to {action.op} {role!r} for {a.principal!r}: jitpol never changes "
                 "the roles of a role, of an account with SUPER or of its own login")
-        held = role in self._roles_of(user, host)
         acct, role_sql = self._account_sql(user, host), self._role_sql(role)
         steps: list[_Step] = []
         if action.op == "grant":
@@ -60,12 +60,12 @@ class Membership(PrivilegeCheck):
                 # present, whoever granted it: standing access stays as it is
                 return Outcome(changed=False, before=True, after=True)
             steps.append(_plain(f"GRANT {role_sql} TO {acct}"))
-            steps.extend(self._default_role_steps(a, user, host, add=role))
+            steps.extend(self._default_role_steps(defaults, user, host, add=role))
         else:
             if not held or marker_driven(action):
                 # nothing there; or a revoke only a marker backs, and memberships carry none here
                 return Outcome(changed=False, before=True, after=True)
-            steps.extend(self._default_role_steps(a, user, host, remove=role))
+            steps.extend(self._default_role_steps(defaults, user, host, remove=role))
             steps.append(_plain(f"REVOKE {role_sql} FROM {acct}"))
             if self._terminate_sessions:
                 # REVOKE does not reach into open connections: one that ran SET ROLE keeps acting as
@@ -83,13 +83,12 @@ class Membership(PrivilegeCheck):
                 f"{role!r} after {action.op.upper()}")
         return Outcome(changed=True, before=False, after=True, operations=operations)
 
-    def _default_role_steps(self, a: Assignment, user: str, host: str, *, add: str | None = None,
+    def _default_role_steps(self, current: set[str], user: str, host: str, *, add: str | None = None,
                             remove: str | None = None) -> list[_Step]:
         """Make `add` a default role of the account, or stop `remove` being one. MariaDB keeps
         one default role per account: `add` becomes it only when the account has none (a default
         role someone chose is left alone), and `remove` clears it only when it is that role.
         MySQL 8 keeps a set: the statement names the set with `add` in it or `remove` out of it."""
-        current = self._default_roles(user, host)
         acct = self._account_sql(user, host)
         if self.mariadb:
             if add is not None and not current:

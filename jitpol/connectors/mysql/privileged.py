@@ -46,16 +46,7 @@ class PrivilegeCheck(MysqlSession):
         the grant tables. Read-only; names the shortest such path."""
         if not roles:
             return
-        attrs: dict[str, tuple[bool, list[str]]] = {}  # role -> (super, reasons)
-        for row in self._fetch(_MARIADB_ROLES if self.mariadb else _MYSQL_ROLES, None):
-            name, is_super, *flags, on_mysql = row
-            reasons = [text for (_, text), flag in zip(PRIVILEGED_COLUMNS.items(), flags, strict=True) if flag]
-            if on_mysql:
-                reasons.append(GRANT_TABLES)
-            attrs[str(name)] = (bool(is_super), reasons)
-        parents: dict[str, list[str]] = {}
-        for member, role in self._fetch(_MARIADB_EDGES if self.mariadb else _MYSQL_EDGES, None):
-            parents.setdefault(str(member), []).append(str(role))
+        attrs, parents = self._role_graph(roles)
         a = action.assignment
         for role in roles:
             path = _shortest_path(parents, role, lambda n: attrs.get(n, (False, []))[0])
@@ -74,6 +65,28 @@ class PrivilegeCheck(MysqlSession):
                     f"target {self.name}: refusing to give {a.principal!r} the role {role!r}: {via}; that is "
                     f"root-equivalent. Resource {action.resource or '?'} must say `allowPrivileged: true` in its "
                     "spec to hand it out (and be approved like a superuser)")
+
+
+    def _role_graph(
+        self, roles: Sequence[str]
+    ) -> tuple[dict[str, tuple[bool, list[str]]], dict[str, list[str]]]:
+        """Every role's (SUPER, root-equivalent reasons) and the roles granted to each role, read
+        once per connector (a run hands the same few roles to many people) and again when a role
+        asked about is not in it yet."""
+        if self._graph is not None and all(r in self._graph[0] for r in roles):
+            return self._graph
+        attrs: dict[str, tuple[bool, list[str]]] = {}  # role -> (super, reasons)
+        for row in self._fetch(_MARIADB_ROLES if self.mariadb else _MYSQL_ROLES, None):
+            name, is_super, *flags, on_mysql = row
+            reasons = [text for (_, text), flag in zip(PRIVILEGED_COLUMNS.items(), flags, strict=True) if flag]
+            if on_mysql:
+                reasons.append(GRANT_TABLES)
+            attrs[str(name)] = (bool(is_super), reasons)
+        parents: dict[str, list[str]] = {}
+        for member, role in self._fetch(_MARIADB_EDGES if self.mariadb else _MYSQL_EDGES, None):
+            parents.setdefault(str(member), []).append(str(role))
+        self._graph = (attrs, parents)
+        return attrs, parents
 
 
 def _shortest_path(

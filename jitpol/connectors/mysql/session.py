@@ -117,6 +117,9 @@ class MysqlSession:
         self._env = env  # read at connect time only: the DSN is never kept on this object
         self._conn: pymysql.connections.Connection[Any] | None = None
         self._mariadb: bool | None = None
+        self._me: tuple[str, str] | None = None  # CURRENT_USER() of the connection
+        # privileged.py: every role's (SUPER, root-equivalent reasons) and the roles granted to roles
+        self._graph: tuple[dict[str, tuple[bool, list[str]]], dict[str, list[str]]] | None = None
 
     def close(self) -> None:
         """Close the connection, if any. Safe to call twice; a later call reconnects."""
@@ -152,10 +155,12 @@ class MysqlSession:
                     "limit for user and role names")
 
     def _current_account(self) -> tuple[str, str]:
-        """(user, host) of the account this connection authenticated as."""
-        text = str(self._fetch("SELECT CURRENT_USER()", None)[0][0])
-        user, _, host = text.rpartition("@")
-        return user, host
+        """(user, host) of the account this connection authenticated as (read once per connection)."""
+        if self._me is None or self._conn is None or not self._conn.open:
+            text = str(self._fetch("SELECT CURRENT_USER()", None)[0][0])
+            user, _, host = text.rpartition("@")
+            self._me = (user, host)
+        return self._me
 
     def _lit(self, value: str) -> str:
         """`value` as a string literal, quoted by the driver (which follows the server's
@@ -194,6 +199,18 @@ class MysqlSession:
         if self.mariadb:
             return bool(self._fetch("SELECT 1 FROM mysql.user WHERE User = %s AND is_role = 'Y'", (role,)))
         return bool(self._fetch("SELECT 1 FROM mysql.user WHERE User = %s AND Host = '%%'", (role,)))
+
+    def _membership_state(self, user: str, host: str, role: str) -> tuple[bool, bool, set[str]]:
+        """(the role exists, `user`@`host` holds it directly, the account's default roles), in one
+        round trip on MariaDB."""
+        if not self.mariadb:
+            return self._role_exists(role), role in self._roles_of(user, host), self._default_roles(user, host)
+        row = self._fetch(
+            "SELECT EXISTS (SELECT 1 FROM mysql.user WHERE User = %(role)s AND is_role = 'Y'), "
+            "EXISTS (SELECT 1 FROM mysql.roles_mapping WHERE User = %(user)s AND Host = %(host)s AND Role = %(role)s), "
+            "(SELECT default_role FROM mysql.user WHERE User = %(user)s AND Host = %(host)s)",
+            {"role": role, "user": user, "host": host})[0]
+        return bool(row[0]), bool(row[1]), {str(row[2])} if row[2] else set()
 
     def _roles_of(self, user: str, host: str) -> set[str]:
         """The roles granted directly to `user`@`host`."""
@@ -333,7 +350,7 @@ class MysqlSession:
         if self._conn is not None and self._conn.open:
             return self._conn
         self._conn = self._open()
-        self._mariadb = None
+        self._mariadb = self._me = None
         return self._conn
 
     def _dsn(self) -> tuple[str, dict[str, Any]]:
