@@ -21,6 +21,14 @@ def markdown(r: CheckReport) -> str:
     icon = "✅" if r.approvable else "❌"
     where = f" (policy in `{r.layout}/`)" if r.layout else ""
     out = [f"### {icon} jitpol check against `{r.base}`{where}", ""]
+    for section in (_md_blockers, _md_policy, _md_grants, _md_effects):
+        out += section(r)
+    return "\n".join(out)
+
+
+def _md_blockers(r: CheckReport) -> list[str]:
+    """Guarded paths, problems, warnings and validation errors."""
+    out: list[str] = []
     if r.guarded:
         out += [f"**🚨 {NOT_APPROVABLE.capitalize()}: this change edits what only jitpol or the admins may "
                 "change.**", ""]
@@ -31,7 +39,7 @@ def markdown(r: CheckReport) -> str:
         out += ["**This change cannot be approved as it is:**", ""]
         out += [f"- {p}" for p in r.problems]
         out.append("")
-    explained = bool(r.policy_files) and r.policy_pending  # the policy section below says it
+    explained = bool(r.policy_files) and r.policy_pending  # the policy section says it
     warnings = [w for w in r.warnings if not (explained and w.startswith(ADMIN_FIRST))]
     if warnings:
         out += [f"- ⚠️ {w}" for w in warnings]
@@ -40,41 +48,59 @@ def markdown(r: CheckReport) -> str:
         out += ["<details><summary>Validation errors</summary>", "", "```"]
         out += list(r.diagnostics)
         out += ["```", "</details>", ""]
-    if r.policy_files:
-        out += ["#### Policy change", ""]
-        out += [f"- `{p}`" for p in r.policy_files]
-        if r.policy is not None:
-            out += ["", r.policy.summary()]
-            if not r.policy.approved:
-                admins = ", ".join(str(a) for a in r.policy.admins)
-                people = f" ({', '.join(r.admins)})" if r.admins else ""
-                out.append("")
-                out.append(f"{ADMIN_FIRST.capitalize()}: {r.policy.required} of the admins of "
-                           f"the policy in force, {admins}{people}, must run `jitpol approve --policy` on this "
-                           f"branch (policy digest `{r.policy.digest[:12]}`). Until then merging grants only "
-                           "what both the policy in force and the proposed one allow.")
-        out.append("")
-    if r.grants:
-        out += ["#### Grants", "", "| grant | change | requester | access | window | state | needs |",
-                "|---|---|---|---|---|---|---|"]
-        for g in r.grants:
-            window = f"{utc_text(g.start)} → {utc_text(g.end)}" if g.start else ""
-            needs = ", ".join(g.approvers) if g.approvers else ""
-            if g.state == "pending" and needs:
-                needs = f"approval by one of: {needs}"
-            if g.approvers_after_policy:
-                later = ", ".join(g.approvers_after_policy)
-                needs = "; ".join(n for n in (needs, f"not sufficient until the admins approve the policy "
-                                                     f"change: {later}") if n)
-            elif g.state == "pending" and not g.approvers:
-                needs = "nobody can approve it under the policy in force"
-            state = f"**{g.state}**"
-            if g.state_after_policy:
-                state += f" ({g.state_after_policy} once the policy change is approved)"
-            access = f"{g.resource}/{g.role}" if g.resource else ""
-            out.append(f"| `{g.name}` | {g.change} | {g.requester} | {access} | {window} | {state} | "
-                       f"{needs or g.reason} |")
-        out.append("")
+    return out
+
+
+def _md_policy(r: CheckReport) -> list[str]:
+    """The policy files the change edits, and who must approve the policy change."""
+    if not r.policy_files:
+        return []
+    out = ["#### Policy change", ""]
+    out += [f"- `{p}`" for p in r.policy_files]
+    if r.policy is not None:
+        out += ["", r.policy.summary()]
+        if not r.policy.approved:
+            admins = ", ".join(str(a) for a in r.policy.admins)
+            people = f" ({', '.join(r.admins)})" if r.admins else ""
+            out.append("")
+            out.append(f"{ADMIN_FIRST.capitalize()}: {r.policy.required} of the admins of "
+                       f"the policy in force, {admins}{people}, must run `jitpol approve --policy` on this "
+                       f"branch (policy digest `{r.policy.digest[:12]}`). Until then merging grants only "
+                       "what both the policy in force and the proposed one allow.")
+    out.append("")
+    return out
+
+
+def _md_grants(r: CheckReport) -> list[str]:
+    """One table row per grant file the change touches."""
+    if not r.grants:
+        return []
+    out = ["#### Grants", "", "| grant | change | requester | access | window | state | needs |",
+           "|---|---|---|---|---|---|---|"]
+    for g in r.grants:
+        window = f"{utc_text(g.start)} → {utc_text(g.end)}" if g.start else ""
+        needs = ", ".join(g.approvers) if g.approvers else ""
+        if g.state == "pending" and needs:
+            needs = f"approval by one of: {needs}"
+        if g.approvers_after_policy:
+            later = ", ".join(g.approvers_after_policy)
+            needs = "; ".join(n for n in (needs, f"not sufficient until the admins approve the policy "
+                                                 f"change: {later}") if n)
+        elif g.state == "pending" and not g.approvers:
+            needs = "nobody can approve it under the policy in force"
+        state = f"**{g.state}**"
+        if g.state_after_policy:
+            state += f" ({g.state_after_policy} once the policy change is approved)"
+        access = f"{g.resource}/{g.role}" if g.resource else ""
+        out.append(f"| `{g.name}` | {g.change} | {g.requester} | {access} | {window} | {state} | "
+                   f"{needs or g.reason} |")
+    out.append("")
+    return out
+
+
+def _md_effects(r: CheckReport) -> list[str]:
+    """What merging would grant and revoke now, and once the admins approve the policy change."""
+    out: list[str] = []
     if r.adds or r.removes:
         out += [f"#### Merging now ({utc_text(r.at)}) would", ""]
         if r.policy_pending:
@@ -91,7 +117,7 @@ def markdown(r: CheckReport) -> str:
         if not r.adds_after_policy and not r.removes_after_policy:
             out.append("- change no live access")
         out.append("")
-    return "\n".join(out)
+    return out
 
 
 def _keys(keys: tuple[tuple[str, str, str, str], ...]) -> list[dict[str, str]]:
