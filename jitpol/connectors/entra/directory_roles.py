@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from jitpol.connectors.entra.names import RolePrivilege
-from jitpol.connectors.entra.pim import Held, ScheduleRequests, schedule_info, summary_times, when
-from jitpol.connectors.entra.session import graph_error
+from jitpol.connectors.entra.pim import Held, ScheduleRequests, schedule_info, summary_times
+from jitpol.connectors.entra.session import graph_error, str_of, when
 from jitpol.errors import PermanentTargetError
 
 COLLECTION = "/roleManagement/directory/roleAssignmentScheduleRequests"
@@ -62,8 +62,8 @@ class DirectoryRoles(ScheduleRequests):
             filter=f"displayName eq '{escaped}'", select=["id", "displayName", "templateId"])
         found: set[str] = set()
         async for d in self.session.pages(client.role_management.directory.role_definitions, query):
-            if d.id and d.display_name and str(d.display_name).lower() == name.lower():
-                found.add(str(d.id).lower())
+            if str_of(d, "id") and str_of(d, "displayName").lower() == name.lower():
+                found.add(str_of(d, "id").lower())
         return found
 
     def _filter(self, key: Any) -> str:
@@ -81,12 +81,13 @@ class DirectoryRoles(ScheduleRequests):
         found: list[Held] = []
         async for inst in self.session.pages(client.role_management.directory.role_assignment_schedule_instances,
                                               query):
-            if (inst.member_type and str(inst.member_type).lower() != "direct") or not inst.principal_id:
+            principal = str_of(inst, "principalId").lower()
+            if str_of(inst, "memberType").lower() not in ("", "direct") or not principal:
                 continue  # held through a group, or inherited
-            if str(inst.role_definition_id or "").lower() != role or (inst.directory_scope_id or "") != scope:
+            if str_of(inst, "roleDefinitionId").lower() != role or str_of(inst, "directoryScopeId") != scope:
                 continue
-            found.append(Held(str(inst.principal_id).lower(), when(inst.end_date_time),
-                              inst.role_assignment_schedule_id))
+            found.append(Held(principal, when(inst.get("endDateTime")),
+                              str_of(inst, "roleAssignmentScheduleId") or None))
         return found
 
     async def schedules(self, client: Any, key: Any) -> dict[str, str]:
@@ -98,8 +99,8 @@ class DirectoryRoles(ScheduleRequests):
             filter=self._filter(key), top=self.session.page_size)
         found: dict[str, str] = {}
         async for sched in self.session.pages(client.role_management.directory.role_assignment_schedules, query):
-            if sched.id and sched.created_using:
-                found[str(sched.id).lower()] = str(sched.created_using)
+            if str_of(sched, "id") and str_of(sched, "createdUsing"):
+                found[str_of(sched, "id").lower()] = str_of(sched, "createdUsing")
         return found
 
     async def justification(self, client: Any, request_id: str) -> str | None:

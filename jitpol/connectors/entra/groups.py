@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from jitpol.connectors.entra.session import GraphSession, graph_error
+from jitpol.connectors.entra.session import GraphSession, graph_error, str_of
 from jitpol.connectors.kit import marker_driven
 from jitpol.errors import PermanentTargetError
 from jitpol.model.assignment import Action, Outcome
@@ -103,8 +103,8 @@ class Groups:
                 select=["id"], top=self.session.page_size)
             found: set[str] = set()
             async for member in self.session.pages(client.groups.by_group_id(group).members, query):
-                if member.id:
-                    found.add(str(member.id).lower())
+                if str_of(member, "id"):
+                    found.add(str_of(member, "id").lower())
             return found
 
         return self.session.run(f"list the members of group {group}", work)

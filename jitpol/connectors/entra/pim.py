@@ -56,13 +56,6 @@ def latest(ends: Iterable[datetime | None]) -> datetime | None:
     return max(known) if known else None
 
 
-def when(t: datetime | None) -> datetime | None:
-    """A time from the SDK in UTC (Graph's are UTC; a naive one is taken as UTC)."""
-    if t is None:
-        return None
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
-
-
 class ScheduleRequests:
     """The schedule-request life cycle of one kind. Subclasses set `path` (the request
     collection, for operations) and `what`, and implement the four hooks below."""

@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from jitpol.connectors.entra.pim import Held, ScheduleRequests, schedule_info, summary_times, when
-from jitpol.connectors.entra.session import graph_error
+from jitpol.connectors.entra.pim import Held, ScheduleRequests, schedule_info, summary_times
+from jitpol.connectors.entra.session import graph_error, str_of, when
 
 COLLECTION = "/identityGovernance/privilegedAccess/group/assignmentScheduleRequests"
 
@@ -34,11 +34,12 @@ class PimGroups(ScheduleRequests):
         found: list[Held] = []
         builder = client.identity_governance.privileged_access.group.assignment_schedule_instances
         async for inst in self.session.pages(builder, query):
-            if _value(inst.access_id) != "member" or (inst.member_type and _value(inst.member_type) != "direct"):
+            if str_of(inst, "accessId").lower() != "member" or str_of(inst, "memberType").lower() not in ("", "direct"):
                 continue  # owners; memberships through another group
-            if not inst.principal_id or str(inst.group_id or key).lower() != key:
+            principal = str_of(inst, "principalId").lower()
+            if not principal or (str_of(inst, "groupId").lower() or key) != key:
                 continue
-            found.append(Held(str(inst.principal_id).lower(), when(inst.end_date_time), inst.assignment_schedule_id))
+            found.append(Held(principal, when(inst.get("endDateTime")), str_of(inst, "assignmentScheduleId") or None))
         return found
 
     async def schedules(self, client: Any, key: Any) -> dict[str, str]:
@@ -51,8 +52,8 @@ class PimGroups(ScheduleRequests):
         found: dict[str, str] = {}
         async for sched in self.session.pages(client.identity_governance.privileged_access.group.assignment_schedules,
                                               query):
-            if sched.id and sched.created_using:
-                found[str(sched.id).lower()] = str(sched.created_using)
+            if str_of(sched, "id") and str_of(sched, "createdUsing"):
+                found[str_of(sched, "id").lower()] = str_of(sched, "createdUsing")
         return found
 
     async def justification(self, client: Any, request_id: str) -> str | None:
@@ -90,7 +91,3 @@ class PimGroups(ScheduleRequests):
     async def post(self, client: Any, body: Any) -> None:
         await client.identity_governance.privileged_access.group.assignment_schedule_requests.post(body)
 
-
-def _value(v: Any) -> str:
-    """An SDK enum or string, lower case."""
-    return str(getattr(v, "value", v) or "").lower()
