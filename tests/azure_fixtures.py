@@ -5,7 +5,8 @@ constants by name).
 
     arm_cert       session: (cert.pem, key.pem), self-signed for 127.0.0.1 (openssl)
     fake_arm       function: a started FakeArm, stopped afterwards
-    azure_connect  function: azure_connect(**settings, credential=..., client_options=..., clock=...)
+    azure_connect  function: azure_connect(**settings, credential=..., client_options=..., clock=...,
+                   pacing=...)
                    -> AzureConnector on the double, trusting the certificate, no SDK retries;
                    closed afterwards. Without `clock` the run's clock is a FixedClock at the
                    test's `now` (the registry always hands one)
@@ -28,6 +29,7 @@ import pytest
 
 from jitpol.clock import Clock, FixedClock
 from jitpol.connectors.azure import AzureConnector
+from jitpol.connectors.pacing import Pacing
 from tests.doubles.arm import FakeArm, make_certificate
 from tests.helpers.clock import Now
 from tests.services import require_service
@@ -86,6 +88,7 @@ def azure_connect(fake_arm: FakeArm, arm_cert: tuple[Path, Path], now: Now) -> I
         client_options: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
         clock: Clock | None = None,
+        pacing: Pacing | None = None,
         **settings: Any,
     ) -> AzureConnector:
         full = {"subscription_id": SUBSCRIPTION, "tenant_id": TENANT, "base_url": fake_arm.url, **settings}
@@ -95,6 +98,7 @@ def azure_connect(fake_arm: FakeArm, arm_cert: tuple[Path, Path], now: Now) -> I
             credential=credential if credential is not None else StaticTokenCredential(),
             client_options=options,
             clock=clock if clock is not None else FixedClock(now.at),  # the run's time, as the registry hands it
+            pacing=pacing,
         )
         opened.callback(connector.close)
         return connector

@@ -56,18 +56,30 @@ Errors use ARM's body `{"error": {"code", "message"}}`. Authentication: `Authori
 <token>` must carry one of `tokens`, else 401 InvalidAuthenticationToken; `forbidden` (a set of
 HTTP methods, or "*") answers 403 AuthorizationFailed. `fail_next` injects responses (say a 409
 race on the next PUT, or a 503).
+
+Throttling as documented
+(https://learn.microsoft.com/azure/azure-resource-manager/management/request-limits-and-throttling):
+a token bucket per principal (bearer token) and operation type, `buckets` {kind: (size, refill
+per second)}, default reads 250/25, writes 200/10, deletes 200/10; a request finding its bucket
+empty is answered 429 SubscriptionRequestsThrottled with Retry-After (whole seconds until a
+token is back) and counted in `throttled`; every answer carries
+x-ms-ratelimit-remaining-subscription-{reads,writes,deletes}. `clock` (monotonic seconds) is
+injectable; `answered` counts the requests let through per kind.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import ssl
 import subprocess
 import threading
+import time
 import urllib.parse
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -181,6 +193,27 @@ class FakeArm(Served):
         self.min_active = timedelta(minutes=5)
         self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.lock = threading.RLock()
+        # throttling (module docstring)
+        self.buckets: dict[str, tuple[float, float]] = {"read": (250, 25), "write": (200, 10), "delete": (200, 10)}
+        self.clock: Callable[[], float] = time.monotonic
+        self.throttled = 0
+        self.answered: Counter[str] = Counter()
+        self._levels: dict[tuple[str, str], tuple[float, float]] = {}  # (token, kind) -> (tokens, at)
+
+    def take(self, token: str, method: str) -> tuple[str, int, float]:
+        """Take a token of the request's kind: (kind, tokens left, seconds until one is back
+        when none was left: then nothing was taken)."""
+        kind = "read" if method in ("GET", "HEAD") else "delete" if method == "DELETE" else "write"
+        size, refill = self.buckets[kind]
+        now = self.clock()
+        level, at = self._levels.get((token, kind), (size, now))
+        level = min(size, level + (now - at) * refill)
+        if level < 1:
+            self._levels[(token, kind)] = (level, now)
+            return kind, 0, (1 - level) / refill
+        self._levels[(token, kind)] = (level - 1, now)
+        self.answered[kind] += 1
+        return kind, int(level - 1), 0.0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -517,13 +550,15 @@ class FakeArm(Served):
 
 def _handler(arm: FakeArm) -> type[BaseHTTPRequestHandler]:
     class Handler(QuietHandler):
+        remaining: dict[str, str] = {}  # noqa: RUF012 - this answer's x-ms-ratelimit-remaining header
+
         def _send(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
             data = b"" if body is None else json.dumps(body).encode()
             self.send_response(code)
             if body is not None:
                 self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("x-ms-request-id", str(uuid.uuid4()))
-            for k, v in (headers or {}).items():
+            for k, v in {**self.remaining, **(headers or {})}.items():
                 self.send_header(k, v)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -549,6 +584,14 @@ def _handler(arm: FakeArm) -> type[BaseHTTPRequestHandler]:
                                       {"WWW-Authenticate": 'Bearer authorization_uri="https://login.windows.net/", '
                                                            'error="invalid_token", '
                                                            'error_description="The access token is invalid."'})
+                kind, left, wait = arm.take(token, self.command)
+                remaining = {f"x-ms-ratelimit-remaining-subscription-{kind}s": str(left)}
+                if wait > 0:
+                    arm.throttled += 1
+                    return self._send(429, {"error": {"code": "SubscriptionRequestsThrottled", "message": (
+                        f"Number of '{kind}' requests for subscription exceeded the limit. Please try again after "
+                        f"'{math.ceil(wait)}' seconds.")}}, {"Retry-After": str(math.ceil(wait)), **remaining})
+                self.remaining = remaining
                 if "*" in arm.forbidden or self.command in arm.forbidden:
                     return self._send(403, {"error": {"code": "AuthorizationFailed", "message": (
                         "The client 'jitpol' with object id '00000000-0000-0000-0000-00000000aaaa' does not "

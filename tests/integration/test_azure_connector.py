@@ -625,9 +625,9 @@ def test_forbidden_is_permanent_with_arm_message(fake_arm: FakeArm, azure_connec
         azure_connect(pim=True).apply(action("grant", str(uuid.uuid4()), READER_BY_GUID, until=in_hours(1)))
 
 
-@pytest.mark.parametrize("status", [429, 500, 503])
-def test_throttling_and_server_errors_are_temporary(fake_arm: FakeArm, azure_connect: AzureConnect,
-                                                    status: int) -> None:
+@pytest.mark.parametrize("status", [500, 503])
+def test_server_errors_are_temporary(fake_arm: FakeArm, azure_connect: AzureConnect, status: int) -> None:
+    """(429s are waited out: tests/integration/test_azure_batch.py)"""
     fake_arm.fail_next.append((None, status, {"error": {"code": "ServerBusy", "message": "try later"}}))
     with pytest.raises(TargetUnavailable, match="ServerBusy"):
         azure_connect().observe(scope_of(READER_BY_GUID))

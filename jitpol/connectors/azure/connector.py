@@ -53,6 +53,16 @@ markers existed); the core only asks for revocations of what jitpol granted, or 
 access on resources marked exclusive. A revoke driven by the marker alone (drift with no
 resource, kit.marker_driven) removes only what still carries the marker when it runs.
 
+    max_wait_s          optional seconds, default 300: the most one request waits for ARM's
+                        throttling (its turn, plus the Retry-After of a 429); past it the action
+                        fails as TargetUnavailable and the next run applies it
+
+Pacing and batches: every request is paced to ARM's documented token buckets (session.py).
+apply_batch (base.BatchApply) lists each scope's assignments ONCE for the whole batch, then
+sends the actions' writes concurrently, at most MAX_IN_FLIGHT at a time; one entry per action,
+each its own result (a grant that meets RoleAssignmentExists is already true; a delete of what
+is gone is done).
+
 Errors: unreachable ARM or a timeout -> TargetUnavailable (also HTTP 408/429/5xx); 401/403 and
 everything else -> PermanentTargetError with ARM's error code and message. Tokens and secrets
 never appear in messages. The Azure SDK is imported lazily: importing this module (and
@@ -62,7 +72,7 @@ check_name) costs nothing.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from jitpol.clock import Clock
@@ -70,8 +80,10 @@ from jitpol.connectors.azure.holders import Held, latest
 from jitpol.connectors.azure.names import GUID, MODEL, OPS, AzurePrivilege, check_principal, parse_privilege
 from jitpol.connectors.azure.pim import PimSchedules
 from jitpol.connectors.azure.role_assignments import RoleAssignments
+from jitpol.connectors.azure.session import MAX_IN_FLIGHT, RATES
 from jitpol.connectors.kit import check_apply, check_model
-from jitpol.errors import InvalidInput, PermanentTargetError
+from jitpol.connectors.pacing import Pacing, max_wait_setting, run_batch
+from jitpol.errors import InvalidInput, PermanentTargetError, TargetError
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 
 if TYPE_CHECKING:
@@ -95,7 +107,8 @@ class AzureConnector(RoleAssignments, PimSchedules):
     and what PIM's five-minute floor counts from; the registry hands it. Keyword-only hooks for
     tests and embedding: `credential` (an azure.core TokenCredential used instead of the
     configured one) and `client_options` (extra keyword arguments for the SDK client, e.g.
-    connection_verify, retry_total).
+    connection_verify, retry_total) and `pacing` (other rates, clock or in-flight cap than ARM's
+    documented limits: connectors.pacing.Pacing).
     """
 
     type: ClassVar[str] = "azure"
@@ -109,6 +122,7 @@ class AzureConnector(RoleAssignments, PimSchedules):
         clock: Clock,
         credential: TokenCredential | None = None,
         client_options: Mapping[str, Any] | None = None,
+        pacing: Pacing | None = None,
     ) -> None:
         self.name = name
         subscription = settings.get("subscription_id")
@@ -146,6 +160,10 @@ class AzureConnector(RoleAssignments, PimSchedules):
         self._own_credential = None
         self._role_cache = {}
         self._request_marks = {}
+        self._pacer = (pacing or Pacing()).pacer(
+            f"target {name}", RATES, max_in_flight=MAX_IN_FLIGHT, max_wait_s=max_wait_setting(name, settings),
+            provider="Azure Resource Manager",
+        )
 
     # -- Connector protocol -----------------------------------------------------------------
 
@@ -197,6 +215,48 @@ class AzureConnector(RoleAssignments, PimSchedules):
         without jitpol's marker (standing access) changes nothing. With pim a grant also sets
         the end Azure enforces to exactly action.until, earlier or later. check=True only reads,
         and lists the requests it would send."""
+        priv, guid, principal = self._prepare(action)
+        held = self._held_by(priv, guid, principal)
+        if self._pim:
+            return self._apply_pim(action, priv, guid, principal, held, check)
+        return self._apply_plain(action, priv, guid, principal, held, check)
+
+    def apply_batch(self, actions: Sequence[Action]) -> list[Outcome | Exception]:
+        """base.BatchApply: each scope's assignments listed once for the batch, then every
+        action's write, at most MAX_IN_FLIGHT at once; one entry per action, in order."""
+        results: list[Outcome | Exception | None] = [None] * len(actions)
+        ready: list[tuple[int, Action, AzurePrivilege, str, str]] = []
+        for i, action in enumerate(actions):
+            try:
+                ready.append((i, action, *self._prepare(action)))
+            except TargetError as exc:
+                results[i] = exc
+        listings: dict[str, list[Held] | TargetError] = {}
+        for _, _, priv, _, _ in ready:
+            if priv.scope.lower() not in listings:
+                try:
+                    listings[priv.scope.lower()] = self._holders(priv.scope)
+                except TargetError as exc:  # every action at this scope meets it
+                    listings[priv.scope.lower()] = exc
+
+        def one(item: tuple[int, Action, AzurePrivilege, str, str]) -> Outcome:
+            _, action, priv, guid, principal = item
+            listing = listings[priv.scope.lower()]
+            if isinstance(listing, TargetError):
+                raise listing
+            held = self._held_by(priv, guid, principal, listing)
+            if self._pim:
+                return self._apply_pim(action, priv, guid, principal, held, False)
+            return self._apply_plain(action, priv, guid, principal, held, False)
+
+        for (i, *_), outcome in zip(ready, run_batch(one, ready, max_workers=self._pacer.max_in_flight),
+                                    strict=True):
+            results[i] = outcome
+        return [r for r in results if r is not None]
+
+    def _prepare(self, action: Action) -> tuple[AzurePrivilege, str, str]:
+        """(privilege, role definition GUID, principal) of an action, after the model/operation
+        check; PermanentTargetError for what cannot be sent."""
         a = action.assignment
         check_apply(self.name, a.model, action.op, OPS)
         try:
@@ -204,11 +264,7 @@ class AzureConnector(RoleAssignments, PimSchedules):
             principal = check_principal(a.principal)
         except InvalidInput as exc:
             raise PermanentTargetError(f"target {self.name}: {exc}") from None
-        guid = self._required_role_guid(priv)
-        held = self._held_by(priv, guid, principal)
-        if self._pim:
-            return self._apply_pim(action, priv, guid, principal, held, check)
-        return self._apply_plain(action, priv, guid, principal, held, check)
+        return priv, self._required_role_guid(priv), principal
 
     def close(self) -> None:
         """Close the SDK client and any credential this connector made. Safe to call twice."""

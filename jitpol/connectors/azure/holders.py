@@ -35,9 +35,13 @@ class AzureHolders(AzureSession):
     _pim: bool
     _request_marks: dict[str, bool]  # schedule request id (lower) -> marked
 
-    def _held_by(self, priv: AzurePrivilege, guid: str, principal: str) -> list[Held]:
+    def _held_by(
+        self, priv: AzurePrivilege, guid: str, principal: str, holders: list[Held] | None = None
+    ) -> list[Held]:
+        """The principal's assignments of the role exactly at the privilege's scope, among
+        `holders` (a listing of that scope already read) or a fresh listing."""
         return [
-            h for h in self._holders(priv.scope)
+            h for h in (self._holders(priv.scope) if holders is None else holders)
             if h.role_guid == guid and h.principal == principal and h.scope.lower() == priv.scope.lower()
         ]
 

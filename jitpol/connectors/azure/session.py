@@ -2,17 +2,30 @@
 service principal's client secret, or DefaultAzureCredential), the one AuthorizationManagementClient
 with its API versions pinned, and the SDK's errors mapped to TargetUnavailable /
 PermanentTargetError with tokens and secrets cut out. Every HTTP request the connector sends goes
-through `_client()`: the place for anything that shapes them (timeouts, retries, pacing). The
-Azure SDK is imported lazily."""
+through `_client()`: the place for anything that shapes them (timeouts, retries), and through
+its pipeline's pacing policy (`_pacing_policy`, after the SDK's retry policy, so every attempt is
+paced) to Azure Resource Manager's documented limits:
+
+    Request limits and throttling
+    (https://learn.microsoft.com/azure/azure-resource-manager/management/request-limits-and-throttling):
+    a token bucket per subscription, service principal and operation type: reads bucket 250
+    refilled at 25 per second, writes 200 at 10 per second, deletes 200 at 10 per second. The
+    pacer keeps the same refill rates with buckets 10 tokens smaller (network jitter never
+    meets ARM's bucket empty). A throttled request is answered 429 with Retry-After (seconds):
+    the pacer waits that long and sends it again, within the target's max_wait_s.
+
+The Azure SDK is imported lazily."""
 
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from jitpol.connectors.kit import redacted, status_error
+from jitpol.connectors.pacing import Pacer, Rate, Throttled, retry_after
 from jitpol.errors import PermanentTargetError, TargetUnavailable
 
 if TYPE_CHECKING:
@@ -23,6 +36,10 @@ if TYPE_CHECKING:
 RA_API_VERSION = "2022-04-01"
 PIM_API_VERSION = "2020-10-01"
 _PROFILE_TAG = "azure.mgmt.authorization.AuthorizationManagementClient"
+
+# ARM's documented token buckets (module docstring), 10 tokens of margin
+RATES = {"read": Rate(25, burst=240), "write": Rate(10, burst=190), "delete": Rate(10, burst=190)}
+MAX_IN_FLIGHT = 10  # requests at once (ARM documents no concurrent limit: a modest share)
 
 # things that look like credentials, cut out of any text that reaches a message
 _SECRETS = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
@@ -43,6 +60,7 @@ class AzureSession:
     _client_options: dict[str, Any]
     _sdk: AuthorizationManagementClient | None
     _own_credential: Any
+    _pacer: Pacer
 
     def _credential(self) -> TokenCredential:
         if self._given_credential is not None:
@@ -83,7 +101,10 @@ class AzureSession:
             }},
             "jitpol-azure",
         )
-        options: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 60, **self._client_options}
+        options: dict[str, Any] = {
+            "connection_timeout": 10, "read_timeout": 60, "per_retry_policies": [_pacing_policy(self._pacer)],
+            **self._client_options,
+        }
         self._sdk = AuthorizationManagementClient(
             self._credential(),
             self._subscription,
@@ -143,6 +164,29 @@ class AzureSession:
     def _redact(self, text: str) -> str:
         secret = self._env.get(self._secret_env) if self._secret_env else None
         return redacted(text, [secret], pattern=_SECRETS, limit=500)
+
+
+def _pacing_policy(pacer: Pacer) -> Any:
+    """An azure-core pipeline policy sending each request through `pacer`: GET/HEAD as "read",
+    DELETE as "delete", the rest as "write"; a 429 is a Throttled with its Retry-After."""
+    from azure.core.pipeline.policies import HTTPPolicy
+
+    class PacingPolicy(HTTPPolicy):  # type: ignore[type-arg]  # generic over request/response types
+        def send(self, request: Any) -> Any:
+            method = str(request.http_request.method).upper()
+            kind = "read" if method in ("GET", "HEAD") else "delete" if method == "DELETE" else "write"
+            path = urllib.parse.urlsplit(str(request.http_request.url)).path
+
+            def once() -> Any:
+                response = self.next.send(request)
+                http = response.http_response
+                if http.status_code == 429:
+                    raise Throttled(retry_after(http.headers), "HTTP 429")
+                return response
+
+            return pacer.call(kind, once, what=f"{method} {path}")
+
+    return PacingPolicy()
 
 
 def error_code(exc: Any) -> str | None:
