@@ -108,18 +108,20 @@ class Ledger:
         """Seal and append events (see chain.seal for what a body holds); return them as written.
 
         Verifies the file first: a broken chain raises LedgerBroken and nothing is appended.
-        Each line is flushed as it is written and the file is fsynced at the end.
+        The lines are written at once and the file is fsynced at the end.
         """
         with self.appender() as add:
-            return [add(body) for body in bodies]
+            return add.many(bodies)
 
     @contextmanager
-    def appender(self) -> Iterator[Append]:
+    def appender(self) -> Iterator[Appender]:
         """Verify once, then hand out a function that seals and appends one event at a time.
 
         Events are written (and flushed) as they happen, so a run that fails half-way still
         leaves a verified record of what it did: use it as `with ledger.appender() as add:`
         around the work. The file is fsynced when the block exits, also on an exception.
+        `add.many(bodies, durable=True)` appends several events in one write and fsyncs them
+        before it returns (an intent that must be on disk before its effect).
         Raises LedgerBroken (nothing appended) if the file does not verify or a symbolic link is
         in its place or in place of a folder above it (UnsafePath), and LockHeld if another
         process is appending to the same file right now.
@@ -138,13 +140,13 @@ class Ledger:
             problem, events = _verify_bytes(handle.read())
             if problem is not None:
                 raise self._broken(problem)
-            tail = _Tail(
+            tail = Appender(
                 handle,
                 seq=events[-1]["seq"] if events else 0,
                 last_hash=events[-1]["hash"] if events else None,
             )
             try:
-                yield tail.add
+                yield tail
             finally:
                 tail.closed = True
                 os.fsync(handle.fileno())
@@ -155,8 +157,9 @@ class Ledger:
         return LedgerBroken(f"{self.path}:{problem.line}: {problem.message}")
 
 
-class _Tail:
-    """The end of an open, verified ledger file: appends without re-reading it."""
+class Appender:
+    """The end of an open, verified ledger file: appends without re-reading it. Call it with one
+    body (`add(body)`: written at once, fsynced when the appender's block exits), or `many`."""
 
     def __init__(self, handle: FileIO, *, seq: int, last_hash: str | None) -> None:
         self._handle = handle
@@ -164,23 +167,39 @@ class _Tail:
         self._last_hash = last_hash
         self.closed = False
 
+    def __call__(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self.add(body)
+
     def add(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self.many([body])[0]
+
+    def many(self, bodies: Iterable[Mapping[str, Any]], *, durable: bool = False) -> list[dict[str, Any]]:
+        """Seal and append the events in order, in one write; with durable=True also fsync the
+        file before returning. All or nothing: a failed write is cut off again (a partial line
+        would break the chain for every later run) and raises OSError."""
         if self.closed:
             raise RuntimeError("ledger appender used after its with-block ended")
-        event = seal(body, seq=self._seq + 1, prev=self._last_hash)
-        line = (canonical_json(event) + "\n").encode("utf-8")
+        events: list[dict[str, Any]] = []
+        seq, last = self._seq, self._last_hash
+        for body in bodies:
+            event = seal(body, seq=seq + 1, prev=last)
+            seq, last = event["seq"], event["hash"]
+            events.append(event)
+        if not events:
+            return events
+        data = "".join(canonical_json(event) + "\n" for event in events).encode("utf-8")
         size = self._handle.seek(0, os.SEEK_END)
         try:
-            view = memoryview(line)
+            view = memoryview(data)
             while view:
                 view = view[self._handle.write(view) or 0 :]
+            if durable:
+                os.fsync(self._handle.fileno())
         except OSError:
-            # A partial line would break the chain for every later run: cut it off again.
             self._handle.truncate(size)
             raise
-        self._seq = event["seq"]
-        self._last_hash = event["hash"]
-        return event
+        self._seq, self._last_hash = seq, last
+        return events
 
 
 def ledger_files(audit_dir: Path) -> list[Path]:
