@@ -17,7 +17,7 @@ test's may collect it), never to a terminal directly.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -31,7 +31,7 @@ from jitpol.execute.apply import Result, execute
 from jitpol.execute.delivery import CredentialIssuer
 from jitpol.execute.lock import RunLock
 from jitpol.execute.mfa import okta_pushes
-from jitpol.ledger.store import Ledger
+from jitpol.ledger.store import Appender, Ledger
 from jitpol.model.times import utc_text
 from jitpol.observe.targets import Connections, Observation, observe
 from jitpol.plan.build import make_plan
@@ -171,6 +171,10 @@ def run_apply(repo: Path, now: datetime, env: Mapping[str, str], report: Reporte
                 def append(body: Mapping[str, Any]) -> None:
                     appended.append(dict(body))
                     append_one(body)
+
+                def append_many(bodies: Sequence[Mapping[str, Any]], durable: bool) -> None:
+                    appended.extend(dict(body) for body in bodies)
+                    append_one.many(bodies, durable=durable)
                 try:
                     adopted = adopt_policy(prep)
                 except JitpolError as exc:  # e.g. a link where the snapshot goes: adopt nothing, revoke on
@@ -182,10 +186,9 @@ def run_apply(repo: Path, now: datetime, env: Mapping[str, str], report: Reporte
                 issuer = CredentialIssuer(repo, prep.decided, prep.targets, prep.history.holders, now,
                                           conns.get)
                 try:
-                    results = execute(plan, conns, append, base, report.progress, issuer)
+                    results = execute(plan, conns, append, base, report.progress, issuer, append_many=append_many)
                 finally:
-                    for lifecycle in lifecycle_events(prep, obs, results):
-                        append({**base, **lifecycle})
+                    append_many([{**base, **lifecycle} for lifecycle in lifecycle_events(prep, obs, results)], False)
         finally:
             conns.close()
         signing_problem = _sign(repo, ledger_file, env, now, prep, report)
@@ -209,7 +212,7 @@ def run_apply(repo: Path, now: datetime, env: Mapping[str, str], report: Reporte
 
 
 @contextmanager
-def _recorder(ledger: Ledger, report: Reporter) -> Iterator[Callable[[Mapping[str, Any]], Any]]:
+def _recorder(ledger: Ledger, report: Reporter) -> Iterator[Appender | _Echo]:
     """The ledger's appender; when its file is damaged (it cannot be extended), a stand-in that
     prints each event to stderr as JSON instead, so the due revocations still run and leave a
     record in the job's log. The run then exits 1; the next run re-observes and repeats nothing."""
@@ -223,11 +226,21 @@ def _recorder(ledger: Ledger, report: Reporter) -> Iterator[Callable[[Mapping[st
             yield add
         return
 
-    def echo(body: Mapping[str, Any]) -> dict[str, Any]:
-        report.unrecorded(body)
+    yield _Echo(report)
+
+
+class _Echo:
+    """The stand-in for a damaged ledger's appender: each event goes to the Reporter."""
+
+    def __init__(self, report: Reporter) -> None:
+        self._report = report
+
+    def __call__(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        self._report.unrecorded(body)
         return dict(body)
 
-    yield echo
+    def many(self, bodies: Sequence[Mapping[str, Any]], *, durable: bool = False) -> list[dict[str, Any]]:
+        return [self(body) for body in bodies]
 
 
 def _sign(repo: Path, ledger_file: Path, env: Mapping[str, str], now: datetime, prep: Prepared,

@@ -222,6 +222,8 @@ class MembershipBatch(Membership):
         import psycopg
 
         error = self._error(exc, conn) if isinstance(exc, psycopg.Error) else exc
+        if not isinstance(error, TargetUnavailable) and (conn.closed or conn.broken):
+            error = TargetUnavailable(f"target {self.name}: connection to PostgreSQL lost")
         if isinstance(error, TargetUnavailable):
             for i in idxs:
                 out[i] = error

@@ -79,23 +79,27 @@ WITH pairs AS (SELECT * FROM unnest(%(roles)s::text[], %(principals)s::text[])
            FROM pg_catalog.pg_roles WHERE rolname = %(grantor)s),
      me AS (SELECT current_user::text AS name,
                    coalesce((SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user), false) AS super,
-                   coalesce((SELECT pg_catalog.pg_has_role(current_user, oid, 'USAGE') FROM g), false) AS usable)
-SELECT p.i, me.name, me.super, grp.rolsuper, usr.rolsuper,
-       (SELECT count(*) FROM pg_catalog.pg_auth_members AS m WHERE m.roleid = grp.oid AND m.member = usr.oid),
-       (SELECT count(*) FROM pg_catalog.pg_auth_members AS m
-        WHERE m.roleid = grp.oid AND m.member = usr.oid AND m.grantor = (SELECT oid FROM g)),
+                   coalesce((SELECT pg_catalog.pg_has_role(current_user, oid, 'USAGE') FROM g), false) AS usable),
+     r AS (SELECT p.i, grp.oid AS roleid, grp.rolsuper AS role_super, usr.oid AS member, usr.rolsuper AS user_super
+           FROM pairs AS p
+           LEFT JOIN pg_catalog.pg_roles AS grp ON grp.rolname = p.role
+           LEFT JOIN pg_catalog.pg_roles AS usr ON usr.rolname = p.principal),
+     mem AS (SELECT r.i, count(*) AS n, count(*) FILTER (WHERE m.grantor = (SELECT oid FROM g)) AS ours
+             FROM r JOIN pg_catalog.pg_auth_members AS m ON m.roleid = r.roleid AND m.member = r.member
+             GROUP BY r.i),
+     adm AS (SELECT m.roleid FROM pg_catalog.pg_auth_members AS m
+             WHERE m.member = (SELECT oid FROM g) AND m.admin_option)
+SELECT r.i, me.name, me.super, r.role_super, r.user_super, coalesce(mem.n, 0), coalesce(mem.ours, 0),
        EXISTS (SELECT 1 FROM g),
        coalesce((SELECT rolsuper FROM g), false),
        coalesce((SELECT rolcanlogin FROM g), false),
        (SELECT comment FROM g),
        me.usable,
-       EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members AS m
-               WHERE m.roleid = grp.oid AND m.member = (SELECT oid FROM g) AND m.admin_option)
-FROM pairs AS p
+       coalesce(r.roleid IN (SELECT roleid FROM adm), false)
+FROM r
 CROSS JOIN me
-LEFT JOIN pg_catalog.pg_roles AS grp ON grp.rolname = p.role
-LEFT JOIN pg_catalog.pg_roles AS usr ON usr.rolname = p.principal
-ORDER BY p.i
+LEFT JOIN mem ON mem.i = r.i
+ORDER BY r.i
 """
 
 
