@@ -166,7 +166,7 @@ def _secret_connector(fake_graph: FakeGraph, cert: Path, client: str, secret: st
         {"ENTRA_ID": client, "ENTRA_SECRET": secret},
         clock=FixedClock(now.at),
         client_options={"verify": trust(cert), "retry_delay": 0,
-                        "credential_options": {"connection_verify": str(cert), "disable_instance_discovery": True}},
+                        "credential_options": {"connection_verify": str(cert)}},
     )
 
 

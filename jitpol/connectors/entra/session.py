@@ -214,7 +214,10 @@ class GraphSession:
             return cred
         extra: dict[str, Any] = dict(self._options.get("credential_options") or {})
         if self._authority is not None:
-            extra["authority"] = self._authority
+            # the authority is trusted as configured (approved policy): MSAL's instance discovery,
+            # which only knows Microsoft's public clouds, would refuse a private or test authority
+            extra.setdefault("authority", self._authority)
+            extra.setdefault("disable_instance_discovery", True)
         if self._id_env is not None and self._secret_env is not None:
             from azure.identity import ClientSecretCredential
 
