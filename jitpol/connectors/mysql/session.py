@@ -200,17 +200,22 @@ class MysqlSession:
             return bool(self._fetch("SELECT 1 FROM mysql.user WHERE User = %s AND is_role = 'Y'", (role,)))
         return bool(self._fetch("SELECT 1 FROM mysql.user WHERE User = %s AND Host = '%%'", (role,)))
 
-    def _membership_state(self, user: str, host: str, role: str) -> tuple[bool, bool, set[str]]:
-        """(the role exists, `user`@`host` holds it directly, the account's default roles), in one
-        round trip on MariaDB."""
+    def _membership_state(self, user: str, host: str, role: str) -> tuple[bool, _Account | None, bool, set[str]]:
+        """(the role exists, the account `user`@`host`, it holds the role directly, its default
+        roles), in one round trip on MariaDB."""
         if not self.mariadb:
-            return self._role_exists(role), role in self._roles_of(user, host), self._default_roles(user, host)
+            return (self._role_exists(role), self._account(user, host), role in self._roles_of(user, host),
+                    self._default_roles(user, host))
         row = self._fetch(
             "SELECT EXISTS (SELECT 1 FROM mysql.user WHERE User = %(role)s AND is_role = 'Y'), "
             "EXISTS (SELECT 1 FROM mysql.roles_mapping WHERE User = %(user)s AND Host = %(host)s AND Role = %(role)s), "
-            "(SELECT default_role FROM mysql.user WHERE User = %(user)s AND Host = %(host)s)",
+            "u.User IS NOT NULL, u.is_role = 'Y', u.Super_priv = 'Y', u.default_role "
+            "FROM (SELECT 1) AS one LEFT JOIN mysql.user AS u ON u.User = %(user)s AND u.Host = %(host)s",
             {"role": role, "user": user, "host": host})[0]
-        return bool(row[0]), bool(row[1]), {str(row[2])} if row[2] else set()
+        role_exists, held, found, is_role, superuser, default = row
+        # lock state, plugin and hash are not needed to change a membership
+        account = _Account(user, host, bool(is_role), False, bool(superuser), "", "") if found else None
+        return bool(role_exists), account, bool(held), {str(default)} if default else set()
 
     def _roles_of(self, user: str, host: str) -> set[str]:
         """The roles granted directly to `user`@`host`."""
