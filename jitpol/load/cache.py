@@ -1,5 +1,6 @@
-"""A content-addressed cache of what reading one policy file gave: its data and marks, or its
-`path:line:col` problems. A warm `jitpol validate` reads and hashes every file, takes what the
+"""A content-addressed cache of what reading one policy file gave: its data and marks (and the
+grant built from it), or its `path:line:col` problems (`repository._cache_value` says what is
+stored). A warm `jitpol validate` reads and hashes every file, takes what the
 cache knows, and parses and checks only files it has not seen.
 
 What a lookup is keyed by: SHA-256 over the file's bytes, its path in the repository, the kind
@@ -31,11 +32,10 @@ import marshal
 import os
 import sqlite3
 import stat
-from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import jitpol
 
@@ -45,30 +45,7 @@ CACHE_SWITCH_ENV: Final = "JITPOL_CACHE"
 DB_NAME: Final = "files-v1.sqlite"
 KEY_NAME: Final = "key"
 _MAC_LEN: Final = 32
-_ITEM = array("I").itemsize
 _BATCH: Final = 500  # SQLite's default limit of bound parameters is 999
-
-Marks = dict[tuple[str | int, ...], int]
-
-
-@dataclass(frozen=True, slots=True)
-class Parsed:
-    """A file read and checked without problems: its data and marks (see YamlDocument)."""
-
-    data: dict[str, Any]
-    marks: Marks
-    positions: array[int]
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    """A file with problems: (line, col, message) each, in the order they were found."""
-
-    problems: tuple[tuple[int, int, str], ...]
-
-
-Outcome = Parsed | Refused
-
 
 def context_digest() -> bytes:
     """What, besides a file's bytes, decides what reading it gives."""
@@ -91,34 +68,17 @@ def entry_key(context: bytes, rel: str, expected: str, data: bytes) -> bytes:
     return h.digest()
 
 
-def encode(outcome: Outcome) -> bytes:
-    if isinstance(outcome, Parsed):
-        return marshal.dumps(("ok", outcome.data, tuple(outcome.marks), outcome.positions.tobytes()))
-    return marshal.dumps(("refused", outcome.problems))
+def encode(value: object) -> bytes:
+    """A plain value (tuples, lists, dicts, str, bytes, numbers, bool, None) as bytes."""
+    return marshal.dumps(value)  # type: ignore[arg-type]  # the callers pass plain values only
 
 
-def decode(payload: bytes) -> Outcome | None:
-    """The outcome in a verified payload, or None if it does not have the expected shape."""
+def decode(payload: bytes) -> object:
+    """The value of a payload that verified, or None when it cannot be read."""
     try:
-        value = marshal.loads(payload)  # noqa: S302 - only after the MAC verified: written by jitpol
+        return marshal.loads(payload)  # noqa: S302 - only after the MAC verified: written by jitpol
     except (ValueError, EOFError, TypeError):
         return None
-    if not isinstance(value, tuple) or not value:
-        return None
-    if value[0] == "ok" and len(value) == 4:
-        _, data, paths, raw = value
-        if not (isinstance(data, dict) and isinstance(paths, tuple) and isinstance(raw, bytes)
-                and len(raw) == 4 * _ITEM * len(paths) and all(isinstance(p, tuple) for p in paths)):
-            return None
-        positions = array("I")
-        positions.frombytes(raw)
-        return Parsed(data, dict(zip(paths, range(len(paths)), strict=True)), positions)
-    if value[0] == "refused" and len(value) == 2 and isinstance(value[1], tuple):
-        problems = value[1]
-        if all(isinstance(p, tuple) and len(p) == 3 and type(p[0]) is int and type(p[1]) is int
-               and isinstance(p[2], str) for p in problems):
-            return Refused(problems)
-    return None
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -229,10 +189,10 @@ class FileCache:
         self.broken = True
         return None
 
-    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, Outcome]:
-        """The verified outcomes of those keys that have one."""
+    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, object]:
+        """The verified values of those keys that have one (the caller checks their shape)."""
         conn = self._connection()
-        found: dict[bytes, Outcome] = {}
+        found: dict[bytes, object] = {}
         if conn is None:
             return found
         try:
@@ -246,21 +206,21 @@ class FileCache:
                     mac, payload = value[:_MAC_LEN], value[_MAC_LEN:]
                     if not hmac.compare_digest(mac, self._mac(key, payload)):
                         continue  # foreign, tampered or damaged: a miss
-                    outcome = decode(payload)
-                    if outcome is not None:
-                        found[key] = outcome
+                    value = decode(payload)
+                    if value is not None:
+                        found[key] = value
         except sqlite3.Error:
             self.broken = True
             return {}
         return found
 
-    def put_many(self, items: Iterable[tuple[bytes, Outcome]]) -> None:
+    def put_many(self, items: Iterable[tuple[bytes, object]]) -> None:
         conn = self._connection()
         if conn is None:
             return
         rows = []
-        for key, outcome in items:
-            payload = encode(outcome)
+        for key, value in items:
+            payload = encode(value)
             rows.append((key, self._mac(key, payload) + payload))
         if not rows:
             return

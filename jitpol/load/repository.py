@@ -8,10 +8,12 @@ bad input. A repository with any diagnostic is invalid: nothing is added because
 from __future__ import annotations
 
 import functools
+import marshal
 import multiprocessing
 import os
 import re
 import threading
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
@@ -21,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jitpol.connectors import registry
 from jitpol.errors import InvalidInput
-from jitpol.load.cache import FileCache, Outcome, Parsed, Refused
+from jitpol.load.cache import FileCache
 from jitpol.load.schema import format_path, validate_document
 from jitpol.load.yamlstrict import YamlDocument, YamlError, load_yaml, load_yaml_file, read_file_bytes
 from jitpol.model.canonical import POLICY_KINDS, canonical_json, grant_digest, policy_digest
@@ -167,21 +169,21 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
         return False
 
 
-def _read_outcome(path: Path, rel: str, raw: bytes | None) -> tuple[Outcome, bool]:
+def _read_doc(path: Path, rel: str, raw: bytes | None) -> tuple[YamlDocument | tuple[Diagnostic, ...], bool]:
     """Parse and schema-check one file (its bytes `raw` when already read). Never raises.
     The flag says whether the outcome depends only on the bytes (then it may be cached)."""
     try:
         doc = load_yaml(raw, rel) if raw is not None else load_yaml_file(path, display_path=rel)
         problems = validate_document(doc.data)
     except YamlError as exc:
-        return Refused(((exc.line, exc.col, exc.message),)), raw is not None
+        return (Diagnostic(rel, exc.line, exc.col, exc.message),), raw is not None
     except Exception as exc:  # noqa: BLE001 - a file jitpol cannot read is refused, never a crash
-        return Refused(((1, 1, f"jitpol cannot read this file ({type(exc).__name__}: {exc}); it is refused "
-                               f"(please report this as a bug with the file)"),)), False
+        return (Diagnostic(rel, 1, 1, f"jitpol cannot read this file ({type(exc).__name__}: {exc}); it is refused "
+                                      f"(please report this as a bug with the file)"),), False
     if problems:
-        return Refused(tuple((*(doc.key_mark(*p.path) if p.at_key else doc.mark(*p.path)), p.message)
-                             for p in problems)), True
-    return Parsed(doc.data, doc._marks, doc._positions), True
+        return tuple(Diagnostic(rel, *(doc.key_mark(*p.path) if p.at_key else doc.mark(*p.path)), p.message)
+                     for p in problems), True
+    return doc, True
 
 
 def _kind_problem(doc: YamlDocument, rel: str, expected: str) -> Diagnostic | None:
@@ -221,19 +223,103 @@ class _FileResult:
     data: dict[str, Any] | None = None
     built: Any = None
     build_problems: tuple[Diagnostic, ...] = ()
-    doc: YamlDocument | None = None  # with its marks; not sent back from a worker process
+    doc: YamlDocument | None = None  # not sent back from a worker process (its marks are large)
 
 
-def _finish_file(rel: str, expected: str, outcome: Outcome) -> _FileResult:
-    """Kind check and model object for a file that read and checked."""
-    if isinstance(outcome, Refused):
-        return _FileResult(rel, expected, tuple(Diagnostic(rel, line, col, m) for line, col, m in outcome.problems))
-    doc = YamlDocument(rel, outcome.data, outcome.marks, outcome.positions)
+def _process(path: Path, rel: str, expected: str, raw: bytes | None) -> tuple[_FileResult, object | None]:
+    """One file read, checked and built, and what the cache may keep of it (None: nothing)."""
+    read, cacheable = _read_doc(path, rel, raw)
+    if not isinstance(read, YamlDocument):
+        return _FileResult(rel, expected, read), _cache_value(read) if cacheable else None
+    doc = read
     wrong_kind = _kind_problem(doc, rel, expected)
     if wrong_kind is not None:
-        return _FileResult(rel, expected, (wrong_kind,))
+        return _FileResult(rel, expected, (wrong_kind,)), _cache_value((wrong_kind,)) if cacheable else None
     built, problems = _build_one(expected, doc)
-    return _FileResult(rel, expected, (), outcome.data, built, tuple(problems), doc)
+    result = _FileResult(rel, expected, (), doc.data, built, tuple(problems), doc)
+    return result, _cache_value(result) if cacheable else None
+
+
+# -- what the cache keeps of a file (jitpol.load.cache authenticates it; the shape is checked here)
+#    ("refused", ((line, col, message), ...))
+#    ("ok", data, marks, grant fields or None, ((line, col, message), ...) found while building)
+# where marks is marshal((key paths, positions)) bytes, decoded only when a mark is asked for.
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(t: datetime) -> int:
+    return (t - _EPOCH) // timedelta(microseconds=1)
+
+
+def _cache_value(result: _FileResult | tuple[Diagnostic, ...]) -> object:
+    if isinstance(result, tuple):
+        return "refused", tuple((d.line, d.col, d.message) for d in result)
+    doc = result.doc
+    assert doc is not None
+    marks = marshal.dumps((tuple(doc._marks), doc._positions.tobytes()))
+    grant = result.built if isinstance(result.built, Grant) else None
+    fields = None if grant is None else (
+        grant.name, grant.requester, grant.resource, grant.role, _micros(grant.start), _micros(grant.end),
+        grant.justification, tuple((a.by, a.key, a.signature, a.source.line, a.source.col) for a in grant.approvals),
+        grant.revoke, grant.digest, grant.source.line, grant.source.col, grant.window_source.line,
+        grant.window_source.col, grant.breakglass)
+    problems = tuple((d.line, d.col, d.message) for d in result.build_problems)
+    return "ok", doc.data, marks, fields, problems
+
+
+def _problems(rel: str, value: object) -> tuple[Diagnostic, ...]:
+    if not isinstance(value, tuple) or not all(
+            isinstance(p, tuple) and len(p) == 3 and type(p[0]) is int and type(p[1]) is int
+            and isinstance(p[2], str) for p in value):
+        raise ValueError("problems")
+    return tuple(Diagnostic(rel, line, col, message) for line, col, message in value)
+
+
+def _marks_from(rel: str, data: dict[str, Any], blob: bytes) -> YamlDocument:
+    paths, raw = marshal.loads(blob)  # noqa: S302 - part of an entry whose MAC verified
+    positions = array("I")
+    positions.frombytes(raw)
+    if not isinstance(paths, tuple) or len(positions) != 4 * len(paths):
+        raise InvalidInput("marks do not fit")
+    return YamlDocument(rel, data, dict(zip(paths, range(len(paths)), strict=True)), positions)
+
+
+def _from_cache(path: Path, rel: str, expected: str, value: object) -> _FileResult | None:
+    """The result a verified cache value stands for, or None if it is not one jitpol writes."""
+    try:
+        if not isinstance(value, tuple) or not value:
+            return None
+        if value[0] == "refused" and len(value) == 2:
+            return _FileResult(rel, expected, _problems(rel, value[1]))
+        if value[0] != "ok" or len(value) != 5:
+            return None
+        _, data, marks, fields, problems = value
+        if not isinstance(data, dict) or not isinstance(marks, bytes) or data.get("kind") != expected:
+            return None
+
+        def reload() -> YamlDocument:
+            try:
+                return _marks_from(rel, data, marks)
+            except (ValueError, EOFError, TypeError):  # then from the file itself
+                return load_yaml_file(path, display_path=rel)
+
+        doc = YamlDocument(rel, data, _reload=reload)
+        if fields is None:
+            built, build_problems = _build_one(expected, doc)
+            return _FileResult(rel, expected, (), data, built, tuple(build_problems), doc)
+        (name, requester, resource, role, start, end, justification, approvals, revoke, digest, line, col,
+         window_line, window_col, breakglass) = fields
+        grant = Grant(name, requester, resource, role, _EPOCH + timedelta(microseconds=start),
+                      _EPOCH + timedelta(microseconds=end), justification,
+                      tuple(Approval(by, key, signature, Source(rel, a_line, a_col))
+                            for by, key, signature, a_line, a_col in approvals),
+                      revoke, digest, Source(rel, line, col), Source(rel, window_line, window_col), breakglass)
+        if expected != "Grant" or name != data["metadata"]["name"]:
+            return None
+        return _FileResult(rel, expected, (), data, grant, _problems(rel, problems), doc)
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+        return None
 
 
 # Set in the parent before worker processes are forked (they inherit it, nothing is pickled).
@@ -243,7 +329,7 @@ _WORKER_CACHE: FileCache | None = None
 def _process_chunk(chunk: list[tuple[Path, str, str]]) -> list[_FileResult]:
     """Worker process: read, check and build a run of files; store what may be cached."""
     results: list[_FileResult] = []
-    store: list[tuple[bytes, Outcome]] = []
+    store: list[tuple[bytes, object]] = []
     cache = _WORKER_CACHE
     for path, rel, expected in chunk:
         raw: bytes | None = None
@@ -251,11 +337,10 @@ def _process_chunk(chunk: list[tuple[Path, str, str]]) -> list[_FileResult]:
             try:
                 raw = read_file_bytes(path, rel)
             except YamlError:
-                raw = None  # _read_outcome reads it again and reports why not
-        outcome, cacheable = _read_outcome(path, rel, raw)
-        if cache is not None and cacheable and raw is not None:
-            store.append((cache.key(rel, expected, raw), outcome))
-        result = _finish_file(rel, expected, outcome)
+                raw = None  # _read_doc reads it again and reports why not
+        result, value = _process(path, rel, expected, raw)
+        if cache is not None and value is not None and raw is not None:
+            store.append((cache.key(rel, expected, raw), value))
         result.doc = None  # marks stay here: the parent reads the file again if it ever needs one
         results.append(result)
     if cache is not None and store:
@@ -302,12 +387,13 @@ def _read_all(files: list[tuple[Path, str, str]], cache: FileCache | None) -> li
                 continue
             keys[i] = cache.key(rel, kind, raws[i])
         known = cache.get_many(list(keys.values()))
-        for i, (_, rel, kind) in enumerate(rels):
-            outcome = known.get(keys[i]) if i in keys else None
-            if outcome is None:
+        for i, (path, rel, kind) in enumerate(rels):
+            value = known.get(keys[i]) if i in keys else None
+            hit = None if value is None else _from_cache(path, rel, kind, value)
+            if hit is None:
                 todo.append(i)
             else:
-                results[i] = _finish_file(rel, kind, outcome)
+                results[i] = hit
     else:
         todo = list(range(len(rels)))
     workers = _workers(len(todo))
@@ -330,14 +416,14 @@ def _read_all(files: list[tuple[Path, str, str]], cache: FileCache | None) -> li
                 result.doc = YamlDocument(rel, result.data, _reload=functools.partial(load_yaml_file, path, rel))
             results[i] = result
     else:
-        store: list[tuple[bytes, Outcome]] = []
+        store: list[tuple[bytes, object]] = []
         for i in todo:
             path, rel, kind = rels[i]
             raw = raws.get(i)
-            outcome, cacheable = _read_outcome(path, rel, raw)
-            if cache is not None and cacheable and raw is not None:
-                store.append((cache.key(rel, kind, raw), outcome))
-            results[i] = _finish_file(rel, kind, outcome)
+            result, value = _process(path, rel, kind, raw)
+            if cache is not None and value is not None and raw is not None:
+                store.append((cache.key(rel, kind, raw), value))
+            results[i] = result
         if cache is not None and store:
             cache.put_many(store)
     return [r for r in results if r is not None]

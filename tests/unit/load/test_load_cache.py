@@ -4,16 +4,15 @@ jitpol wrote under its own key for exactly these bytes, path, kind, schemas and 
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import shutil
 import sqlite3
-from array import array
 from pathlib import Path
 
 import pytest
 
-from jitpol.load import cache as cache_mod
-from jitpol.load.cache import DB_NAME, FileCache, Parsed, Refused, context_digest, entry_key
+from jitpol.load.cache import DB_NAME, FileCache, context_digest, encode, entry_key
 from jitpol.load.repository import load_repository
 from jitpol.load.schema import SCHEMA_DIR_ENV, schema_dir
 from tests.helpers.repo import RepoBuilder
@@ -48,7 +47,12 @@ def open_cache(root: Path) -> FileCache:
     return opened
 
 
-def plant(root: Path, rel: str, kind: str, outcome: Parsed | Refused, *, secret: bytes | None = None) -> None:
+def refused(line: int, col: int, message: str) -> object:
+    """A cache value saying the file has this one problem (the shape repository._cache_value writes)."""
+    return "refused", ((line, col, message),)
+
+
+def plant(root: Path, rel: str, kind: str, outcome: object, *, secret: bytes | None = None) -> None:
     """Store `outcome` for the file's current bytes, under jitpol's key or under `secret`."""
     cache = open_cache(root)
     if secret is not None:
@@ -75,7 +79,7 @@ def test_a_second_run_is_served_from_the_cache(rb: RepoBuilder, cache_dir: Path)
     stored = rows(cache_dir)
     assert len(stored) == 11  # one entry per file
     # a hit is really used: an entry written under jitpol's own key decides the outcome
-    plant(rb.root, "grants/g1.yaml", "Grant", Refused(((3, 4, PLANTED),)))
+    plant(rb.root, "grants/g1.yaml", "Grant", refused(3, 4, PLANTED))
     assert messages(rb.root) == [f"grants/g1.yaml:3:4: {PLANTED}"]
 
 
@@ -95,12 +99,12 @@ def test_a_planted_entry_cannot_make_an_invalid_file_pass(rb: RepoBuilder, cache
     assert any("unknown field 'colour'" in m for m in messages(rb.root))
     # what an attacker would plant: the data of the valid file for the invalid file's bytes,
     # authenticated with a key of their own, then with no MAC at all
-    forged = Parsed(valid, {(): 0}, array("I", [1, 1, 1, 1]))
+    forged = ("ok", valid, marshal.dumps(((), b"")), None, ())
     plant(rb.root, "grants/g1.yaml", "Grant", forged, secret=b"k" * 32)
     assert any("unknown field 'colour'" in m for m in messages(rb.root))
     key = entry_key(context_digest(), "grants/g1.yaml", "Grant", (rb.root / "grants" / "g1.yaml").read_bytes())
     with sqlite3.connect(cache_dir / DB_NAME) as conn:
-        conn.execute("INSERT OR REPLACE INTO entries VALUES (?, ?)", (key, b"\0" * 32 + cache_mod.encode(forged)))
+        conn.execute("INSERT OR REPLACE INTO entries VALUES (?, ?)", (key, b"\0" * 32 + encode(forged)))
     assert any("unknown field 'colour'" in m for m in messages(rb.root))
 
 
@@ -119,14 +123,14 @@ def test_a_cache_inside_the_repository_is_never_used(rb: RepoBuilder, tmp_path: 
 
 def test_a_foreign_cache_is_ignored(rb: RepoBuilder, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JITPOL_CACHE_KEY", "one secret")
-    plant(rb.root, "grants/g1.yaml", "Grant", Refused(((1, 1, PLANTED),)))
+    plant(rb.root, "grants/g1.yaml", "Grant", refused(1, 1, PLANTED))
     assert messages(rb.root) == [f"grants/g1.yaml:1:1: {PLANTED}"]
     monkeypatch.setenv("JITPOL_CACHE_KEY", "another secret")  # e.g. a CI cache from elsewhere
     assert messages(rb.root) == []
 
 
 def test_a_truncated_or_edited_entry_is_ignored(rb: RepoBuilder, cache_dir: Path) -> None:
-    plant(rb.root, "grants/g1.yaml", "Grant", Refused(((1, 1, PLANTED),)))
+    plant(rb.root, "grants/g1.yaml", "Grant", refused(1, 1, PLANTED))
     key = entry_key(context_digest(), "grants/g1.yaml", "Grant", (rb.root / "grants" / "g1.yaml").read_bytes())
     with sqlite3.connect(cache_dir / DB_NAME) as conn:
         (value,) = conn.execute("SELECT value FROM entries WHERE key = ?", (key,)).fetchone()
@@ -150,7 +154,7 @@ def test_a_corrupt_database_is_replaced(rb: RepoBuilder, cache_dir: Path) -> Non
 
 
 def test_a_changed_file_is_read_again(rb: RepoBuilder, cache_dir: Path) -> None:
-    plant(rb.root, "grants/g1.yaml", "Grant", Refused(((1, 1, PLANTED),)))
+    plant(rb.root, "grants/g1.yaml", "Grant", refused(1, 1, PLANTED))
     assert messages(rb.root) == [f"grants/g1.yaml:1:1: {PLANTED}"]
     make_invalid(rb)
     got = messages(rb.root)
@@ -171,7 +175,7 @@ def test_changed_schemas_are_a_miss(rb: RepoBuilder, cache_dir: Path, tmp_path: 
     copy = tmp_path / "schemas"
     shutil.copytree(schema_dir(), copy)
     monkeypatch.setenv(SCHEMA_DIR_ENV, str(copy))
-    plant(rb.root, "grants/g1.yaml", "Grant", Refused(((1, 1, PLANTED),)))
+    plant(rb.root, "grants/g1.yaml", "Grant", refused(1, 1, PLANTED))
     assert messages(rb.root) == [f"grants/g1.yaml:1:1: {PLANTED}"]
     grant_schema = copy / "grant.schema.json"
     grant_schema.write_text(grant_schema.read_text().replace('"description"', '"$comment"', 1))

@@ -108,3 +108,29 @@ def test_valid_repository_same_model(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert parallel.pop("workers") == 2
     assert serial["diagnostics"] == []
     assert parallel == serial
+
+
+def test_a_warm_cache_gives_the_same_result(broken_repo: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grants rebuilt from cached fields and marks decoded from cached entries (for the problems
+    the cross-references find) are what reading the files gives."""
+    cold = in_process(broken_repo, monkeypatch)
+    monkeypatch.setenv("JITPOL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("JITPOL_CACHE", raising=False)
+    monkeypatch.delenv("JITPOL_CACHE_KEY", raising=False)
+    for _ in range(2):  # the first run fills the cache, the second is served from it
+        result = load_repository(broken_repo)
+        warm = {"diagnostics": [str(d) for d in result.diagnostics],
+                "documents": json.loads(json.dumps(result.policy_documents)), "files": result.files,
+                "grants": sorted(repr(g) for g in result.policy.grants.values()),
+                "people": sorted(repr(p) for p in result.policy.people.values())}
+        assert warm == cold
+    # and the same from worker processes filling and then reading the cache
+    env_cache = str(tmp_path / "cache2")
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", PARALLEL.replace("cache=False", "cache=True"), str(broken_repo)],
+                              capture_output=True, text=True, cwd=ROOT, check=True, timeout=120,
+                              env={"JITPOL_LOAD_WORKERS": "2", "JITPOL_CACHE_DIR": env_cache, "PATH": "/usr/bin:/bin"})
+        parallel = json.loads(done.stdout)
+        assert parallel.pop("workers") == 2
+        assert parallel == cold
