@@ -591,24 +591,30 @@ class Repo:
             if self._run("merge-base", "--is-ancestor", upstream, "HEAD", check=False)[0] == 0:
                 continue  # the remote has nothing we lack (a ref update raced ours): push again
             self._check_discardable(upstream, owned_paths, remote, branch)
-            old = self.head_commit()
-            assert old is not None  # we pushed it
-            self._run("update-ref", _JOURNAL_OLD, old)
-            self._run("update-ref", _JOURNAL_ONTO, upstream)
-            try:
-                self._run("reset", "--quiet", "--keep", upstream)
-            except VcsError:
-                self.end_rebase()  # refused before touching anything
-                raise
-            if rechain is not None:
-                rechain(Rebase(old, upstream))
-            elif rebuild is not None:
-                rebuild()
-            self.end_rebase()
+            self._rebase_onto(upstream, rechain, rebuild)
         raise VcsError(
             f"git push to {redact(remote)} {branch} was rejected {attempts} times because the remote "
             f"kept moving ({why}); run again later"
         )
+
+    def _rebase_onto(self, upstream: str, rechain: Callable[[Rebase], object] | None,
+                     rebuild: Callable[[], object] | None) -> None:
+        """Move HEAD to `upstream` (`reset --keep`) and let the caller re-apply its work, the
+        re-base journaled until the callback returns (a run killed half-way loses nothing)."""
+        old = self.head_commit()
+        assert old is not None  # we pushed it
+        self._run("update-ref", _JOURNAL_OLD, old)
+        self._run("update-ref", _JOURNAL_ONTO, upstream)
+        try:
+            self._run("reset", "--quiet", "--keep", upstream)
+        except VcsError:
+            self.end_rebase()  # refused before touching anything
+            raise
+        if rechain is not None:
+            rechain(Rebase(old, upstream))
+        elif rebuild is not None:
+            rebuild()
+        self.end_rebase()
 
     def _check_discardable(self, upstream: str, owned_paths: Sequence[str], remote: str, branch: str) -> None:
         """Refuse to reset away local commits that change anything outside `owned_paths`."""
