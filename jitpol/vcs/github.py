@@ -97,6 +97,14 @@ class _Clone:
     shallow: frozenset[str]  # boundary commits of a shallow clone (their diffs are not real)
 
 
+
+class _NoReview(Exception):
+    """No review covers a grant file: why, and the pull request it was looked for in."""
+
+    def __init__(self, reason: str, pull: int | None = None, excluded: tuple[str, ...] = ()) -> None:
+        super().__init__(reason)
+        self.reason, self.pull, self.excluded = reason, pull, excluded
+
 class GitHubReviews:
     """Approvals of grant files from GitHub pull-request reviews, for one run.
 
@@ -148,62 +156,12 @@ class GitHubReviews:
     # -- one file ------------------------------------------------------------------------------
 
     def _verdict(self, path: str, clone: _Clone) -> ReviewVerdict:
-        def none(reason: str, pull: int | None = None, excluded: tuple[str, ...] = ()) -> ReviewVerdict:
-            return ReviewVerdict(path=path, pull=pull, approvers=(), excluded=excluded, reason=reason)
-
-        local = self._repo_dir / path
-        if local.is_symlink():
-            return none("the grant file is a symbolic link; only regular files can be reviewed")
-        root = self._repo_dir.resolve()
-        if not local.resolve().is_relative_to(root) or not local.is_file():
-            return none("the grant file is not a regular file inside the work tree")
         try:
-            content = local.read_bytes()
-        except OSError as exc:
-            raise PermanentTargetError(f"cannot read {path}: {exc.strerror}") from None
-
-        commit = self._git("rev-list", "-1", "--first-parent", "HEAD", "--", path).strip()
-        if not commit:
-            return none("the grant file is not committed on this branch")
-        if commit in clone.shallow:
-            return none(
-                f"the clone is shallow: cannot tell which commit brought this content ({commit[:12]} is a "
-                "shallow boundary); fetch the full history (actions/checkout: fetch-depth: 0)"
-            )
-
-        pulls = self._pulls_for_commit(commit)
-        if pulls is None:
-            return none(f"commit {commit[:12]} is not on the git host (not pushed?), so no review can cover it")
-        merged = [p for p in pulls if p.merged and p.base_ref == clone.branch]
-        if not merged:
-            if pulls:
-                shown = ", ".join(f"#{p.number}" for p in sorted(pulls, key=lambda p: p.number))
-                return none(f"{NO_PULL}: pull request {shown} is not merged into {clone.branch}")
-            return none(NO_PULL)
-        # The pull request whose merge produced exactly this commit is the one; several only
-        # remain when a commit was pushed that belongs to more than one (stacked branches).
-        exact = [p for p in merged if p.merge_commit_sha == commit]
-        candidates = sorted(exact or merged, key=lambda p: p.number, reverse=True)
-
-        best: tuple[_Pull, _Reviews] | None = None
-        for pull in candidates:
-            if self._content_at(clone.prefix + path, pull.head_sha) != content:
-                continue
-            outcome = self._pull_reviews(pull)
-            # Each pull request is judged alone: approvals of two different pull requests never add up.
-            if best is None or len(outcome.approvers) > len(best[1].approvers):
-                best = (pull, outcome)
-        if best is None:
-            first = candidates[0]
-            if self._work_tree_dirty(path):
-                return none(f"{CONTENT_DIFFERS}: the work-tree file has uncommitted changes", first.number)
-            return none(f"{CONTENT_DIFFERS} in pull request #{first.number} (head {first.head_sha[:12]})",
-                        first.number)
-        pull, outcome = best
-        if outcome.refused is not None:
-            return none(f"pull request #{pull.number}: {outcome.refused}", pull.number, outcome.excluded)
-        if not outcome.approvers:
-            return none(f"pull request #{pull.number} has no approval that counts", pull.number, outcome.excluded)
+            content, commit = self._committed(path, clone)
+            candidates = self._merged_pulls(commit, clone)
+            pull, outcome = self._best_review(path, content, clone, candidates)
+        except _NoReview as no:
+            return ReviewVerdict(path=path, pull=no.pull, approvers=(), excluded=no.excluded, reason=no.reason)
         return ReviewVerdict(
             path=path,
             pull=pull.number,
@@ -212,6 +170,70 @@ class GitHubReviews:
             reason=f"approved in pull request #{pull.number} by {', '.join(outcome.approvers)}",
             review_ids=outcome.review_ids,
         )
+
+    def _committed(self, path: str, clone: _Clone) -> tuple[bytes, str]:
+        """The grant file's content in the work tree and the last first-parent commit that
+        changed it; _NoReview when it is not a committed regular file of this branch."""
+        local = self._repo_dir / path
+        if local.is_symlink():
+            raise _NoReview("the grant file is a symbolic link; only regular files can be reviewed")
+        root = self._repo_dir.resolve()
+        if not local.resolve().is_relative_to(root) or not local.is_file():
+            raise _NoReview("the grant file is not a regular file inside the work tree")
+        try:
+            content = local.read_bytes()
+        except OSError as exc:
+            raise PermanentTargetError(f"cannot read {path}: {exc.strerror}") from None
+        commit = self._git("rev-list", "-1", "--first-parent", "HEAD", "--", path).strip()
+        if not commit:
+            raise _NoReview("the grant file is not committed on this branch")
+        if commit in clone.shallow:
+            raise _NoReview(
+                f"the clone is shallow: cannot tell which commit brought this content ({commit[:12]} is a "
+                "shallow boundary); fetch the full history (actions/checkout: fetch-depth: 0)"
+            )
+        return content, commit
+
+    def _merged_pulls(self, commit: str, clone: _Clone) -> list[_Pull]:
+        """The pull requests merged into the branch that brought `commit`, newest first: the one
+        whose merge produced exactly this commit when there is one (several remain only when a
+        commit belongs to more than one, stacked branches)."""
+        pulls = self._pulls_for_commit(commit)
+        if pulls is None:
+            raise _NoReview(f"commit {commit[:12]} is not on the git host (not pushed?), so no review can cover it")
+        merged = [p for p in pulls if p.merged and p.base_ref == clone.branch]
+        if not merged:
+            if pulls:
+                shown = ", ".join(f"#{p.number}" for p in sorted(pulls, key=lambda p: p.number))
+                raise _NoReview(f"{NO_PULL}: pull request {shown} is not merged into {clone.branch}")
+            raise _NoReview(NO_PULL)
+        exact = [p for p in merged if p.merge_commit_sha == commit]
+        return sorted(exact or merged, key=lambda p: p.number, reverse=True)
+
+    def _best_review(self, path: str, content: bytes, clone: _Clone,
+                     candidates: list[_Pull]) -> tuple[_Pull, _Reviews]:
+        """The candidate whose head holds exactly this content, with the most approvals that
+        count; each pull request is judged alone: approvals of two never add up."""
+        best: tuple[_Pull, _Reviews] | None = None
+        for pull in candidates:
+            if self._content_at(clone.prefix + path, pull.head_sha) != content:
+                continue
+            outcome = self._pull_reviews(pull)
+            if best is None or len(outcome.approvers) > len(best[1].approvers):
+                best = (pull, outcome)
+        if best is None:
+            first = candidates[0]
+            if self._work_tree_dirty(path):
+                raise _NoReview(f"{CONTENT_DIFFERS}: the work-tree file has uncommitted changes", first.number)
+            raise _NoReview(f"{CONTENT_DIFFERS} in pull request #{first.number} (head {first.head_sha[:12]})",
+                            first.number)
+        pull, outcome = best
+        if outcome.refused is not None:
+            raise _NoReview(f"pull request #{pull.number}: {outcome.refused}", pull.number, outcome.excluded)
+        if not outcome.approvers:
+            raise _NoReview(f"pull request #{pull.number} has no approval that counts", pull.number,
+                            outcome.excluded)
+        return best
 
     # -- one pull request -----------------------------------------------------------------------
 
