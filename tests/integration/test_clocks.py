@@ -1,6 +1,6 @@
-"""Every clock the suite meets is one clock: the test process, the throwaway PostgreSQL and every
-process inside the throwaway sshd's namespace (an unprivileged one with an empty environment
-included). Under `make test-timeshift` (libfaketime) the test also proves the shift really reached
+"""Every clock the suite meets is one clock: the test process, the throwaway PostgreSQL and MariaDB
+and every process inside the throwaway sshd's namespace (an unprivileged one with an empty
+environment included). Under `make test-timeshift` (libfaketime) the test also proves the shift really reached
 them all: a shifted run in which a server kept the real time would prove nothing.
 """
 
@@ -14,6 +14,8 @@ import psycopg
 import pytest
 
 from tests.helpers.clock import Now
+from tests.mysql_fixtures import *  # noqa: F403 - the throwaway MariaDB
+from tests.mysql_fixtures import MysqlSandbox
 from tests.ssh_fixtures import *  # noqa: F403 - the throwaway sshd
 from tools.throwaway_pg import ThrowawayPostgres
 from tools.throwaway_sshd import ThrowawaySshd
@@ -48,6 +50,12 @@ def test_postgresql_reads_the_same_clock(pg_server: ThrowawayPostgres) -> None:
         row = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
     assert row is not None
     assert abs(row[0] - time.time()) < SKEW
+
+
+def test_mariadb_reads_the_same_clock(mysql_sandbox: MysqlSandbox) -> None:
+    # the clock its event scheduler ends accounts by
+    row = mysql_sandbox.execute("SELECT UNIX_TIMESTAMP(NOW(6))")
+    assert abs(float(row[0][0]) - time.time()) < SKEW
 
 
 def test_the_sshd_namespace_reads_the_same_clock_even_without_our_environment(sshd_server: ThrowawaySshd) -> None:
