@@ -162,8 +162,8 @@ def _check_line(number: int, line: str) -> tuple[ChainProblem | None, dict[str, 
     if type_error:
         return ChainProblem(number, seq, type_error), None
     try:
-        recomputed = event_hash(event)
         canonical = canonical_json(event)
+        recomputed = _hash_of_canonical(canonical, event)
     except ValueError:  # NaN/Infinity parse but are not JSON
         return ChainProblem(number, seq, "holds a number that is not valid JSON (NaN/Infinity)"), None
     if recomputed != event["hash"]:
@@ -173,6 +173,20 @@ def _check_line(number: int, line: str) -> tuple[ChainProblem | None, dict[str, 
             number, seq, "not in canonical JSON form (re-serialising it differs) — the line was rewritten"
         ), None
     return None, event
+
+
+def _hash_of_canonical(canonical: str, event: Mapping[str, Any]) -> str:
+    """event_hash(event), given canonical_json(event), without serialising the event again.
+
+    The canonical JSON of the event without "hash" is its canonical JSON with the member
+    `,"hash":"<hex>"` taken out (sorted keys: "event" and "grant" come before "hash", so the
+    member follows a comma; no whitespace). The member's text cannot occur inside a JSON string
+    (its quotes would be escaped); when it occurs more than once (a nested object with a "hash"
+    key of the same value), the event is serialised again instead."""
+    member = f',"hash":"{event["hash"]}"'
+    if canonical.count(member) != 1:
+        return event_hash(event)
+    return hashlib.sha256(canonical.replace(member, "", 1).encode("utf-8")).hexdigest()
 
 
 def _type_error(event: Mapping[str, Any]) -> str | None:
