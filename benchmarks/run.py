@@ -4,7 +4,8 @@ message, never a failure).
 
     a. `jitpol validate` on a generated 10,000-grant repository vs check-jsonschema on its grant files
     b. `jitpol plan --format json` on the same repository against a throwaway PostgreSQL
-    c. `jitpol apply` of 1,000 memberships (grant run, then revoke run) vs Ansible community.postgresql
+    c. `jitpol apply` of 1,000 memberships (grant run, then revoke run) vs Ansible community.postgresql,
+       and the floor: `jitpol validate` of the same repository + a psycopg process sending the same statements
 
 Options: --quick (small sizes, for a smoke run), --runs N, --grants N, --apply-n N, --loop-sample K,
 --profile (write pyinstrument reports of validate and plan to benchmarks/out/), --no-install.
@@ -235,6 +236,40 @@ def server_version(dsn: str) -> str:
     return str(row[0]) if row else "?"
 
 
+# The floor of the apply benchmark: a Python process that connects with psycopg and sends the
+# statements jitpol's batch sends for the same change (the grantor role exists by then), and
+# nothing else. Run as its own process, so interpreter start and `import psycopg` count, as they
+# do for jitpol.
+FLOOR_SCRIPT = """
+import os, sys
+import psycopg
+from psycopg import sql
+group, grantor, state = sys.argv[1], sys.argv[2], sys.argv[3]
+roles = sys.argv[4:]
+names = sql.SQL(", ").join(sql.Identifier(r) for r in roles)
+with psycopg.connect(os.environ["BENCH_FLOOR_DSN"], autocommit=True) as conn:
+    if state == "present":
+        with conn.transaction():
+            conn.execute(sql.SQL("GRANT {} TO {} GRANTED BY {}").format(sql.Identifier(group), names,
+                                                                       sql.Identifier(grantor)))
+    else:
+        with conn.transaction():
+            conn.execute(sql.SQL("REVOKE {} FROM {} GRANTED BY {}").format(sql.Identifier(group), names,
+                                                                          sql.Identifier(grantor)))
+        conn.execute(sql.SQL("SELECT pg_catalog.pg_terminate_backend(pid, 5000) FROM pg_catalog.pg_stat_activity "
+                             "WHERE usename IN ({}) AND pid <> pg_catalog.pg_backend_pid()").format(
+                                 sql.SQL(", ").join(sql.Literal(r) for r in roles)))
+"""
+
+
+def run_floor(dsn: str, group: str, grantor: str, roles: Sequence[str], state: str) -> Measured:
+    m = measure([sys.executable, "-c", FLOOR_SCRIPT, group, grantor, state, *roles], {**os.environ,
+                                                                                     "BENCH_FLOOR_DSN": dsn})
+    if m.returncode != 0:
+        raise RuntimeError(f"the psycopg floor ({state}) exit {m.returncode}:\n{m.stderr[-1500:]}")
+    return m
+
+
 # -- the benchmarks --------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -343,10 +378,17 @@ def bench_apply(opts: Options, work: Path, pg: ThrowawayPostgres, results: dict[
     subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "benchmark policies"], check=True)
-    env = {**os.environ, DSN_ENV: pg.superuser_dsn}
+    # jitpol's load cache in the work folder: warmed by one untimed validate, then the same for
+    # the floor's validate and for both apply runs
+    env = {**os.environ, DSN_ENV: pg.superuser_dsn, "JITPOL_CACHE_DIR": str(work / "jitpol-cache")}
     after = (datetime.fromisoformat(opts.now) + timedelta(hours=5)).isoformat()
     dsn = pg.superuser_dsn
     entry: dict[str, Any] = {"memberships": n}
+    validate_argv = [*jitpol_cmd(), "validate", "--repo", str(repo)]
+    measure(validate_argv, env)
+    validate = repeat("jitpol validate (apply repository)", opts.runs, validate_argv, env)
+    imports = repeat("python -c 'import jitpol.cli.main'", opts.runs,
+                     [sys.executable, "-c", "import jitpol.cli.main"], env)
 
     def jitpol_apply(at: str, expect: int) -> Measured:
         m = measure([*jitpol_cmd(), "apply", "--repo", str(repo), "--at", at], env)
@@ -360,10 +402,32 @@ def bench_apply(opts: Options, work: Path, pg: ThrowawayPostgres, results: dict[
     revoke = jitpol_apply(after, 0)
     entry["jitpol"] = {"grant_s": round(grant.seconds, 3), "revoke_s": round(revoke.seconds, 3),
                        "grant_rss_mib": round(grant.rss_mib, 1), "revoke_rss_mib": round(revoke.rss_mib, 1)}
+    floor_grant = run_floor(dsn, APPLY_GROUP_ROLE, "jitpol_grantor", logins, "present")
+    got = member_count(dsn, APPLY_GROUP_ROLE)
+    floor_revoke = run_floor(dsn, APPLY_GROUP_ROLE, "jitpol_grantor", logins, "absent")
+    gone = member_count(dsn, APPLY_GROUP_ROLE)
+    if (got, gone) != (n, 0):
+        raise RuntimeError(f"the psycopg floor left {got} then {gone} members (want {n} then 0)")
+    floor = {"grant": validate.median_s + floor_grant.seconds, "revoke": validate.median_s + floor_revoke.seconds}
+    entry["floor"] = {
+        "validate_s": round(validate.median_s, 3), "validate_runs_s": [round(r.seconds, 3) for r in validate.runs],
+        "imports_s": round(imports.median_s, 3),
+        "psycopg_grant_s": round(floor_grant.seconds, 3), "psycopg_revoke_s": round(floor_revoke.seconds, 3),
+        "grant_s": round(floor["grant"], 3), "revoke_s": round(floor["revoke"], 3),
+    }
+    entry["ratio_jitpol_over_floor"] = {"grant": round(grant.seconds / floor["grant"], 3),
+                                        "revoke": round(revoke.seconds / floor["revoke"], 3)}
     rows = [["tool", "grant run", "revoke run", "peak RSS"],
             ["jitpol apply", fmt_s(grant.seconds), fmt_s(revoke.seconds),
-             f"{max(grant.rss_mib, revoke.rss_mib):.0f} MiB"]]
-    notes: list[str] = []
+             f"{max(grant.rss_mib, revoke.rss_mib):.0f} MiB"],
+            ["floor = jitpol validate + psycopg process", fmt_s(floor["grant"]), fmt_s(floor["revoke"]), ""],
+            [f"  jitpol validate, same repository (median of {opts.runs})", fmt_s(validate.median_s),
+             fmt_s(validate.median_s), f"{validate.peak_rss_mib:.0f} MiB"],
+            ["  psycopg process, the same statements", fmt_s(floor_grant.seconds), fmt_s(floor_revoke.seconds),
+             f"{max(floor_grant.rss_mib, floor_revoke.rss_mib):.0f} MiB"]]
+    notes: list[str] = [
+        f"jitpol / floor = {grant.seconds / floor['grant']:.2f} (grant), {revoke.seconds / floor['revoke']:.2f} "
+        f"(revoke); of the floor, interpreter start + jitpol's imports: {imports.median_s:.2f} s"]
 
     playbook_ok = ensure_peer("ansible", "ansible-playbook", opts.install) is not None
     if playbook_ok:
@@ -392,9 +456,13 @@ def bench_apply(opts: Options, work: Path, pg: ThrowawayPostgres, results: dict[
     table(rows)
     for line in notes:
         print(f"  {line}")
-    print("  note: jitpol's runs also evaluate every grant, read live memberships first, write an intent event"
-          "\n        before each addition, end the principal's sessions and re-check after each REVOKE, append"
-          "\n        hash-chained ledger events and commit the ledger to git; Ansible only sets the memberships.")
+    print("  note: jitpol's runs also evaluate every grant, read live memberships first, make the additions'"
+          "\n        intent events durable before the batch that applies them, end the revoked principals' sessions"
+          "\n        and re-check, append hash-chained ledger events and commit the ledger to git; Ansible only"
+          "\n        sets the memberships. The floor is what jitpol cannot avoid: loading and validating the same"
+          "\n        repository (`jitpol validate`, same load cache) plus one Python process that sends the same"
+          "\n        statements with psycopg (one GRANT ... GRANTED BY for all; one REVOKE and one"
+          "\n        pg_terminate_backend query for all).")
     results["apply"] = entry
 
 
