@@ -349,8 +349,9 @@ PATTERN_HINTS: dict[str, str] = {
     "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$": "must be an email address like alice@example.com",
     "^ldaps?://": "must start with ldap:// or ldaps://",
     "^[A-Za-z0-9._:\\[\\]-]{1,253}$": "must be a host name or IP address",
-    "^[A-Za-z0-9%_:][A-Za-z0-9%_.:/-]{0,254}$": (
-        "must be a MySQL/MariaDB account host: a name, an address, a netmask or a pattern with % and _, like '%'"
+    "^[a-z0-9%_:][a-z0-9%_.:/-]{0,254}$": (
+        "must be a MySQL/MariaDB account host in lower case: a name, an address, a netmask or a pattern with % "
+        "and _, like '%'"
     ),
     "^[a-z_][a-z0-9_-]{0,31}$": "must be a Linux user name (lowercase, at most 32 characters)",
     "^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$": "must be an AWS region like eu-central-1",

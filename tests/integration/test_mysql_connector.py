@@ -62,6 +62,7 @@ HOSTILE_PRINCIPALS = [
     "mysql.session@localhost",
     "a" * 81 + "@%",
     "alice@" + "h" * 256,
+    "alice@Web1.example",  # the server would store web1.example, and never find this spelling again
 ]
 HOSTILE_ROLES = ["app'read", 'app"read', "app`read", "app read", "", "none", "NONE", "public", "current_role",
                  "a" * 81, "app\nread", "röle", "app;drop", "app/*", "-app"]

@@ -31,7 +31,7 @@ MAX_IDENTIFIER = 64  # schema and event names
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 # a host: a name, an IPv4/IPv6 address, a netmask (10.0.0.0/255.255.255.0) or a pattern with the
 # server's wildcards % and _
-_HOST = re.compile(r"[A-Za-z0-9%_:][A-Za-z0-9%_.:/-]*")
+_HOST = re.compile(r"[a-z0-9%_:][a-z0-9%_.:/-]*")
 _EPHEMERAL_NAME = re.compile(r"jit-[a-z0-9][a-z0-9-]{0,27}")  # at most 32: MySQL's limit too
 _SCHEMA = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 # never granted to, never handed out, never rotated: the bootstrap superuser and the server's
@@ -65,8 +65,13 @@ def validate_user(name: object, what: str, *, limit: int = MAX_USER_MARIADB) -> 
 
 
 def validate_host(host: object, what: str = "host") -> str:
-    """`host` if it may be sent as an account's host part: letters, digits and . : / - plus the
-    wildcards % and _, at most 255 characters. Raises InvalidInput."""
+    """`host` if it may be sent as an account's host part: lower-case letters, digits and . : / -
+    plus the wildcards % and _, at most 255 characters. Lower case because the server stores host
+    names lower-cased and then compares them exactly: 'alice@Web1' would never be found again.
+    Raises InvalidInput."""
+    if isinstance(host, str) and host != host.lower() and _HOST.fullmatch(host.lower()):
+        raise InvalidInput(f"{what} {shown(host)} must be written in lower case ({shown(host.lower())}): "
+                           "the server stores account hosts lower-cased")
     if not isinstance(host, str) or not _HOST.fullmatch(host):
         raise InvalidInput(
             f"{what} {shown(host)} is not an allowed account host (a name, an address, a netmask or a "
