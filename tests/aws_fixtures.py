@@ -19,6 +19,15 @@ and are polled, and IAM lists come in pages (IsTruncated + Marker). The shim res
 - with `fail_reason` set, Create/Delete are NOT forwarded and Describe answers FAILED with it;
 - IAM GetGroup / ListGroupsForUser with MaxItems are cut into pages of that size.
 
+It also enforces IAM Identity Center's documented throttle limits
+(https://docs.aws.amazon.com/singlesignon/latest/userguide/limits.html): sso-admin and
+identitystore together at most `tps` (20) transactions per second (a token bucket of `tps`
+tokens, `clock` injectable), and at most `max_outstanding` (10) account assignment requests in
+progress (from Create/Delete until a Describe…Status reports them final); past either, AWS's
+ThrottlingException (HTTP 400), counted in `throttled`. `identity_center_calls` counts the
+calls let through, `peak_outstanding` the most requests in progress at once; `log` has every
+call, the throttled ones too.
+
 Without moto the tests are skipped on a laptop and FAIL when the CI environment variable is set.
 """
 
@@ -28,10 +37,11 @@ import http.client
 import json
 import sys
 import threading
+import time
 import urllib.parse
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +50,7 @@ from typing import Any, Literal
 import pytest
 
 from jitpol.connectors.aws import AwsConnector
+from jitpol.connectors.pacing import Pacing
 from tests.doubles.server import LocalServer, QuietHandler
 from tests.services import serve
 
@@ -57,6 +68,7 @@ AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}  
 REGION = "us-east-1"
 _IAM_NS = "https://iam.amazonaws.com/doc/2010-05-08/"
 _SSO_TARGET = "SWBExternalService."
+_STORE_TARGET = "AWSIdentityStore."
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
@@ -70,6 +82,14 @@ class AwsShim:
     fail_reason: str | None = None  # Create/Delete fail asynchronously with this reason
     deny: set[str] = field(default_factory=set)  # operations answered with AWS's access-denied error
     log: list[str] = field(default_factory=list)  # "sso-admin CreateAccountAssignment", "iam GetGroup", ...
+    tps: float = 20.0
+    max_outstanding: int = 10
+    clock: Callable[[], float] = time.monotonic
+    throttled: int = 0
+    identity_center_calls: int = 0
+    peak_outstanding: int = 0
+    _level: tuple[float, float] | None = None  # (tokens, at)
+    _outstanding: set[str] = field(default_factory=set)
     _pending: dict[str, dict[str, Any]] = field(default_factory=dict)  # request id -> status answer
     _polls_left: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -85,6 +105,24 @@ class AwsShim:
             self.log.clear()
             self._pending.clear()
             self._polls_left.clear()
+            self.tps, self.max_outstanding, self.clock = 20.0, 10, time.monotonic
+            self.throttled = self.identity_center_calls = self.peak_outstanding = 0
+            self._level = None
+            self._outstanding.clear()
+
+    def _take(self) -> bool:
+        """A token of the Identity Center bucket; False (none taken) when it is empty."""
+        with self._lock:
+            now = self.clock()
+            level, at = self._level or (self.tps, now)
+            level = min(self.tps, level + (now - at) * self.tps)
+            if level < 1:
+                self._level = (level, now)
+                self.throttled += 1
+                return False
+            self._level = (level - 1, now)
+            self.identity_center_calls += 1
+            return True
 
     def calls(self, name: str) -> int:
         with self._lock:
@@ -94,10 +132,16 @@ class AwsShim:
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         target = headers.get("x-amz-target", "")
+        if target.startswith(_STORE_TARGET):
+            with self._lock:
+                self.log.append(f"identitystore {target[len(_STORE_TARGET):]}")
+        if target.startswith(_SSO_TARGET):
+            with self._lock:
+                self.log.append(f"sso-admin {target[len(_SSO_TARGET):]}")
+        if target.startswith((_SSO_TARGET, _STORE_TARGET)) and not self._take():
+            return _json(400, {"__type": "ThrottlingException", "message": "Rate exceeded"})
         if target.startswith(_SSO_TARGET):
             operation = target[len(_SSO_TARGET) :]
-            with self._lock:
-                self.log.append(f"sso-admin {operation}")
             if operation in self.deny:
                 return _json(400, {"__type": "AccessDeniedException", "message": f"not authorized: sso:{operation}"})
             return self._sso(operation, method, path, headers, body)
@@ -120,6 +164,11 @@ class AwsShim:
             "DeleteAccountAssignment": "AccountAssignmentDeletionStatus",
         }.get(operation)
         if key is not None:
+            with self._lock:
+                if len(self._outstanding) >= self.max_outstanding:
+                    self.throttled += 1
+                    return _json(400, {"__type": "ThrottlingException",
+                                       "message": "Too many outstanding account assignment requests"})
             if self.fail_reason is not None:
                 request = json.loads(body)
                 status = {
@@ -135,6 +184,7 @@ class AwsShim:
                     failed = {**status, "Status": "FAILED", "FailureReason": self.fail_reason}
                     self._pending[status["RequestId"]] = failed
                     self._polls_left[status["RequestId"]] = 0
+                    self._start(status["RequestId"])
                 return _json(200, {key: status})
             code, out_headers, out = self._forward(method, path, headers, body)
             if code != 200:
@@ -144,6 +194,7 @@ class AwsShim:
             with self._lock:
                 self._pending[status["RequestId"]] = status
                 self._polls_left[status["RequestId"]] = self.pending_polls
+                self._start(status["RequestId"])
             return _json(200, {**answer, key: status})
         describe = {
             "DescribeAccountAssignmentCreationStatus": (
@@ -160,8 +211,20 @@ class AwsShim:
                 left = self._polls_left.get(request_id, 0)
                 if pending is not None and (left > 0 or pending["Status"] == "FAILED"):
                     self._polls_left[request_id] = left - 1
+                    if pending["Status"] == "FAILED":
+                        self._outstanding.discard(request_id)
                     return _json(200, {describe[1]: pending})
+            code, out_headers, out = self._forward(method, path, headers, body)
+            if code == 200 and json.loads(out).get(describe[1], {}).get("Status") != "IN_PROGRESS":
+                with self._lock:
+                    self._outstanding.discard(request_id)
+            return code, out_headers, out
         return self._forward(method, path, headers, body)
+
+    def _start(self, request_id: str) -> None:
+        """A request now in progress (the caller holds the lock)."""
+        self._outstanding.add(request_id)
+        self.peak_outstanding = max(self.peak_outstanding, len(self._outstanding))
 
     def _iam_page(
         self, action: str, form: dict[str, list[str]], method: str, path: str, headers: dict[str, str]
@@ -356,10 +419,12 @@ class AwsWorld:
     def iam_members(self, group: str) -> set[str]:
         return {u["UserName"] for u in self.iam.get_group(GroupName=group)["Users"]}
 
-    def connector(self, env: Mapping[str, str] = AWS_ENV, **settings: Any) -> AwsConnector:
+    def connector(
+        self, env: Mapping[str, str] = AWS_ENV, pacing: Pacing | None = None, **settings: Any
+    ) -> AwsConnector:
         """An AwsConnector talking to the shim; settings override region/endpoint_url."""
         merged: dict[str, Any] = {"region": REGION, "endpoint_url": self.shim.endpoint_url, **settings}
-        connector = AwsConnector(AWS_TARGET, merged, env)
+        connector = AwsConnector(AWS_TARGET, merged, env, pacing=pacing)
         self._opened.callback(connector.close)
         return connector
 

@@ -214,6 +214,26 @@ class Pacer:
                     self._throttled(kind, scope, exc, attempt, started, what)
             attempt += 1
 
+    def take(self, kind: str, *, scope: str = "", what: str = "") -> None:
+        """Wait for a turn in `kind`'s bucket, for a request another layer sends and retries (an
+        SDK's event hook); no in-flight slot, no throttle handling. TargetUnavailable past
+        max_wait_s."""
+        wait = self._turn(kind, scope, self.clock.monotonic(), what)
+        if wait > 0:
+            self._slept(wait)
+            self.clock.sleep(wait)
+        self._count()
+
+    def throttle(
+        self, kind: str, *, wait: float | None, attempt: int, started: float, what: str, scope: str = "",
+        detail: str = "",
+    ) -> None:
+        """A throttle met by a request another layer sends again (an SDK's retry hook): shut
+        `kind`'s bucket for `wait` (None: backoff by `attempt`, from 0) so that the next turn
+        comes after it, or TargetUnavailable when that would pass max_wait_s counted from
+        `started` (the clock's monotonic time the call began)."""
+        self._throttled(kind, scope, Throttled(wait, detail), attempt, started, what)
+
     async def acall(self, kind: str, fn: Callable[[], Awaitable[T]], *, scope: str = "", what: str = "") -> T:
         """`call` for a coroutine function; waits with the clock's async sleep."""
         started = self.clock.monotonic()

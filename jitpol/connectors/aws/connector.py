@@ -27,6 +27,15 @@ Settings (the target's entry in jitpol.yaml):
     revoke_sessions    optional bool, default false: on an IAM group revocation also put the
                        inline "revoke older sessions" deny policy (SESSION_POLICY_NAME) on the user
     page_size          optional int 1..100, default 100: page size for the list calls
+    max_wait_s         optional seconds, default 300: the most one call waits for AWS's limits
+                       (its turn, plus throttles that outlast botocore's retries); past it the
+                       action fails as TargetUnavailable and the next run applies it
+
+Pacing and batches: every request is paced to IAM Identity Center's documented limits
+(session.py). apply_batch (base.BatchApply) reads once what its account assignment actions
+need (each account and permission set's holders, whether permission sets and principals
+exist), then sends the actions concurrently, at most MAX_IN_FLIGHT (10) assignment requests
+outstanding; one entry per action, each its own result.
 
 Credentials come from boto3's standard chain (environment, shared profile, web identity / OIDC
 in CI, container or instance role). If the `env` mapping given to the connector holds
@@ -41,17 +50,29 @@ the assignment when the window ends. Sessions already minted inside the window c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
 
 from jitpol.connectors.aws.escrow import SecretsManagerEscrow
 from jitpol.connectors.aws.iam_groups import IamGroups
-from jitpol.connectors.aws.identity_center import IdentityCenterAssignments, _Instance
-from jitpol.connectors.aws.names import _OPS, MODEL, IamGroupPrivilege, parse_principal, parse_privilege
+from jitpol.connectors.aws.identity_center import IdentityCenterAssignments, Known, _Instance
+from jitpol.connectors.aws.names import (
+    _OPS,
+    MODEL,
+    AccountAssignmentPrivilege,
+    IamGroupPrivilege,
+    Privilege,
+    parse_principal,
+    parse_privilege,
+)
+from jitpol.connectors.aws.session import MAX_IN_FLIGHT, RATES
 from jitpol.connectors.kit import check_apply, check_model
-from jitpol.errors import InvalidInput, PermanentTargetError
+from jitpol.connectors.pacing import Pacing, max_wait_setting, run_batch
+from jitpol.errors import InvalidInput, PermanentTargetError, TargetError
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
 from jitpol.model.canonical import canonical_json
+
+Who = str | tuple[Literal["USER", "GROUP"], str]  # an IAM user name, or an Identity Center principal
 
 DEFAULT_WAIT_SECONDS = 60.0
 DEFAULT_PAGE_SIZE = 100  # ListAccountAssignments allows at most 100 per page
@@ -73,7 +94,11 @@ class AwsConnector(IdentityCenterAssignments, IamGroups, SecretsManagerEscrow):
         models=frozenset({MODEL}), native_expiry=frozenset(), ends_sessions=False
     )
 
-    def __init__(self, name: str, settings: Mapping[str, Any], env: Mapping[str, str]) -> None:
+    def __init__(
+        self, name: str, settings: Mapping[str, Any], env: Mapping[str, str], *, pacing: Pacing | None = None
+    ) -> None:
+        """`pacing`: a hook for tests and benchmarks (other rates, clock or in-flight cap than
+        AWS's documented limits)."""
         self.name = name
         region = settings.get("region")
         if not isinstance(region, str) or not region:
@@ -102,6 +127,10 @@ class AwsConnector(IdentityCenterAssignments, IamGroups, SecretsManagerEscrow):
         }
         self._clients: dict[str, Any] = {}  # service name -> boto3 client, made on first use
         self._instance: _Instance | None = None
+        self._pacer = (pacing or Pacing()).pacer(
+            f"target {name}", RATES, max_in_flight=MAX_IN_FLIGHT, max_wait_s=max_wait_setting(name, settings),
+            provider="AWS",
+        )
 
     def _optional_str(self, settings: Mapping[str, Any], key: str) -> str | None:
         value = settings.get(key)
@@ -139,23 +168,74 @@ class AwsConnector(IdentityCenterAssignments, IamGroups, SecretsManagerEscrow):
     def apply(self, action: Action, *, check: bool = False) -> Outcome:
         """Grant or revoke one assignment or group membership; idempotent. check=True only
         reads, and lists the requests it would send (service, operation, exact parameters)."""
+        privilege, who = self._prepare(action)
+        if isinstance(who, str):
+            return self._apply_iam(action.op == "grant", _group(privilege), who, check)
+        return self._apply_assignment(action.op == "grant", _assignment(privilege), *who, check)
+
+    def apply_batch(self, actions: Sequence[Action]) -> list[Outcome | Exception]:
+        """base.BatchApply: what the account assignment actions need read once, then every
+        action concurrently (MAX_IN_FLIGHT at a time); one entry per action, in order."""
+        results: list[Outcome | Exception | None] = [None] * len(actions)
+        ready: list[tuple[int, Action, Privilege, Who]] = []
+        for i, action in enumerate(actions):
+            try:
+                ready.append((i, action, *self._prepare(action)))
+            except TargetError as exc:
+                results[i] = exc
+        wanted = [(a.op == "grant", _assignment(p), *who) for _, a, p, who in ready if not isinstance(who, str)]
+        known: Known | TargetError | None = None
+        if wanted:
+            try:
+                self._sso()
+                self._identitystore()  # the clients made here, once, before the threads share them
+                known = self._known(wanted)
+            except TargetError as exc:  # every account assignment action of the batch meets it
+                known = exc
+        if any(isinstance(who, str) for _, _, _, who in ready):
+            self._iam()
+
+        def one(item: tuple[int, Action, Privilege, Who]) -> Outcome:
+            _, action, privilege, who = item
+            grant = action.op == "grant"
+            if isinstance(who, str):
+                return self._apply_iam(grant, _group(privilege), who, False)
+            if isinstance(known, TargetError):
+                raise known
+            return self._apply_assignment(grant, _assignment(privilege), *who, False, known)
+
+        for (i, *_), outcome in zip(ready, run_batch(one, ready, max_workers=self._pacer.max_in_flight),
+                                    strict=True):
+            results[i] = outcome
+        return [r for r in results if r is not None]
+
+    def _prepare(self, action: Action) -> tuple[Privilege, Who]:
+        """(privilege, who: an IAM user name for an IAM group, (Identity Center principal type,
+        id) for an account assignment) after the model/operation check; PermanentTargetError for
+        what cannot be sent."""
         a = action.assignment
         check_apply(self.name, a.model, action.op, _OPS)
         try:
             privilege = parse_privilege(a.privilege)
             principal = parse_principal(a.principal)
             if isinstance(privilege, IamGroupPrivilege):
-                user = principal.iam()
-            else:
-                kind, ident = principal.identity_center()
+                return privilege, principal.iam()
+            return privilege, principal.identity_center()
         except InvalidInput as exc:
             raise PermanentTargetError(f"target {self.name}: {exc}") from None
-        if isinstance(privilege, IamGroupPrivilege):
-            return self._apply_iam(action.op == "grant", privilege.group, user, check)
-        return self._apply_assignment(action.op == "grant", privilege, kind, ident, check)
 
     def close(self) -> None:
         """Drop the clients (boto3 pools connections per client). Safe to call twice."""
         clients, self._clients = self._clients, {}
         for client in clients.values():
             client.close()
+
+
+def _group(privilege: Privilege) -> str:
+    assert isinstance(privilege, IamGroupPrivilege)  # _prepare pairs an IAM user with an IAM group
+    return privilege.group
+
+
+def _assignment(privilege: Privilege) -> AccountAssignmentPrivilege:
+    assert isinstance(privilege, AccountAssignmentPrivilege)  # and a principal id with an assignment
+    return privilege

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from jitpol.connectors.aws.names import AccountAssignmentPrivilege
@@ -48,6 +48,16 @@ def wait_for_request(
     return status
 
 
+@dataclass
+class Known:
+    """What a batch read once for all its account assignment actions (_known)."""
+
+    holders: dict[tuple[str, str], set[tuple[str, str]] | None] = field(default_factory=dict)
+    parts: dict[tuple[str, str, str], PermanentTargetError | None] = field(default_factory=dict)
+    permission_sets: dict[str, bool] = field(default_factory=dict)
+    principals: dict[tuple[str, str], bool] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class _Instance:
     arn: str
@@ -65,17 +75,23 @@ class IdentityCenterAssignments(AwsSession):
     _instance: _Instance | None
 
     def _apply_assignment(
-        self, grant: bool, p: AccountAssignmentPrivilege, kind: Literal["USER", "GROUP"], ident: str, check: bool
+        self,
+        grant: bool,
+        p: AccountAssignmentPrivilege,
+        kind: Literal["USER", "GROUP"],
+        ident: str,
+        check: bool,
+        known: Known | None = None,
     ) -> Outcome:
+        """One assignment made true. `known`: what a batch read once for all its actions (the
+        holders of each account and permission set, whether permission sets and principals
+        exist); without it, read now."""
         instance = self._discover_instance()
-        own = _INSTANCE_ID.search(instance.arn)
-        theirs = _INSTANCE_ID.search(p.permission_set)
-        if own and theirs and own.group(1) != theirs.group(1):
-            raise PermanentTargetError(
-                f"target {self.name}: permission set {p.permission_set} belongs to another Identity Center "
-                f"instance than {instance.arn}"
-            )
-        holders = self._assignment_holders(p, instance) or set()
+        self._same_instance(instance, p)
+        if known is not None:
+            holders = known.holders[(p.account, p.permission_set)] or set()
+        else:
+            holders = self._assignment_holders(p, instance) or set()
         if ((kind, ident) in holders) == grant:
             return Outcome(changed=False, before=True, after=True)
         params = {
@@ -89,27 +105,39 @@ class IdentityCenterAssignments(AwsSession):
         operation = "CreateAccountAssignment" if grant else "DeleteAccountAssignment"
         text = f"sso-admin {operation} {canonical_json(params)}"
         if grant:
-            self._require_assignment_parts(instance, p, kind, ident)
+            refused = (
+                known.parts[(p.permission_set, kind, ident)] if known is not None
+                else self._missing_parts(instance, p, kind, ident)
+            )
+            if refused is not None:
+                raise refused
         if check:
             return Outcome(changed=True, before=False, after=False, operations=(text,))
         sso = self._sso()
-        first: Mapping[str, Any]
-        with self._aws_errors(operation):
-            if grant:
-                first = sso.create_account_assignment(
-                    InstanceArn=instance.arn, TargetId=p.account, TargetType="AWS_ACCOUNT",
-                    PermissionSetArn=p.permission_set, PrincipalType=kind, PrincipalId=ident,
-                )["AccountAssignmentCreationStatus"]
-            else:
-                first = sso.delete_account_assignment(
-                    InstanceArn=instance.arn, TargetId=p.account, TargetType="AWS_ACCOUNT",
-                    PermissionSetArn=p.permission_set, PrincipalType=kind, PrincipalId=ident,
-                )["AccountAssignmentDeletionStatus"]
-        final = wait_for_request(
-            first,
-            lambda request_id: self._describe_request(grant, instance.arn, request_id),
-            wait_seconds=self._wait_seconds,
-        )
+
+        def send_and_wait() -> Mapping[str, Any]:
+            """The request and its polling: one of the (at most MAX_IN_FLIGHT) outstanding ones."""
+            first: Mapping[str, Any]
+            with self._aws_errors(operation):
+                if grant:
+                    first = sso.create_account_assignment(
+                        InstanceArn=instance.arn, TargetId=p.account, TargetType="AWS_ACCOUNT",
+                        PermissionSetArn=p.permission_set, PrincipalType=kind, PrincipalId=ident,
+                    )["AccountAssignmentCreationStatus"]
+                else:
+                    first = sso.delete_account_assignment(
+                        InstanceArn=instance.arn, TargetId=p.account, TargetType="AWS_ACCOUNT",
+                        PermissionSetArn=p.permission_set, PrincipalType=kind, PrincipalId=ident,
+                    )["AccountAssignmentDeletionStatus"]
+            return wait_for_request(
+                first,
+                lambda request_id: self._describe_request(grant, instance.arn, request_id),
+                wait_seconds=self._wait_seconds,
+                sleep=self._pacer.clock.sleep,
+                monotonic=self._pacer.clock.monotonic,
+            )
+
+        final = self._pacer.call("assignment", send_and_wait, what=f"sso-admin {operation}")
         state = final.get("Status")
         if state == "FAILED":
             reason = final.get("FailureReason") or "no reason given"
@@ -158,18 +186,65 @@ class IdentityCenterAssignments(AwsSession):
             return None
         return holders
 
-    def _require_assignment_parts(
-        self, instance: _Instance, p: AccountAssignmentPrivilege, kind: str, ident: str
-    ) -> None:
-        """PermanentTargetError unless the permission set and the principal exist. AWS would
-        accept the request and only fail it later, asynchronously."""
-        try:
-            with self._aws_errors("DescribePermissionSet"):
-                self._sso().describe_permission_set(InstanceArn=instance.arn, PermissionSetArn=p.permission_set)
-        except _NotFound:
+    def _same_instance(self, instance: _Instance, p: AccountAssignmentPrivilege) -> None:
+        own = _INSTANCE_ID.search(instance.arn)
+        theirs = _INSTANCE_ID.search(p.permission_set)
+        if own and theirs and own.group(1) != theirs.group(1):
             raise PermanentTargetError(
+                f"target {self.name}: permission set {p.permission_set} belongs to another Identity Center "
+                f"instance than {instance.arn}"
+            )
+
+    def _known(self, wanted: Sequence[tuple[bool, AccountAssignmentPrivilege, str, str]]) -> Known:
+        """What a batch of assignment actions (grant?, privilege, kind, id) needs read, read
+        once: the holders of each account and permission set, and for grants whether the
+        permission set and the principal exist. TargetError for a read that fails."""
+        instance = self._discover_instance()
+        known = Known()
+        for grant, p, kind, ident in wanted:
+            self._same_instance(instance, p)
+            if (p.account, p.permission_set) not in known.holders:
+                known.holders[(p.account, p.permission_set)] = self._assignment_holders(p, instance)
+            if grant and (p.permission_set, kind, ident) not in known.parts:
+                known.parts[(p.permission_set, kind, ident)] = self._missing_parts(
+                    instance, p, kind, ident, known.permission_sets, known.principals)
+        return known
+
+    def _missing_parts(
+        self,
+        instance: _Instance,
+        p: AccountAssignmentPrivilege,
+        kind: str,
+        ident: str,
+        permission_sets: dict[str, bool] | None = None,
+        principals: dict[tuple[str, str], bool] | None = None,
+    ) -> PermanentTargetError | None:
+        """The error to refuse a grant with when the permission set or the principal does not
+        exist (AWS would accept the request and only fail it later, asynchronously); None when
+        both do. `permission_sets` and `principals` remember answers across calls."""
+        exists = permission_sets if permission_sets is not None else {}
+        if p.permission_set not in exists:
+            try:
+                with self._aws_errors("DescribePermissionSet"):
+                    self._sso().describe_permission_set(InstanceArn=instance.arn, PermissionSetArn=p.permission_set)
+                exists[p.permission_set] = True
+            except _NotFound:
+                exists[p.permission_set] = False
+        if not exists[p.permission_set]:
+            return PermanentTargetError(
                 f"target {self.name}: permission set {p.permission_set} does not exist in {instance.arn}"
-            ) from None
+            )
+        found = principals if principals is not None else {}
+        if (kind, ident) not in found:
+            found[(kind, ident)] = self._principal_exists(instance, kind, ident)
+        if not found[(kind, ident)]:
+            what = "user" if kind == "USER" else "group"
+            return PermanentTargetError(
+                f"target {self.name}: identity store {instance.identity_store_id} has no {what} {ident}"
+            )
+        return None
+
+    def _principal_exists(self, instance: _Instance, kind: str, ident: str) -> bool:
         store = self._identitystore()
         what = "user" if kind == "USER" else "group"
         try:
@@ -179,9 +254,8 @@ class IdentityCenterAssignments(AwsSession):
                 else:
                     store.describe_group(IdentityStoreId=instance.identity_store_id, GroupId=ident)
         except _NotFound:
-            raise PermanentTargetError(
-                f"target {self.name}: identity store {instance.identity_store_id} has no {what} {ident}"
-            ) from None
+            return False
+        return True
 
     def _discover_instance(self) -> _Instance:
         if self._instance is not None:

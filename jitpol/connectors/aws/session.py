@@ -1,15 +1,28 @@
 """How the AWS connector talks to AWS: boto3 sessions and clients (credentials from the
 standard chain or the target's env), one shared botocore model loader, and botocore's errors
-mapped to TargetUnavailable / PermanentTargetError / _NotFound. boto3 is imported lazily."""
+mapped to TargetUnavailable / PermanentTargetError / _NotFound. boto3 is imported lazily.
+
+Pacing: every HTTP request (each botocore attempt) takes a turn in the pacer (a `before-send`
+hook on every client). Throttles are the pacer's too (a `needs-retry` hook ahead of botocore's
+standard retry mode, which keeps retrying connection errors and 5xx): the bucket is shut for a
+backoff from 1 s and the request sent again, until max_wait_s from the call's start is spent.
+IAM Identity Center quotas (https://docs.aws.amazon.com/singlesignon/latest/userguide/limits.html,
+"throttle limits"): its APIs have a collective throttle limit of 20 transactions per second, and
+CreateAccountAssignment at most 10 outstanding asynchronous calls. So: one bucket for sso-admin
+and identitystore at 20 per second (a burst of 10 below AWS's), and at most MAX_IN_FLIGHT (10)
+account assignment requests from Create/Delete until their status is final (the pacer's
+in-flight slots around each request and its polling). IAM publishes no rate for its API; its
+calls are paced at IAM_RATE."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jitpol.connectors.kit import temporary_status
+from jitpol.connectors.pacing import Pacer, Rate
 from jitpol.errors import PermanentTargetError, TargetUnavailable
 
 if TYPE_CHECKING:
@@ -20,6 +33,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sso_admin.client import SSOAdminClient
 
 
+C = TypeVar("C")
+
 # temporary errors by code: throttling, AWS-side failures, a concurrent change to the same object
 _TRANSIENT_CODES = frozenset({
     "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
@@ -27,6 +42,17 @@ _TRANSIENT_CODES = frozenset({
     "ServiceUnavailable", "ServiceUnavailableException", "ConflictException",
 })
 _NOT_FOUND_CODES = frozenset({"NoSuchEntity", "ResourceNotFoundException"})
+THROTTLE_CODES = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"})
+
+IDENTITY_CENTER_TPS = 20  # collective, sso-admin and identitystore
+IAM_RATE = Rate(10, burst=10)  # IAM documents no API rate: a modest one; throttles are waited out
+MAX_IN_FLIGHT = 10  # outstanding account assignment requests (AWS allows 10)
+RATES = {
+    "identity-center": Rate(IDENTITY_CENTER_TPS, burst=10),
+    "iam": IAM_RATE,
+    "assignment": Rate(1_000_000, burst=1_000_000),  # counted by the in-flight cap, not a rate
+}
+_BUCKET = {"sso-admin": "identity-center", "identitystore": "identity-center", "iam": "iam"}
 
 
 class AwsSession:
@@ -38,32 +64,67 @@ class AwsSession:
     _endpoint_url: str | None
     _credentials: dict[str, str]
     _clients: dict[str, Any]  # service name -> boto3 client, made on first use
+    _pacer: Pacer
 
     def _sso(self) -> SSOAdminClient:
         client = self._clients.get("sso-admin")
         if client is None:
             with self._setup_errors():
-                client = self._clients["sso-admin"] = self._session().client(
+                client = self._clients["sso-admin"] = self._paced(self._session().client(
                     "sso-admin", endpoint_url=self._endpoint_url, config=self._config()
-                )
+                ), "sso-admin")
         return client
 
     def _iam(self) -> IAMClient:
         client = self._clients.get("iam")
         if client is None:
             with self._setup_errors():
-                client = self._clients["iam"] = self._session().client(
+                client = self._clients["iam"] = self._paced(self._session().client(
                     "iam", endpoint_url=self._endpoint_url, config=self._config()
-                )
+                ), "iam")
         return client
 
     def _identitystore(self) -> IdentityStoreClient:
         client = self._clients.get("identitystore")
         if client is None:
             with self._setup_errors():
-                client = self._clients["identitystore"] = self._session().client(
+                client = self._clients["identitystore"] = self._paced(self._session().client(
                     "identitystore", endpoint_url=self._endpoint_url, config=self._config()
-                )
+                ), "identitystore")
+        return client
+
+    def _paced(self, client: C, service: str) -> C:
+        """`client` with every HTTP attempt taking its turn in the pacer first."""
+        bucket = _BUCKET[service]
+
+        def what(event_name: str) -> str:  # "before-send.sso-admin.CreateAccountAssignment" -> "sso-admin Create..."
+            return " ".join(event_name.split(".")[1:3]) or service
+
+        def before_call(context: dict[str, Any], **_: Any) -> None:
+            context["jitpol_started"] = self._pacer.clock.monotonic()
+
+        def before_send(event_name: str = "", **_: Any) -> None:
+            self._pacer.take(bucket, what=what(event_name))
+
+        def needs_retry(
+            event_name: str = "", response: Any = None, attempts: int = 1, request_dict: Any = None, **_: Any
+        ) -> float | None:
+            error = response[1].get("Error", {}) if isinstance(response, tuple) and len(response) == 2 else {}
+            code = error.get("Code") if isinstance(error, dict) else None
+            if code not in THROTTLE_CODES:
+                return None  # botocore's standard retry mode decides
+            context = request_dict.get("context", {}) if isinstance(request_dict, dict) else {}
+            started = context.get("jitpol_started", self._pacer.clock.monotonic())
+            self._pacer.throttle(bucket, wait=None, attempt=attempts - 1, started=started, what=what(event_name),
+                                 detail=f"{code}: {error.get('Message', '')}".strip(": "))
+            return 0  # sent again at once: before_send waits for the bucket the throttle shut
+
+        meta: Any = getattr(client, "meta")  # noqa: B009 - every boto3 client has meta; C does not say
+        # botocore's retry handler sits on needs-retry.<service>: the most specific name goes
+        # first, and register_first puts this hook ahead of it there
+        meta.events.register("before-call", before_call)
+        meta.events.register("before-send", before_send)
+        meta.events.register_first(f"needs-retry.{meta.service_model.service_id.hyphenize()}", needs_retry)
         return client
 
     def _session(self) -> boto3.session.Session:
@@ -132,6 +193,7 @@ class AwsSession:
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
             if code in _NOT_FOUND_CODES:
                 raise _NotFound(message) from None
+
             if code in _TRANSIENT_CODES or temporary_status(status):
                 raise TargetUnavailable(f"target {self.name}: AWS {operation}: {code}: {message}") from None
             raise PermanentTargetError(f"target {self.name}: AWS {operation} refused: {code}: {message}") from None
