@@ -86,6 +86,10 @@ class SudoRuleModel(HostBase):
         self._require_person(user)
         self._check_program(program, tuple(args), action)
         self._checked(sudoers.check_linux_name, run_as, "runAs")
+        return self._install_rule(path, self._rule_text(action, user, command, run_as, action.until), user, check)
+
+    def _rule_text(self, action: Action, user: str, command: str, run_as: str, until: datetime) -> str:
+        """The drop-in's text: the rule from the window's start (when given) to its end."""
         start = action.detail("start")
         try:
             not_before = datetime.fromisoformat(start) if start else None
@@ -94,14 +98,18 @@ class SudoRuleModel(HostBase):
                 f"target {self.name}: detail start {shown(start)} is not an ISO time"
             ) from None
         rule = sudoers.SudoRule(
-            user=user, command=command, run_as=run_as, not_after=action.until,
+            user=user, command=command, run_as=run_as, not_after=until,
             not_before=not_before if not_before is not None and not_before.tzinfo is not None else None,
             grant=self._grant_name(action),
         )
         try:
-            text = sudoers.render(rule)
+            return sudoers.render(rule)
         except InvalidInput as exc:
             raise PermanentTargetError(f"target {self.name}: {exc}") from None
+
+    def _install_rule(self, path: str, text: str, user: str, check: bool) -> Outcome:
+        """Write the drop-in next to its place, have visudo check it, then move it in; sudo -l
+        proves sudo read it."""
         tmp = f"{path}.jitpol-new"  # contains '.', so sudo ignores it until it is moved
         steps = [
             _Step(("install", "-m", "0440", "-o", "root", "-g", "root", "/dev/stdin", tmp),
