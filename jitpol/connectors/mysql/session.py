@@ -239,9 +239,10 @@ class MysqlSession:
         """jitpol's events in the event schema whose names start with `prefix` and whose comment
         is jitpol's marker."""
         rows = self._fetch(
+            # LEFT(...) = prefix, not LIKE: no wildcard or escape rules (NO_BACKSLASH_ESCAPES) to get right
             "SELECT EVENT_NAME, EVENT_COMMENT, EXECUTE_AT, TIME_ZONE, STATUS FROM information_schema.EVENTS "
-            "WHERE EVENT_SCHEMA = %s AND EVENT_NAME LIKE %s AND EVENT_COMMENT LIKE %s",
-            (self._event_schema, _like_prefix(prefix), _like_prefix(EVENT_COMMENT_PREFIX)))
+            "WHERE EVENT_SCHEMA = %s AND LEFT(EVENT_NAME, %s) = %s AND LEFT(EVENT_COMMENT, %s) = %s",
+            (self._event_schema, len(prefix), prefix, len(EVENT_COMMENT_PREFIX), EVENT_COMMENT_PREFIX))
         events = {}
         for name, comment, execute_at, zone, status in rows:
             at = _utc(execute_at, str(zone)) if execute_at is not None else None
@@ -434,10 +435,6 @@ class MysqlSession:
         if isinstance(error, TargetUnavailable) and "connection" in str(error):
             raise error from None
         raise error from exc
-
-
-def _like_prefix(prefix: str) -> str:
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _utc(at: datetime, zone: str) -> datetime:
