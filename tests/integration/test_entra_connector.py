@@ -589,3 +589,17 @@ def test_tenant_takeover_roles_need_the_resource_to_opt_in(fake_graph: FakeGraph
     # revocations are never refused
     global_admin = canonical_json({"directoryRole": GLOBAL_ADMIN, "scope": "/"})
     assert connector.apply(action("revoke", user, global_admin)).changed
+
+
+def test_a_throttled_schedule_request_and_a_503_are_retried_once_and_nothing_is_doubled(
+    fake_graph: FakeGraph, entra_connect: EntraConnect, now: Now
+) -> None:
+    group, user = fake_graph.add_group(), fake_graph.add_user()
+    connector = entra_connect(pim_groups=True)
+    fake_graph.throttle_next("POST", PIM_REQUESTS, retry_after=1)
+    fake_graph.fail_next.append(("GET", "assignmentScheduleInstances", 503,
+                                 {"error": {"code": "ServiceUnavailable", "message": "try again"}}, {}))
+    assert connector.apply(action("grant", user, group_of(group), until=now.plus(hours=1))).changed
+    assert [m for m, p, _ in fake_graph.log if p == PIM_REQUESTS] == ["POST", "POST"]
+    assert len(_request_bodies(fake_graph, PIM_REQUESTS)) == 1, "the throttled POST never reached Entra"
+    assert fake_graph.members(group) == {user: now.plus(hours=1)}
