@@ -6,7 +6,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -118,55 +118,67 @@ def notify(repo: Path, at: str | None, expiring_within: str, max_age: str, webho
         raise click.UsageError("--dry-run records nothing, so there is nothing to --commit or --push")
 
     signing: dict[str, Any] = {"trusted": False, "key": None}
-
-    def run() -> tuple[list[Delivery], list[dict[str, Any]]]:
-        prep = prepare_run(repo, now, env)
-        if not prep.valid:
-            click.secho(f"warning: the repository has {len(prep.diagnostics)} problem(s) (see `jitpol validate`); "
-                        "only activations and ends from the ledger are announced", fg="yellow", err=True)
-        channels: list[Channel] = []
-        if webhook_env:
-            channels.append(_webhook(webhook_env, env, dry_run))
-        if use_github:
-            channels.append(_github(prep, env, dry_run))
-        if not channels:
-            channels.append(Preview())
-        events = ledger_events(repo)
-        messages = collect(prep, events, expiring_within=within, max_age=age)
-        config = prep.decided.config
-        # repository templates are policy: used only when the policy in force is the current one
-        trusted = prep.policy is not None and prep.policy.approved
-        renderer = Renderer(repo if trusted else None, prep.decided.people,
-                            config.timezone if config is not None else "UTC")
-        if dry_run:
-            return deliver(messages, sent_keys(events), channels, renderer, None), []
-        recorded: list[dict[str, Any]] = []
-        with Ledger(repo / LEDGER_PATH).appender() as add:
-            def record(message: Message, channel: str) -> None:
-                body = sent_event(message, channel, now)
-                add(body)
-                recorded.append(body)
-
-            result = deliver(messages, sent_keys(events), channels, renderer, record), recorded
-        # what the reconciler's key signs must cover these lines too (never bless a ledger that
-        # was not trusted when this run read it)
-        if prep.ledger is not None and prep.ledger.trusted:
-            signing["key"] = prep.ledger.public_key
-            signing["trusted"] = True
-            if recorded:
-                sign_checkpoint(repo, repo / LEDGER_PATH, env, utc_text(now), prep.ledger.public_key)
-        return result
-
+    channels = _Channels(webhook_env, use_github, dry_run)
     if dry_run:
-        deliveries, recorded = run()
+        deliveries, recorded = _send(repo, now, env, within, age, channels, signing)
     else:
         with RunLock(repo):  # never beside an apply: both append to the ledger
-            deliveries, recorded = run()
+            deliveries, recorded = _send(repo, now, env, within, age, channels, signing)
     _show(deliveries, fmt, dry_run, now_text=utc_text(now))
     if commit or push:  # also what a killed run left uncommitted or unpushed, when this one sent nothing
         _commit_and_push(repo, recorded, push, remote, utc_text(now), env, signing)
     if any(d.outcome == "failed" for d in deliveries):
         raise Exit(1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Channels:
+    webhook_env: str | None
+    use_github: bool
+    dry_run: bool
+
+
+def _send(repo: Path, now: datetime, env: dict[str, str], within: timedelta, age: timedelta, how: _Channels,
+          signing: dict[str, Any]) -> tuple[list[Delivery], list[dict[str, Any]]]:
+    """Collect the messages due at `now` and send each through every channel once; record each
+    sent one in the ledger (not on a dry run) and sign the checkpoint over them when the ledger
+    was trusted when this run read it (`signing` says with which key, for the push)."""
+    prep = prepare_run(repo, now, env)
+    if not prep.valid:
+        click.secho(f"warning: the repository has {len(prep.diagnostics)} problem(s) (see `jitpol validate`); "
+                    "only activations and ends from the ledger are announced", fg="yellow", err=True)
+    channels: list[Channel] = []
+    if how.webhook_env:
+        channels.append(_webhook(how.webhook_env, env, how.dry_run))
+    if how.use_github:
+        channels.append(_github(prep, env, how.dry_run))
+    if not channels:
+        channels.append(Preview())
+    events = ledger_events(repo)
+    messages = collect(prep, events, expiring_within=within, max_age=age)
+    config = prep.decided.config
+    # repository templates are policy: used only when the policy in force is the current one
+    trusted = prep.policy is not None and prep.policy.approved
+    renderer = Renderer(repo if trusted else None, prep.decided.people,
+                        config.timezone if config is not None else "UTC")
+    if how.dry_run:
+        return deliver(messages, sent_keys(events), channels, renderer, None), []
+    recorded: list[dict[str, Any]] = []
+    with Ledger(repo / LEDGER_PATH).appender() as add:
+        def record(message: Message, channel: str) -> None:
+            body = sent_event(message, channel, now)
+            add(body)
+            recorded.append(body)
+
+        deliveries = deliver(messages, sent_keys(events), channels, renderer, record)
+    # what the reconciler's key signs must cover these lines too (never bless a ledger that
+    # was not trusted when this run read it)
+    if prep.ledger is not None and prep.ledger.trusted:
+        signing["key"] = prep.ledger.public_key
+        signing["trusted"] = True
+        if recorded:
+            sign_checkpoint(repo, repo / LEDGER_PATH, env, utc_text(now), prep.ledger.public_key)
+    return deliveries, recorded
 
 
 def _show(deliveries: list[Delivery], fmt: str, dry_run: bool, now_text: str) -> None:
