@@ -603,3 +603,13 @@ def test_a_throttled_schedule_request_and_a_503_are_retried_once_and_nothing_is_
     assert [m for m, p, _ in fake_graph.log if p == PIM_REQUESTS] == ["POST", "POST"]
     assert len(_request_bodies(fake_graph, PIM_REQUESTS)) == 1, "the throttled POST never reached Entra"
     assert fake_graph.members(group) == {user: now.plus(hours=1)}
+
+
+def test_a_next_page_link_that_leaves_graph_is_refused(fake_graph: FakeGraph, entra_connect: EntraConnect) -> None:
+    group = fake_graph.add_group()
+    page = {"value": [{"@odata.type": "#microsoft.graph.user", "id": GUID}],
+            "@odata.nextLink": f"https://graph.example.net/v1.0/groups/{group}/members?$skiptoken=x"}
+    fake_graph.fail_next.append(("GET", "/members", 200, page, {}))
+    with pytest.raises(PermanentTargetError, match=r"next page link that repeats or leaves 127\.0\.0\.1"):
+        entra_connect().observe(scope_of(group_of(group)))
+    assert not any(p.endswith("$skiptoken=x") for _, p, _ in fake_graph.log)
