@@ -8,7 +8,8 @@ message, never a failure).
        and the floor: `jitpol validate` of the same repository + a psycopg process sending the same statements
 
 Options: --quick (small sizes, for a smoke run), --runs N, --grants N, --apply-n N, --loop-sample K,
---profile (write pyinstrument reports of validate and plan to benchmarks/out/), --no-install.
+--profile (write pyinstrument reports of validate and plan to benchmarks/out/), --no-install,
+--sizes 1000,10000,100000 (the growth benchmark; '' skips it), --apply-max N.
 
 Measuring: wall time with time.perf_counter around the child process; peak RSS from os.wait4()
 on that child (ru_maxrss: the largest resident set of the child or of any descendant it waited
@@ -47,6 +48,7 @@ from benchmarks.generate import (  # noqa: E402
     generate,
     generate_apply_repo,
 )
+from benchmarks.scaling import bench_scaling  # noqa: E402
 from tools.throwaway_pg import PostgresNotFound, ThrowawayPostgres, ThrowawayPostgresError  # noqa: E402
 
 OUT = HERE / "out"
@@ -285,37 +287,87 @@ class Options:
     install: bool
 
 
+def _toggle_one_grant(repo: Path) -> Path:
+    """Change one grant file (its justification gets or loses a trailing ' (edited)'): a warm run
+    then has exactly one file the cache has not seen."""
+    path = sorted((repo / "grants").rglob("*.yaml"))[len(list((repo / "grants").rglob("*.yaml"))) // 2]
+    lines = path.read_text().splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith("justification:"):
+            body = line.rstrip("\n")
+            quote = body[-1] if body[-1] in "'\"" else ""
+            text = body[: len(body) - len(quote)]
+            text = text[: -len(" (edited)")] if text.endswith(" (edited)") else text + " (edited)"
+            lines[i] = text + quote + "\n"
+            break
+    path.write_text("".join(lines))
+    return path
+
+
 def bench_validate(opts: Options, repo: Path, files: int, results: dict[str, Any]) -> None:
-    print(f"\n== a. validate: {opts.grants:,} grants ({files:,} files), median of {opts.runs} runs")
-    ours = repeat("jitpol validate", opts.runs, [*jitpol_cmd(), "validate", "--repo", str(repo)])
-    rows = [["tool", "median wall", "runs", "peak RSS"],
-            ["jitpol validate (all kinds)", fmt_s(ours.median_s), " ".join(f"{r.seconds:.2f}" for r in ours.runs),
-             f"{ours.peak_rss_mib:.0f} MiB"]]
-    entry: dict[str, Any] = {"files": files, "grants": opts.grants, "jitpol": ours.as_dict()}
+    print(f"\n== a. validate: {opts.grants:,} grants ({files:,} files), median of {opts.runs} runs each")
+    cache_root = OUT / "work" / "validate-cache"
+    cold_runs: list[Measured] = []
+    warm_runs: list[Measured] = []
     peer = ensure_peer("check-jsonschema", "check-jsonschema", opts.install)
-    if peer is not None:
-        grant_files = sorted(str(p) for p in (repo / "grants").rglob("*.yaml"))
-        # one process for all files (xargs would split the list over several)
-        argv = [str(peer), "--schemafile", str(ROOT / "schemas" / "grant.schema.json"), *grant_files]
-        try:
-            theirs = repeat("check-jsonschema", opts.runs, argv)
-        except (RuntimeError, OSError) as exc:
-            print(f"  skip: check-jsonschema failed: {str(exc)[:500]}")
-        else:
-            rows.append([f"check-jsonschema (grant files only, {len(grant_files):,})", fmt_s(theirs.median_s),
-                         " ".join(f"{r.seconds:.2f}" for r in theirs.runs), f"{theirs.peak_rss_mib:.0f} MiB"])
-            entry["check_jsonschema"] = {**theirs.as_dict(), "files": len(grant_files)}
-            entry["ratio_jitpol_over_check_jsonschema"] = round(ours.median_s / theirs.median_s, 3)
+    grant_files = sorted(str(p) for p in (repo / "grants").rglob("*.yaml"))
+    # one process for all files (xargs would split the list over several)
+    peer_argv = [str(peer), "--schemafile", str(ROOT / "schemas" / "grant.schema.json"), *grant_files] if peer else []
+    theirs = Series("check-jsonschema")
+    argv = [*jitpol_cmd(), "validate", "--repo", str(repo)]
+    for n in range(opts.runs):
+        # side by side: cold jitpol, warm jitpol, check-jsonschema, in turn, so each sees the same load
+        shutil.rmtree(cache_root, ignore_errors=True)
+        env = {**{k: v for k, v in os.environ.items() if k != "JITPOL_CACHE"},
+               "JITPOL_CACHE_DIR": str(cache_root / str(n))}
+        cold = measure(argv, env)
+        if cold.returncode != 0:
+            raise RuntimeError(f"jitpol validate (cold): exit {cold.returncode}\n{cold.stderr[-2000:]}")
+        cold_runs.append(cold)
+        _toggle_one_grant(repo)
+        warm = measure(argv, env)
+        _toggle_one_grant(repo)
+        if warm.returncode != 0:
+            raise RuntimeError(f"jitpol validate (warm): exit {warm.returncode}\n{warm.stderr[-2000:]}")
+        warm_runs.append(warm)
+        if peer_argv:
+            try:
+                m = measure(peer_argv)
+            except OSError as exc:
+                print(f"  skip: check-jsonschema failed: {exc}")
+                peer_argv = []
+            else:
+                if m.returncode != 0:
+                    print(f"  skip: check-jsonschema failed: exit {m.returncode} {m.stderr[-300:]}")
+                    peer_argv = []
+                else:
+                    theirs.runs.append(m)
+    ours, warm_series = Series("jitpol validate", cold_runs), Series("jitpol validate warm", warm_runs)
+    rows = [["tool", "median wall", "runs", "peak RSS"],
+            ["jitpol validate, cold (empty file cache)", fmt_s(ours.median_s),
+             " ".join(f"{r.seconds:.2f}" for r in ours.runs), f"{ours.peak_rss_mib:.0f} MiB"],
+            ["jitpol validate, warm (one grant changed)", fmt_s(warm_series.median_s),
+             " ".join(f"{r.seconds:.2f}" for r in warm_series.runs), f"{warm_series.peak_rss_mib:.0f} MiB"]]
+    entry: dict[str, Any] = {"files": files, "grants": opts.grants, "jitpol": ours.as_dict(),
+                             "jitpol_warm_one_changed": warm_series.as_dict()}
+    if theirs.runs:
+        rows.append([f"check-jsonschema (grant files only, {len(grant_files):,})", fmt_s(theirs.median_s),
+                     " ".join(f"{r.seconds:.2f}" for r in theirs.runs), f"{theirs.peak_rss_mib:.0f} MiB"])
+        entry["check_jsonschema"] = {**theirs.as_dict(), "files": len(grant_files)}
+        entry["ratio_jitpol_over_check_jsonschema"] = round(ours.median_s / theirs.median_s, 3)
+        entry["ratio_check_jsonschema_over_jitpol"] = {"cold": round(theirs.median_s / ours.median_s, 2),
+                                                       "warm": round(theirs.median_s / warm_series.median_s, 2)}
     else:
-        entry["check_jsonschema"] = {"skipped": "not installed"}
+        entry["check_jsonschema"] = {"skipped": "not installed or failed"}
     table(rows)
-    if "ratio_jitpol_over_check_jsonschema" in entry:
-        r = entry["ratio_jitpol_over_check_jsonschema"]
-        print(f"  ratio jitpol / check-jsonschema = {r:.2f} (wall time; below 1 means jitpol is faster)")
+    if theirs.runs:
+        r = entry["ratio_check_jsonschema_over_jitpol"]
+        print(f"  check-jsonschema / jitpol = {r['cold']:.1f} cold, {r['warm']:.1f} warm (wall time; runs interleaved)")
     print("  note: jitpol does more than check-jsonschema here: it reads every kind (people, teams, workflows,"
           "\n        resources, config too), with its strict YAML reader (duplicate keys, YAML 1.1 types, aliases"
           "\n        refused, line:col marks), JSON Schema, then cross-references and target name checks."
-          "\n        check-jsonschema checks the grant files against grant.schema.json only.")
+          "\n        check-jsonschema checks the grant files against grant.schema.json only. Above 1,500 files"
+          "\n        jitpol reads on both cores (worker processes); peak RSS is the largest single process.")
     results["validate"] = entry
 
 
@@ -332,7 +384,7 @@ def bench_plan(opts: Options, repo: Path, env: Mapping[str, str], results: dict[
         return None
 
     argv = [*jitpol_cmd(), "plan", "--repo", str(repo), "--at", opts.now, "--format", "json"]
-    ours = repeat("jitpol plan", opts.runs, argv, env, check)
+    ours = repeat("jitpol plan", opts.runs, argv, {**env, "JITPOL_CACHE": "off"}, check)  # cold, every run
     table([["tool", "median wall", "runs", "peak RSS", "actions"],
            ["jitpol plan", fmt_s(ours.median_s), " ".join(f"{r.seconds:.2f}" for r in ours.runs),
             f"{ours.peak_rss_mib:.0f} MiB", str(actions[-1])]])
@@ -548,9 +600,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--now", default=DEFAULT_NOW)
     parser.add_argument("--profile", action="store_true", help="also write pyinstrument reports")
     parser.add_argument("--no-install", action="store_true", help="never pip-install a missing peer")
+    parser.add_argument("--sizes", default="1000,10000,100000",
+                        help="grant counts for the growth benchmark (d), comma-separated; '' to skip it")
+    parser.add_argument("--apply-max", type=int, default=100_000, help="largest size the growth benchmark applies")
     args = parser.parse_args(argv)
     if args.quick:
         args.grants, args.people, args.resources, args.apply_n, args.loop_sample, args.runs = 1000, 100, 20, 100, 5, 1
+        args.sizes = "500,1000,2000"
+    sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     opts = Options(args.grants, args.people, args.resources, args.apply_n, args.loop_sample, args.runs, args.now,
                    args.profile, not args.no_install)
 
@@ -593,6 +650,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             env = {**os.environ, DSN_ENV: pg.superuser_dsn}
             attempt("plan", lambda: bench_plan(opts, summary.root, env, results))
             attempt("apply", lambda: bench_apply(opts, work, pg, results))
+            if sizes:
+                attempt("scaling", lambda: bench_scaling(
+                    sizes=sizes, work=work, keydir=OUT / "keys", out=OUT, now=opts.now, dsn=pg.superuser_dsn,
+                    jitpol=jitpol_cmd(), apply_max=args.apply_max, table=table, results=results))
             if opts.profile:
                 print("\n== profiles (not timed)")
                 attempt("profile", lambda: profile(opts, summary.root, env, results))
