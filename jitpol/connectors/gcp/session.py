@@ -9,8 +9,9 @@ place for anything that shapes them (endpoint, timeouts), and every call through
     allow policy) 6,000 per project per minute, write requests (updating an allow policy) 600 per
     project per minute; Google enforces quotas per 60-second interval
     (https://cloud.google.com/docs/quotas/overview). The project is the caller's quota project, so
-    one bucket per target, not per resource. The pacer refills at (limit - burst) per minute with
-    that burst: no 60-second window ever sees more than the limit.
+    one bucket per target, not per resource. The pacer refills at (limit - 2 x burst) per
+    minute with that burst: no 60-second window sees more than the limit, even with calls that
+    leave late and bunch up with the next ones.
 
 A 429 (RESOURCE_EXHAUSTED) is a throttle the pacer waits out (Google sends no Retry-After as a
 rule: backoff from 1 s) within the target's max_wait_s. The SDK is imported lazily."""
@@ -37,8 +38,8 @@ READS_PER_MINUTE = 6000  # IAM v1 API read requests per project per minute
 WRITES_PER_MINUTE = 600  # IAM v1 API write requests per project per minute
 MAX_IN_FLIGHT = 8  # resources read-modify-written at once by apply_batch
 RATES = {
-    "read": Rate.per_minute(READS_PER_MINUTE - 100, burst=100),
-    "write": Rate.per_minute(WRITES_PER_MINUTE - 10, burst=10),
+    "read": Rate.per_minute(READS_PER_MINUTE - 200, burst=100),
+    "write": Rate.per_minute(WRITES_PER_MINUTE - 20, burst=10),
 }
 
 

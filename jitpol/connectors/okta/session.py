@@ -10,7 +10,8 @@ OktaSession.call: the place for anything that shapes them (timeouts), and throug
     minute, the Enterprise column: "/api/v1/groups/{id} only" 600, POST/PUT/DELETE
     "/api/v1/users/{id}" 600, "most other API actions /api/v1" 600 (group members, a user's
     groups, sessions, factors). One bucket per family (`endpoint_family`), refilled at
-    (limit - burst) per minute with that burst, so no minute sees more than the limit.
+    (limit - 2 x burst) per minute with that burst, so no minute sees more than the limit, even
+    with requests that leave late.
     Concurrent requests (https://developer.okta.com/docs/reference/rl-additional-limits/): 75
     per org for API traffic, shared with every other client of the org: jitpol keeps at most
     MAX_IN_FLIGHT in flight.
@@ -43,7 +44,9 @@ REQUEST_TIMEOUT_S = 30
 PER_MINUTE = 600  # each endpoint family's documented limit (Enterprise)
 BURST = 10
 MAX_IN_FLIGHT = 25  # of the org's 75 concurrent API requests
-RATES = {family: Rate.per_minute(PER_MINUTE - BURST, burst=BURST) for family in ("group", "user", "other")}
+# refilled at (limit - 2 x burst) a minute: no minute sees more than the limit even when some
+# requests leave late and bunch up with the next ones
+RATES = {family: Rate.per_minute(PER_MINUTE - 2 * BURST, burst=BURST) for family in ("group", "user", "other")}
 
 
 def endpoint_family(method: str, path: str) -> str:
