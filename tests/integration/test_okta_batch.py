@@ -118,6 +118,21 @@ def test_requests_in_flight_stay_within_the_cap(okta: OktaWorld) -> None:
     assert double.state.throttled == 0
 
 
+def test_a_429_for_the_orgs_concurrent_limit_is_waited_out_by_its_reset(okta: OktaWorld) -> None:
+    """Past Okta's concurrent limit the reset is "only an estimate", a second ahead: waited
+    Reset - Date + 1 = 2 s each time, until the budget is spent."""
+    clock = FakePaceClock()
+    okta.double.state.max_concurrent = 0  # every request finds the org full
+    group, user = okta.double.add_group("admins"), okta.double.add_user("alice@example.com")
+    connector = okta.connector(pacing=Pacing(rates=FAST, clock=clock, max_in_flight=1), max_wait_s=5)
+    results = connector.apply_batch([act("grant", user, group)])
+    assert outcomes(results) == ["TargetUnavailable"]
+    assert "asks to wait 2.0 s" in str(results[0]) and "max_wait_s 5 s" in str(results[0])
+    assert [s for s in clock.slept if s >= 0.01] == [2.0, 2.0]
+    assert okta.double.state.throttled == 3
+    assert sent(okta.double) == [f"GET /api/v1/users/{user}/groups"] * 3
+
+
 @pytest.fixture
 def limited(okta: OktaWorld) -> tuple[OktaWorld, FakePaceClock]:
     """Two "other" requests per 60-second window, on a fake clock shared with the connector."""
