@@ -111,7 +111,13 @@ def _compile(schema: Any, conforms: Callable[[Any, str], bool], search: Callable
         first, second = checks
         return lambda v: first(v) and second(v)
     all_checks = tuple(checks)
-    return lambda v: all(c(v) for c in all_checks)
+
+    def every(v: Any) -> bool:
+        for check in all_checks:
+            if not check(v):
+                return False
+        return True
+    return every
 
 
 def _keyword(keyword: str, value: Any, schema: Mapping[str, Any], conforms: Callable[[Any, str], bool],
@@ -144,15 +150,29 @@ def _keyword(keyword: str, value: Any, schema: Mapping[str, Any], conforms: Call
             raise Unsupported("patternProperties")
         known = frozenset(schema.get("properties", {}))
         if value is False:
-            return lambda v: not isinstance(v, dict) or all(k in known for k in v)
+            return lambda v: not isinstance(v, dict) or known.issuperset(v)
         extra = sub(value)
-        return lambda v: not isinstance(v, dict) or all(extra(v[k]) for k in v if k not in known)
+
+        def additional(v: Any) -> bool:
+            if isinstance(v, dict):
+                for k in v:
+                    if k not in known and not extra(v[k]):
+                        return False
+            return True
+        return additional
     if keyword == "required":
-        required = tuple(value)
-        return lambda v: not isinstance(v, dict) or all(n in v for n in required)
+        required = frozenset(value)
+        return lambda v: not isinstance(v, dict) or v.keys() >= required
     if keyword == "propertyNames":
         key_check = sub(value)
-        return lambda v: not isinstance(v, dict) or all(key_check(k) for k in v)
+
+        def property_names(v: Any) -> bool:
+            if isinstance(v, dict):
+                for k in v:
+                    if not key_check(k):
+                        return False
+            return True
+        return property_names
     if keyword == "minProperties":
         return lambda v: not isinstance(v, dict) or len(v) >= value
     if keyword == "maxProperties":
@@ -161,7 +181,14 @@ def _keyword(keyword: str, value: Any, schema: Mapping[str, Any], conforms: Call
         if "prefixItems" in schema:
             raise Unsupported("prefixItems")
         item = sub(value)
-        return lambda v: not isinstance(v, list) or all(item(x) for x in v)
+
+        def items(v: Any) -> bool:
+            if isinstance(v, list):
+                for x in v:
+                    if not item(x):
+                        return False
+            return True
+        return items
     if keyword == "minItems":
         return lambda v: not isinstance(v, list) or len(v) >= value
     if keyword == "maxItems":

@@ -175,7 +175,7 @@ def _read_doc(path: Path, rel: str, raw: bytes | None) -> tuple[YamlDocument | t
     The flag says whether the outcome depends only on the bytes (then it may be cached)."""
     try:
         doc = load_yaml(raw, rel) if raw is not None else load_yaml_file(path, display_path=rel)
-        problems = validate_document(doc.data)
+        problems = validate_document(doc.data, string_keys=True)  # yamlstrict refuses other keys
     except YamlError as exc:
         return (Diagnostic(rel, exc.line, exc.col, exc.message),), raw is not None
     except Exception as exc:  # noqa: BLE001 - a file jitpol cannot read is refused, never a crash
@@ -228,8 +228,10 @@ class _FileResult:
 
 
 def _process(path: Path, rel: str, expected: str, raw: bytes | None) -> tuple[_FileResult, object | None]:
-    """One file read, checked and built, and what the cache may keep of it (None: nothing)."""
+    """One file read, checked and built, and what the cache may keep of it (None: nothing, and
+    always when `raw` is None: without the bytes there is no key to keep it under)."""
     read, cacheable = _read_doc(path, rel, raw)
+    cacheable = cacheable and raw is not None
     if not isinstance(read, YamlDocument):
         return _FileResult(rel, expected, read), _cache_value(read) if cacheable else None
     doc = read

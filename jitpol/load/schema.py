@@ -207,11 +207,12 @@ def _has_non_string_key(node: Any) -> bool:
 # ------------------------------------------------------------------------------------- validation
 
 
-def validate_document(data: Any) -> list[SchemaProblem]:
+def validate_document(data: Any, *, string_keys: bool = False) -> list[SchemaProblem]:
     """Every schema problem of one parsed YAML document, sorted by path; [] when valid.
 
     `apiVersion` and `kind` are looked at first: without a known kind there is no schema to
-    apply, so that yields a single problem naming the known kinds.
+    apply, so that yields a single problem naming the known kinds. `string_keys=True` is the
+    caller's promise that every mapping key is a string (data from jitpol.load.yamlstrict).
     """
     if not isinstance(data, Mapping):
         return [
@@ -224,7 +225,7 @@ def validate_document(data: Any) -> list[SchemaProblem]:
     kind = data.get("kind")
     if kind not in KINDS:
         return _sorted(_kind_problems(data))
-    if not _has_non_string_key(data):
+    if string_keys or not _has_non_string_key(data):  # yamlstrict's data: every key is a str
         fast = _fast_check(kind)
         try:
             if fast is not None and fast(data):
