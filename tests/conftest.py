@@ -1,6 +1,9 @@
 """Shared fixtures: one throwaway PostgreSQL server per pytest session (per xdist worker).
 
     pg_server    session: a started tools.throwaway_pg.ThrowawayPostgres
+    mysql_server session: a started tools.throwaway_mariadb.ThrowawayMariadb, started by the first
+                 test that needs it (here, not in tests/mysql_fixtures.py, so that every module
+                 shares the one server; the sandboxes are there)
     pg_db        function: a fresh database on it (PgDatabase: name, dsn), dropped afterwards
     unique_name  function: unique_name("grp") -> "grp_3f9c0a1b2d"; roles are cluster-wide, so
                  every test names its roles with it
@@ -32,6 +35,7 @@ except ModuleNotFoundError:
 # not at the top: `tests` is importable once the repository root is on sys.path (see above)
 from tests.helpers.clock import Now
 from tests.services import serve
+from tools.throwaway_mariadb import MariadbNotFound, ThrowawayMariadb, ThrowawayMariadbError
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,13 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThrowawayPos
     server = ThrowawayPostgres(tmp_path_factory.mktemp("pg"))
     yield from serve(server, what="PostgreSQL", missing=PostgresNotFound, failed=ThrowawayPostgresError,
                      name="the throwaway PostgreSQL server")
+
+
+@pytest.fixture(scope="session")
+def mysql_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThrowawayMariadb]:
+    server = ThrowawayMariadb(tmp_path_factory.mktemp("mariadb"))
+    yield from serve(server, what="MariaDB", missing=MariadbNotFound, failed=ThrowawayMariadbError,
+                     name="the throwaway MariaDB server")
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
 """MySQL / MariaDB fixtures: one throwaway MariaDB server per pytest session (per xdist worker),
 and a sandbox per test. Import them into a test module with
 
-    from tests.mysql_fixtures import *  # noqa: F403 (the fixtures: mysql_server, mysql_sandbox)
+    from tests.mysql_fixtures import *  # noqa: F403 (the fixture mysql_sandbox; mysql_server is in conftest.py)
 
-    mysql_server   session: a started tools.throwaway_mariadb.ThrowawayMariadb
+    mysql_server   session: a started tools.throwaway_mariadb.ThrowawayMariadb (defined in
+                   tests/conftest.py, so that all modules share one server per session)
     mysql_sandbox  function: a MysqlSandbox: an admin connection, helpers that make roles and
                    accounts with unique names, connector(...) for a MysqlConnector whose
                    event_schema is the test's own (so observe sees only this test's ephemeral
@@ -17,39 +18,22 @@ variable is set: in CI a test that needs a service must run.
 from __future__ import annotations
 
 import contextlib
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pymysql
 import pytest
 
 from jitpol.connectors.mysql import MysqlConnector
-from tests.services import serve
-
-try:
-    from tools.throwaway_mariadb import MariadbNotFound, ThrowawayMariadb, ThrowawayMariadbError
-except ModuleNotFoundError:
-    # `tools` is a plain directory at the repository root, not an installed package
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    sys.modules.pop("tools", None)
-    from tools.throwaway_mariadb import MariadbNotFound, ThrowawayMariadb, ThrowawayMariadbError
+from tools.throwaway_mariadb import ThrowawayMariadb  # tests/conftest.py made `tools` importable
 
 # `from tests.mysql_fixtures import *` brings exactly the fixtures (pytest finds them by name)
-__all__ = ["mysql_sandbox", "mysql_server"]
+__all__ = ["mysql_sandbox"]
 
 TARGET = "mysql-test"
 DSN_ENV = "MYSQL_TEST_DSN"
 PASSWORD = "Acc0unt-pw-for-tests"  # what people's test accounts log in with
-
-
-@pytest.fixture(scope="session")
-def mysql_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThrowawayMariadb]:
-    server = ThrowawayMariadb(tmp_path_factory.mktemp("mariadb"))
-    yield from serve(server, what="MariaDB", missing=MariadbNotFound, failed=ThrowawayMariadbError,
-                     name="the throwaway MariaDB server")
 
 
 class MysqlSandbox:

@@ -142,15 +142,17 @@ class ThrowawayMariadb(common.Throwaway):
         run_dir = Path(tempfile.mkdtemp(prefix="throwaway-mariadb-"))
         self._run_dir = run_dir
         try:
-            for sub in ("data", "sock"):
+            for sub in ("data", "sock", "tmp"):
                 (run_dir / sub).mkdir(mode=0o700)
             if owner is not None:
-                for path in (run_dir, run_dir / "data", run_dir / "sock"):
+                for path in (run_dir, run_dir / "data", run_dir / "sock", run_dir / "tmp"):
                     os.chown(path, owner.pw_uid, owner.pw_gid)
-            user = ["--user=" + RUN_AS] if as_root else []
-            self._run([install, "--no-defaults", f"--datadir={run_dir / 'data'}", *user,
+            # a private tmpdir: servers bootstrapped at once (xdist workers) must not share /tmp's
+            # temporary tables
+            common_args = [f"--tmpdir={run_dir / 'tmp'}", *(["--user=" + RUN_AS] if as_root else [])]
+            self._run([install, "--no-defaults", f"--datadir={run_dir / 'data'}", *common_args,
                        "--auth-root-authentication-method=normal", "--skip-test-db"], run_dir, "mariadb-install-db")
-            self._start_server(server, run_dir, user)
+            self._start_server(server, run_dir, common_args)
             self._secure(client)
         except BaseException:
             self._shutdown()
@@ -176,12 +178,12 @@ class ThrowawayMariadb(common.Throwaway):
         if result.returncode != 0:
             raise ThrowawayMariadbError(f"{what} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
 
-    def _start_server(self, server: str, run_dir: Path, user: list[str]) -> None:
+    def _start_server(self, server: str, run_dir: Path, common_args: list[str]) -> None:
         log = run_dir / "server.log"
         for attempt in range(1, _START_ATTEMPTS + 1):
             port = common.free_port()
             argv = [
-                server, "--no-defaults", f"--datadir={run_dir / 'data'}", *user,
+                server, "--no-defaults", f"--datadir={run_dir / 'data'}", *common_args,
                 f"--socket={run_dir / 'sock' / 'mysqld.sock'}", f"--port={port}", "--bind-address=127.0.0.1",
                 f"--pid-file={run_dir / 'sock' / 'mysqld.pid'}", f"--log-error={log}",
                 "--event-scheduler=ON", "--skip-name-resolve", "--skip-log-bin",

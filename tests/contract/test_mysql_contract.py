@@ -13,7 +13,7 @@ import pytest
 from jitpol.connectors.base import Connector
 from jitpol.model.assignment import Action, Assignment, Op, Scope
 from jitpol.model.canonical import canonical_json
-from tests.mysql_fixtures import *  # noqa: F403 (the fixtures: mysql_server, mysql_sandbox)
+from tests.mysql_fixtures import *  # noqa: F403 (the fixture mysql_sandbox)
 from tests.mysql_fixtures import TARGET, MysqlSandbox
 
 from .suite import ConnectorContract, MakeAction

@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 from jitpol.cli.main import cli
 from tests.helpers.clock import Now
 from tests.helpers.repo import RepoBuilder
-from tests.mysql_fixtures import *  # noqa: F403 (the fixtures: mysql_server, mysql_sandbox)
+from tests.mysql_fixtures import *  # noqa: F403 (the fixture mysql_sandbox)
 from tests.mysql_fixtures import PASSWORD, MysqlSandbox
 
 GONE = (pymysql.err.OperationalError, pymysql.err.InterfaceError)

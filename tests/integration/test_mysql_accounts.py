@@ -18,7 +18,7 @@ from jitpol.errors import InvalidInput, PermanentTargetError
 from jitpol.model.assignment import Action, Assignment, Outcome, Scope
 from jitpol.model.canonical import canonical_json
 from tests.helpers.clock import Now
-from tests.mysql_fixtures import *  # noqa: F403 (the fixtures: mysql_server, mysql_sandbox)
+from tests.mysql_fixtures import *  # noqa: F403 (the fixture mysql_sandbox)
 from tests.mysql_fixtures import PASSWORD, TARGET, MysqlSandbox
 
 SECRET = "Eph3meral-S3cret-pw"  # what the core would pass in action.detail("password")

@@ -19,7 +19,7 @@ from jitpol.load.repository import load_repository
 from jitpol.model.assignment import PRIVILEGED_OPT_IN, Action, Assignment, Op, Scope
 from tests.doubles.server import closed_port
 from tests.helpers.repo import RepoBuilder
-from tests.mysql_fixtures import *  # noqa: F403 (the fixtures: mysql_server, mysql_sandbox)
+from tests.mysql_fixtures import *  # noqa: F403 (the fixture mysql_sandbox)
 from tests.mysql_fixtures import DSN_ENV, PASSWORD, TARGET, MysqlSandbox
 
 REPO = Path(__file__).resolve().parents[2]
