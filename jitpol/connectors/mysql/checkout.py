@@ -43,7 +43,7 @@ class Checkout(MysqlSession):
         if account is None:
             raise PermanentTargetError(f"target {self.name}: account {a.principal!r} does not exist")
         ephemeral = (ACCOUNT_EVENT_PREFIX + user) in self._events(ACCOUNT_EVENT_PREFIX)
-        if account.superuser or account.is_role or ephemeral or (user, host) == self._current_account():
+        if account.superuser or account.is_role or ephemeral or user == self._current_account()[0]:
             raise PermanentTargetError(
                 f"target {self.name}: refusing to rotate {a.principal!r}: jitpol never checks out roles, accounts "
                 "with SUPER, its own login or its ephemeral accounts")

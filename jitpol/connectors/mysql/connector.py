@@ -28,7 +28,8 @@ keeps the role until it disconnects). A grant that finds the membership present 
 The server records no grantor for a role membership, so there is no ownership marker for this
 model (observe says owned=None; the ledger knows what jitpol granted), and a revoke that only a
 marker would back changes nothing. The server enforces no end for a membership: runs revoke it.
-The connector's own login is never reported or changed; accounts with SUPER and roles are never
+Accounts of the connector's own user name (at any host: KILL works by user name) are never
+reported or changed; accounts with SUPER and roles are never
 given or stripped of a role.
 
 ephemeral-account: principal is a user name jitpol chose (`^jit-[a-z0-9][a-z0-9-]{0,27}$`, at
@@ -52,7 +53,8 @@ password (required), and while the privilege names holders, moves the event
 `jitpol_checkout_<hash of the account>` to the checkout's end (it locks the account then) and
 unlocks the account; then it KILLs every connection of the user name. On MariaDB the stored hash
 is read back: a rotation the server did not store fails instead of reporting a secret that does
-not work. Roles, accounts with SUPER, jitpol's own login and its ephemeral accounts are refused.
+not work. Roles, accounts with SUPER, accounts of jitpol's own user name and its ephemeral accounts
+are refused.
 observe() reports nothing (the ledger knows the holders).
 
 Account statements commit on their own in MySQL/MariaDB (no transaction can hold them), so each

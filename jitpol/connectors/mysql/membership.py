@@ -23,14 +23,14 @@ class Membership(PrivilegeCheck):
 
     def _observe_members(self, roles: list[str]) -> frozenset[tuple[str, str]]:
         """(account `user@host`, role) for every direct member of `roles` that is an account (not
-        a role), but this connector's own login."""
+        a role), but accounts of this connector's own user name."""
         placeholders = ", ".join(["%s"] * len(roles))
         query = (_OBSERVE_MARIADB if self.mariadb else _OBSERVE_MYSQL).format(placeholders)
         me = self._current_account()
         return frozenset(
             (account_text(str(user), str(host)), str(role))
             for user, host, role in self._fetch(query, tuple(roles))
-            if (str(user), str(host)) != me
+            if str(user) != me[0]
         )
 
     def _apply_membership(self, action: Action, check: bool) -> Outcome:
@@ -48,10 +48,11 @@ class Membership(PrivilegeCheck):
             raise PermanentTargetError(f"target {self.name}: role {role!r} does not exist")
         if account is None:
             raise PermanentTargetError(f"target {self.name}: account {a.principal!r} does not exist")
-        if account.is_role or account.superuser or (user, host) == self._current_account():
+        if account.is_role or account.superuser or user == self._current_account()[0]:
+            # its own user name at any host: KILL works by user name, and would end jitpol's own runs
             raise PermanentTargetError(
                 f"target {self.name}: refusing to {action.op} {role!r} for {a.principal!r}: jitpol never changes "
-                "the roles of a role, of an account with SUPER or of its own login")
+                "the roles of a role, of an account with SUPER or of its own login's user name")
         acct, role_sql = self._account_sql(user, host), self._role_sql(role)
         steps: list[_Step] = []
         if action.op == "grant":
