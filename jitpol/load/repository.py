@@ -107,13 +107,13 @@ class _Loader:
         line, col = doc.mark(*keys) if keys else (1, 1)
         self.diags.append(Diagnostic(doc.path, line, col, message))
 
-    def files(self) -> Iterator[tuple[Path, str, str]]:
+    def files(self) -> Iterator[tuple[str, str, str]]:
         """(file, the kind expected there, its path relative to the root) for every policy
         file, in a stable order: that of `sorted(Path.glob(...))`, which it replaces (os.scandir
         is several times faster on tens of thousands of files)."""
         config = self.root / CONFIG_FILE
         if config.exists():
-            yield config, "Config", CONFIG_FILE
+            yield str(config), "Config", CONFIG_FILE
         else:
             self.diags.append(Diagnostic(CONFIG_FILE, 1, 1, "missing: every repository needs jitpol.yaml "
                                                              "(kind: Config)"))
@@ -122,6 +122,7 @@ class _Loader:
             base = self.root / directory
             if not base.is_dir():
                 continue
+            base_text = str(base)
             for parts, entry in sorted(_entries(base, (), recursive=kind == "Grant"), key=lambda e: e[0]):
                 name = parts[-1]
                 dot = name.rfind(".")
@@ -131,7 +132,7 @@ class _Loader:
                 if count > MAX_FILES:
                     self.diags.append(Diagnostic(directory, 1, 1, f"more than {MAX_FILES} files; refusing"))
                     return
-                yield base.joinpath(*parts), kind, "/".join((directory, *parts))
+                yield os.path.join(base_text, *parts), kind, "/".join((directory, *parts))
 
     def accept(self, doc: YamlDocument, expected: str) -> bool:
         """Register a document that read without problems, unless its name is taken already."""
@@ -170,7 +171,7 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
         return False
 
 
-def _read_doc(path: Path, rel: str, raw: bytes | None) -> tuple[YamlDocument | tuple[Diagnostic, ...], bool]:
+def _read_doc(path: str, rel: str, raw: bytes | None) -> tuple[YamlDocument | tuple[Diagnostic, ...], bool]:
     """Parse and schema-check one file (its bytes `raw` when already read). Never raises.
     The flag says whether the outcome depends only on the bytes (then it may be cached)."""
     try:
@@ -227,7 +228,7 @@ class _FileResult:
     doc: YamlDocument | None = None  # not sent back from a worker process (its marks are large)
 
 
-def _process(path: Path, rel: str, expected: str, raw: bytes | None) -> tuple[_FileResult, object | None]:
+def _process(path: str, rel: str, expected: str, raw: bytes | None) -> tuple[_FileResult, object | None]:
     """One file read, checked and built, and what the cache may keep of it (None: nothing, and
     always when `raw` is None: without the bytes there is no key to keep it under)."""
     read, cacheable = _read_doc(path, rel, raw)
@@ -288,7 +289,7 @@ def _marks_from(rel: str, data: dict[str, Any], blob: bytes) -> YamlDocument:
     return YamlDocument(rel, data, dict(zip(paths, range(len(paths)), strict=True)), positions)
 
 
-def _from_cache(path: Path, rel: str, expected: str, value: object) -> _FileResult | None:
+def _from_cache(path: str, rel: str, expected: str, value: object) -> _FileResult | None:
     """The result a verified cache value stands for, or None if it is not one jitpol writes."""
     try:
         if not isinstance(value, tuple) or not value:
@@ -329,7 +330,7 @@ def _from_cache(path: Path, rel: str, expected: str, value: object) -> _FileResu
 _WORKER_CACHE: FileCache | None = None
 
 
-def _process_chunk(chunk: list[tuple[Path, str, str]]) -> list[_FileResult]:
+def _process_chunk(chunk: list[tuple[str, str, str]]) -> list[_FileResult]:
     """Worker process: read, check and build a run of files; store what may be cached."""
     results: list[_FileResult] = []
     store: list[tuple[bytes, object]] = []
@@ -375,7 +376,7 @@ def _workers(todo: int) -> int:
     return min(wanted, 8)
 
 
-def _read_all(files: list[tuple[Path, str, str]], cache: FileCache | None) -> list[_FileResult]:
+def _read_all(files: list[tuple[str, str, str]], cache: FileCache | None) -> list[_FileResult]:
     """Every file read, checked and built, in the order of `files` ((path, kind, relative path))."""
     rels = [(path, rel, kind) for path, kind, rel in files]
     results: list[_FileResult | None] = [None] * len(rels)

@@ -35,7 +35,6 @@ import stat
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final, TypedDict, Unpack
 
 import yaml
@@ -635,7 +634,8 @@ def load_yaml(
     return YamlDocument(path, data, marks, positions)
 
 
-def load_yaml_file(path: Path, display_path: str | None = None, **limits: Unpack[_Limits]) -> YamlDocument:
+def load_yaml_file(path: str | os.PathLike[str], display_path: str | None = None,
+                   **limits: Unpack[_Limits]) -> YamlDocument:
     """Read and `load_yaml` a regular file; messages name `display_path` (default: `path`).
 
     Symbolic links are refused (a policy file must be what the repository holds, not a pointer
@@ -646,7 +646,7 @@ def load_yaml_file(path: Path, display_path: str | None = None, **limits: Unpack
     return load_yaml(read_file_bytes(path, shown, limits.get("max_bytes", DEFAULT_MAX_BYTES)), shown, **limits)
 
 
-def read_file_bytes(path: Path, shown: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+def read_file_bytes(path: str | os.PathLike[str], shown: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     """The bytes of a regular file as `load_yaml_file` reads them (no symbolic links, devices,
     FIFOs or directories; size checked with fstat first), or YamlError at 1:1 naming `shown`."""
     try:

@@ -130,37 +130,35 @@ def evaluate(policy: PolicySet, now: datetime, history: History, verifier: Verif
     needs_approval: list[tuple[Grant, Workflow]] = []
     who = Resolver(policy)
 
+    def settled(grant: Grant, state: State, reason: str) -> GrantStatus:
+        # one constructor call: with 100,000 grants, building a pending status and replacing two
+        # fields of it (dataclasses.replace) was a fifth of evaluate
+        return GrantStatus(grant.name, state, reason, grant.requester, grant.resource, grant.role,
+                           grant.start, grant.end, digest=grant.digest)
+
     for grant in policy.grants.values():
-        base = GrantStatus(
-            grant.name, "pending", "", grant.requester, grant.resource, grant.role,
-            grant.start, grant.end, digest=grant.digest,
-        )
         ended = history.ended.get(grant.name)
         used_digest = history.activated.get(grant.name)
         if grant.revoke:
-            statuses[grant.name] = replace(base, state="revoked", reason="revoked in its file (revoke: true)")
+            statuses[grant.name] = settled(grant, "revoked", "revoked in its file (revoke: true)")
         elif ended is not None:
             if now >= grant.end:
-                statuses[grant.name] = replace(base, state="expired", reason=f"window ended {utc_text(grant.end)}")
+                statuses[grant.name] = settled(grant, "expired", f"window ended {utc_text(grant.end)}")
             else:
-                statuses[grant.name] = replace(
-                    base, state="revoked",
-                    reason=f"already ended ({ended}); grant names are single-use — request a new grant",
-                )
+                statuses[grant.name] = settled(
+                    grant, "revoked", f"already ended ({ended}); grant names are single-use — request a new grant")
         elif used_digest is not None and used_digest != grant.digest:
-            statuses[grant.name] = replace(
-                base, state="rejected",
-                reason="grant name was already used for different content; grant names are single-use",
-            )
+            statuses[grant.name] = settled(
+                grant, "rejected", "grant name was already used for different content; grant names are single-use")
         elif now >= grant.end:
             reason = f"window ended {utc_text(grant.end)}"
             if grant.name not in history.activated:
                 reason += " (never activated)"
-            statuses[grant.name] = replace(base, state="expired", reason=reason)
+            statuses[grant.name] = settled(grant, "expired", reason)
         else:
             problem = _rule_problem(grant, policy, who)
             if problem is not None:
-                statuses[grant.name] = replace(base, state="rejected", reason=problem)
+                statuses[grant.name] = settled(grant, "rejected", problem)
             else:
                 workflow = policy.workflows[policy.resources[grant.resource].workflow]
                 needs_approval.append((grant, workflow))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from jitpol.load import repository
 from jitpol.load.repository import load_repository
 from tests.helpers.repo import RepoBuilder, doc, write_yaml
 
@@ -134,3 +135,30 @@ def test_a_warm_cache_gives_the_same_result(broken_repo: Path, tmp_path: Path,
         parallel = json.loads(done.stdout)
         assert parallel.pop("workers") == 2
         assert parallel == cold
+
+
+def test_files_are_listed_as_sorted_glob_lists_them(tmp_path: Path) -> None:
+    """The os.scandir listing keeps the order and choice of `sorted(Path.glob(...))`: hidden files
+    and directories, names that sort differently as strings and as path parts (a/b before a-c),
+    directories named *.yaml, links to files (listed, refused when read) and to directories
+    (not descended into, and not listed)."""
+    root = tmp_path / "repo"
+    for d in ("grants/a/b", "grants/a-c", "grants/.hid", "grants/x.yaml", "grants/Z", "people"):
+        (root / d).mkdir(parents=True)
+    for f in ("grants/a/b/1.yaml", "grants/a-c/2.yaml", "grants/.hid/3.yml", "grants/.yaml", "grants/a.yaml",
+              "grants/A.yaml", "grants/Z/q.YAML", "grants/b.yml", "grants/x.yaml/in.yaml", "people/p.yaml",
+              "people/q.txt", "jitpol.yaml"):
+        (root / f).write_text("x: 1\n")
+    (root / "grants" / "link").symlink_to(root / "grants" / "a", target_is_directory=True)
+    (root / "grants" / "ldir.yaml").symlink_to(root / "grants" / "a", target_is_directory=True)
+    (root / "grants" / "l.yaml").symlink_to(root / "grants" / "a" / "b" / "1.yaml")
+    expected = [(str(root / "jitpol.yaml"), "Config", "jitpol.yaml")]
+    for directory, kind in repository.LAYOUT.items():
+        base = root / directory
+        if base.is_dir():
+            for path in sorted(base.glob("**/*" if kind == "Grant" else "*")):
+                if path.suffix in (".yaml", ".yml") and not path.is_dir():
+                    expected.append((str(path), kind, path.relative_to(root).as_posix()))
+    assert list(repository._Loader(root).files()) == expected
+    grants = [rel for _, kind, rel in expected if kind == "Grant"]
+    assert grants[:3] == ["grants/.hid/3.yml", "grants/A.yaml", "grants/a/b/1.yaml"]
