@@ -18,6 +18,7 @@ from jitpol.errors import InvalidInput, PermanentTargetError, TargetUnavailable
 from jitpol.load.repository import load_repository
 from jitpol.model.assignment import PRIVILEGED_OPT_IN, Action, Assignment, Op, Scope
 from tests.doubles.server import closed_port
+from tests.helpers.clock import Now
 from tests.helpers.repo import RepoBuilder
 from tests.mysql_fixtures import *  # noqa: F403 (the fixture mysql_sandbox)
 from tests.mysql_fixtures import DSN_ENV, PASSWORD, TARGET, MysqlSandbox
@@ -396,7 +397,7 @@ def test_roles_that_reach_super_or_root_equivalent_privileges(mysql_sandbox: Mys
     assert mysql_sandbox.roles_of(principal) == set()
 
 
-def test_a_statement_failing_half_way_is_finished_by_the_next_run(mysql_sandbox: MysqlSandbox) -> None:
+def test_a_statement_failing_half_way_is_finished_by_the_next_run(mysql_sandbox: MysqlSandbox, now: Now) -> None:
     """jitpol's login may create accounts but not (yet) grant the role: the account statements
     commit one by one, so the first run fails after the marker event and the account exist; once
     the login may grant the role, the next run adopts its own account and finishes."""
@@ -409,10 +410,8 @@ def test_a_statement_failing_half_way_is_finished_by_the_next_run(mysql_sandbox:
     connector = mysql_sandbox.connector(dsn=mysql_sandbox.server.dsn(user=jitpol_login.split("@")[0],
                                                                      password=PASSWORD))
     name = mysql_sandbox.ephemeral_name()
-    from datetime import UTC, datetime, timedelta
-
     create = Action(op="create-account", assignment=Assignment(TARGET, "ephemeral-account", name, f'["{role}"]'),
-                    resource="db-jit", grants=("g1",), until=datetime.now(UTC) + timedelta(hours=1),
+                    resource="db-jit", grants=("g1",), until=now.plus(hours=1),
                     details=(("grant", "g1"), ("password", "Half-way-s3cret"), ("person", "alice")))
     with pytest.raises(PermanentTargetError, match="refused") as info:
         connector.apply(create)
