@@ -51,7 +51,8 @@ from benchmarks.generate import (  # noqa: E402
 from benchmarks.scaling import bench_scaling  # noqa: E402
 from tools.throwaway_pg import PostgresNotFound, ThrowawayPostgres, ThrowawayPostgresError  # noqa: E402
 
-OUT = HERE / "out"
+# $JITPOL_BENCH_OUT: another folder, so that two runs at once do not remove each other's work/
+OUT = Path(os.environ.get("JITPOL_BENCH_OUT") or HERE / "out")
 BIN = Path(sys.executable).parent
 
 
