@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from io import FileIO
@@ -67,7 +69,9 @@ class Ledger:
             data = self._read()
         except UnsafePath as exc:
             return ChainProblem(0, None, str(exc))
-        return None if data is None else _verify_bytes(data)[0]
+        if data is None or _VERIFIED.tail(hashlib.sha256(data).digest()) is not None:
+            return None  # missing, or exactly the bytes this process verified (or wrote) before
+        return _verify_bytes(data)[0]
 
     def events(self) -> list[dict[str, Any]]:
         """All events, oldest first, after verifying the chain. Raises LedgerBroken if it does not
@@ -78,6 +82,7 @@ class Ledger:
         problem, events = _verify_bytes(data)
         if problem is not None:
             raise self._broken(problem)
+        _VERIFIED.add(hashlib.sha256(data).digest(), events)
         return events
 
     def readable(self) -> tuple[list[dict[str, Any]], ChainProblem | None]:
@@ -94,6 +99,7 @@ class Ledger:
             return [], None
         problem, events = _verify_bytes(data)
         if problem is None:
+            _VERIFIED.add(hashlib.sha256(data).digest(), events)
             return events, None
         if b"\r\n" in data:
             again, normalized = _verify_bytes(data.replace(b"\r\n", b"\n"))
@@ -137,14 +143,15 @@ class Ledger:
         with open(fd, "a+b", buffering=0) as handle, _closing(dir_fd):
             _lock(handle, self.path)
             handle.seek(0)
-            problem, events = _verify_bytes(handle.read())
-            if problem is not None:
-                raise self._broken(problem)
-            tail = Appender(
-                handle,
-                seq=events[-1]["seq"] if events else 0,
-                last_hash=events[-1]["hash"] if events else None,
-            )
+            data = handle.read()
+            content = hashlib.sha256(data)
+            known = _VERIFIED.tail(content.digest())
+            if known is None:
+                problem, events = _verify_bytes(data)
+                if problem is not None:
+                    raise self._broken(problem)
+                known = (events[-1]["seq"], events[-1]["hash"]) if events else (0, None)
+            tail = Appender(handle, seq=known[0], last_hash=known[1], content=content)
             try:
                 yield tail
             finally:
@@ -161,10 +168,13 @@ class Appender:
     """The end of an open, verified ledger file: appends without re-reading it. Call it with one
     body (`add(body)`: written at once, fsynced when the appender's block exits), or `many`."""
 
-    def __init__(self, handle: FileIO, *, seq: int, last_hash: str | None) -> None:
+    def __init__(self, handle: FileIO, *, seq: int, last_hash: str | None, content: Any = None) -> None:
         self._handle = handle
         self._seq = seq
         self._last_hash = last_hash
+        # SHA-256 of the file's bytes so far (verified, then only what this appender wrote):
+        # later readers in this process skip verifying exactly these bytes again
+        self._content = content
         self.closed = False
 
     def __call__(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -199,7 +209,41 @@ class Appender:
             self._handle.truncate(size)
             raise
         self._seq, self._last_hash = seq, last
+        if self._content is not None:
+            self._content.update(data)
+            _VERIFIED.put(self._content.digest(), seq, last)
         return events
+
+
+class _Verified:
+    """SHA-256 digests of whole ledger files' bytes that this process verified, or wrote through
+    an Appender after verifying what came before, each with its last seq and hash. The same bytes
+    read again (the appender opening the file the history read a moment ago, the commit checking
+    what the run wrote) need no second walk of the chain: any change to them changes the digest,
+    and then the chain is verified in full. Memory only, a few entries."""
+
+    _MAX = 16
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[bytes, tuple[int, str | None]] = {}
+
+    def tail(self, digest: bytes) -> tuple[int, str | None] | None:
+        with self._lock:
+            return self._known.get(digest)
+
+    def put(self, digest: bytes, seq: int, last_hash: str | None) -> None:
+        with self._lock:
+            self._known.pop(digest, None)
+            self._known[digest] = (seq, last_hash)
+            while len(self._known) > self._MAX:
+                del self._known[next(iter(self._known))]
+
+    def add(self, digest: bytes, events: list[dict[str, Any]]) -> None:
+        self.put(digest, events[-1]["seq"] if events else 0, events[-1]["hash"] if events else None)
+
+
+_VERIFIED = _Verified()
 
 
 def ledger_files(audit_dir: Path) -> list[Path]:

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from jitpol.ledger.chain import canonical_json
+from jitpol.errors import LedgerBroken
+from jitpol.ledger.chain import canonical_json, check_lines
 from jitpol.ledger.store import Ledger
 
 
@@ -76,3 +77,40 @@ def test_many_after_the_block_is_refused(path: Path) -> None:
     with pytest.raises(RuntimeError):
         add.many([body(1)])
     assert path.read_bytes() == b""
+
+
+def test_bytes_verified_or_written_in_this_process_are_not_walked_again(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import jitpol.ledger.store as store
+
+    walked: list[int] = []
+    real = check_lines
+
+    def counting(lines: Any) -> Any:
+        walked.append(len(lines))
+        return real(lines)
+
+    monkeypatch.setattr(store, "check_lines", counting)
+    Ledger(path).append([body(1), body(2)])  # a new file: nothing to walk
+    assert walked == []
+    assert Ledger(path).verify() is None  # exactly what the appender wrote
+    with Ledger(path).appender() as add:  # the same bytes again
+        add.many([body(3)])
+    assert walked == []
+    assert len(Ledger(path).events()) == 3  # events() always parses every line
+    assert walked == [3]
+
+
+def test_a_change_after_a_verification_is_still_found(path: Path) -> None:
+    Ledger(path).append([body(1), body(2), body(3)])
+    assert Ledger(path).verify() is None
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace('"g-2"', '"g-x"'), encoding="utf-8")
+    problem = Ledger(path).verify()
+    assert problem is not None and problem.line == 2
+    with pytest.raises(LedgerBroken):
+        with Ledger(path).appender():
+            pass
+    path.write_text(text, encoding="utf-8")  # the verified bytes again: intact
+    assert Ledger(path).verify() is None
