@@ -18,7 +18,7 @@ JSON = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(extra=st.dictionaries(st.text(max_size=10), JSON, max_size=6), grant=st.none() | st.text(max_size=12))
 def test_same_digest_as_event_hash(extra: dict[str, Any], grant: str | None) -> None:
     event = seal({**extra, "time": "1998-11-30T10:00:00Z", "event": "x.y", "grant": grant}, seq=1, prev=None)
