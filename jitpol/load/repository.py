@@ -7,7 +7,6 @@ bad input. A repository with any diagnostic is invalid: nothing is added because
 
 from __future__ import annotations
 
-import functools
 import gc
 import marshal
 import multiprocessing
@@ -256,13 +255,18 @@ def _micros(t: datetime) -> int:
     return (t - _EPOCH) // timedelta(microseconds=1)
 
 
-def _cache_value(result: _FileResult | tuple[Diagnostic, ...]) -> object:
+def _cache_value(result: _FileResult | tuple[Diagnostic, ...], *, marks_of_grants: bool = True) -> object:
+    """What the cache keeps of a file (and, without a grant's marks, what a worker process sends
+    back: the parent reads the file again if it ever needs a mark of a grant)."""
     if isinstance(result, tuple):
         return "refused", tuple((d.line, d.col, d.message) for d in result)
+    if result.data is None:
+        return "refused", tuple((d.line, d.col, d.message) for d in result.problems)
     doc = result.doc
     assert doc is not None
-    marks = marshal.dumps((tuple(doc._marks), doc._positions.tobytes()))
     grant = result.built if isinstance(result.built, Grant) else None
+    marks = None if grant is not None and not marks_of_grants else marshal.dumps(
+        (tuple(doc._marks), doc._positions.tobytes()))
     fields = None if grant is None else (
         grant.name, grant.requester, grant.resource, grant.role, _micros(grant.start), _micros(grant.end),
         grant.justification, tuple((a.by, a.key, a.signature, a.source.line, a.source.col) for a in grant.approvals),
@@ -299,14 +303,16 @@ def _from_cache(path: str, rel: str, expected: str, value: object) -> _FileResul
         if value[0] != "ok" or len(value) != 5:
             return None
         _, data, marks, fields, problems = value
-        if not isinstance(data, dict) or not isinstance(marks, bytes) or data.get("kind") != expected:
+        if not isinstance(data, dict) or not isinstance(marks, bytes | None) or data.get("kind") != expected:
             return None
 
         def reload() -> YamlDocument:
             try:
-                return _marks_from(rel, data, marks)
-            except (ValueError, EOFError, TypeError):  # then from the file itself
-                return load_yaml_file(path, display_path=rel)
+                if marks is not None:
+                    return _marks_from(rel, data, marks)
+            except (ValueError, EOFError, TypeError):
+                pass
+            return load_yaml_file(path, display_path=rel)  # then from the file itself
 
         doc = YamlDocument(rel, data, _reload=reload)
         if fields is None:
@@ -330,9 +336,11 @@ def _from_cache(path: str, rel: str, expected: str, value: object) -> _FileResul
 _WORKER_CACHE: FileCache | None = None
 
 
-def _process_chunk(chunk: list[tuple[str, str, str]]) -> list[_FileResult]:
-    """Worker process: read, check and build a run of files; store what may be cached."""
-    results: list[_FileResult] = []
+def _process_chunk(chunk: list[tuple[str, str, str]]) -> bytes:
+    """Worker process: read, check and build a run of files; store what may be cached. Returns
+    the results as marshal bytes of `_cache_value`s without the grants' marks: several times
+    cheaper to send back than pickled objects, and `_from_cache` rebuilds them the same way."""
+    results: list[object] = []
     store: list[tuple[bytes, object]] = []
     cache = _WORKER_CACHE
     for path, rel, expected in chunk:
@@ -345,11 +353,10 @@ def _process_chunk(chunk: list[tuple[str, str, str]]) -> list[_FileResult]:
         result, value = _process(path, rel, expected, raw)
         if cache is not None and value is not None and raw is not None:
             store.append((cache.key(rel, expected, raw), value))
-        result.doc = None  # marks stay here: the parent reads the file again if it ever needs one
-        results.append(result)
+        results.append(_cache_value(result, marks_of_grants=False))
     if cache is not None and store:
         cache.put_many(store)
-    return results
+    return marshal.dumps(results)
 
 
 # Below this many files to parse, one process is faster than starting workers.
@@ -413,12 +420,17 @@ def _read_all(files: list[tuple[str, str, str]], cache: FileCache | None) -> lis
                 done = pool.map(_process_chunk, chunks, chunksize=1)
         finally:
             _WORKER_CACHE = None
-        flat = [r for chunk in done for r in chunk]
-        for i, result in zip(todo, flat, strict=True):
-            path, rel, _ = rels[i]
-            if result.data is not None:
-                result.doc = YamlDocument(rel, result.data, _reload=functools.partial(load_yaml_file, path, rel))
-            results[i] = result
+        index = iter(todo)
+        for n in range(len(done)):
+            values = marshal.loads(done[n])  # noqa: S302 - written by our own workers just now
+            done[n] = b""  # keep only one chunk's bytes and values at a time
+            for value in values:
+                i = next(index)
+                path, rel, kind = rels[i]
+                result = _from_cache(path, rel, kind, value)
+                if result is None:  # cannot happen: the worker wrote it; read the file here then
+                    result, _ = _process(path, rel, kind, None)
+                results[i] = result
     else:
         store: list[tuple[bytes, object]] = []
         for i in todo:
