@@ -5,7 +5,8 @@ Called by run.py (`--sizes`); each size gets its own repository from `generate.g
 seed, so the same people and roles at every size) and runs, one after another:
 
 - `jitpol validate` with the file cache off (a cold run);
-- `jitpol plan --at NOW --format json` against the benchmark's PostgreSQL, cache off;
+- `jitpol plan --at NOW --format json` against the benchmark's PostgreSQL, cache off, then again
+  with a warm file cache (filled by one `validate`), as a CI that carries the cache would run it;
 - `jitpol apply --at NOW` (the repository is a git repository; about 3.5% of the grants are
   active at NOW), after every membership of the benchmark's roles was removed, unless the size
   is above `--apply-max`.
@@ -131,7 +132,8 @@ def bench_scaling(*, sizes: Sequence[int], work: Path, keydir: Path, out: Path, 
           f"({SCALING_PEOPLE} people, {SCALING_RESOURCES} resources); one run each, file cache off")
     base_env = {**os.environ, "JITPOL_CACHE": "off"}
     points: list[dict[str, Any]] = []
-    rows = [["grants", "files", "validate", "plan", "apply", "validate peak", "plan peak", "apply peak"]]
+    rows = [["grants", "files", "validate", "plan", "plan, warm", "apply", "validate peak", "plan peak",
+             "plan warm peak", "apply peak"]]
     for n in sizes:
         repo = work / f"scale-{n}" / "repo"
         started = time.perf_counter()
@@ -143,7 +145,7 @@ def bench_scaling(*, sizes: Sequence[int], work: Path, keydir: Path, out: Path, 
         if validate.returncode != 0:
             raise RuntimeError(f"validate at {n}: exit {validate.returncode}\n{validate.stderr[-1500:]}")
         point["validate"] = validate.as_dict()
-        plan = apply = None
+        plan = apply = warm_plan = None
         if dsn is not None:
             ensure_roles(dsn, summary.pg_roles, summary.pg_logins)
             reset_memberships(dsn, summary.pg_roles)
@@ -152,6 +154,13 @@ def bench_scaling(*, sizes: Sequence[int], work: Path, keydir: Path, out: Path, 
             if plan.returncode != 0:
                 raise RuntimeError(f"plan at {n}: exit {plan.returncode}\n{plan.stderr[-1500:]}")
             point["plan"] = {**plan.as_dict(), "actions": len(json.loads(plan.stdout)["actions"])}
+            # the same plan with a warm file cache (filled by one validate), as a CI that carries it sees
+            cached = {**env, "JITPOL_CACHE": "on", "JITPOL_CACHE_DIR": str(work / f"scale-{n}" / "cache")}
+            run([*jitpol, "validate", "--repo", str(repo)], cached)
+            warm_plan = run([*jitpol, "plan", "--repo", str(repo), "--at", now, "--format", "json"], cached)
+            if warm_plan.returncode != 0:
+                raise RuntimeError(f"plan (warm) at {n}: exit {warm_plan.returncode}\n{warm_plan.stderr[-1500:]}")
+            point["plan_warm"] = warm_plan.as_dict()
             if n <= apply_max:
                 git = ["git", "-C", str(repo), "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
                 subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
@@ -171,12 +180,12 @@ def bench_scaling(*, sizes: Sequence[int], work: Path, keydir: Path, out: Path, 
         def mem(r: Run | None) -> str:
             return "-" if r is None else f"{r.rss_mib:.0f} / {r.tree_mib:.0f} MiB"
 
-        rows.append([f"{n:,}", f"{files:,}", cell(validate), cell(plan), cell(apply), mem(validate), mem(plan),
-                     mem(apply)])
+        rows.append([f"{n:,}", f"{files:,}", cell(validate), cell(plan), cell(warm_plan), cell(apply), mem(validate),
+                     mem(plan), mem(warm_plan), mem(apply)])
         print(f"  {n:,}: validate {cell(validate)}, plan {cell(plan)}, apply {cell(apply)}", flush=True)
     table(rows)
     print("  peak: largest process / sum over the process tree (sampled every 20 ms)")
-    for name in ("validate", "plan", "apply"):
+    for name in ("validate", "plan", "plan_warm", "apply"):
         timed = [(p["grants"], p[name]["seconds"]) for p in points if "seconds" in p.get(name, {})]
         if len(timed) >= 2:
             (n0, t0), (n1, t1) = timed[0], timed[-1]
@@ -199,7 +208,7 @@ def plot_scaling(points: Sequence[Mapping[str, Any]], path: Path) -> Path | None
         print("  skip plot: matplotlib is not installed (pip install -e '.[dev]')")
         return None
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for name, marker in (("validate", "o"), ("plan", "s"), ("apply", "^")):
+    for name, marker in (("validate", "o"), ("plan", "s"), ("plan_warm", "D"), ("apply", "^")):
         pts = [(p["grants"], p[name]) for p in points if "seconds" in p.get(name, {})]
         if not pts:
             continue
