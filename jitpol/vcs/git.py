@@ -38,12 +38,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-
-import git
+from typing import TYPE_CHECKING
 
 from jitpol.errors import VcsError
 from jitpol.fsutil import fs_now
 from jitpol.vcs.gitrun import git_message, redact, run_git
+
+if TYPE_CHECKING:
+    import git  # GitPython: imported by Repo.find, the one place that makes its objects
 
 # Network operations give up after this long instead of hanging a scheduled run.
 NETWORK_TIMEOUT_SECONDS = 300.0
@@ -104,6 +106,8 @@ class Repo:
     def find(cls, path: Path) -> Repo | None:
         """The work tree containing `path`, or None when `path` is not inside one. `path` (a
         directory) becomes the policy root that every path is relative to."""
+        import git  # here, not at the top: commands that never open a repository do not pay for it
+
         try:
             repo = git.Repo(path, search_parent_directories=True)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError):

@@ -15,7 +15,8 @@ a remote helper); the result then fails and its stderr says so. A failing git co
 result with a non-zero status, not an exception: each caller decides what a failure means
 (`Done.message` is what to show). VcsError only when git cannot be started at all.
 
-git itself is started through GitPython's `Git.execute`, which the rest of jitpol does not use.
+git itself is started through GitPython's `Git.execute`, which the rest of jitpol does not use
+(GitPython is imported by the first call: commands that run no git do not pay for the import).
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import git
 
 from jitpol.errors import PermanentTargetError, VcsError
 
@@ -64,6 +63,8 @@ def run_git(*args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout
     folder = os.fspath(cwd)
     if not os.path.isdir(folder) or not os.access(folder, os.X_OK):
         raise VcsError(f"cannot run git in {folder}: not an accessible folder")
+    import git
+
     try:
         status, out, err = git.Git(folder).execute(
             ["git", *args],

@@ -74,8 +74,8 @@ def test_a_loader_returning_another_command_is_a_programming_error() -> None:
 # and that the output was written in full (main() freezes the garbage collector at the end).
 PROBE = """
 import atexit, json, sys
-atexit.register(lambda: print(json.dumps(sorted(m for m in sys.modules if m.startswith("jitpol.cli."))),
-                              file=sys.stderr))
+atexit.register(lambda: print(json.dumps(sorted(m for m in sys.modules if m.startswith("jitpol.cli.")
+                                                 or m in ("git", "jinja2", "http.client"))), file=sys.stderr))
 from jitpol.cli.main import main
 sys.argv[0] = "jitpol"
 main()
@@ -83,6 +83,8 @@ main()
 
 
 def _run(*args: str) -> tuple[int, str, list[str]]:
+    """main() in a new interpreter: exit status, stdout, and the jitpol.cli modules (and GitPython,
+    Jinja, http.client) imported by the time it exited."""
     done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, cwd=ROOT,
                           timeout=120)
     loaded: list[str] = json.loads(done.stderr.strip().splitlines()[-1])
@@ -96,6 +98,8 @@ def test_validate_imports_only_its_own_command_module_and_exits_zero(tmp_path: P
     assert "jitpol.cli.inspect" in loaded
     for other in ("agent", "audit", "check", "credentials", "notify", "report", "review", "run"):
         assert f"jitpol.cli.{other}" not in loaded, other
+    # validate runs no git: GitPython is imported by the first git command; no Jinja, no HTTP client
+    assert not {"git", "jinja2", "http.client"} & set(loaded), loaded
 
 
 def test_a_failing_command_keeps_its_exit_status(tmp_path: Path) -> None:
