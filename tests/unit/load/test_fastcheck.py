@@ -50,8 +50,8 @@ SEED_KEYS, SEED_VALUES = _keys_and_values()
 
 EDGE_VALUES: list[Any] = [
     None, True, False, 0, 1, -1, 1.0, 2.5, 10**20, "", "x", "a" * 300, "alice", "team:sre", "person:x",
-    "postgres", "fake", "4h", "0s", "99999999d", "mon", "08:00", "24:00", "2026-01-01T10:00:00Z",
-    "2026-02-30T10:00:00Z", "2026-01-01T10:00:00", "UTC", "Europe/Berlin", "signature", "none", "exclusive",
+    "postgres", "fake", "4h", "0s", "99999999d", "mon", "08:00", "24:00", "2099-01-01T10:00:00Z",
+    "2099-02-30T10:00:00Z", "2099-01-01T10:00:00", "UTC", "Europe/Berlin", "signature", "none", "exclusive",
     "line\nbreak", "ALICE", "alice@example.com", "not an email", [], ["a"], ["a", "a"], [1, 2], [None],
     {}, {"a": 1}, {"type": "postgres"}, {"grants": []},
 ]
