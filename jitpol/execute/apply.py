@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from jitpol.connectors.base import BatchApply
@@ -80,51 +80,94 @@ def execute(plan: Plan, conns: Connections, append: Append, base: Mapping[str, A
     and made durable (`append_many(bodies, True)`: one write, one fsync) before the call, and
     each action's own result events are appended after it, in one write. Without append_many,
     events go through `append` one by one."""
+    run = _Executor(conns, append, append_many, base, progress, issuer)
     results: list[Result] = []
-    lock = threading.Lock()
+    for phase in (plan.revocations, plan.additions):
+        by_target: dict[str, list[Action]] = {}
+        for action in phase:
+            by_target.setdefault(action.target, []).append(action)
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(by_target)))) as pool:
+            for chunk in pool.map(run.target, [by_target[t] for t in sorted(by_target)]):
+                results.extend(chunk)
+    return results
 
-    def record(body: Mapping[str, Any]) -> None:
-        with lock:
-            append({**base, **body})
 
-    def record_many(bodies: Sequence[Mapping[str, Any]], durable: bool = False) -> None:
+@dataclass(slots=True)
+class _Executor:
+    """One run's execution: the targets' threads share it, and its lock keeps ledger appends whole."""
+
+    conns: Connections
+    append: Append
+    append_many: AppendMany | None
+    base: Mapping[str, Any]
+    progress: Progress | None
+    issuer: Issuer | None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, body: Mapping[str, Any]) -> None:
+        with self.lock:
+            self.append({**self.base, **body})
+
+    def record_many(self, bodies: Sequence[Mapping[str, Any]], durable: bool = False) -> None:
         if not bodies:
             return
-        with lock:
-            full = [{**base, **body} for body in bodies]
-            if append_many is not None:
-                append_many(full, durable)
+        with self.lock:
+            full = [{**self.base, **body} for body in bodies]
+            if self.append_many is not None:
+                self.append_many(full, durable)
             else:
                 for body in full:
-                    append(body)
+                    self.append(body)
 
-    def say(result: Result) -> None:
-        if progress:
+    def say(self, result: Result) -> None:
+        if self.progress:
             action = result.action
-            progress(f"{'ok  ' if result.ok else 'FAIL'} {action.op} {action.assignment.privilege} "
-                     f"{'from' if action.revoking else 'to'} {action.principal} on {action.target}")
+            self.progress(f"{'ok  ' if result.ok else 'FAIL'} {action.op} {action.assignment.privilege} "
+                          f"{'from' if action.revoking else 'to'} {action.principal} on {action.target}")
 
-    def run_one(action: Action) -> Result:
+    def target(self, actions: list[Action]) -> list[Result]:
+        """One target's actions in order: runs of grants/revokes in batches when its connector
+        can, the rest one by one."""
+        try:
+            connector: Any = self.conns.get(actions[0].target)
+        except Exception:  # noqa: BLE001 - one() records each action's failure to connect
+            connector = None
+        batching = isinstance(connector, BatchApply)
+        out: list[Result] = []
+        i = 0
+        while i < len(actions):
+            j = i
+            while batching and j < len(actions) and j - i < BATCH_MAX and actions[j].op in BATCHED_OPS:
+                j += 1
+            if j > i:
+                out.extend(self.batch(connector, actions[i:j]))
+                i = j
+            else:
+                out.append(self.one(actions[i]))
+                i += 1
+        return out
+
+    def one(self, action: Action) -> Result:
         if not action.revoking:
-            record(_started(action))
+            self.record(_started(action))
         facts: dict[str, Any] = {}
         try:
-            if issuer is not None:
-                action, facts = issuer.issue(action)
-            outcome = conns.get(action.target).apply(action)
-            if issuer is not None:
-                facts.update(issuer.retire(action))
+            if self.issuer is not None:
+                action, facts = self.issuer.issue(action)
+            outcome = self.conns.get(action.target).apply(action)
+            if self.issuer is not None:
+                facts.update(self.issuer.retire(action))
         except Exception as exc:  # noqa: BLE001 - per-action isolation: one failure must not stop the rest
             result = Result(action, None, _message(action, exc))
         else:
             result = Result(action, outcome, None)
-        record_many(_after(result, facts))
-        say(result)
+        self.record_many(_after(result, facts))
+        self.say(result)
         return result
 
-    def run_batch(connector: BatchApply, batch: list[Action]) -> list[Result]:
+    def batch(self, connector: BatchApply, batch: list[Action]) -> list[Result]:
         # intent before effect, on disk: every addition's intent is durable before the call
-        record_many([_started(a) for a in batch if not a.revoking], durable=True)
+        self.record_many([_started(a) for a in batch if not a.revoking], durable=True)
         got: list[Outcome | Exception]
         try:
             got = connector.apply_batch(batch)
@@ -134,39 +177,10 @@ def execute(plan: Plan, conns: Connections, append: Append, base: Mapping[str, A
             got = [exc] * len(batch)
         out = [Result(a, None, _message(a, r)) if isinstance(r, Exception) else Result(a, r, None)
                for a, r in zip(batch, got, strict=True)]
-        record_many([body for r in out for body in _after(r, {})])
+        self.record_many([body for r in out for body in _after(r, {})])
         for r in out:
-            say(r)
+            self.say(r)
         return out
-
-    def run_target(actions: list[Action]) -> list[Result]:
-        try:
-            connector: Any = conns.get(actions[0].target)
-        except Exception:  # noqa: BLE001 - run_one records each action's failure to connect
-            connector = None
-        batching = isinstance(connector, BatchApply)
-        out: list[Result] = []
-        i = 0
-        while i < len(actions):
-            j = i
-            while (batching and j < len(actions) and j - i < BATCH_MAX and actions[j].op in BATCHED_OPS):
-                j += 1
-            if j > i:
-                out.extend(run_batch(connector, actions[i:j]))
-                i = j
-            else:
-                out.append(run_one(actions[i]))
-                i += 1
-        return out
-
-    for phase in (plan.revocations, plan.additions):
-        by_target: dict[str, list[Action]] = {}
-        for action in phase:
-            by_target.setdefault(action.target, []).append(action)
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(by_target)))) as pool:
-            for chunk in pool.map(run_target, [by_target[t] for t in sorted(by_target)]):
-                results.extend(chunk)
-    return results
 
 
 def _started(action: Action) -> dict[str, Any]:
