@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 TIMESHIFT ?= +365d
 TIMESHIFT_TESTS ?= tests/integration tests/e2e tests/contract
 
-.PHONY: setup setup-test demo test test-timeshift lint bench clean
+.PHONY: setup setup-test setup-demo-targets demo demo-targets test test-timeshift lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,9 +20,16 @@ setup: $(VENV)/.installed
 setup-test: $(VENV)/.installed
 	@scripts/install-system-deps.sh test
 
+setup-demo-targets: $(VENV)/.installed
+	@scripts/install-system-deps.sh demo-targets
+
 ## demo: start a throwaway PostgreSQL and reconcile policies/ at a few points in time
 demo: setup
 	$(PY) tools/demo.py
+
+## demo-targets: a throwaway MariaDB and Samba AD DC (root), examples/targets/ at a few points in time
+demo-targets: setup-demo-targets
+	$(PY) tools/demo_targets.py
 
 ## test: install everything, start the services, run all tests; then the tests that meet real
 ## clocks again with every clock a year ahead (no test may depend on today's date)
@@ -48,4 +55,4 @@ bench: setup
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo .demo-targets .pytest_cache .mypy_cache .ruff_cache
