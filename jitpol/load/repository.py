@@ -306,6 +306,9 @@ def _from_cache(path: str, rel: str, expected: str, value: object) -> _FileResul
         if not isinstance(data, dict) or not isinstance(marks, bytes | None) or data.get("kind") != expected:
             return None
 
+        if fields is not None:
+            marks = None  # a grant's marks are rarely needed: read the file again then, keep no bytes
+
         def reload() -> YamlDocument:
             try:
                 if marks is not None:
