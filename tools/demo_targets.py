@@ -16,6 +16,7 @@ Entra ID needs a tenant: see docs/targets/entra.md.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -33,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from tools.throwaway_mariadb import ThrowawayMariadb  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "targets"
-DEMO = ROOT / ".demo-targets"
+DEMO = ROOT / ".demo-targets"  # --dir moves it (the test runs the demo in its own directory)
 JITPOL = [sys.executable, "-m", "jitpol.cli"]
 REFERENCE = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)  # "now" in the example's grant windows
 BASE_DN = "dc=example,dc=test"
@@ -197,7 +198,11 @@ def expect(at: str, what: str, want: object, got: object) -> None:
         raise DemoError(f"demo-targets: at {at} {what} should be {want!r}, the server holds {got!r}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    global DEMO
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--dir", type=Path, default=DEMO, help=f"work directory (removed first; default {DEMO})")
+    DEMO = parser.parse_args(argv).dir.absolute()
     if not EXAMPLE.is_dir():
         raise DemoError(f"demo-targets: {EXAMPLE} is missing")
     with_ad = os.geteuid() == 0
@@ -231,7 +236,7 @@ def main() -> None:
     with ThrowawayMariadb(DEMO / "mariadb") as db:
         import pymysql
 
-        dsn = {"host": "127.0.0.1", "port": db.port, "user": "root", "password": db.password}
+        dsn: dict[str, Any] = {"host": "127.0.0.1", "port": db.port, "user": "root", "password": db.password}
         conn = pymysql.connect(**dsn, autocommit=True)
         with conn.cursor() as cur:
             for statement in SETUP_SQL:
