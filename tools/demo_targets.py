@@ -107,8 +107,9 @@ def drop_ad(repo: Path) -> None:
     config = repo / "jitpol.yaml"
     config.write_text(config.read_text().split("    corp-ad:\n")[0])
     for person in (repo / "people").glob("*.yaml"):
-        person.write_text("".join(line for line in person.read_text().splitlines(keepends=True)
-                                  if not line.lstrip().startswith("ldap:")))  # fmt: skip
+        text = "".join(line for line in person.read_text().splitlines(keepends=True)
+                       if not line.lstrip().startswith("ldap:"))  # fmt: skip
+        person.write_text(text.replace("  accounts:\n", "  accounts: {}\n") if text.endswith("  accounts:\n") else text)
 
 
 def mariadb_state(dsn: dict[str, Any], checkout_password: str | None) -> tuple[dict[str, set[str]], bool]:
@@ -202,10 +203,12 @@ def main(argv: list[str] | None = None) -> None:
     global DEMO
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--dir", type=Path, default=DEMO, help=f"work directory (removed first; default {DEMO})")
-    DEMO = parser.parse_args(argv).dir.absolute()
+    parser.add_argument("--without-ad", action="store_true", help="the MariaDB part only (as when not root)")
+    args = parser.parse_args(argv)
+    DEMO = args.dir.absolute()
     if not EXAMPLE.is_dir():
         raise DemoError(f"demo-targets: {EXAMPLE} is missing")
-    with_ad = os.geteuid() == 0
+    with_ad = os.geteuid() == 0 and not args.without_ad
     shutil.rmtree(DEMO, ignore_errors=True)
     repo = DEMO / "repo"
     shutil.copytree(EXAMPLE, repo)
@@ -213,8 +216,9 @@ def main(argv: list[str] | None = None) -> None:
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     shift_windows(repo, now - REFERENCE)
     if not with_ad:
-        print("demo-targets: not running as root, and a Samba AD domain controller needs root: "
-              "only the MariaDB part runs (the AD resource and grant are left out).")  # fmt: skip
+        print("demo-targets: " + ("--without-ad" if args.without_ad else "not running as root, and a Samba AD "
+              "domain controller needs root") + ": only the MariaDB part runs (the AD resource and grant are "
+              "left out).")  # fmt: skip
         drop_ad(repo)
     git = ["git", "-C", str(repo), "-c", "user.name=demo", "-c", "user.email=demo@localhost"]
     keys = DEMO / "keys"
