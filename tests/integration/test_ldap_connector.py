@@ -197,6 +197,14 @@ def test_non_canonical_spellings_are_refused_with_the_spelling_to_use(written: s
     assert repr(canonical) in str(info.value)
 
 
+@pytest.mark.parametrize("dn", ["cn=db-admins", "dc=example", "cn=a\\,b"])
+def test_a_single_rdn_is_refused_with_the_yaml_flow_list_hint(dn: str) -> None:
+    """`grants: [cn=db-admins,cn=users,dc=example]` is a YAML list of three single RDNs: refused at
+    validate (before, only apply said "not below base_dn")."""
+    with pytest.raises(InvalidInput, match="single RDN.*flow list"):
+        check_name(dn, "privilege")
+
+
 def test_check_name_refuses_non_strings() -> None:
     with pytest.raises(InvalidInput, match="string"):
         check_name({"dn": "x"}, "privilege")

@@ -181,6 +181,13 @@ def check_name(value: object, what: str) -> None:
         )
     if canonical == PLACEHOLDER_DN:
         raise InvalidInput(f"{what} {shown(value)} is reserved by jitpol (the empty-group placeholder)")
+    if len(parse_dn(canonical)) < 2:
+        # an entry jitpol manages lies below the target's base_dn: one RDN alone is a DN cut at its
+        # commas, as a YAML flow list `[cn=x,dc=example]` does (it is a list of two strings)
+        raise InvalidInput(
+            f"{what} {shown(value)} is a single RDN, not a DN below the target's base_dn; in a YAML flow list "
+            "`[...]` a DN's commas separate list items: quote the DN or write the list as a block (`- cn=...`)"
+        )
 
 
 def marker(grant: str, person: str) -> str:
