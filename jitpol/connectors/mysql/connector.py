@@ -25,6 +25,8 @@ MariaDB keeps one default role per account, so it becomes the default only when 
 none; MySQL 8 keeps a set and the role joins it. A revoke clears the default role (if it is that
 role), REVOKEs it and KILLs every connection of the user name (a connection that ran SET ROLE
 keeps the role until it disconnects). A grant that finds the membership present changes nothing.
+apply_batch (base.BatchApply, batch.py) sends a batch's memberships as one GRANT or REVOKE per
+role on MariaDB, with the same checks and per-action outcomes.
 The server records no grantor for a role membership, so there is no ownership marker for this
 model (observe says owned=None; the ledger knows what jitpol granted), and a revoke that only a
 marker would back changes nothing. The server enforces no end for a membership: runs revoke it.
@@ -72,12 +74,13 @@ it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from jitpol.connectors.kit import check_apply, check_model
 from jitpol.connectors.mysql.accounts import Accounts
+from jitpol.connectors.mysql.batch import MembershipBatch
 from jitpol.connectors.mysql.checkout import Checkout
-from jitpol.connectors.mysql.membership import Membership
 from jitpol.connectors.mysql.names import validate_user
 from jitpol.errors import InvalidInput
 from jitpol.model.assignment import Action, Assignment, Capabilities, Outcome, Scope
@@ -89,7 +92,7 @@ MODELS = (ROLE_MEMBERSHIP, EPHEMERAL, CHECKOUT)
 _OPS = {ROLE_MEMBERSHIP: ("grant", "revoke"), EPHEMERAL: ("create-account", "delete-account"), CHECKOUT: ("rotate",)}
 
 
-class MysqlConnector(Membership, Accounts, Checkout):
+class MysqlConnector(MembershipBatch, Accounts, Checkout):
     """Connector for one MySQL or MariaDB server (see the module docstring for settings and
     models). One autocommit connection is opened on first use and reused. Errors:
     TargetUnavailable when the server cannot be reached (or the connection drops, or a connection
@@ -139,3 +142,34 @@ class MysqlConnector(Membership, Accounts, Checkout):
         if action.op == "delete-account":
             return self._delete_account(action, check)
         return self._rotate(action, check)
+
+    def apply_batch(self, actions: Sequence[Action]) -> list[Outcome | Exception]:
+        """BatchApply: one entry per action, in order, each exactly what `apply` would have done.
+        Consecutive role-membership grants and revokes go together (batch.py: one GRANT or
+        REVOKE per role, the connections of every revoked account KILLed together); any other
+        action is applied alone, in its place."""
+        results: list[Outcome | Exception] = []
+        run: list[Action] = []
+
+        def flush() -> None:
+            if run:
+                results.extend(self._membership_batch(run))
+                run.clear()
+
+        for action in actions:
+            try:
+                check_apply(self.name, action.assignment.model, action.op, _OPS)
+            except Exception as exc:  # noqa: BLE001 - that action's own result
+                flush()
+                results.append(exc)
+                continue
+            if action.assignment.model == ROLE_MEMBERSHIP:
+                run.append(action)
+                continue
+            flush()
+            try:
+                results.append(self.apply(action))
+            except Exception as exc:  # noqa: BLE001 - one failing action never hides the others' results
+                results.append(exc)
+        flush()
+        return results
