@@ -362,6 +362,8 @@ def _process_chunk(chunk: list[tuple[str, str, str]]) -> bytes:
     return marshal.dumps(results)
 
 
+_LOOKUP_BATCH = 2_000
+
 # Below this many files to parse, one process is faster than starting workers.
 PARALLEL_MIN_FILES = 1_500
 WORKERS_ENV = "JITPOL_LOAD_WORKERS"
@@ -391,23 +393,30 @@ def _read_all(files: list[tuple[str, str, str]], cache: FileCache | None) -> lis
     rels = [(path, rel, kind) for path, kind, rel in files]
     results: list[_FileResult | None] = [None] * len(rels)
     todo: list[int] = []
-    raws: dict[int, bytes] = {}
     if cache is not None:
-        keys: dict[int, bytes] = {}
-        for i, (path, rel, kind) in enumerate(rels):
-            try:
-                raws[i] = read_file_bytes(path, rel)
-            except YamlError:
-                continue
-            keys[i] = cache.key(rel, kind, raws[i])
-        known = cache.get_many(list(keys.values()))
-        for i, (path, rel, kind) in enumerate(rels):
-            value = known.get(keys[i]) if i in keys else None
-            hit = None if value is None else _from_cache(path, rel, kind, value)
-            if hit is None:
-                todo.append(i)
-            else:
-                results[i] = hit
+        # in batches: only one batch's bytes and cached values are held at a time (a warm run
+        # of 100,000 grants held ~150 MiB of them at once)
+        for first in range(0, len(rels), _LOOKUP_BATCH):
+            keys: dict[int, bytes] = {}
+            batch: dict[int, bytes] = {}
+            for i in range(first, min(first + _LOOKUP_BATCH, len(rels))):
+                path, rel, kind = rels[i]
+                try:
+                    batch[i] = read_file_bytes(path, rel)
+                except YamlError:
+                    todo.append(i)
+                    continue
+                keys[i] = cache.key(rel, kind, batch[i])
+            known = cache.get_many(list(keys.values()))
+            for i, key in keys.items():
+                path, rel, kind = rels[i]
+                value = known.pop(key, None)
+                hit = None if value is None else _from_cache(path, rel, kind, value)
+                if hit is None:
+                    todo.append(i)  # read again below: no bytes are held for the misses meanwhile
+                else:
+                    results[i] = hit
+        todo.sort()
     else:
         todo = list(range(len(rels)))
     workers = _workers(len(todo))
@@ -438,7 +447,12 @@ def _read_all(files: list[tuple[str, str, str]], cache: FileCache | None) -> lis
         store: list[tuple[bytes, object]] = []
         for i in todo:
             path, rel, kind = rels[i]
-            raw = raws.get(i)
+            raw = None
+            if cache is not None:
+                try:
+                    raw = read_file_bytes(path, rel)  # the key is made from the bytes that are parsed
+                except YamlError:
+                    raw = None  # _read_doc reads it again and reports why not
             result, value = _process(path, rel, kind, raw)
             if cache is not None and value is not None and raw is not None:
                 store.append((cache.key(rel, kind, raw), value))
