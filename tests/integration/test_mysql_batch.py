@@ -133,6 +133,21 @@ def test_revokes_kill_every_revoked_accounts_connections_together(mysql_sandbox:
     assert changed(connector.apply_batch([act("revoke", who, group) for who in (alice, bob)])) == [False, False]
 
 
+def test_an_action_given_twice_sends_each_statement_once(mysql_sandbox: MysqlSandbox) -> None:
+    group = mysql_sandbox.role("grp")
+    alice = mysql_sandbox.account("usr")
+    connector = mysql_sandbox.connector()
+    first, second = connector.apply_batch([act("grant", alice, group)] * 2)
+    assert ops(first) == (f"GRANT '{group}' TO {q(alice)}", f"SET DEFAULT ROLE '{group}' FOR {q(alice)}")
+    assert ops(second) == () and isinstance(second, Outcome) and second.changed
+    first, second = connector.apply_batch([act("revoke", alice, group)] * 2)
+    user = alice.split("@")[0]
+    assert ops(first) == (f"SET DEFAULT ROLE NONE FOR {q(alice)}", f"REVOKE '{group}' FROM {q(alice)}",
+                          f"KILL CONNECTION <each connection of users '{user}'>")
+    assert ops(second) == () and isinstance(second, Outcome) and second.changed
+    assert mysql_sandbox.roles_of(alice) == set() and mysql_sandbox.default_role(alice) == ""
+
+
 def test_without_termination_no_connection_is_killed(mysql_sandbox: MysqlSandbox) -> None:
     group = mysql_sandbox.role("grp")
     alice = mysql_sandbox.account("usr")

@@ -218,14 +218,19 @@ class MembershipBatch(Membership):
                       accounts: dict[tuple[str, str], _Found], out: Results) -> None:
         sent: Sent = []
         ready: list[int] = []
+        cleared: set[tuple[str, str, str]] = set()  # an action given twice clears the default role once
         for i in idxs:
             item = items[i]
             default = accounts[(item.user, item.host)].default
+            if (item.user, item.host, default) in cleared:
+                ready.append(i)
+                continue
             try:
                 for step in self._default_role_steps({default} if default else set(), item.user, item.host,
                                                       remove=item.role):
                     self._execute(step.sent)
                     sent.append((step.shown, [i]))
+                    cleared.add((item.user, item.host, item.role))
             except TargetError as exc:  # as one action at a time: no REVOKE after a failed step
                 out[i] = exc
             else:
