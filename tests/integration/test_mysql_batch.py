@@ -8,17 +8,25 @@ connector contract run through apply_batch."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pymysql
 import pytest
 
 import tests.contract.test_mysql_contract as contract
+from jitpol.clock import FixedClock
 from jitpol.connectors.base import BatchApply
 from jitpol.connectors.mysql import MysqlConnector
 from jitpol.errors import PermanentTargetError, TargetUnavailable
+from jitpol.execute.apply import execute
+from jitpol.ledger.store import Ledger
 from jitpol.model.assignment import PRIVILEGED_OPT_IN, Action, Assignment, Op, Outcome
+from jitpol.model.documents import Source, Target
+from jitpol.observe.targets import Connections
+from jitpol.plan.diff import Plan
 from tests.doubles.server import closed_port
+from tests.helpers.clock import Now
 from tests.mysql_fixtures import *  # noqa: F403 (the fixture mysql_sandbox)
 from tests.mysql_fixtures import DSN_ENV, PASSWORD, TARGET, MysqlSandbox
 
@@ -331,6 +339,46 @@ def test_an_unreachable_server_fails_every_action_but_keeps_each_ones_own_refusa
     assert isinstance(unreachable, TargetUnavailable) and unreachable is also
     assert "Batch-Secret-9" not in str(unreachable)
     assert isinstance(hostile, PermanentTargetError) and "not an allowed" in str(hostile)
+
+
+# -- the executor ------------------------------------------------------------------------------
+
+
+def run_execute(plan: Plan, mysql_sandbox: MysqlSandbox, ledger_path: Path) -> tuple[list[bool], list[dict[str, Any]]]:
+    """The run's executor with the registry's mysql connector on the test server: (each action
+    ok, the ledger's events)."""
+    target = Target(TARGET, "mysql", {"dsn_env": DSN_ENV, "event_schema": mysql_sandbox.event_schema},
+                    Source("jitpol.yaml"))
+    conns = Connections({TARGET: target}, {DSN_ENV: mysql_sandbox.server.dsn()}, FixedClock(Now.read().at))
+    base = {"time": "2000-01-01T00:00:00Z", "policy_commit": None}
+    try:
+        assert isinstance(conns.get(TARGET), BatchApply)
+        with Ledger(ledger_path).appender() as add:
+            results = execute(plan, conns, add, base, None, None,
+                              append_many=lambda bodies, durable: add.many(bodies, durable=durable))
+    finally:
+        conns.close()
+    return [r.ok for r in results], Ledger(ledger_path).events()
+
+
+def test_execute_records_each_actions_own_result(mysql_sandbox: MysqlSandbox, tmp_path: Path) -> None:
+    group = mysql_sandbox.role("grp")
+    people = [mysql_sandbox.account("usr") for _ in range(3)]
+    ledger = tmp_path / "audit" / "ledger.jsonl"
+    ledger.parent.mkdir()
+    plan = Plan(actions=(act("grant", people[0], group), act("grant", people[1], "batch_no_such_role"),
+                         *(act("grant", p, group) for p in people[1:])))
+
+    ok, events = run_execute(plan, mysql_sandbox, ledger)
+
+    assert ok == [True, False, True, True]
+    assert [e["event"] for e in events] == ["action.started"] * 4 + ["action.failed"]
+    assert events[4]["privilege"] == "batch_no_such_role" and "does not exist" in events[4]["error"]
+    assert all(mysql_sandbox.roles_of(p) == {group} for p in people)
+
+    ok, events = run_execute(Plan(actions=tuple(act("revoke", p, group) for p in people)), mysql_sandbox, ledger)
+    assert ok == [True] * 3 and len(events) == 5  # revocations: no intent, and no failure
+    assert all(mysql_sandbox.roles_of(p) == set() for p in people)
 
 
 # -- the contract, through apply_batch -----------------------------------------------------------
