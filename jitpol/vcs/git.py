@@ -60,6 +60,8 @@ _COMMON_DIR_LOCKS = ("packed-refs.lock", "shallow.lock")
 _PRIVATE_INDEX = "jitpol-index-"  # commit_paths' private index files
 _JOURNAL_OLD = "refs/jitpol/rebase/old"
 _JOURNAL_ONTO = "refs/jitpol/rebase/onto"
+_JOURNAL_DIR = "refs/jitpol/rebase/"
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 # a push refused because the remote ref moved (or was being moved) while we pushed: worth a
 # fetch, re-base and retry; anything else (a hook, branch protection, permissions) is not
 _MOVED = re.compile(
@@ -101,6 +103,8 @@ class Repo:
         self.git_dir = Path(repo.git_dir)
         self.prefix = _normal_prefix(prefix)
         self.base = self.root / self.prefix if self.prefix else self.root
+        # ls-tree results by (object id, paths): what a commit holds never changes
+        self._trees: dict[tuple[str, tuple[str, ...]], dict[str, tuple[str, str]]] = {}
 
     @classmethod
     def find(cls, path: Path) -> Repo | None:
@@ -495,6 +499,10 @@ class Repo:
 
     def pending_rebase(self) -> Rebase | None:
         """The re-base a killed run left unfinished (see push_with_retry), or None."""
+        # one git command for the usual case, no journal at all (loose or packed)
+        status, listed, _ = self._run("for-each-ref", "--format=%(refname)", _JOURNAL_DIR, check=False)
+        if status == 0 and not {_JOURNAL_OLD, _JOURNAL_ONTO} & set(listed.split("\n")):
+            return None
         old = self._resolve(_JOURNAL_OLD)
         onto = self._resolve(_JOURNAL_ONTO)
         return Rebase(old, onto) if old is not None and onto is not None else None
@@ -634,7 +642,11 @@ class Repo:
             )
 
     def _tree_entries(self, rev: str, git_paths: Sequence[str]) -> dict[str, tuple[str, str]]:
-        """{path relative to the git root: (mode, blob id)} of the files under `git_paths` in `rev`."""
+        """{path relative to the git root: (mode, blob id)} of the files under `git_paths` in `rev`
+        (remembered when `rev` is an object id: heal_index and changed_paths read the same tree)."""
+        key = (rev, tuple(git_paths))
+        if key in self._trees:
+            return dict(self._trees[key])
         _, out, _ = self._run("ls-tree", "-r", "-z", "--full-tree", rev, "--", *git_paths)
         entries: dict[str, tuple[str, str]] = {}
         for entry in out.split("\0"):
@@ -642,6 +654,8 @@ class Repo:
                 meta, _, name = entry.partition("\t")
                 mode, _, sha = meta.split(" ")
                 entries[name] = (mode, sha)
+        if _OBJECT_ID.fullmatch(rev):
+            self._trees[key] = dict(entries)
         return entries
 
     def _index_entries(self, git_paths: Sequence[str]) -> dict[str, tuple[str, str]]:
