@@ -172,7 +172,9 @@ class FileCache:
             try:
                 conn = sqlite3.connect(path, timeout=5, isolation_level=None, check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")  # a cache: losing the last writes on power loss is fine
                 conn.execute("CREATE TABLE IF NOT EXISTS entries (key BLOB PRIMARY KEY, value BLOB NOT NULL)")
+                conn.execute("CREATE TABLE IF NOT EXISTS contexts (digest BLOB PRIMARY KEY)")
             except sqlite3.DatabaseError:
                 if attempt == 2:
                     break
@@ -188,6 +190,19 @@ class FileCache:
             return conn
         self.broken = True
         return None
+
+    def knows_context(self) -> bool:
+        """Whether entries were ever written under this run's context digest (same jitpol,
+        schemas and loader). If not, every lookup would miss: a cold run skips them. Only a hint:
+        a forged row costs lookups, a missing one a cold run; entries are verified either way."""
+        conn = self._connection()
+        if conn is None:
+            return False
+        try:
+            return conn.execute("SELECT 1 FROM contexts WHERE digest = ?", (self.context,)).fetchone() is not None
+        except sqlite3.Error:
+            self.broken = True
+            return False
 
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, object]:
         """The verified values of those keys that have one (the caller checks their shape)."""
@@ -227,6 +242,7 @@ class FileCache:
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany("INSERT OR REPLACE INTO entries (key, value) VALUES (?, ?)", rows)
+            conn.execute("INSERT OR IGNORE INTO contexts (digest) VALUES (?)", (self.context,))
             conn.execute("COMMIT")
         except sqlite3.Error:
             try:

@@ -393,7 +393,7 @@ def _read_all(files: list[tuple[str, str, str]], cache: FileCache | None) -> lis
     rels = [(path, rel, kind) for path, kind, rel in files]
     results: list[_FileResult | None] = [None] * len(rels)
     todo: list[int] = []
-    if cache is not None:
+    if cache is not None and cache.knows_context():
         # in batches: only one batch's bytes and cached values are held at a time (a warm run
         # of 100,000 grants held ~150 MiB of them at once)
         for first in range(0, len(rels), _LOOKUP_BATCH):
