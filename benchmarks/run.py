@@ -440,8 +440,9 @@ def bench_apply(opts: Options, work: Path, pg: ThrowawayPostgres, results: dict[
     validate_argv = [*jitpol_cmd(), "validate", "--repo", str(repo)]
     measure(validate_argv, env)
     validate = repeat("jitpol validate (apply repository)", opts.runs, validate_argv, env)
-    imports = repeat("python -c 'import jitpol.cli.main'", opts.runs,
-                     [sys.executable, "-c", "import jitpol.cli.main"], env)
+    # what `jitpol validate` imports (jitpol.cli.main alone imports no command: they load lazily)
+    imports = repeat("python -c 'from jitpol.cli.inspect import validate'", opts.runs,
+                     [sys.executable, "-c", "import jitpol.cli.main; from jitpol.cli.inspect import validate"], env)
 
     def jitpol_apply(at: str, expect: int) -> Measured:
         m = measure([*jitpol_cmd(), "apply", "--repo", str(repo), "--at", at], env)
