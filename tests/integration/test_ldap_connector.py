@@ -201,7 +201,7 @@ def test_non_canonical_spellings_are_refused_with_the_spelling_to_use(written: s
 def test_a_single_rdn_is_refused_with_the_yaml_flow_list_hint(dn: str) -> None:
     """`grants: [cn=db-admins,cn=users,dc=example]` is a YAML list of three single RDNs: refused at
     validate (before, only apply said "not below base_dn")."""
-    with pytest.raises(InvalidInput, match="single RDN.*flow list"):
+    with pytest.raises(InvalidInput, match=r"single RDN.*flow list"):
         check_name(dn, "privilege")
 
 
