@@ -29,6 +29,7 @@ _AGENT = r"""
 import ctypes, os, sys
 pid = sys.argv[1]
 from jitpol.cli.main import cli
+import jitpol.cli.agent  # commands are imported when they run: import this one while the host's paths are there
 host_root = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
 sys.path[:] = [f"/proc/self/fd/{host_root}{p}" if p.startswith("/") else p for p in sys.path]
 outside = os.readlink("/proc/self/ns/mnt")
