@@ -22,14 +22,16 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
-from jsonschema.protocols import Validator
-from jsonschema.validators import extend
+from typing import TYPE_CHECKING, Any
 
 from jitpol.load.fastcheck import compile_check
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+    from jsonschema.protocols import Validator
+
+# jsonschema is imported when a document is first checked, not with this module: a run whose
+# files all come from the load cache never needs it (about 60 ms of every command's start).
 
 KINDS: tuple[str, ...] = ("Config", "Person", "Team", "Workflow", "Resource", "Grant", "PolicyApproval")
 API_VERSION = "jitpol/v1"
@@ -105,12 +107,20 @@ def _compile_pattern(pattern: str) -> re.Pattern[str]:
 def _pattern_keyword(
     validator: Validator, pattern: str, instance: Any, schema: Mapping[str, Any]
 ) -> Iterator[ValidationError]:
+    from jsonschema.exceptions import ValidationError
+
     if validator.is_type(instance, "string") and not _compile_pattern(pattern).search(instance):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-# jsonschema's stubs leave extend() untyped; it returns a validator class.
-_StrictValidator: Any = extend(Draft202012Validator, {"pattern": _pattern_keyword})  # type: ignore[no-untyped-call]
+@functools.cache
+def _strict_validator() -> Any:
+    """Draft 2020-12 with the `pattern` keyword above."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.validators import extend
+
+    # jsonschema's stubs leave extend() untyped; it returns a validator class.
+    return extend(Draft202012Validator, {"pattern": _pattern_keyword})  # type: ignore[no-untyped-call]
 
 
 _ANNOTATIONS = frozenset({"title", "description", "default", "examples", "$comment"})
@@ -168,6 +178,8 @@ def _formats(node: Any) -> Iterator[str]:
 
 @functools.cache
 def _validator(kind: str) -> Validator:
+    from jsonschema import Draft202012Validator
+
     checker = Draft202012Validator.FORMAT_CHECKER
     schema = _compiled(kind)
     # jsonschema silently skips a format whose checker package is missing; refuse instead of
@@ -176,13 +188,15 @@ def _validator(kind: str) -> Validator:
     if missing:
         needs = ", ".join(_FORMAT_PACKAGES.get(f, f) for f in missing)
         raise RuntimeError(f"jitpol cannot check the formats {missing} of its schemas; install {needs}")
-    validator: Validator = _StrictValidator(schema, format_checker=checker)
+    validator: Validator = _strict_validator()(schema, format_checker=checker)
     return validator
 
 
 @functools.cache
 def _fast_check(kind: str) -> Callable[[Any], bool] | None:
     """The compiled yes/no check of `kind`'s schema (None: jsonschema does all the work)."""
+    from jsonschema import Draft202012Validator
+
     checker = Draft202012Validator.FORMAT_CHECKER
     _validator(kind)  # refuses missing format checkers first, exactly as the slow path does
     return compile_check(_compiled(kind), format_conforms=checker.conforms,
@@ -628,6 +642,8 @@ def _translate_alternatives(
                 wanted.extend(n for n in _type_names(sub.validator_value) if n not in wanted)
         yield _problem(path, f"must be {' or '.join(wanted)} (got {_type_name(instance)}){when}")
         return
+    from jsonschema.exceptions import best_match
+
     chosen = best_match(sub for subs in fitting.values() for sub in subs)
     if chosen is None:  # pragma: no cover - context is non-empty
         yield _problem(path, f"is not valid{when}")
