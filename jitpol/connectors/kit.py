@@ -7,11 +7,11 @@ policy loader's hook) made of its principal and grants checks. Imports no SDK an
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from jitpol.errors import PermanentTargetError, TargetError, TargetUnavailable
-from jitpol.model.assignment import Action
+from jitpol.model.assignment import Action, Outcome
 
 NameCheck = Callable[[object, str], None]  # (value, what) -> None, raises InvalidInput
 
@@ -116,3 +116,37 @@ def password_detail(target: str, action: Action) -> str | None:
     if "\x00" in password:
         raise PermanentTargetError(f"target {target}: the password detail contains a NUL character")
     return password
+
+
+def batch_runs(target: str, actions: Sequence[Action], ops: Mapping[str, Collection[str]], model: str,
+               batch: Callable[[list[Action]], list[Outcome | Exception]],
+               single: Callable[[Action], Outcome]) -> list[Outcome | Exception]:
+    """A BatchApply.apply_batch built from a connector's own batch and single paths: one entry
+    per action, in order. Consecutive actions of `model` go to `batch` together; any other
+    action is applied alone by `single`, in its place; an action the connector does not offer
+    (check_apply) gets its own error. One failing action never hides the others' results."""
+    results: list[Outcome | Exception] = []
+    run: list[Action] = []
+
+    def flush() -> None:
+        if run:
+            results.extend(batch(list(run)))
+            run.clear()
+
+    for action in actions:
+        try:
+            check_apply(target, action.assignment.model, action.op, ops)
+        except Exception as exc:  # noqa: BLE001 - that action's own result
+            flush()
+            results.append(exc)
+            continue
+        if action.assignment.model == model:
+            run.append(action)
+            continue
+        flush()
+        try:
+            results.append(single(action))
+        except Exception as exc:  # noqa: BLE001 - one failing action never hides the others' results
+            results.append(exc)
+    flush()
+    return results

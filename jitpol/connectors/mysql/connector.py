@@ -77,7 +77,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from jitpol.connectors.kit import check_apply, check_model
+from jitpol.connectors.kit import batch_runs, check_apply, check_model
 from jitpol.connectors.mysql.accounts import Accounts
 from jitpol.connectors.mysql.batch import MembershipBatch
 from jitpol.connectors.mysql.checkout import Checkout
@@ -148,28 +148,4 @@ class MysqlConnector(MembershipBatch, Accounts, Checkout):
         Consecutive role-membership grants and revokes go together (batch.py: one GRANT or
         REVOKE per role, the connections of every revoked account KILLed together); any other
         action is applied alone, in its place."""
-        results: list[Outcome | Exception] = []
-        run: list[Action] = []
-
-        def flush() -> None:
-            if run:
-                results.extend(self._membership_batch(run))
-                run.clear()
-
-        for action in actions:
-            try:
-                check_apply(self.name, action.assignment.model, action.op, _OPS)
-            except Exception as exc:  # noqa: BLE001 - that action's own result
-                flush()
-                results.append(exc)
-                continue
-            if action.assignment.model == ROLE_MEMBERSHIP:
-                run.append(action)
-                continue
-            flush()
-            try:
-                results.append(self.apply(action))
-            except Exception as exc:  # noqa: BLE001 - one failing action never hides the others' results
-                results.append(exc)
-        flush()
-        return results
+        return batch_runs(self.name, actions, _OPS, ROLE_MEMBERSHIP, self._membership_batch, self.apply)
