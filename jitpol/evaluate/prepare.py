@@ -119,7 +119,13 @@ def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, st
     in_force: PolicySet | None = None
     if history.adopted_digest is not None:
         try:
-            in_force = load_snapshot(read_snapshot(root / AUDIT_DIR, history.adopted_digest)).policy
+            entries = read_snapshot(root / AUDIT_DIR, history.adopted_digest)  # verified against its digest
+            if loaded.ok and loaded.policy_digest == history.adopted_digest:
+                # the repository holds exactly the documents the snapshot holds (the digest covers
+                # every one): the policy just loaded is the policy in force, no second build
+                in_force = loaded.policy
+            else:
+                in_force = load_snapshot(entries).policy
         except JitpolError as exc:
             damaged = (*damaged, str(exc))
     in_force_targets = dict(in_force.config.targets) if in_force is not None and in_force.config is not None else {}

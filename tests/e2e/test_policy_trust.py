@@ -143,6 +143,15 @@ def test_tampered_policy_snapshot_is_refused(rb: RepoBuilder) -> None:
     assert res.exit_code == 1 and "snapshot was altered" in res.output
 
 
+def test_tampered_policy_snapshot_is_refused_when_the_repository_is_unchanged(rb: RepoBuilder) -> None:
+    """The policy in force is then the one just loaded (same digest, no second build), but the
+    snapshot is still read and checked against its digest: tampering is damage all the same."""
+    snap = next((rb.root / "audit" / "policies").glob("*.json"))
+    snap.write_text(snap.read_text().replace('"lead"', '"alice"'))
+    res = run(rb, "apply", "--at", T)
+    assert res.exit_code == 1 and "snapshot was altered" in res.output
+
+
 def test_notification_templates_are_policy(rb: RepoBuilder) -> None:
     before = status(rb)["policy"]["digest"]
     (rb.root / "notifications").mkdir()
