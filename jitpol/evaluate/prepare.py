@@ -116,11 +116,12 @@ def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, st
     loaded = load_repository(root)  # stage 1, load
     repo = Repo.find(root)
     commit = repo.head_commit() if repo is not None else None
+    digest = loaded.policy_digest if loaded.ok else None  # hashes every document: once per run
     in_force: PolicySet | None = None
     if history.adopted_digest is not None:
         try:
             entries = read_snapshot(root / AUDIT_DIR, history.adopted_digest)  # verified against its digest
-            if loaded.ok and loaded.policy_digest == history.adopted_digest:
+            if digest == history.adopted_digest:
                 # the repository holds exactly the documents the snapshot holds (the digest covers
                 # every one): the policy just loaded is the policy in force, no second build
                 in_force = loaded.policy
@@ -159,7 +160,7 @@ def _prepare(root: Path, now: datetime, verifier: Verifier, env: Mapping[str, st
     refused = root_required(auth.trust, require_root, env)
     if refused is not None:
         return revocations_only(in_force_targets, refused, effective=in_force, ledger=auth.ledger)
-    decision = decide_policy(loaded, history, in_force, auth.trust, verifier)
+    decision = decide_policy(loaded, history, in_force, auth.trust, verifier, digest)
     notes = (*auth.notes, *decision.notes)
     if decision.effective is None:
         return Prepared(root, now, loaded, history, None, commit, {}, decision.check, notes=notes,

@@ -126,10 +126,12 @@ class PolicyDecision:
 
 
 def decide_policy(loaded: LoadResult, history: History, in_force: PolicySet | None, trust: TrustRoot | None,
-                  verifier: Verifier) -> PolicyDecision:
+                  verifier: Verifier, digest: str | None = None) -> PolicyDecision:
     """With a trust root, the policy in force per the ledger counts only with the root's
     signatures on it (approvals/ keeps them): a forged ledger entry cannot put a policy in force.
-    Without one, the admins of the policy in force approve the proposed one."""
+    Without one, the admins of the policy in force approve the proposed one. `digest`: the
+    repository's policy digest when the caller already has it (it hashes every document)."""
+    digest = digest if digest is not None else loaded.policy_digest
     notes: list[str] = []
     if trust is not None:
         if in_force is not None:
@@ -138,10 +140,10 @@ def decide_policy(loaded: LoadResult, history: History, in_force: PolicySet | No
                 notes.append(f"the policy in force per the ledger ({(history.adopted_digest or '')[:12]}) carries "
                              f"no signatures of the {trust.describe()} in approvals/: it is not trusted")
                 in_force = None
-        check = check_policy_root(loaded.policy, loaded.policy_digest, trust, history.adopted_digest, verifier)
+        check = check_policy_root(loaded.policy, digest, trust, history.adopted_digest, verifier)
         if not check.approved and in_force is None:  # nothing the root approved is in force yet
             return PolicyDecision(check, None, tuple(notes), None)
     else:
-        check = check_policy(loaded.policy, loaded.policy_digest, in_force, history.adopted_digest, verifier)
+        check = check_policy(loaded.policy, digest, in_force, history.adopted_digest, verifier)
     return PolicyDecision(check, in_force, tuple(notes),
                           effective_policy(loaded.policy, in_force, approved=check.approved))
