@@ -25,14 +25,15 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.generate import DEFAULT_NOW, doc, write_doc  # noqa: E402
 from benchmarks.run import (  # noqa: E402
-    BIN,
     OUT,
     Measured,
+    ansible_env,
     ensure_peer,
     fmt_s,
     jitpol_cmd,
     measure,
     ratio_text,
+    run_playbook,
     table,
     version,
 )
@@ -93,30 +94,9 @@ def member_count(db: ThrowawayMariadb) -> int:
         return int(row[0]) if row else 0
 
 
-def ansible_env(work: Path, db: ThrowawayMariadb) -> dict[str, str]:
-    home = work / "ansible-mysql"
-    (home / "tmp").mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL", "MARIADB"))}
-    env.update({
-        "ANSIBLE_HOME": str(home), "ANSIBLE_LOCAL_TEMP": str(home / "tmp"), "ANSIBLE_REMOTE_TMP": str(home / "tmp"),
-        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,  # the venv's python has PyMySQL
-        "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-        "ANSIBLE_NOCOLOR": "true", "MARIADB_PORT": str(db.port), "MARIADB_PASSWORD": db.password,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    })
-    if "UTF-8" not in env.get("LC_ALL", "") + env.get("LANG", ""):
-        env["LC_ALL"] = "C.UTF-8"  # ansible-core refuses to start under a non-UTF-8 locale
-    return env
-
-
 def run_ansible(playbook: str, work: Path, env: Mapping[str, str], members: Sequence[str], state: str) -> Measured:
-    vars_file = work / f"mysql-vars-{state}-{len(members)}.json"
-    vars_file.write_text(json.dumps({"jit_role": ROLE, "jit_members": list(members), "jit_state": state}))
-    m = measure([str(BIN / "ansible-playbook"), "-i", "localhost,", str(HERE / "ansible" / playbook),
-                 "-e", f"@{vars_file}"], env)
-    if m.returncode != 0:
-        raise RuntimeError(f"ansible-playbook {playbook} ({state}) exit {m.returncode}:\n{m.stdout[-1500:]}")
-    return m
+    return run_playbook(playbook, work / f"mysql-vars-{state}-{len(members)}.json",
+                        {"jit_role": ROLE, "jit_members": list(members), "jit_state": state}, env, state)
 
 
 def bench_mysql_apply(n: int, loop_sample: int, now: str, work: Path, install: bool,
@@ -170,7 +150,8 @@ def _bench(db: ThrowawayMariadb, n: int, loop_sample: int, now: str, work: Path,
              f"{max(grant.rss_mib, revoke.rss_mib):.0f} MiB"]]
     notes: list[str] = []
     if ensure_peer("ansible", "ansible-playbook", install) is not None:
-        aenv = ansible_env(work, db)
+        aenv = ansible_env(work / "ansible-mysql", ("MYSQL", "MARIADB"),
+                           {"MARIADB_PORT": str(db.port), "MARIADB_PASSWORD": db.password})
         try:
             present = run_ansible("mysql_role_list.yml", work, aenv, accounts, "present")
             got = member_count(db)

@@ -395,30 +395,37 @@ def bench_plan(opts: Options, repo: Path, env: Mapping[str, str], results: dict[
     results["plan"] = {**ours.as_dict(), "actions": actions[-1]}
 
 
-def ansible_env(work: Path, pg: ThrowawayPostgres) -> dict[str, str]:
-    home = work / "ansible"
+def ansible_env(home: Path, drop: tuple[str, ...], extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment of one ansible-playbook run: its own home and temp folders under `home`, the
+    venv's python (it has the target's driver), no variables starting with `drop` (the target
+    client's own settings), then `extra` (how the module reaches the throwaway server)."""
     (home / "tmp").mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update({
         "ANSIBLE_HOME": str(home), "ANSIBLE_LOCAL_TEMP": str(home / "tmp"), "ANSIBLE_REMOTE_TMP": str(home / "tmp"),
-        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,  # the venv's python has psycopg
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
         "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-        "ANSIBLE_NOCOLOR": "true", "PGPORT": str(pg.port), "PGPASSWORD": pg.password,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "ANSIBLE_NOCOLOR": "true", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **extra,
     })
     if "UTF-8" not in env.get("LC_ALL", "") + env.get("LANG", ""):
         env["LC_ALL"] = "C.UTF-8"  # ansible-core refuses to start under a non-UTF-8 locale
     return env
 
 
-def run_ansible(playbook: str, work: Path, env: Mapping[str, str], roles: Sequence[str], state: str) -> Measured:
-    vars_file = work / f"vars-{state}-{len(roles)}.json"
-    vars_file.write_text(json.dumps({"jit_group": APPLY_GROUP_ROLE, "jit_roles": list(roles), "jit_state": state}))
+def run_playbook(playbook: str, vars_file: Path, variables: Mapping[str, Any], env: Mapping[str, str],
+                 what: str) -> Measured:
+    """One timed ansible-playbook run of benchmarks/ansible/PLAYBOOK on localhost with `variables`."""
+    vars_file.write_text(json.dumps(variables))
     m = measure([str(BIN / "ansible-playbook"), "-i", "localhost,", str(HERE / "ansible" / playbook),
                  "-e", f"@{vars_file}"], env)
     if m.returncode != 0:
-        raise RuntimeError(f"ansible-playbook {playbook} ({state}) exit {m.returncode}:\n{m.stdout[-1500:]}")
+        raise RuntimeError(f"ansible-playbook {playbook} ({what}) exit {m.returncode}:\n{m.stdout[-1500:]}")
     return m
+
+
+def run_ansible(playbook: str, work: Path, env: Mapping[str, str], roles: Sequence[str], state: str) -> Measured:
+    return run_playbook(playbook, work / f"vars-{state}-{len(roles)}.json",
+                        {"jit_group": APPLY_GROUP_ROLE, "jit_roles": list(roles), "jit_state": state}, env, state)
 
 
 def bench_apply(opts: Options, work: Path, pg: ThrowawayPostgres, results: dict[str, Any]) -> None:
@@ -485,7 +492,7 @@ def bench_apply(opts: Options, work: Path, pg: ThrowawayPostgres, results: dict[
 
     playbook_ok = ensure_peer("ansible", "ansible-playbook", opts.install) is not None
     if playbook_ok:
-        aenv = ansible_env(work, pg)
+        aenv = ansible_env(work / "ansible", ("PG",), {"PGPORT": str(pg.port), "PGPASSWORD": pg.password})
         try:
             present = run_ansible("membership_list.yml", work, aenv, logins, "present")
             got = member_count(dsn, APPLY_GROUP_ROLE)
