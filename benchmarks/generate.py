@@ -418,34 +418,37 @@ def _expected_state(where: str, wf: WorkflowDef, revoked: bool) -> str:
 
 # -- the apply benchmark's repository --------------------------------------------------------
 
-def generate_apply_repo(root: Path, n: int = 1_000, now: str = DEFAULT_NOW) -> list[str]:
+def generate_apply_repo(root: Path, n: int = 1_000, now: str = DEFAULT_NOW, *, target_type: str = "postgres",
+                        dsn_env: str = DSN_ENV, role: str = APPLY_GROUP_ROLE, account: str = "bench_u{i:05d}",
+                        name: str = "bench-apply") -> list[str]:
     """`n` pre-approved grants, one per person, all active at `now` (now-1h .. now+3h), each
-    making the person's login a member of `bench_group`. Returns the login role names."""
+    making the person's account (`account` formatted with i = 1..n) a member of `role` on one
+    target of `target_type`. Returns the accounts."""
     now_t = datetime.fromisoformat(now).astimezone(UTC)
     root.mkdir(parents=True, exist_ok=True)
-    write_doc(root, "jitpol.yaml", doc("Config", "bench-apply", {
+    write_doc(root, "jitpol.yaml", doc("Config", name, {
         "admins": ["team:security"], "timezone": "UTC",
-        "targets": {TARGET: {"type": "postgres", "dsn_env": DSN_ENV}},
+        "targets": {TARGET: {"type": target_type, "dsn_env": dsn_env}},
     }), "config")
     people = [f"user-{i:05d}" for i in range(1, n + 1)]
-    logins = [f"bench_u{i:05d}" for i in range(1, n + 1)]
-    for person, login in zip(people, logins, strict=True):
+    accounts = [account.format(i=i) for i in range(1, n + 1)]
+    for person, login in zip(people, accounts, strict=True):
         write_doc(root, f"people/{person}.yaml", doc("Person", person, {
-            "email": f"{person}@bench.example", "accounts": {"postgres": login}}), "person")
+            "email": f"{person}@bench.example", "accounts": {target_type: login}}), "person")
     write_doc(root, "teams/eng.yaml", doc("Team", "eng", {"members": people}), "team")
     write_doc(root, "teams/security.yaml", doc("Team", "security", {"members": people[:1]}), "team")
     write_doc(root, "workflows/pre-approved.yaml", doc("Workflow", "pre-approved", {
         "requesters": ["team:eng"], "approvals": {"required": 0}, "maxDuration": "8h"}), "workflow")
     write_doc(root, "resources/app-db.yaml", doc("Resource", "app-db", {
         "target": TARGET, "workflow": "pre-approved", "model": "role-membership",
-        "roles": {"member": {"grants": [APPLY_GROUP_ROLE]}}}), "resource")
+        "roles": {"member": {"grants": [role]}}}), "resource")
     start = (now_t - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     for person in people:
-        name = f"{person}-app-db"
-        write_doc(root, f"grants/{name}.yaml", doc("Grant", name, {
+        grant = f"{person}-app-db"
+        write_doc(root, f"grants/{grant}.yaml", doc("Grant", grant, {
             "requester": person, "resource": "app-db", "role": "member",
             "window": {"start": start, "duration": "4h"}, "justification": "benchmark"}), "grant")
-    return logins
+    return accounts
 
 
 def _print_summary(summary: Summary) -> None:

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.generate import DEFAULT_NOW, doc, write_doc  # noqa: E402
+from benchmarks.generate import DEFAULT_NOW, generate_apply_repo  # noqa: E402
 from benchmarks.run import (  # noqa: E402
     OUT,
     Measured,
@@ -39,38 +39,15 @@ from benchmarks.run import (  # noqa: E402
 )
 from tools.throwaway_mariadb import MariadbNotFound, ThrowawayMariadb, ThrowawayMariadbError  # noqa: E402
 
-TARGET = "app-db"
 DSN_ENV = "BENCH_MYSQL_DSN"
 ROLE = "bench_role"
 
 
 def generate_repo(root: Path, n: int, now: str) -> list[str]:
-    """`n` pre-approved grants, one per person, all active at `now` (now-1h .. now+3h), each
-    granting the role to the person's account `bench_uNNNNN@%`. Returns the accounts."""
-    now_t = datetime.fromisoformat(now).astimezone(UTC)
-    root.mkdir(parents=True, exist_ok=True)
-    write_doc(root, "jitpol.yaml", doc("Config", "bench-mysql", {
-        "admins": ["team:security"], "timezone": "UTC", "targets": {TARGET: {"type": "mysql", "dsn_env": DSN_ENV}},
-    }), "config")
-    people = [f"user-{i:05d}" for i in range(1, n + 1)]
-    accounts = [f"bench_u{i:05d}@%" for i in range(1, n + 1)]
-    for person, account in zip(people, accounts, strict=True):
-        write_doc(root, f"people/{person}.yaml", doc("Person", person, {
-            "email": f"{person}@bench.example", "accounts": {"mysql": account}}), "person")
-    write_doc(root, "teams/eng.yaml", doc("Team", "eng", {"members": people}), "team")
-    write_doc(root, "teams/security.yaml", doc("Team", "security", {"members": people[:1]}), "team")
-    write_doc(root, "workflows/pre-approved.yaml", doc("Workflow", "pre-approved", {
-        "requesters": ["team:eng"], "approvals": {"required": 0}, "maxDuration": "8h"}), "workflow")
-    write_doc(root, "resources/app-db.yaml", doc("Resource", "app-db", {
-        "target": TARGET, "workflow": "pre-approved", "model": "role-membership",
-        "roles": {"member": {"grants": [ROLE]}}}), "resource")
-    start = (now_t - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    for person in people:
-        name = f"{person}-app-db"
-        write_doc(root, f"grants/{name}.yaml", doc("Grant", name, {
-            "requester": person, "resource": "app-db", "role": "member",
-            "window": {"start": start, "duration": "4h"}, "justification": "benchmark"}), "grant")
-    return accounts
+    """The PostgreSQL apply benchmark's repository with a mysql target: `n` pre-approved grants,
+    all active at `now`, each granting ROLE to the account `bench_uNNNNN@%`. Returns the accounts."""
+    return generate_apply_repo(root, n, now, target_type="mysql", dsn_env=DSN_ENV, role=ROLE,
+                               account="bench_u{i:05d}@%", name="bench-mysql")
 
 
 def _admin(db: ThrowawayMariadb) -> Any:
