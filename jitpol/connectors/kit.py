@@ -150,3 +150,17 @@ def batch_runs(target: str, actions: Sequence[Action], ops: Mapping[str, Collect
             results.append(exc)
     flush()
     return results
+
+
+# jitpol's ownership marker where a target keeps a free text with an assignment (Azure's
+# description and PIM justification, Entra's schedule requests): "jitpol: grant=<name>"
+GRANT_MARKER = "jitpol"
+GRANT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # the grant names the schema allows
+
+
+def grant_marker(action: Action) -> str:
+    """The ownership marker for what `action` grants: "jitpol: grant=<name>" for the grant it
+    serves first when that name passes the allowlist, else "jitpol". Only fixed text and an
+    allow-listed name ever go there."""
+    name = action.detail("grant") or (action.grants[0] if action.grants else "")
+    return f"{GRANT_MARKER}: grant={name}" if GRANT_NAME.fullmatch(name) else GRANT_MARKER

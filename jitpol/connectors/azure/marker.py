@@ -6,22 +6,16 @@ from __future__ import annotations
 
 import re
 
-from jitpol.model.assignment import Action
+from jitpol.connectors.kit import GRANT_MARKER as MARKER
+from jitpol.connectors.kit import GRANT_NAME as _GRANT_NAME
+from jitpol.connectors.kit import grant_marker as marker
 
-MARKER = "jitpol"
-_GRANT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+__all__ = ["MARKER", "is_marked", "marker"]
 # what counts as marked: the marker, alone or with a grant name; also the justification PIM
 # requests carried before markers existed ("jitpol: <grant>, <grant>")
 _MARKED = re.compile(
     rf"{MARKER}(?:: grant={_GRANT_NAME.pattern}|: {_GRANT_NAME.pattern}(?:, {_GRANT_NAME.pattern})*)?"
 )
-
-
-def marker(action: Action) -> str:
-    """The ownership marker for what `action` grants: "jitpol: grant=<name>" for the grant it
-    serves first when that name passes the allowlist, else "jitpol"."""
-    name = action.detail("grant") or (action.grants[0] if action.grants else "")
-    return f"{MARKER}: grant={name}" if _GRANT_NAME.fullmatch(name) else MARKER
 
 
 def is_marked(text: str | None) -> bool:

@@ -22,9 +22,8 @@ import re
 from dataclasses import dataclass
 
 from jitpol.connectors.base import mapping_entry
-from jitpol.connectors.kit import name_check, shown
+from jitpol.connectors.kit import GRANT_MARKER, GRANT_NAME, grant_marker, name_check, shown
 from jitpol.errors import InvalidInput
-from jitpol.model.assignment import Action
 
 MODEL = "idp-elevation"
 
@@ -50,9 +49,8 @@ PRIVILEGED_ROLES = {
 
 # jitpol's ownership marker: the justification of every schedule request it sends. Only fixed
 # text and an allow-listed grant name ever go there.
-MARKER = "jitpol"
-_GRANT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-_MARKED = re.compile(rf"{MARKER}(?:: grant={_GRANT_NAME.pattern})?")
+MARKER = GRANT_MARKER
+_MARKED = re.compile(rf"{MARKER}(?:: grant={GRANT_NAME.pattern})?")
 
 _GROUP_FORM = '{group: "<group object id, a lower-case GUID>"}'
 _ROLE_FORM = (
@@ -134,11 +132,7 @@ def check_principal(value: object) -> str:
 check_name = name_check(check_principal, parse_privilege)
 
 
-def marker(action: Action) -> str:
-    """The ownership marker for what `action` grants: "jitpol: grant=<name>" for the grant it
-    serves first when that name passes the allowlist, else "jitpol"."""
-    name = action.detail("grant") or (action.grants[0] if action.grants else "")
-    return f"{MARKER}: grant={name}" if _GRANT_NAME.fullmatch(name) else MARKER
+marker = grant_marker  # "jitpol: grant=<name>" in a schedule request's justification
 
 
 def is_marked(text: str | None) -> bool:
