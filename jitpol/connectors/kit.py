@@ -6,12 +6,14 @@ policy loader's hook) made of its principal and grants checks. Imports no SDK an
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from jitpol.errors import PermanentTargetError, TargetError, TargetUnavailable
+from jitpol.errors import InvalidInput, PermanentTargetError, TargetError, TargetUnavailable
 from jitpol.model.assignment import Action, Outcome
+from jitpol.model.canonical import canonical_json
 
 NameCheck = Callable[[object, str], None]  # (value, what) -> None, raises InvalidInput
 
@@ -164,3 +166,25 @@ def grant_marker(action: Action) -> str:
     allow-listed name ever go there."""
     name = action.detail("grant") or (action.grants[0] if action.grants else "")
     return f"{GRANT_MARKER}: grant={name}" if GRANT_NAME.fullmatch(name) else GRANT_MARKER
+
+
+def name_list(privilege: object, check: Callable[[str], object], what: str = "role") -> list[str]:
+    """The names in an ephemeral account's privilege: the canonical JSON of a sorted list of
+    distinct names (`canonical_json(sorted(names))`), each one `check` accepts (it raises
+    InvalidInput). Any other spelling is refused, because jitpol compares privileges as plain
+    strings. Raises InvalidInput."""
+    try:
+        names = json.loads(privilege) if isinstance(privilege, str) else None
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InvalidInput(
+            f"the privilege {shown(privilege)} of an ephemeral account must be a JSON list of {what} names"
+        )
+    for name in names:
+        check(name)
+    if canonical_json(sorted(set(names))) != privilege:
+        raise InvalidInput(
+            f"the privilege {shown(privilege)} is not the canonical JSON of a sorted list of distinct {what} names"
+        )
+    return list(names)

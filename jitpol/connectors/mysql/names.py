@@ -13,12 +13,10 @@ parts and quoted with backticks.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 
-from jitpol.connectors.kit import shown
+from jitpol.connectors.kit import name_list, shown
 from jitpol.errors import InvalidInput
-from jitpol.model.canonical import canonical_json
 
 # MariaDB stores user and role names in CHAR(80) columns, MySQL 8 in CHAR(32): longer names are
 # refused (MySQL 5.7 and earlier: 16). `validate` checks the larger limit (it cannot know the
@@ -126,21 +124,7 @@ def parse_role_list(privilege: object, *, limit: int = MAX_USER_MARIADB) -> list
     """The roles of an ephemeral account's privilege: the canonical JSON of a sorted list of
     distinct role names. Any other spelling is refused, because jitpol compares privileges as
     plain strings. Raises InvalidInput."""
-    try:
-        roles = json.loads(privilege) if isinstance(privilege, str) else None
-    except ValueError:
-        roles = None
-    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-        raise InvalidInput(
-            f"the privilege {shown(privilege)} of an ephemeral account must be a JSON list of role names"
-        )
-    for role in roles:
-        validate_user(role, "role", limit=limit)
-    if canonical_json(sorted(set(roles))) != privilege:
-        raise InvalidInput(
-            f"the privilege {shown(privilege)} is not the canonical JSON of a sorted list of distinct role names"
-        )
-    return list(roles)
+    return name_list(privilege, lambda role: validate_user(role, "role", limit=limit))
 
 
 def account_event(user: str) -> str:

@@ -5,12 +5,10 @@ loader's hook). Needs no psycopg."""
 
 from __future__ import annotations
 
-import json
 import re
 
-from jitpol.connectors.kit import shown
+from jitpol.connectors.kit import name_list, shown
 from jitpol.errors import InvalidInput
-from jitpol.model.canonical import canonical_json
 
 # the comment (COMMENT ON ROLE) that says a role is jitpol's own ephemeral account
 MARKER_PREFIX = "jitpol:"
@@ -78,21 +76,7 @@ def parse_role_list(privilege: object) -> list[str]:
     distinct role names (`canonical_json(sorted(roles))`), each one validate_identifier accepts.
     Any other spelling is refused, because jitpol compares privileges as plain strings. Raises
     InvalidInput."""
-    try:
-        roles = json.loads(privilege) if isinstance(privilege, str) else None
-    except ValueError:
-        roles = None
-    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-        raise InvalidInput(
-            f"the privilege {shown(privilege)} of an ephemeral account must be a JSON list of role names"
-        )
-    for role in roles:
-        validate_identifier(role, "role")
-    if canonical_json(sorted(set(roles))) != privilege:
-        raise InvalidInput(
-            f"the privilege {shown(privilege)} is not the canonical JSON of a sorted list of distinct role names"
-        )
-    return list(roles)
+    return name_list(privilege, lambda role: validate_identifier(role, "role"))
 
 
 def marker(grant: str, person: str) -> str:
