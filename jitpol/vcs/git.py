@@ -38,14 +38,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
 from jitpol.errors import VcsError
 from jitpol.fsutil import fs_now
-from jitpol.vcs.gitrun import git_message, redact, run_git
-
-if TYPE_CHECKING:
-    import git  # GitPython: imported by Repo.find, the one place that makes its objects
+from jitpol.vcs.gitrun import git_message, redact, run_git, run_git_bytes
 
 # Network operations give up after this long instead of hanging a scheduled run.
 NETWORK_TIMEOUT_SECONDS = 300.0
@@ -95,12 +91,9 @@ class Repo:
     ("" at the git root, else e.g. "policies/"); `base` is the policy root as a path.
     """
 
-    def __init__(self, repo: git.Repo, prefix: str = "") -> None:
-        if repo.working_tree_dir is None:
-            raise ValueError("a bare repository has no work tree")
-        self._repo = repo
-        self.root = Path(repo.working_tree_dir)
-        self.git_dir = Path(repo.git_dir)
+    def __init__(self, root: Path, git_dir: Path, prefix: str = "") -> None:
+        self.root = root
+        self.git_dir = git_dir
         self.prefix = _normal_prefix(prefix)
         self.base = self.root / self.prefix if self.prefix else self.root
         # ls-tree results by (object id, paths): what a commit holds never changes
@@ -108,17 +101,20 @@ class Repo:
 
     @classmethod
     def find(cls, path: Path) -> Repo | None:
-        """The work tree containing `path`, or None when `path` is not inside one. `path` (a
-        directory) becomes the policy root that every path is relative to."""
-        import git  # here, not at the top: commands that never open a repository do not pay for it
-
+        """The work tree containing `path`, or None when `path` is not inside one (or only in a
+        bare repository or a .git folder). `path` (a directory) becomes the policy root that
+        every path is relative to. One git command."""
+        start = path if path.is_dir() else path.parent
         try:
-            repo = git.Repo(path, search_parent_directories=True)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            done = run_git("rev-parse", "--is-bare-repository", "--absolute-git-dir", "--show-toplevel",
+                           "--show-prefix", cwd=start.absolute())
+        except VcsError:
+            return None  # no such folder
+        lines = done.out.split("\n")
+        if not done.ok or len(lines) < 3 or lines[0] != "false" or not lines[2]:
             return None
-        if repo.bare or repo.working_tree_dir is None:
-            return None
-        return cls(repo, _prefix_of(repo, Path(path)))
+        prefix = lines[3] if len(lines) > 3 else ""
+        return cls(Path(lines[2]), Path(lines[1]), prefix)
 
     # -- paths -------------------------------------------------------------------------------
 
@@ -193,6 +189,8 @@ class Repo:
             args += ["--", self.prefix]
         _, out, _ = self._run(*args)
         top = dest.resolve()
+        blobs = self._blobs([e.partition("\t")[0].split(" ")[2] for e in out.split("\0")
+                             if e and e.partition("\t")[0].split(" ")[1] == "blob"])
         for entry in out.split("\0"):
             if not entry:
                 continue
@@ -203,7 +201,7 @@ class Repo:
                 continue
             target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            data = self._repo.odb.stream(bytes.fromhex(sha)).read()
+            data = blobs[sha]
             if int(mode, 8) & 0o170000 == stat.S_IFLNK:
                 link = os.fsdecode(data)
                 inside = posixpath.normpath(posixpath.join(posixpath.dirname(rel), link))
@@ -394,8 +392,28 @@ class Repo:
         entry = entries.get(self.git_path(path))
         if entry is None or entry[0] in ("120000", "160000"):
             return None
-        data: bytes = self._repo.odb.stream(bytes.fromhex(entry[1])).read()
-        return data
+        return self._blobs([entry[1]])[entry[1]]
+
+    def _blobs(self, ids: Sequence[str]) -> dict[str, bytes]:
+        """{blob id: its bytes} of `ids` (object ids from ls-tree), read by one `git cat-file
+        --batch`."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        if not all(_OBJECT_ID.fullmatch(i) for i in wanted):
+            raise VcsError("not an object id")
+        out = run_git_bytes("cat-file", "--batch", cwd=self.root, stdin="".join(f"{i}\n" for i in wanted).encode())
+        blobs: dict[str, bytes] = {}
+        at = 0
+        for oid in wanted:
+            end = out.index(b"\n", at)
+            header = out[at:end].split(b" ")
+            if len(header) != 3 or header[0].decode() != oid or header[1] != b"blob":
+                raise VcsError(f"git cat-file: unexpected answer for {oid}: {out[at:end][:80]!r}")
+            size = int(header[2])
+            blobs[oid] = out[end + 1:end + 1 + size]
+            at = end + 1 + size + 1  # the content is followed by a newline
+        return blobs
 
     def files_at(self, rev: str, folder: str) -> list[str]:
         """Every file under `folder` (relative to the policy root) in commit `rev`, relative to
@@ -802,22 +820,6 @@ def _descends_from(pid: int, ancestor: int) -> bool:
         if pid <= 1:
             return False
     return False
-
-
-def _prefix_of(repo: git.Repo, path: Path) -> str:
-    """Where `path` lies in `repo`'s work tree, as git spells it ("" or "dir/sub/")."""
-    start = path if path.is_dir() else path.parent
-    assert repo.working_tree_dir is not None
-    try:
-        done = run_git("-C", str(start.absolute()), "rev-parse", "--show-prefix", cwd=Path(repo.working_tree_dir))
-    except VcsError:
-        done = None
-    if done is not None and done.ok:
-        return done.out.strip()
-    try:
-        return start.resolve().relative_to(Path(repo.working_tree_dir).resolve()).as_posix()
-    except ValueError:
-        return ""
 
 
 def _normal_prefix(prefix: str) -> str:

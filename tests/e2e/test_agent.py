@@ -31,9 +31,9 @@ pid = sys.argv[1]
 from jitpol.cli.main import cli
 import jitpol.cli.agent  # commands are imported when they run: import this one while the host's paths are there
 # and what jitpol imports on first use: jsonschema, importlib's submodules (a submodule of a package
-# imported before the switch is looked up through the package's old path) and GitPython (its import
-# runs `git version`, which under libfaketime needs the host's /dev/shm)
-import importlib.readers, importlib.resources, jsonschema, jitpol.load.schema, git
+# imported before the switch is looked up through the package's old path) and subprocess (git is
+# started with it)
+import importlib.readers, importlib.resources, jsonschema, jitpol.load.schema, subprocess
 host_root = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
 sys.path[:] = [f"/proc/self/fd/{host_root}{p}" if p.startswith("/") else p for p in sys.path]
 outside = os.readlink("/proc/self/ns/mnt")

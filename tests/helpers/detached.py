@@ -1,7 +1,7 @@
 """Processes that are not this test's descendants: a stand-in for "another git user" on the machine.
 
-jitpol never counts its own children as users of a git lock (GitPython keeps `git cat-file`
-helpers running), so a test that needs a live *foreign* holder must start it detached: a
+jitpol never counts its own children as users of a git lock (a `git cat-file --batch` it runs
+may still be alive), so a test that needs a live *foreign* holder must start it detached: a
 short-lived parent forks the holder and exits, and the holder is re-parented away from us.
 """
 

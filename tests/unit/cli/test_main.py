@@ -83,7 +83,7 @@ main()
 
 
 def _run(*args: str) -> tuple[int, str, list[str]]:
-    """main() in a new interpreter: exit status, stdout, and the jitpol.cli modules (and GitPython,
+    """main() in a new interpreter: exit status, stdout, and the jitpol.cli modules (and git,
     Jinja, http.client) imported by the time it exited."""
     done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, cwd=ROOT,
                           timeout=120)
@@ -98,7 +98,7 @@ def test_validate_imports_only_its_own_command_module_and_exits_zero(tmp_path: P
     assert "jitpol.cli.inspect" in loaded
     for other in ("agent", "audit", "check", "credentials", "notify", "report", "review", "run"):
         assert f"jitpol.cli.{other}" not in loaded, other
-    # validate runs no git: GitPython is imported by the first git command; no Jinja, no HTTP client
+    # validate runs no git and imports no GitPython (jitpol no longer uses it); no Jinja, no HTTP client
     assert not {"git", "jinja2", "http.client"} & set(loaded), loaded
 
 

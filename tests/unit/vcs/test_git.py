@@ -37,6 +37,13 @@ def test_find(tmp_path: Path, work: Path) -> None:
     bare = tmp_path / "bare.git"
     git(tmp_path, "init", "-q", "--bare", str(bare))
     assert Repo.find(bare) is None
+    assert Repo.find(work / ".git") is None  # inside the git folder there is no work tree
+    policies = work / "a b" / "policies"
+    policies.mkdir(parents=True)
+    inner = found(policies)
+    assert (inner.root, inner.prefix, inner.base) == (work, "a b/policies/", policies)
+    assert inner.git_dir == work / ".git"
+    assert found(policies / "jitpol.yaml").prefix == "a b/policies/"  # a file: the folder it is in
 
 
 def test_head_commit(work: Path) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
 
 from jitpol.errors import PermanentTargetError, VcsError
-from jitpol.vcs.gitrun import git_output, redact, run_git
+from jitpol.vcs.gitrun import git_output, redact, run_git, run_git_bytes
 from tests.unit.vcs.gitcase import git
 
 
@@ -43,3 +45,32 @@ def test_git_output_is_a_permanent_error_for_the_git_host_clients(tmp_path: Path
     assert git_output("rev-parse", "--verify", "no-such-ref", cwd=tmp_path, allow_fail=True) == ""
     with pytest.raises(PermanentTargetError, match="not an accessible folder"):
         git_output("status", cwd=tmp_path / "missing")
+
+
+def test_a_timeout_stops_git_and_every_process_it_started(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q")
+    marker = tmp_path / "child-pid"
+    # an alias runs a shell that starts a long child: both belong to git's own session
+    alias = f"!sh -c 'sleep 30 & echo $! > {marker}; wait'"
+    done = run_git("-c", f"alias.hang={alias}", "hang", cwd=tmp_path, timeout=1)
+    assert not done.ok and "timed out after 1 s" in done.message
+    child = int(marker.read_text())
+    for _ in range(50):  # the kill is asynchronous: give the kernel a moment to reap it
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("git's child outlived the timeout")
+
+
+def test_bytes_come_back_exactly(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q")
+    data = b"\x00\xff\r\nno trailing newline"
+    oid = run_git_bytes("hash-object", "-w", "--stdin", cwd=tmp_path, stdin=data).strip().decode()
+    assert run_git_bytes("cat-file", "blob", oid, cwd=tmp_path) == data
+    with pytest.raises(VcsError, match="git cat-file failed: fatal"):
+        run_git_bytes("cat-file", "blob", "0" * 40, cwd=tmp_path)
+    with pytest.raises(VcsError, match="git is not installed"):
+        run_git("status", cwd=tmp_path, env={"PATH": str(tmp_path / "nowhere")})
