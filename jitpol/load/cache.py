@@ -18,6 +18,18 @@ cache directory and read its key can forge entries: it is trusted exactly as muc
 own files, like ~/.cache itself. A CI cache that carries the directory (key included) carries
 that trust with it: restore it only from runs of the same trusted branch.
 
+A warm run need not even read the files that did not change: the cache also keeps, per
+repository root, a *tree record* like git's index: each file's `lstat` identity (device, inode,
+size, mtime and ctime in nanoseconds) with its entry key, and where its value lies in a *pack*
+(the values of a run of files in one blob, read with one query and one MAC check instead of one
+per file). A file whose `lstat` is exactly the recorded one is taken from the record; any other
+is read, hashed and looked up as above. ctime cannot be set by a user (`touch -d` changes mtime,
+and sets ctime to now), so a file edited and given back its old mtime and size still differs.
+A file is only recorded when its mtime and ctime are older than `RACY_SECONDS` before the run
+started reading (read by the file system's clock): a write in the same clock tick as the read
+could otherwise leave an old value under an unchanged stat (git's "racy" files). The record and
+every pack are authenticated like entries; a missing, foreign or damaged one is a full miss.
+
 Where: `$JITPOL_CACHE_DIR`, else `$XDG_CACHE_HOME/jitpol`, else `~/.cache/jitpol`; one SQLite
 file `files-v1.sqlite` (many processes may use it at once). `JITPOL_CACHE=off` disables it.
 Any problem with the cache (unwritable directory, a file that is not a database, a locked
@@ -32,6 +44,7 @@ import marshal
 import os
 import sqlite3
 import stat
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +59,12 @@ DB_NAME: Final = "files-v1.sqlite"
 KEY_NAME: Final = "key"
 _MAC_LEN: Final = 32
 _BATCH: Final = 500  # SQLite's default limit of bound parameters is 999
+# a file changed this recently (before the run began reading) is never recorded by its stat
+RACY_SECONDS: Final = 2.0
+_TREE_TAG: Final = b"jitpol-tree-v1\0"
+_PACK_TAG: Final = b"jitpol-pack-v1\0"
+# a tree entry: rel -> (kind, (dev, ino, size, mtime_ns, ctime_ns), entry key, pack number or -1, index)
+TreeEntry = tuple[str, tuple[int, int, int, int, int], bytes, int, int]
 
 def context_digest() -> bytes:
     """What, besides a file's bytes, decides what reading it gives."""
@@ -175,6 +194,8 @@ class FileCache:
                 conn.execute("PRAGMA synchronous=NORMAL")  # a cache: losing the last writes on power loss is fine
                 conn.execute("CREATE TABLE IF NOT EXISTS entries (key BLOB PRIMARY KEY, value BLOB NOT NULL)")
                 conn.execute("CREATE TABLE IF NOT EXISTS contexts (digest BLOB PRIMARY KEY)")
+                conn.execute("CREATE TABLE IF NOT EXISTS trees (key BLOB PRIMARY KEY, value BLOB NOT NULL)")
+                conn.execute("CREATE TABLE IF NOT EXISTS packs (id BLOB PRIMARY KEY, value BLOB NOT NULL)")
             except sqlite3.DatabaseError:
                 if attempt == 2:
                     break
@@ -243,6 +264,91 @@ class FileCache:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany("INSERT OR REPLACE INTO entries (key, value) VALUES (?, ?)", rows)
             conn.execute("INSERT OR IGNORE INTO contexts (digest) VALUES (?)", (self.context,))
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self.broken = True
+
+    # -- the tree record and packs (see the module text) ----------------------------------------
+
+    def now_ns(self) -> int | None:
+        """The file system's clock in the cache folder (the mtime a new file gets), in ns."""
+        try:
+            fd, name = tempfile.mkstemp(prefix=".now-", dir=self.directory)
+        except OSError:
+            return None
+        try:
+            return os.fstat(fd).st_mtime_ns
+        finally:
+            os.close(fd)
+            os.unlink(name)
+
+    def _tree_key(self, root: Path) -> bytes:
+        return hashlib.sha256(_TREE_TAG + self.context + os.fsencode(os.path.realpath(root))).digest()
+
+    def _get_verified(self, table: str, key: bytes) -> object:
+        conn = self._connection()
+        if conn is None:
+            return None
+        try:
+            row = conn.execute(f"SELECT value FROM {table} WHERE {'key' if table == 'trees' else 'id'} = ?",  # noqa: S608 - two fixed names
+                               (key,)).fetchone()
+        except sqlite3.Error:
+            self.broken = True
+            return None
+        if row is None or not isinstance(row[0], bytes) or len(row[0]) < _MAC_LEN:
+            return None
+        mac, payload = row[0][:_MAC_LEN], row[0][_MAC_LEN:]
+        if not hmac.compare_digest(mac, self._mac(key, payload)):
+            return None
+        return decode(payload)
+
+    def get_tree(self, root: Path) -> tuple[dict[str, TreeEntry], tuple[bytes, ...]] | None:
+        """The tree record of `root`: {rel: TreeEntry} and its pack ids; None when there is none
+        (or it does not verify, or has another shape)."""
+        value = self._get_verified("trees", self._tree_key(root))
+        if not isinstance(value, tuple) or len(value) != 2:
+            return None
+        entries, packs = value
+        if not isinstance(entries, dict) or not isinstance(packs, tuple) or not all(
+                isinstance(p, bytes) for p in packs):
+            return None
+        return entries, packs
+
+    def get_pack(self, pack_id: bytes) -> list[object] | None:
+        value = self._get_verified("packs", pack_id)
+        return value if isinstance(value, list) else None
+
+    def put_pack(self, payload: bytes) -> bytes | None:
+        """Store `payload` (marshal bytes of a list of values) as a pack; its id, or None."""
+        conn = self._connection()
+        if conn is None:
+            return None
+        pack_id = hashlib.sha256(_PACK_TAG + payload).digest()
+        try:
+            conn.execute("INSERT OR REPLACE INTO packs (id, value) VALUES (?, ?)",
+                         (pack_id, self._mac(pack_id, payload) + payload))
+        except sqlite3.Error:
+            self.broken = True
+            return None
+        return pack_id
+
+    def put_tree(self, root: Path, entries: dict[str, TreeEntry], packs: tuple[bytes, ...],
+                 dropped: Iterable[bytes] = ()) -> None:
+        """Replace the tree record of `root`; remove the packs in `dropped` (no longer used)."""
+        conn = self._connection()
+        if conn is None:
+            return
+        key = self._tree_key(root)
+        payload = encode((entries, packs))
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT OR REPLACE INTO trees (key, value) VALUES (?, ?)",
+                         (key, self._mac(key, payload) + payload))
+            conn.executemany("DELETE FROM packs WHERE id = ?", [(d,) for d in dropped if d not in packs])
             conn.execute("COMMIT")
         except sqlite3.Error:
             try:

@@ -12,6 +12,7 @@ import marshal
 import multiprocessing
 import os
 import re
+import stat
 import threading
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -23,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jitpol.connectors import registry
 from jitpol.errors import InvalidInput
-from jitpol.load.cache import FileCache
+from jitpol.load.cache import RACY_SECONDS, FileCache
 from jitpol.load.schema import format_path, validate_document
 from jitpol.load.yamlstrict import YamlDocument, YamlError, load_yaml, load_yaml_file, read_file_bytes
 from jitpol.model.canonical import POLICY_KINDS, canonical_json, grant_digest, policy_digest
@@ -338,35 +339,139 @@ def _from_cache(path: str, rel: str, expected: str, value: object) -> _FileResul
 # Set in the parent before worker processes are forked (they inherit it, nothing is pickled).
 _WORKER_CACHE: FileCache | None = None
 
+_Stat = tuple[int, int, int, int, int]
 
-def _process_chunk(chunk: list[tuple[str, str, str]]) -> bytes:
+
+def _stat_of(path: str) -> _Stat | None:
+    """What the tree record keeps of a regular file's lstat (None: not a regular file, or gone)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
+
+
+def _process_chunk(chunk: list[tuple[str, str, str]]) -> tuple[bytes, bytes]:
     """Worker process: read, check and build a run of files; store what may be cached. Returns
-    the results as marshal bytes of `_cache_value`s without the grants' marks: several times
-    cheaper to send back than pickled objects, and `_from_cache` rebuilds them the same way."""
+    the results as marshal bytes of `_cache_value`s without the grants' marks (several times
+    cheaper to send back than pickled objects, and `_from_cache` rebuilds them the same way;
+    the parent keeps these bytes as a pack), and marshal bytes of each file's (entry key, stat
+    taken before it was read), None where it may not be cached."""
     results: list[object] = []
+    meta: list[tuple[bytes, _Stat | None] | None] = []
     store: list[tuple[bytes, object]] = []
     cache = _WORKER_CACHE
     for path, rel, expected in chunk:
         raw: bytes | None = None
+        before = None
         if cache is not None:
+            before = _stat_of(path)
             try:
                 raw = read_file_bytes(path, rel)
             except YamlError:
                 raw = None  # _read_doc reads it again and reports why not
         result, value = _process(path, rel, expected, raw)
         if cache is not None and value is not None and raw is not None:
-            store.append((cache.key(rel, expected, raw), value))
+            key = cache.key(rel, expected, raw)
+            store.append((key, value))
+            meta.append((key, before))
+        else:
+            meta.append(None)
         results.append(_cache_value(result, marks_of_grants=False))
     if cache is not None and store:
         cache.put_many(store)
-    return marshal.dumps(results)
+    return marshal.dumps(results), marshal.dumps(meta)
 
 
 _LOOKUP_BATCH = 2_000
+_PACK_MAX = 2_000  # files per pack (and per worker chunk): one pack's values are held at a time
+_PACK_MIN = 64  # fewer new values than this stay single entries until there are enough to pack
 
-# Below this many files to parse, one process is faster than starting workers.
-PARALLEL_MIN_FILES = 1_500
-WORKERS_ENV = "JITPOL_LOAD_WORKERS"
+
+class _Tree:
+    """The tree record of one load (jitpol.load.cache): the record read at the start, what this
+    run learns of each file (index in the file list -> stat, key, place in a pack), and packs
+    read (the last few) or written."""
+
+    def __init__(self, cache: FileCache, root: Path, rels: list[tuple[str, str, str]]) -> None:
+        self.cache = cache
+        self.root = root
+        self.rels = rels
+        got = cache.get_tree(root)
+        self.old: dict[str, Any] = got[0] if got is not None else {}
+        self.old_packs: tuple[bytes, ...] = got[1] if got is not None else ()
+        started = cache.now_ns()
+        # files changed after this are "racy": not recorded by their stat (None: record none)
+        self.racy_after = None if started is None else started - int(RACY_SECONDS * 1e9)
+        self.stat: dict[int, _Stat | None] = {}
+        self.key: dict[int, bytes] = {}
+        self.place: dict[int, tuple[bytes, int]] = {}
+        self.loose: dict[int, object] = {}  # values of files in no pack, to pack once they are many
+        self._loaded: dict[bytes, list[object] | None] = {}
+
+    def recorded(self, i: int, kind: str, now: _Stat | None) -> tuple[bytes, tuple[bytes, int] | None] | None:
+        """(key, place in a pack or None) when file i's stat is exactly the recorded one."""
+        rec = self.old.get(self.rels[i][1])
+        if now is None or not isinstance(rec, tuple) or len(rec) != 5 or rec[0] != kind or rec[1] != now:
+            return None
+        _, _, key, pack, index = rec
+        if not isinstance(key, bytes) or not isinstance(pack, int) or not isinstance(index, int):
+            return None
+        place = (self.old_packs[pack], index) if 0 <= pack < len(self.old_packs) else None
+        return key, place
+
+    def value(self, place: tuple[bytes, int]) -> object:
+        pack_id, index = place
+        if pack_id not in self._loaded:
+            while len(self._loaded) >= 2:
+                del self._loaded[next(iter(self._loaded))]
+            self._loaded[pack_id] = self.cache.get_pack(pack_id)
+        pack = self._loaded[pack_id]
+        return pack[index] if pack is not None and 0 <= index < len(pack) else None
+
+    def learn(self, i: int, key: bytes, before: _Stat | None, place: tuple[bytes, int] | None = None,
+              value: object = None) -> None:
+        self.key[i] = key
+        self.stat[i] = before
+        if place is not None:
+            self.place[i] = place
+        elif value is not None:
+            self.loose[i] = value
+
+    def pack(self, indexes: list[int], payload: bytes) -> None:
+        """Values of files `indexes` (in order) were written as one pack."""
+        pack_id = self.cache.put_pack(payload)
+        if pack_id is not None:
+            for n, i in enumerate(indexes):
+                self.place[i] = (pack_id, n)
+                self.loose.pop(i, None)
+
+    def save(self) -> None:
+        """Write the new record when it differs from the one read (packing loose values first
+        when they are many)."""
+        if self.racy_after is None:
+            return
+        loose = sorted(i for i in self.key if i not in self.place and i in self.loose)
+        if len(loose) >= max(_PACK_MIN * 4, len(self.rels) // 10):
+            for n in range(0, len(loose), _PACK_MAX):
+                part = loose[n:n + _PACK_MAX]
+                self.pack(part, marshal.dumps([self.loose[i] for i in part]))
+        packs: dict[bytes, int] = {}
+        entries: dict[str, Any] = {}
+        for i, key in self.key.items():
+            before = self.stat.get(i)
+            if before is None or max(before[3], before[4]) >= self.racy_after:
+                continue  # read again next time
+            place = self.place.get(i)
+            number = -1 if place is None else packs.setdefault(place[0], len(packs))
+            _, rel, kind = self.rels[i]
+            entries[rel] = (kind, before, key, number, place[1] if place else 0)
+        order = tuple(packs)
+        if entries == self.old and order == self.old_packs:
+            return
+        self.cache.put_tree(self.root, entries, order, dropped=self.old_packs)
 
 
 def _workers(todo: int) -> int:
@@ -388,78 +493,135 @@ def _workers(todo: int) -> int:
     return min(wanted, 8)
 
 
-def _read_all(files: list[tuple[str, str, str]], cache: FileCache | None) -> list[_FileResult]:
+# Below this many files to parse, one process is faster than starting workers.
+PARALLEL_MIN_FILES = 1_500
+WORKERS_ENV = "JITPOL_LOAD_WORKERS"
+
+
+def _read_all(files: list[tuple[str, str, str]], cache: FileCache | None,
+              root: Path | None = None) -> list[_FileResult]:
     """Every file read, checked and built, in the order of `files` ((path, kind, relative path))."""
     rels = [(path, rel, kind) for path, kind, rel in files]
     results: list[_FileResult | None] = [None] * len(rels)
+    tree = _Tree(cache, root, rels) if cache is not None and root is not None else None
     todo: list[int] = []
     if cache is not None and cache.knows_context():
-        # in batches: only one batch's bytes and cached values are held at a time (a warm run
-        # of 100,000 grants held ~150 MiB of them at once)
-        for first in range(0, len(rels), _LOOKUP_BATCH):
-            keys: dict[int, bytes] = {}
-            batch: dict[int, bytes] = {}
-            for i in range(first, min(first + _LOOKUP_BATCH, len(rels))):
-                path, rel, kind = rels[i]
-                try:
-                    batch[i] = read_file_bytes(path, rel)
-                except YamlError:
-                    todo.append(i)
-                    continue
-                keys[i] = cache.key(rel, kind, batch[i])
-            known = cache.get_many(list(keys.values()))
-            for i, key in keys.items():
-                path, rel, kind = rels[i]
-                value = known.pop(key, None)
-                hit = None if value is None else _from_cache(path, rel, kind, value)
-                if hit is None:
-                    todo.append(i)  # read again below: no bytes are held for the misses meanwhile
-                else:
-                    results[i] = hit
-        todo.sort()
+        _lookup(rels, cache, tree, results, todo)
     else:
         todo = list(range(len(rels)))
     workers = _workers(len(todo))
     if workers > 1:
-        global _WORKER_CACHE
-        size = max(16, len(todo) // (workers * 8))
-        chunks = [[rels[i] for i in todo[n : n + size]] for n in range(0, len(todo), size)]
-        _WORKER_CACHE = cache
-        if cache is not None:
-            cache.close()  # an SQLite connection must not cross a fork; each worker opens its own
-        try:
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                done = pool.map(_process_chunk, chunks, chunksize=1)
-        finally:
-            _WORKER_CACHE = None
-        index = iter(todo)
-        for n in range(len(done)):
-            values = marshal.loads(done[n])  # noqa: S302 - written by our own workers just now
-            done[n] = b""  # keep only one chunk's bytes and values at a time
-            for value in values:
-                i = next(index)
-                path, rel, kind = rels[i]
-                result = _from_cache(path, rel, kind, value)
-                if result is None:  # cannot happen: the worker wrote it; read the file here then
-                    result, _ = _process(path, rel, kind, None)
-                results[i] = result
+        _in_workers(rels, todo, workers, cache, tree, results)
     else:
         store: list[tuple[bytes, object]] = []
+        fresh: list[tuple[int, object]] = []
         for i in todo:
             path, rel, kind = rels[i]
             raw = None
+            before = None
             if cache is not None:
+                before = _stat_of(path)  # before the bytes are read: a later change changes it
                 try:
                     raw = read_file_bytes(path, rel)  # the key is made from the bytes that are parsed
                 except YamlError:
                     raw = None  # _read_doc reads it again and reports why not
             result, value = _process(path, rel, kind, raw)
             if cache is not None and value is not None and raw is not None:
-                store.append((cache.key(rel, kind, raw), value))
+                key = cache.key(rel, kind, raw)
+                store.append((key, value))
+                if tree is not None:
+                    tree.learn(i, key, before, value=value)
+                    fresh.append((i, value))
             results[i] = result
         if cache is not None and store:
             cache.put_many(store)
+        if tree is not None and len(fresh) >= _PACK_MIN:
+            for n in range(0, len(fresh), _PACK_MAX):
+                part = fresh[n:n + _PACK_MAX]
+                tree.pack([i for i, _ in part], marshal.dumps([v for _, v in part]))
+    if tree is not None:
+        tree.save()
     return [r for r in results if r is not None]
+
+
+def _lookup(rels: list[tuple[str, str, str]], cache: FileCache, tree: _Tree | None,
+            results: list[_FileResult | None], todo: list[int]) -> None:
+    """Fill `results` from the cache; what it does not know goes to `todo`. A file whose stat is
+    the recorded one is not read; others are read and hashed to find their entry."""
+    # in batches: only one batch's bytes and cached values are held at a time (a warm run
+    # of 100,000 grants held ~150 MiB of them at once)
+    for first in range(0, len(rels), _LOOKUP_BATCH):
+        keys: dict[int, bytes] = {}
+        values: dict[int, object] = {}
+        befores: dict[int, _Stat | None] = {}
+        places: dict[int, tuple[bytes, int]] = {}
+        for i in range(first, min(first + _LOOKUP_BATCH, len(rels))):
+            path, rel, kind = rels[i]
+            before = _stat_of(path) if tree is not None else None
+            befores[i] = before
+            known = tree.recorded(i, kind, before) if tree is not None else None
+            if known is not None:
+                keys[i], place = known
+                if place is not None:
+                    value = tree.value(place)  # type: ignore[union-attr]
+                    if value is not None:
+                        values[i], places[i] = value, place
+                continue
+            try:
+                raw = read_file_bytes(path, rel)
+            except YamlError:
+                todo.append(i)
+                continue
+            keys[i] = cache.key(rel, kind, raw)
+        found = cache.get_many([keys[i] for i in keys if i not in values])
+        for i, key in keys.items():
+            path, rel, kind = rels[i]
+            value = values[i] if i in values else found.get(key)
+            hit = None if value is None else _from_cache(path, rel, kind, value)
+            if hit is None:
+                todo.append(i)  # read again below: no bytes are held for the misses meanwhile
+                continue
+            results[i] = hit
+            if tree is not None:
+                tree.learn(i, key, befores[i], places.get(i), value)
+    todo.sort()
+
+
+def _in_workers(rels: list[tuple[str, str, str]], todo: list[int], workers: int, cache: FileCache | None,
+                tree: _Tree | None, results: list[_FileResult | None]) -> None:
+    global _WORKER_CACHE
+    size = max(16, min(_PACK_MAX, len(todo) // (workers * 8)))
+    chunks = [[rels[i] for i in todo[n : n + size]] for n in range(0, len(todo), size)]
+    _WORKER_CACHE = cache
+    if cache is not None:
+        cache.close()  # an SQLite connection must not cross a fork; each worker opens its own
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            done = pool.map(_process_chunk, chunks, chunksize=1)
+    finally:
+        _WORKER_CACHE = None
+    index = iter(todo)
+    for n in range(len(done)):
+        payload, meta_bytes = done[n]
+        done[n] = (b"", b"")  # keep only one chunk's bytes and values at a time
+        values = marshal.loads(payload)  # noqa: S302 - written by our own workers just now
+        meta = marshal.loads(meta_bytes)  # noqa: S302 - idem
+        taken: list[tuple[int, int]] = []  # (file index, its place in this chunk's values)
+        for position, (value, info) in enumerate(zip(values, meta, strict=True)):
+            i = next(index)
+            path, rel, kind = rels[i]
+            result = _from_cache(path, rel, kind, value)
+            if result is None:  # cannot happen: the worker wrote it; read the file here then
+                result, _ = _process(path, rel, kind, None)
+            results[i] = result
+            if tree is not None and info is not None:
+                tree.learn(i, info[0], info[1])
+                taken.append((i, position))
+        if tree is not None and taken:
+            pack_id = tree.cache.put_pack(payload)  # the chunk's values as they came: one pack
+            if pack_id is not None:
+                for i, position in taken:
+                    tree.place[i] = (pack_id, position)
 
 
 def _src(doc: YamlDocument, *keys: str | int) -> Source:
@@ -658,7 +820,7 @@ def _load(root: Path, *, cache: bool) -> LoadResult:
     files = list(ld.files())
     file_cache = FileCache.open_for(root) if cache else None
     try:
-        results = _read_all(files, file_cache)
+        results = _read_all(files, file_cache, root)
     finally:
         if file_cache is not None:
             file_cache.close()

@@ -247,3 +247,16 @@ def test_every_single_mutation_agrees() -> None:
         checked += 1
         invalid += not verdict
     assert checked > 1000 and 0.2 < invalid / checked < 0.95  # both answers were exercised
+
+
+@pytest.mark.parametrize("value", [
+    "1999-01-01T00:00:00Z", "2100-02-29T00:00:00Z", "2000-02-29T23:59:60+01:00", "1999-01-01t00:00:00z",
+    "1999-01-01 00:00:00Z", "1999-01-01T00:00:00", "1999-13-01T00:00:00Z", "1999-01-01T24:00:00Z",
+    "1999-01-01T00:00:00.123456789-23:59", "1999-01-01T00:00:00+24:00", "", "x@y", "@", "nobody", 5, None,
+    "\uff11\uff19\uff19\uff19-01-01T00:00:00Z", "1999-01-01T00:00:00Z\n", "https://example.com/x", "not a uri",
+])
+@pytest.mark.parametrize("fmt", ["date-time", "email", "uri"])
+def test_the_fast_format_check_is_jsonschemas(value: Any, fmt: str) -> None:
+    from jsonschema import Draft202012Validator
+
+    assert schema._conforms(value, fmt) == Draft202012Validator.FORMAT_CHECKER.conforms(value, fmt)

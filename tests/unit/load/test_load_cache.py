@@ -8,10 +8,12 @@ import marshal
 import os
 import shutil
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from jitpol.load import schema as schema_module
 from jitpol.load.cache import DB_NAME, FileCache, context_digest, encode, entry_key
 from jitpol.load.repository import load_repository
 from jitpol.load.schema import SCHEMA_DIR_ENV, schema_dir
@@ -170,6 +172,16 @@ def test_the_same_bytes_at_another_path_or_kind_are_another_entry(rb: RepoBuilde
     assert len(keys) == 3
 
 
+@pytest.fixture
+def schema_caches() -> Iterator[None]:
+    """The schemas read (and compiled) while a test points $JITPOL_SCHEMA_DIR at a changed copy
+    are forgotten after it: later tests in this process see jitpol's own again."""
+    yield
+    for name in ("load_schema", "_compiled", "_validator", "_fast_check"):
+        getattr(schema_module, name).cache_clear()
+
+
+@pytest.mark.usefixtures("schema_caches")
 def test_changed_schemas_are_a_miss(rb: RepoBuilder, cache_dir: Path, tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     copy = tmp_path / "schemas"

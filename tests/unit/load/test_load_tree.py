@@ -1,0 +1,170 @@
+"""The tree record of jitpol.load.cache: a warm run takes a file whose lstat is exactly the
+recorded one without reading it, and anything else about the file (its bytes, mtime, inode, a
+link in its place, a forged record or pack) makes it read again."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from jitpol.load import repository
+from jitpol.load.cache import DB_NAME
+from jitpol.load.repository import load_repository
+from tests.helpers.repo import RepoBuilder
+
+GRANTS = 40  # more than _PACK_MIN with the standard files: the serial path writes a pack
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "cache"
+    monkeypatch.setenv("JITPOL_CACHE_DIR", str(path))
+    monkeypatch.delenv("JITPOL_CACHE_KEY", raising=False)
+    monkeypatch.delenv("JITPOL_CACHE", raising=False)
+    monkeypatch.setenv("JITPOL_LOAD_WORKERS", "1")
+    # files are "racy" (never recorded by their stat) for 2 s after a change; here for 10 ms,
+    # and each test waits longer than that before the run that records them
+    monkeypatch.setattr(repository, "RACY_SECONDS", 0.01)
+    monkeypatch.setattr(repository, "_PACK_MIN", 16)
+    return path
+
+
+@pytest.fixture
+def rb(tmp_path: Path) -> RepoBuilder:
+    rb = RepoBuilder(tmp_path / "repo", tmp_path / "keys").standard()
+    for n in range(GRANTS):
+        rb.grant(f"g{n}", "alice", "2000-01-01T10:00:00Z")
+    return rb
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files this process reads from now on (by their path relative to the repository)."""
+    seen: list[str] = []
+    real: Callable[..., bytes] = repository.read_file_bytes
+
+    def spy(path: str, shown: str, *args: int) -> bytes:
+        seen.append(shown)
+        return real(path, shown, *args)
+
+    monkeypatch.setattr(repository, "read_file_bytes", spy)
+    return seen
+
+
+def outcome(root: Path) -> tuple[list[str], list[str]]:
+    loaded = load_repository(root)
+    return [str(d) for d in loaded.diagnostics], sorted(loaded.policy.grants)
+
+
+def settle() -> None:
+    time.sleep(0.05)  # past the racy window above, by the file system's clock too
+
+
+def warm(rb: RepoBuilder) -> tuple[list[str], list[str]]:
+    """A cold run, then a run that records every file (all old enough by then)."""
+    settle()
+    first = outcome(rb.root)
+    assert outcome(rb.root) == first
+    return first
+
+
+def test_unchanged_files_are_not_read(rb: RepoBuilder, cache_dir: Path, reads: list[str]) -> None:
+    first = warm(rb)
+    reads.clear()
+    assert outcome(rb.root) == first
+    assert reads == []
+    uncached = load_repository(rb.root, cache=False)
+    assert first == ([str(d) for d in uncached.diagnostics], sorted(uncached.policy.grants))
+
+
+def test_a_changed_file_is_read_again_and_only_it(rb: RepoBuilder, cache_dir: Path, reads: list[str]) -> None:
+    warm(rb)
+    path = rb.root / "grants" / "g3.yaml"
+    data = json.loads(path.read_text())
+    data["spec"]["colour"] = "blue"
+    path.write_text(json.dumps(data))
+    reads.clear()
+    got = outcome(rb.root)
+    assert any("grants/g3.yaml" in m and "colour" in m for m in got[0])
+    assert set(reads) == {"grants/g3.yaml"}  # (twice: hashed, missed, then parsed)
+
+
+def test_the_same_size_and_mtime_do_not_hide_an_edit(rb: RepoBuilder, cache_dir: Path, reads: list[str]) -> None:
+    first = warm(rb)
+    path = rb.root / "grants" / "g5.yaml"
+    before = os.stat(path)
+    text = path.read_text()
+    assert "alice" in text
+    path.write_text(text.replace("alice", "alicf"))  # same size: an unknown person now
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # the old mtime back (ctime moves on)
+    assert os.stat(path).st_size == before.st_size
+    reads.clear()
+    got = outcome(rb.root)
+    assert set(reads) == {"grants/g5.yaml"}
+    assert got != first and any("grants/g5.yaml" in m and "alicf" in m for m in got[0])
+
+
+def test_a_file_replaced_by_another_or_a_link_is_read_again(rb: RepoBuilder, cache_dir: Path, tmp_path: Path,
+                                                            reads: list[str]) -> None:
+    warm(rb)
+    path = rb.root / "grants" / "g7.yaml"
+    copy = tmp_path / "g7.copy"
+    copy.write_bytes(path.read_bytes())
+    os.replace(copy, path)  # the same bytes under a new inode
+    (rb.root / "grants" / "g8.yaml").unlink()
+    (rb.root / "grants" / "g8.yaml").symlink_to(rb.root / "grants" / "g9.yaml")
+    reads.clear()
+    messages, grants = outcome(rb.root)
+    assert set(reads) == {"grants/g7.yaml", "grants/g8.yaml"}
+    assert "g7" in grants and "g8" not in grants
+    assert any("grants/g8.yaml" in m and "symbolic link" in m for m in messages)
+
+
+def test_a_racy_file_is_not_recorded(rb: RepoBuilder, cache_dir: Path, reads: list[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(repository, "RACY_SECONDS", 3600.0)  # every file changed "just now"
+    outcome(rb.root)
+    reads.clear()
+    outcome(rb.root)
+    assert len(set(reads)) == GRANTS + 10  # every file read and hashed again
+
+
+def test_a_forged_record_or_pack_is_ignored(rb: RepoBuilder, cache_dir: Path, reads: list[str]) -> None:
+    first = warm(rb)
+    with sqlite3.connect(cache_dir / DB_NAME) as conn:
+        packs = list(conn.execute("SELECT id, value FROM packs"))
+        assert packs
+        for pack_id, value in packs:  # one flipped byte in each pack's values
+            conn.execute("UPDATE packs SET value = ? WHERE id = ?", (value[:-5] + b"X" + value[-4:], pack_id))
+    reads.clear()
+    assert outcome(rb.root) == first  # each value from its single entry (by the recorded key) instead
+    assert reads == []
+    with sqlite3.connect(cache_dir / DB_NAME) as conn:
+        conn.execute("DELETE FROM entries")
+    reads.clear()
+    assert outcome(rb.root) == first  # neither pack nor entry: read, parsed and checked
+    assert {f"grants/g{n}.yaml" for n in range(GRANTS)} <= set(reads)
+    with sqlite3.connect(cache_dir / DB_NAME) as conn:
+        (key, value), = conn.execute("SELECT key, value FROM trees")
+        conn.execute("UPDATE trees SET value = ? WHERE key = ?", (b"\0" * 32 + value[32:], key))
+    reads.clear()
+    assert outcome(rb.root) == first
+    assert len(set(reads)) == GRANTS + 10  # no record: every file read
+
+
+def test_the_workers_packs_serve_a_warm_run(rb: RepoBuilder, cache_dir: Path, reads: list[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JITPOL_LOAD_WORKERS", "2")
+    settle()
+    first = outcome(rb.root)  # read by two worker processes, their results kept as packs
+    with sqlite3.connect(cache_dir / DB_NAME) as conn:
+        assert conn.execute("SELECT count(*) FROM packs").fetchone()[0] >= 2
+    reads.clear()
+    assert outcome(rb.root) == first
+    assert reads == []
