@@ -41,13 +41,19 @@ def event_hash(event: Mapping[str, Any]) -> str:
 
 
 def seal(body: Mapping[str, Any], *, seq: int, prev: str | None) -> dict[str, Any]:
+    """seal_line() without the line."""
+    return seal_line(body, seq=seq, prev=prev)[0]
+
+
+def seal_line(body: Mapping[str, Any], *, seq: int, prev: str | None) -> tuple[dict[str, Any], str]:
     """A new event: `body` plus `seq`, `prev` and its `hash`, ready to be written as one line.
 
     `body` must hold `time` (ISO 8601 with an offset), `event` (non-empty text) and `grant`
     (text or None). Any `seq`/`prev`/`hash` already in `body` are replaced, so an event read
     from one ledger can be re-sealed onto another (re-chaining after a push race). The result
     is normalised through JSON (tuples become lists), so it equals what a reader gets back.
-    Raises ValueError (or TypeError) for a body that cannot be a ledger event.
+    Raises ValueError (or TypeError) for a body that cannot be a ledger event. Also returns
+    the event's line as written: its canonical JSON, without the newline.
     """
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
         raise ValueError(f"seq must be a positive integer, not {seq!r}")
@@ -67,13 +73,32 @@ def seal(body: Mapping[str, Any], *, seq: int, prev: str | None) -> dict[str, An
         raise ValueError(f"grant must be a name or None, not {grant!r}")
     if any(not isinstance(k, str) for k in body):
         raise TypeError("ledger event keys must be strings")
-    sealed: dict[str, Any] = json.loads(
-        canonical_json({k: v for k, v in body.items() if k not in CHAIN_KEYS})
-    )
-    sealed["seq"] = seq
-    sealed["prev"] = prev
-    sealed["hash"] = event_hash(sealed)
-    return sealed
+    return _sealed_line(body, seq, prev)
+
+
+_PLACEHOLDER = "0" * 64
+
+
+def _sealed_line(body: Mapping[str, Any], seq: int, prev: str | None) -> tuple[dict[str, Any], str]:
+    """The sealed event and its line, with one serialisation: the line is made with a
+    placeholder hash; without its `,"hash":"<placeholder>"` member it is the canonical JSON the
+    hash is taken of ("event" and "grant" sort before "hash", so the member follows a comma;
+    its text cannot occur inside a JSON string, whose quotes are escaped). When the member
+    occurs more than once (a nested "hash" key with that value), the event is serialised again
+    instead. Parsing the line gives the event normalised through JSON (tuples become lists)."""
+    fields = {k: v for k, v in body.items() if k not in CHAIN_KEYS}
+    fields["seq"] = seq
+    fields["prev"] = prev
+    fields["hash"] = _PLACEHOLDER
+    draft = canonical_json(fields)
+    member = f',"hash":"{_PLACEHOLDER}"'
+    if draft.count(member) != 1:
+        sealed: dict[str, Any] = json.loads(draft)
+        sealed["hash"] = event_hash(sealed)
+        return sealed, canonical_json(sealed)
+    digest = hashlib.sha256(draft.replace(member, "", 1).encode("utf-8")).hexdigest()
+    line = draft.replace(member, f',"hash":"{digest}"', 1)
+    return json.loads(line), line
 
 
 def _is_aware_iso8601(text: str) -> bool:

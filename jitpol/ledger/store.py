@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from jitpol.errors import LedgerBroken, LockHeld
-from jitpol.ledger.chain import ChainProblem, canonical_json, check_lines, seal, verify_lines
+from jitpol.ledger.chain import ChainProblem, check_lines, seal_line, verify_lines
 from jitpol.ledger.nofollow import UnsafePath, entries, open_file
 
 AUDIT = "audit"
@@ -190,14 +190,17 @@ class Appender:
         if self.closed:
             raise RuntimeError("ledger appender used after its with-block ended")
         events: list[dict[str, Any]] = []
+        lines: list[str] = []
         seq, last = self._seq, self._last_hash
         for body in bodies:
-            event = seal(body, seq=seq + 1, prev=last)
+            event, line = seal_line(body, seq=seq + 1, prev=last)
             seq, last = event["seq"], event["hash"]
             events.append(event)
+            lines.append(line)
         if not events:
             return events
-        data = "".join(canonical_json(event) + "\n" for event in events).encode("utf-8")
+        lines.append("")
+        data = "\n".join(lines).encode("utf-8")
         size = self._handle.seek(0, os.SEEK_END)
         try:
             view = memoryview(data)

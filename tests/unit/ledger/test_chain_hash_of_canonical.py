@@ -9,7 +9,15 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jitpol.ledger.chain import _hash_of_canonical, canonical_json, event_hash, seal, verify_lines
+from jitpol.ledger.chain import (
+    _hash_of_canonical,
+    canonical_json,
+    check_lines,
+    event_hash,
+    seal,
+    seal_line,
+    verify_lines,
+)
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
@@ -41,3 +49,25 @@ def test_an_edited_line_still_fails() -> None:
     line = canonical_json(first).replace('"note":"a"', '"note":"b"')
     problem = verify_lines([line])
     assert problem is not None and "hash does not match" in problem.message
+
+
+@settings(max_examples=200, deadline=None)
+@given(extra=st.dictionaries(st.text(max_size=10), JSON, max_size=6), grant=st.none() | st.text(max_size=12),
+       seq=st.integers(min_value=2, max_value=10**12))
+def test_sealing_writes_the_line_of_the_event_it_returns(extra: dict[str, Any], grant: str | None, seq: int) -> None:
+    """seal_line serialises once, with a placeholder hash: the line is exactly the event's
+    canonical JSON, the hash is event_hash's, and tuples come back as lists."""
+    body = {**extra, "time": "1998-11-30T10:00:00Z", "event": "x.y", "grant": grant, "pair": (1, "two")}
+    first, first_line = seal_line(body, seq=1, prev=None)
+    event, line = seal_line(body, seq=seq, prev=first["hash"])
+    assert (first_line, line) == (canonical_json(first), canonical_json(event))
+    assert event["hash"] == event_hash(event) and event["pair"] == [1, "two"] and event["seq"] == seq
+    second, second_line = seal_line(body, seq=2, prev=first["hash"])
+    assert check_lines([first_line, second_line]) == ([first, second], None)
+
+
+def test_a_nested_placeholder_member_takes_the_slow_path() -> None:
+    body = {"time": "1998-11-30T10:00:00Z", "event": "x", "grant": None, "nested": {"b": 1, "hash": "0" * 64}}
+    event, line = seal_line(body, seq=1, prev=None)
+    assert line == canonical_json(event) and event["hash"] == event_hash(event) != "0" * 64
+    assert event["nested"]["hash"] == "0" * 64 and verify_lines([line]) is None
