@@ -16,13 +16,19 @@ when the CI environment variable is set: in CI a test that needs a service must 
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+# jitpol's cache (jitpol.cachedb) of every run in this session, this process's and its children's,
+# in a folder of its own: never the user's ~/.cache, never shared with another session
+os.environ.setdefault("JITPOL_CACHE_DIR", tempfile.mkdtemp(prefix="jitpol-test-cache-"))
 
 try:
     from tools.throwaway_pg import PostgresNotFound, ThrowawayPostgres, ThrowawayPostgresError

@@ -1,4 +1,4 @@
-"""validate, status, plan: read-only commands."""
+"""status, plan: read-only commands (validate has a module of its own: it imports only the loader)."""
 
 from __future__ import annotations
 
@@ -9,34 +9,11 @@ import click
 
 from jitpol.cli.common import Exit, at_option, emit_json, format_option, handle_errors, now_from, repo_option
 from jitpol.cli.render import status_json, status_text
-from jitpol.load.repository import load_repository
 from jitpol.plan.render import plan_json, plan_markdown, plan_text
 from jitpol.policy.evaluate import evaluate
 from jitpol.run import plan_run, prepare_run
 from jitpol.scope import Shard
 from jitpol.vcs.sshsig import FastVerifier
-
-
-@click.command()
-@repo_option
-@format_option("text", "json")
-@handle_errors
-def validate(repo: Path, fmt: str) -> None:
-    """Check schemas, references and policy rules. Errors read `path:line:col: message`."""
-    result = load_repository(repo)
-    if fmt == "json":
-        emit_json({"valid": result.ok, "files": result.files,
-                   "errors": [{"path": d.path, "line": d.line, "col": d.col, "message": d.message}
-                              for d in result.diagnostics]})
-    else:
-        for d in result.diagnostics:
-            click.echo(str(d), err=True)
-        if result.ok:
-            click.echo(f"ok: {result.files} files valid")
-        else:
-            click.echo(f"{len(result.diagnostics)} problem(s) in {result.files} files", err=True)
-    if not result.ok:
-        raise Exit(1)
 
 
 @click.command()

@@ -17,7 +17,7 @@ from jitpol import __version__
 
 
 def _validate() -> click.Command:
-    from jitpol.cli.inspect import validate
+    from jitpol.cli.validate import validate
     return validate
 
 

@@ -137,12 +137,14 @@ def verify_lines(lines: Sequence[str]) -> ChainProblem | None:
     return check_lines(lines)[1]
 
 
-def check_lines(lines: Sequence[str]) -> tuple[list[dict[str, Any]], ChainProblem | None]:
-    """Like verify_lines, and also return the events (parsed) that verified before any problem."""
+def check_lines(lines: Sequence[str], *, after: tuple[int, str | None] = (0, None),
+                first: int = 1) -> tuple[list[dict[str, Any]], ChainProblem | None]:
+    """Like verify_lines, and also return the events (parsed) that verified before any problem.
+    `after` is the (seq, hash) of the entry before `lines`, which are numbered from `first` (the
+    rest of a file whose beginning verified earlier)."""
     events: list[dict[str, Any]] = []
-    prev_hash: str | None = None
-    prev_seq = 0
-    for number, raw in enumerate(lines, start=1):
+    prev_seq, prev_hash = after
+    for number, raw in enumerate(lines, start=first):
         line = raw.removesuffix("\n")
         problem, event = _check_line(number, line)
         if problem is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import json
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -22,8 +23,9 @@ from io import FileIO
 from pathlib import Path
 from typing import Any
 
+from jitpol.cachedb import CacheDB
 from jitpol.errors import LedgerBroken, LockHeld
-from jitpol.ledger.chain import ChainProblem, check_lines, seal_line, verify_lines
+from jitpol.ledger.chain import ChainProblem, check_lines, seal_line
 from jitpol.ledger.nofollow import UnsafePath, entries, open_file
 
 AUDIT = "audit"
@@ -79,7 +81,7 @@ class Ledger:
         data = self._read()
         if data is None:
             return []
-        problem, events = _verify_bytes(data)
+        problem, events = _REMEMBERED.verify(self, data)
         if problem is not None:
             raise self._broken(problem)
         _VERIFIED.add(hashlib.sha256(data).digest(), events)
@@ -97,7 +99,7 @@ class Ledger:
             return [], ChainProblem(0, None, str(exc))
         if data is None:
             return [], None
-        problem, events = _verify_bytes(data)
+        problem, events = _REMEMBERED.verify(self, data)
         if problem is None:
             _VERIFIED.add(hashlib.sha256(data).digest(), events)
             return events, None
@@ -147,11 +149,11 @@ class Ledger:
             content = hashlib.sha256(data)
             known = _VERIFIED.tail(content.digest())
             if known is None:
-                problem, events = _verify_bytes(data)
+                problem, events = _REMEMBERED.verify(self, data)
                 if problem is not None:
                     raise self._broken(problem)
                 known = (events[-1]["seq"], events[-1]["hash"]) if events else (0, None)
-            tail = Appender(handle, seq=known[0], last_hash=known[1], content=content)
+            tail = Appender(handle, seq=known[0], last_hash=known[1], content=content, size=len(data))
             try:
                 yield tail
             finally:
@@ -159,6 +161,8 @@ class Ledger:
                 os.fsync(handle.fileno())
                 if created:
                     os.fsync(dir_fd)  # make a new file's directory entry durable too
+                if tail.size > len(data):  # what this run wrote, after verifying what came before
+                    _REMEMBERED.record(self, tail.size, content.digest(), tail.seq, tail.last_hash)
 
     def _broken(self, problem: ChainProblem) -> LedgerBroken:
         return LedgerBroken(f"{self.path}:{problem.line}: {problem.message}")
@@ -168,10 +172,12 @@ class Appender:
     """The end of an open, verified ledger file: appends without re-reading it. Call it with one
     body (`add(body)`: written at once, fsynced when the appender's block exits), or `many`."""
 
-    def __init__(self, handle: FileIO, *, seq: int, last_hash: str | None, content: Any = None) -> None:
+    def __init__(self, handle: FileIO, *, seq: int, last_hash: str | None, content: Any = None,
+                 size: int = 0) -> None:
         self._handle = handle
         self._seq = seq
         self._last_hash = last_hash
+        self.size = size  # of the file: what was verified, then what this appender wrote
         # SHA-256 of the file's bytes so far (verified, then only what this appender wrote):
         # later readers in this process skip verifying exactly these bytes again
         self._content = content
@@ -179,6 +185,14 @@ class Appender:
 
     def __call__(self, body: Mapping[str, Any]) -> dict[str, Any]:
         return self.add(body)
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    @property
+    def last_hash(self) -> str | None:
+        return self._last_hash
 
     def add(self, body: Mapping[str, Any]) -> dict[str, Any]:
         return self.many([body])[0]
@@ -212,6 +226,7 @@ class Appender:
             self._handle.truncate(size)
             raise
         self._seq, self._last_hash = seq, last
+        self.size = size + len(data)
         if self._content is not None:
             self._content.update(data)
             _VERIFIED.put(self._content.digest(), seq, last)
@@ -264,8 +279,11 @@ def ledger_files(audit_dir: Path) -> list[Path]:
     return [audit_dir / name for name, kind in found if name.endswith(".jsonl") and kind != "dir"]
 
 
-def _verify_bytes(data: bytes) -> tuple[ChainProblem | None, list[dict[str, Any]]]:
-    """Verify a whole file's content; on success also return its events."""
+def _verify_bytes(data: bytes, after: tuple[int, str | None] = (0, None),
+                  first: int = 1) -> tuple[ChainProblem | None, list[dict[str, Any]]]:
+    """Verify a whole file's content (or the rest after a verified beginning: `after` is the
+    (seq, hash) of the entry before it, `first` the number of its first line); on success also
+    return its events."""
     if not data:
         return None, []
     raw_lines = data.split(b"\n")
@@ -273,20 +291,96 @@ def _verify_bytes(data: bytes) -> tuple[ChainProblem | None, list[dict[str, Any]
     if not torn:
         raw_lines.pop()  # the empty piece after the final "\n"
     lines: list[str] = []
-    for number, raw in enumerate(raw_lines, start=1):
+    for number, raw in enumerate(raw_lines, start=first):
         try:
             lines.append(raw.decode("utf-8"))
         except UnicodeDecodeError:
-            earlier = verify_lines(lines)
+            earlier = check_lines(lines, after=after, first=first)[1]
             return earlier or ChainProblem(number, None, "not valid UTF-8"), []
-    events, problem = check_lines(lines)
+    events, problem = check_lines(lines, after=after, first=first)
     if torn:
         cut = "the file does not end with a newline — the last write was cut off"
+        last = first + len(lines) - 1
         if problem is None:
-            problem = ChainProblem(len(lines), events[-1]["seq"] if events else None, cut)
-        elif problem.line == len(lines):
+            problem = ChainProblem(last, events[-1]["seq"] if events else after[0] or None, cut)
+        elif problem.line == last:
             problem = ChainProblem(problem.line, problem.seq, f"{problem.message}; {cut}")
     return problem, events if problem is None else []
+
+
+# -- what earlier processes verified (jitpol.cachedb) ------------------------------------------
+
+_PREFIX_TAG = b"jitpol-ledger-verified-v1\0"
+
+
+class _Remembered:
+    """How much of a ledger file an earlier run verified (or wrote after verifying), kept in the
+    authenticated cache database: (length, SHA-256 of those bytes, last seq, last hash), per
+    file path. A file that still begins with exactly those bytes needs only the rest verified
+    (its beginning is parsed, not checked again); any change to them changes the digest, and
+    then the whole file is verified. Lookups and writes never fail a run: the cache only ever
+    saves time. `jitpol audit verify` never uses it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._dbs: dict[str, CacheDB | None] = {}
+
+    def _db(self, root: Path) -> CacheDB | None:
+        where = os.fspath(root)
+        if where not in self._dbs:
+            self._dbs[where] = CacheDB.open(root)
+        return self._dbs[where]
+
+    @staticmethod
+    def _key(path: Path) -> bytes:
+        return hashlib.sha256(_PREFIX_TAG + os.fsencode(os.path.realpath(path))).digest()
+
+    def verify(self, ledger: Ledger, data: bytes) -> tuple[ChainProblem | None, list[dict[str, Any]]]:
+        """_verify_bytes(data), skipping the checks of a beginning verified before."""
+        known = self._lookup(ledger, data)
+        if known is None:
+            problem, events = _verify_bytes(data)
+        else:
+            length, seq, last = known
+            head = data[:length].decode("utf-8")
+            events = json.loads("[" + head[:-1].replace("\n", ",") + "]") if head else []
+            problem, rest = _verify_bytes(data[length:], (seq, last), len(events) + 1)
+            events = [] if problem is not None else events + rest
+        if problem is None:
+            self.record(ledger, len(data), hashlib.sha256(data).digest(),
+                        events[-1]["seq"] if events else 0, events[-1]["hash"] if events else None, known)
+        return problem, events
+
+    def _lookup(self, ledger: Ledger, data: bytes) -> tuple[int, int, str | None] | None:
+        try:
+            with self._lock:
+                db = self._db(ledger.root)
+                value = None if db is None else db.get("ledgers", self._key(ledger.path))
+            if not isinstance(value, tuple) or len(value) != 4:
+                return None
+            length, digest, seq, last = value
+            if (not isinstance(length, int) or not 0 < length <= len(data) or not isinstance(digest, bytes)
+                    or not isinstance(seq, int) or not (last is None or isinstance(last, str))
+                    or data[length - 1:length] != b"\n" or hashlib.sha256(data[:length]).digest() != digest):
+                return None
+            return length, seq, last
+        except Exception:  # noqa: BLE001 - the cache only ever saves time; verify it all instead
+            return None
+
+    def record(self, ledger: Ledger, length: int, digest: bytes, seq: int, last: str | None,
+               known: tuple[int, int, str | None] | None = None) -> None:
+        if length == 0 or (known is not None and known[0] == length):
+            return
+        try:
+            with self._lock:
+                db = self._db(ledger.root)
+                if db is not None:
+                    db.put("ledgers", self._key(ledger.path), (length, digest, seq, last))
+        except Exception:  # noqa: BLE001 - idem: a cache that cannot be written is no cache
+            return
+
+
+_REMEMBERED = _Remembered()
 
 
 def _writer_active(handle: Any) -> bool:

@@ -193,18 +193,34 @@ def _validator(kind: str) -> Validator:
 
 
 # Formats the fast check tests itself, exactly as jsonschema's FORMAT_CHECKER does (jsonschema
-# 4.x, _format.py: `is_datetime`, `is_email`); any other format is asked of that checker. A run
+# 4.x, _format.py: `is_datetime`, `is_email`, and `is_uri` where it uses rfc3986-validator, which
+# it does when the rfc3987 package is absent); any other format is asked of that checker. A run
 # whose files all pass the fast check then never imports jsonschema (~80 ms).
-_NATIVE_FORMATS = frozenset({"date-time", "email"})
+_NATIVE_PACKAGES = {"date-time": "rfc3339_validator", "email": None, "uri": "rfc3986_validator"}
+
+
+@functools.cache
+def _native_formats() -> frozenset[str]:
+    import importlib.util
+
+    if importlib.util.find_spec("rfc3987") is not None:
+        return frozenset({"date-time", "email"})  # jsonschema checks uri with rfc3987 then
+    return frozenset(_NATIVE_PACKAGES)
 
 
 def _conforms(value: Any, fmt: str) -> bool:
-    if fmt == "date-time":
-        from rfc3339_validator import validate_rfc3339
+    if fmt in _native_formats():
+        if not isinstance(value, str):
+            return True
+        if fmt == "date-time":
+            from rfc3339_validator import validate_rfc3339  # type: ignore[import-untyped]
 
-        return not isinstance(value, str) or bool(validate_rfc3339(value.upper()))
-    if fmt == "email":
-        return not isinstance(value, str) or "@" in value
+            return bool(validate_rfc3339(value.upper()))
+        if fmt == "uri":
+            from rfc3986_validator import validate_rfc3986  # type: ignore[import-untyped]
+
+            return bool(validate_rfc3986(value, rule="URI"))
+        return "@" in value
     from jsonschema import Draft202012Validator
 
     return bool(Draft202012Validator.FORMAT_CHECKER.conforms(value, fmt))
@@ -213,13 +229,18 @@ def _conforms(value: Any, fmt: str) -> bool:
 @functools.cache
 def _fast_check(kind: str) -> Callable[[Any], bool] | None:
     """The compiled yes/no check of `kind`'s schema (None: jsonschema does all the work)."""
+    import importlib
+
     compiled = _compiled(kind)
-    if set(_formats(compiled)) <= _NATIVE_FORMATS:
-        try:  # a missing format package is refused, with the words the slow path uses
-            import rfc3339_validator  # noqa: F401
-        except ImportError:
-            _validator(kind)
-    else:
+    formats = set(_formats(compiled))
+    try:  # a missing format package is refused, in the words of the slow path (below)
+        if not formats <= _native_formats():
+            raise ImportError("a format jsonschema checks")
+        for fmt in formats:
+            package = _NATIVE_PACKAGES[fmt]
+            if package is not None:
+                importlib.import_module(package)
+    except ImportError:
         _validator(kind)  # refuses missing format checkers first, exactly as the slow path does
     return compile_check(compiled, format_conforms=_conforms,
                          pattern_search=lambda pattern, text: _compile_pattern(pattern).search(text) is not None)

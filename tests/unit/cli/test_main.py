@@ -75,7 +75,9 @@ def test_a_loader_returning_another_command_is_a_programming_error() -> None:
 PROBE = """
 import atexit, json, sys
 atexit.register(lambda: print(json.dumps(sorted(m for m in sys.modules if m.startswith("jitpol.cli.")
-                                                 or m in ("git", "jinja2", "http.client"))), file=sys.stderr))
+                                                 or m in ("git", "jinja2", "http.client", "jsonschema", "jitpol.run",
+                                                          "jitpol.policy.evaluate", "jitpol.trust.decide"))),
+                              file=sys.stderr))
 from jitpol.cli.main import main
 sys.argv[0] = "jitpol"
 main()
@@ -95,18 +97,20 @@ def test_validate_imports_only_its_own_command_module_and_exits_zero(tmp_path: P
     status, out, loaded = _run("validate", "--repo", str(ROOT / "policies"), "--format", "json")
     assert status == 0
     assert json.loads(out)["valid"] is True  # the whole document was written and flushed
-    assert "jitpol.cli.inspect" in loaded
-    for other in ("agent", "audit", "check", "credentials", "notify", "report", "review", "run"):
+    assert "jitpol.cli.validate" in loaded
+    for other in ("agent", "audit", "check", "credentials", "notify", "report", "review", "run", "inspect"):
         assert f"jitpol.cli.{other}" not in loaded, other
-    # validate runs no git and imports no GitPython (jitpol no longer uses it); no Jinja, no HTTP client
-    assert not {"git", "jinja2", "http.client"} & set(loaded), loaded
+    # validate runs no git and imports no GitPython (jitpol no longer uses it); no Jinja, no HTTP
+    # client; nothing of the run; and no jsonschema while every file passes the fast schema check
+    assert not {"git", "jinja2", "http.client", "jsonschema", "jitpol.run", "jitpol.policy.evaluate",
+                "jitpol.trust.decide"} & set(loaded), loaded
 
 
 def test_a_failing_command_keeps_its_exit_status(tmp_path: Path) -> None:
     (tmp_path / "jitpol.yaml").write_text("kind: [unclosed\n")
     status, _out, loaded = _run("validate", "--repo", str(tmp_path))
     assert status == 1
-    assert "jitpol.cli.inspect" in loaded
+    assert "jitpol.cli.validate" in loaded
 
 
 def test_help_through_main_exits_zero_and_lists_every_command() -> None:

@@ -4,13 +4,15 @@ nothing (what the executor uses to make a batch's intents durable before the bat
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from jitpol.cachedb import DB_NAME
 from jitpol.errors import LedgerBroken
-from jitpol.ledger.chain import canonical_json, check_lines
+from jitpol.ledger.chain import canonical_json, check_lines, seal
 from jitpol.ledger.store import Ledger
 
 
@@ -79,27 +81,87 @@ def test_many_after_the_block_is_refused(path: Path) -> None:
     assert path.read_bytes() == b""
 
 
-def test_bytes_verified_or_written_in_this_process_are_not_walked_again(
-    path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def walked(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many lines each chain check walks from now on."""
     import jitpol.ledger.store as store
 
-    walked: list[int] = []
+    seen: list[int] = []
     real = check_lines
 
-    def counting(lines: Any) -> Any:
-        walked.append(len(lines))
-        return real(lines)
+    def counting(lines: Any, **kwargs: Any) -> Any:
+        seen.append(len(lines))
+        return real(lines, **kwargs)
 
     monkeypatch.setattr(store, "check_lines", counting)
+    return seen
+
+
+def forget_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a new process would start: nothing verified in memory (the cache database stays)."""
+    import jitpol.ledger.store as store
+
+    monkeypatch.setattr(store, "_VERIFIED", store._Verified())
+
+
+def test_bytes_verified_or_written_in_this_process_are_not_walked_again(path: Path, walked: list[int]) -> None:
     Ledger(path).append([body(1), body(2)])  # a new file: nothing to walk
     assert walked == []
     assert Ledger(path).verify() is None  # exactly what the appender wrote
     with Ledger(path).appender() as add:  # the same bytes again
         add.many([body(3)])
     assert walked == []
-    assert len(Ledger(path).events()) == 3  # events() always parses every line
-    assert walked == [3]
+    assert len(Ledger(path).events()) == 3  # parsed: what was written was verified before
+    assert walked == []
+
+
+def test_a_later_run_walks_only_what_was_added_since(path: Path, walked: list[int],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    Ledger(path).append([body(1), body(2), body(3)])
+    forget_this_process(monkeypatch)
+    assert [e["grant"] for e in Ledger(path).readable()[0]] == ["g-1", "g-2", "g-3"]
+    assert walked == []  # the file is what the last run left: nothing to check again
+    forget_this_process(monkeypatch)
+    with path.open("a", encoding="utf-8") as handle:  # another writer (an older jitpol, a merge)
+        last = Ledger(path).events()[-1]
+        handle.write(canonical_json(seal({**body(4)}, seq=4, prev=last["hash"])) + "\n")
+    forget_this_process(monkeypatch)
+    walked.clear()
+    events, problem = Ledger(path).readable()
+    assert problem is None and [e["seq"] for e in events] == [1, 2, 3, 4]
+    assert walked == [1]  # only the line added since
+    forget_this_process(monkeypatch)
+    assert Ledger(path).verify() is None and walked[-1] == 4  # audit verify (a new process) walks it all
+
+
+def test_a_change_to_what_was_verified_is_walked_in_full(path: Path, walked: list[int],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    Ledger(path).append([body(1), body(2), body(3)])
+    forget_this_process(monkeypatch)
+    path.write_text(path.read_text(encoding="utf-8").replace('"g-2"', '"g-x"'), encoding="utf-8")
+    events, problem = Ledger(path).readable()
+    assert problem is not None and problem.line == 2 and "edited" in problem.message
+    assert [e["seq"] for e in events] == [1]
+    assert walked[0] == 3  # the recorded beginning no longer matches: every line checked
+    with pytest.raises(LedgerBroken):
+        Ledger(path).events()
+
+
+def test_a_damaged_record_or_no_cache_means_a_full_walk(path: Path, walked: list[int], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    Ledger(path).append([body(1), body(2)])
+    forget_this_process(monkeypatch)
+    monkeypatch.setenv("JITPOL_CACHE", "off")
+    import jitpol.ledger.store as store
+
+    monkeypatch.setattr(store, "_REMEMBERED", store._Remembered())
+    assert len(Ledger(path).events()) == 2 and walked == [2]
+    monkeypatch.delenv("JITPOL_CACHE")
+    monkeypatch.setattr(store, "_REMEMBERED", store._Remembered())
+    with sqlite3.connect(Path(os.environ["JITPOL_CACHE_DIR"]) / DB_NAME) as conn:
+        conn.execute("UPDATE ledgers SET value = ?", (b"\0" * 40,))
+    walked.clear()
+    assert len(Ledger(path).events()) == 2 and walked == [2]
 
 
 def test_a_change_after_a_verification_is_still_found(path: Path) -> None:
