@@ -278,6 +278,8 @@ def _cache_value(result: _FileResult | tuple[Diagnostic, ...], *, marks_of_grant
 
 
 def _problems(rel: str, value: object) -> tuple[Diagnostic, ...]:
+    if value == ():
+        return ()
     if not isinstance(value, tuple) or not all(
             isinstance(p, tuple) and len(p) == 3 and type(p[0]) is int and type(p[1]) is int
             and isinstance(p[2], str) for p in value):
@@ -409,6 +411,7 @@ class _Tree:
         self.key: dict[int, bytes] = {}
         self.place: dict[int, tuple[bytes, int]] = {}
         self.loose: dict[int, object] = {}  # values of files in no pack, to pack once they are many
+        self.same: set[int] = set()  # files found exactly as recorded (stat, key and place)
         self._loaded: dict[bytes, list[object] | None] = {}
 
     def recorded(self, i: int, kind: str, now: _Stat | None) -> tuple[bytes, tuple[bytes, int] | None] | None:
@@ -447,6 +450,7 @@ class _Tree:
             for n, i in enumerate(indexes):
                 self.place[i] = (pack_id, n)
                 self.loose.pop(i, None)
+                self.same.discard(i)  # its place changed: the record must say so
 
     def save(self) -> None:
         """Write the new record when it differs from the one read (packing loose values first
@@ -458,11 +462,13 @@ class _Tree:
             for n in range(0, len(loose), _PACK_MAX):
                 part = loose[n:n + _PACK_MAX]
                 self.pack(part, marshal.dumps([self.loose[i] for i in part]))
+        if not self._differs():
+            return
         packs: dict[bytes, int] = {}
         entries: dict[str, Any] = {}
         for i, key in self.key.items():
             before = self.stat.get(i)
-            if before is None or max(before[3], before[4]) >= self.racy_after:
+            if before is None or self._racy(before):
                 continue  # read again next time
             place = self.place.get(i)
             number = -1 if place is None else packs.setdefault(place[0], len(packs))
@@ -472,6 +478,22 @@ class _Tree:
         if entries == self.old and order == self.old_packs:
             return
         self.cache.put_tree(self.root, entries, order, dropped=self.old_packs)
+
+    def _racy(self, before: _Stat) -> bool:
+        return self.racy_after is None or max(before[3], before[4]) >= self.racy_after
+
+    def _differs(self) -> bool:
+        """Whether a new record would say more than the one read: a file that is not what the
+        record says and could be recorded now (a file changed a moment ago cannot: it stays as
+        it is, a miss, until it can), or many recorded files that are gone."""
+        for i in self.key:
+            if i not in self.same:
+                before = self.stat.get(i)
+                if before is not None and not self._racy(before):
+                    return True
+        present = sum(1 for _, rel, _ in self.rels if rel in self.old)
+        gone = len(self.old) - present
+        return gone > max(_PACK_MIN, len(self.old) // 10)
 
 
 def _workers(todo: int) -> int:
@@ -566,6 +588,8 @@ def _lookup(rels: list[tuple[str, str, str]], cache: FileCache, tree: _Tree | No
                     value = tree.value(place)  # type: ignore[union-attr]
                     if value is not None:
                         values[i], places[i] = value, place
+                if place is None or i in places:
+                    tree.same.add(i)  # type: ignore[union-attr]  # (a value is still needed: see below)
                 continue
             try:
                 raw = read_file_bytes(path, rel)
@@ -580,6 +604,8 @@ def _lookup(rels: list[tuple[str, str, str]], cache: FileCache, tree: _Tree | No
             hit = None if value is None else _from_cache(path, rel, kind, value)
             if hit is None:
                 todo.append(i)  # read again below: no bytes are held for the misses meanwhile
+                if tree is not None:
+                    tree.same.discard(i)
                 continue
             results[i] = hit
             if tree is not None:

@@ -168,3 +168,28 @@ def test_the_workers_packs_serve_a_warm_run(rb: RepoBuilder, cache_dir: Path, re
     reads.clear()
     assert outcome(rb.root) == first
     assert reads == []
+
+
+def tree_record(cache_dir: Path) -> bytes:
+    with sqlite3.connect(cache_dir / DB_NAME) as conn:
+        ((value,),) = conn.execute("SELECT value FROM trees")
+    return bytes(value)
+
+
+def test_the_record_is_written_only_when_it_would_say_more(rb: RepoBuilder, cache_dir: Path,
+                                                           reads: list[str]) -> None:
+    warm(rb)
+    recorded = tree_record(cache_dir)
+    outcome(rb.root)
+    assert tree_record(cache_dir) == recorded  # nothing changed: not written again
+    path = rb.root / "grants" / "g2.yaml"
+    path.write_text(path.read_text() + "# edited\n")
+    reads.clear()
+    outcome(rb.root)  # g2 changed a moment ago: read, but not recorded (nor the record rewritten)
+    assert set(reads) == {"grants/g2.yaml"} and tree_record(cache_dir) == recorded
+    settle()
+    outcome(rb.root)  # old enough now: recorded
+    assert tree_record(cache_dir) != recorded
+    reads.clear()
+    outcome(rb.root)
+    assert reads == []
