@@ -28,6 +28,7 @@ from benchmarks.run import (  # noqa: E402
     OUT,
     Measured,
     ansible_env,
+    compile_bytecode,
     ensure_peer,
     fmt_s,
     jitpol_cmd,
@@ -216,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    compile_bytecode()
     results: dict[str, Any] = {}
     try:
         bench_mysql_apply(args.apply_n, args.loop_sample, args.now, work, not args.no_install, results)
