@@ -20,8 +20,9 @@ per file). A file whose `lstat` is exactly the recorded one is taken from the re
 is read, hashed and looked up as above. ctime cannot be set by a user (`touch -d` changes mtime,
 and sets ctime to now), so a file edited and given back its old mtime and size still differs.
 A file is only recorded when its mtime and ctime are older than `RACY_SECONDS` before the run
-started reading (read by the file system's clock): a write in the same clock tick as the read
-could otherwise leave an old value under an unchanged stat (git's "racy" files). The record and
+started reading, by the clock of the file system the repository is on (`FileCache.now_ns`): a
+write in the same clock tick as the read could otherwise leave an old value under an unchanged
+stat (git's "racy" files). The record and
 every pack are authenticated like entries; a missing, foreign or damaged one is a full miss.
 
 Where, how to switch it off, and what happens when it is damaged: see jitpol.cachedb.
@@ -32,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import stat
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -155,10 +157,23 @@ class FileCache(CacheDB):
 
     # -- the tree record and packs (see the module text) ----------------------------------------
 
-    def now_ns(self) -> int | None:
-        """The file system's clock in the cache folder (the mtime a new file gets), in ns."""
+    def now_ns(self, root: Path) -> int | None:
+        """The clock of the file system `root` lies on (the mtime a new file gets there), in ns;
+        None when it cannot be read there. Read in the cache folder when that is on the same
+        device, else in the repository's `.git` folder on it (never in the policy files'
+        folders); a repository on a file system of its own without one records no stats (a
+        network file system's clock may differ from this machine's: the racy window must be
+        measured by the clock that stamps the files)."""
         try:
-            fd, name = tempfile.mkstemp(prefix=".now-", dir=self.directory)
+            device = os.stat(root).st_dev
+            if os.stat(self.directory).st_dev == device:
+                where = self.directory
+            else:
+                where = Path(root) / ".git"
+                info = os.lstat(where)
+                if not stat.S_ISDIR(info.st_mode) or info.st_dev != device:
+                    return None
+            fd, name = tempfile.mkstemp(prefix=".jitpol-now-", dir=where)
         except OSError:
             return None
         try:

@@ -404,7 +404,7 @@ class _Tree:
         got = cache.get_tree(root)
         self.old: dict[str, Any] = got[0] if got is not None else {}
         self.old_packs: tuple[bytes, ...] = got[1] if got is not None else ()
-        started = cache.now_ns()
+        started = cache.now_ns(root)
         # files changed after this are "racy": not recorded by their stat (None: record none)
         self.racy_after = None if started is None else started - int(RACY_SECONDS * 1e9)
         self.stat: dict[int, _Stat | None] = {}

@@ -10,6 +10,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -193,3 +194,35 @@ def test_the_record_is_written_only_when_it_would_say_more(rb: RepoBuilder, cach
     reads.clear()
     outcome(rb.root)
     assert reads == []
+
+
+def test_the_racy_window_is_timed_by_the_repositorys_file_system(rb: RepoBuilder, cache_dir: Path, reads: list[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache on another device than the repository: the clock is read in the repository's .git
+    folder; without one, no stat is recorded at all (every file is read and hashed)."""
+    import types
+
+    from jitpol.load import cache as cache_module
+
+    real_stat = os.stat
+
+    def other_device(path: Any, *args: Any, **kwargs: Any) -> Any:
+        got = real_stat(path, *args, **kwargs)
+        if os.fspath(path) == os.fspath(cache_dir):
+            return types.SimpleNamespace(st_dev=got.st_dev + 1, st_mode=got.st_mode)
+        return got
+
+    monkeypatch.setattr(cache_module.os, "stat", other_device)
+    settle()
+    outcome(rb.root)
+    outcome(rb.root)
+    reads.clear()
+    outcome(rb.root)
+    assert len(set(reads)) == GRANTS + 10  # no .git: nothing recorded
+    (rb.root / ".git").mkdir()
+    settle()
+    outcome(rb.root)
+    reads.clear()
+    outcome(rb.root)
+    assert reads == []  # timed in .git: recorded
+    assert not [p for p in (rb.root / ".git").iterdir()]  # the probe file is gone again
