@@ -838,6 +838,9 @@ def load_repository(root: Path, *, cache: bool = True) -> LoadResult:
         return _load(root, cache=cache)
     finally:
         if collecting:
+            # what was loaded lives as long as the run: out of the collector's way for good (every
+            # later full collection walked it again: ~20 ms each at 2,000 files, more at 100,000)
+            gc.freeze()
             gc.enable()
 
 

@@ -226,3 +226,15 @@ def test_the_racy_window_is_timed_by_the_repositorys_file_system(rb: RepoBuilder
     outcome(rb.root)
     assert reads == []  # timed in .git: recorded
     assert not [p for p in (rb.root / ".git").iterdir()]  # the probe file is gone again
+
+
+def test_what_was_loaded_is_left_out_of_later_collections(rb: RepoBuilder, cache_dir: Path) -> None:
+    import gc
+
+    gc.unfreeze()
+    try:
+        loaded = load_repository(rb.root)
+        assert gc.isenabled()  # switched off while loading only
+        assert gc.get_freeze_count() > 0 and loaded.policy.grants
+    finally:
+        gc.unfreeze()
