@@ -48,10 +48,10 @@ __all__ = ["DB_NAME", "RACY_SECONDS", "FileCache", "TreeEntry", "context_digest"
 _BATCH: Final = 500  # SQLite's default limit of bound parameters is 999
 # a file changed this recently (before the run began reading) is never recorded by its stat
 RACY_SECONDS: Final = 2.0
-_TREE_TAG: Final = b"jitpol-tree-v1\0"
+_TREE_TAG: Final = b"jitpol-tree-v2\0"
 _PACK_TAG: Final = b"jitpol-pack-v1\0"
-# a tree entry: rel -> (kind, (dev, ino, size, mtime_ns, ctime_ns), entry key, pack number or -1, index)
-TreeEntry = tuple[str, tuple[int, int, int, int, int], bytes, int, int]
+# a tree entry: "rel\0kind" -> packed (dev, ino, size, mtime_ns, ctime_ns, pack number or -1, index) + entry key
+TreeEntry = bytes
 
 
 def context_digest() -> bytes:

@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import re
 import stat
+import struct
 import threading
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -392,10 +393,20 @@ _PACK_MAX = 2_000  # files per pack (and per worker chunk): one pack's values ar
 _PACK_MIN = 64  # fewer new values than this stay single entries until there are enough to pack
 
 
+_KIND_CODES = {kind: code for code, kind in enumerate(("Config", *LAYOUT.values()))}
+_STAT = struct.Struct("<QQQqq")  # dev, ino, size, mtime_ns, ctime_ns
+_ENTRY = struct.Struct("<BQQQqqiI")  # kind code, the stat, pack number (-1: none), index in the pack
+_KEY_LEN = 32
+
+
 class _Tree:
     """The tree record of one load (jitpol.load.cache): the record read at the start, what this
-    run learns of each file (index in the file list -> stat, key, place in a pack), and packs
-    read (the last few) or written."""
+    run learns of each file that is not exactly as recorded (index in the file list -> its stat
+    and key, its place in a pack), and packs read (the last few) or written.
+
+    The record maps a file's path to 81 bytes: `_ENTRY`, then the entry key; what a run learns
+    is kept as compactly (~110 bytes a file in memory; tuples took ~450, more than 100 MiB at
+    100,000 files)."""
 
     def __init__(self, cache: FileCache, root: Path, rels: list[tuple[str, str, str]]) -> None:
         self.cache = cache
@@ -407,23 +418,25 @@ class _Tree:
         started = cache.now_ns(root)
         # files changed after this are "racy": not recorded by their stat (None: record none)
         self.racy_after = None if started is None else started - int(RACY_SECONDS * 1e9)
-        self.stat: dict[int, _Stat | None] = {}
-        self.key: dict[int, bytes] = {}
-        self.place: dict[int, tuple[bytes, int]] = {}
+        self.learned: dict[int, bytes] = {}  # packed stat + key of files that may be recorded
+        self.place: dict[int, int] = {}  # pack number << 32 | index, numbers into self.packs
+        self.packs: dict[bytes, int] = {}  # pack id -> its number
         self.loose: dict[int, object] = {}  # values of files in no pack, to pack once they are many
         self.same: set[int] = set()  # files found exactly as recorded (stat, key and place)
         self._loaded: dict[bytes, list[object] | None] = {}
 
     def recorded(self, i: int, kind: str, now: _Stat | None) -> tuple[bytes, tuple[bytes, int] | None] | None:
         """(key, place in a pack or None) when file i's stat is exactly the recorded one."""
-        rec = self.old.get(self.rels[i][1])
-        if now is None or not isinstance(rec, tuple) or len(rec) != 5 or rec[0] != kind or rec[1] != now:
+        if now is None:
             return None
-        _, _, key, pack, index = rec
-        if not isinstance(key, bytes) or not isinstance(pack, int) or not isinstance(index, int):
+        rec = self.old.get(self.rels[i][1])
+        if not isinstance(rec, bytes) or len(rec) != _ENTRY.size + _KEY_LEN:
+            return None
+        code, dev, ino, size, mtime, ctime, pack, index = _ENTRY.unpack_from(rec)
+        if (dev, ino, size, mtime, ctime) != now or _KIND_CODES.get(kind) != code:
             return None
         place = (self.old_packs[pack], index) if 0 <= pack < len(self.old_packs) else None
-        return key, place
+        return rec[_ENTRY.size:], place
 
     def value(self, place: tuple[bytes, int]) -> object:
         pack_id, index = place
@@ -436,19 +449,28 @@ class _Tree:
 
     def learn(self, i: int, key: bytes, before: _Stat | None, place: tuple[bytes, int] | None = None,
               value: object = None) -> None:
-        self.key[i] = key
-        self.stat[i] = before
+        """What file i is: read with this key, `before` its stat taken before reading (None: not
+        recordable), found in `place` or with `value` (kept until packed)."""
+        if before is None or self._racy(before):
+            return  # never recorded: read again next time
+        try:
+            self.learned[i] = _STAT.pack(*before) + key
+        except struct.error:  # a stat that does not fit (not seen on Linux): read it every time
+            return
         if place is not None:
-            self.place[i] = place
+            self.put_place(i, *place)
         elif value is not None:
             self.loose[i] = value
+
+    def put_place(self, i: int, pack_id: bytes, index: int) -> None:
+        self.place[i] = self.packs.setdefault(pack_id, len(self.packs)) << 32 | index
 
     def pack(self, indexes: list[int], payload: bytes) -> None:
         """Values of files `indexes` (in order) were written as one pack."""
         pack_id = self.cache.put_pack(payload)
         if pack_id is not None:
             for n, i in enumerate(indexes):
-                self.place[i] = (pack_id, n)
+                self.put_place(i, pack_id, n)
                 self.loose.pop(i, None)
                 self.same.discard(i)  # its place changed: the record must say so
 
@@ -457,24 +479,32 @@ class _Tree:
         when they are many)."""
         if self.racy_after is None:
             return
-        loose = sorted(i for i in self.key if i not in self.place and i in self.loose)
+        loose = sorted(i for i in self.loose if i not in self.place)
         if len(loose) >= max(_PACK_MIN * 4, len(self.rels) // 10):
             for n in range(0, len(loose), _PACK_MAX):
                 part = loose[n:n + _PACK_MAX]
                 self.pack(part, marshal.dumps([self.loose[i] for i in part]))
         if not self._differs():
             return
-        packs: dict[bytes, int] = {}
-        entries: dict[str, Any] = {}
-        for i, key in self.key.items():
-            before = self.stat.get(i)
-            if before is None or self._racy(before):
+        ids = list(self.packs)
+        used: dict[bytes, int] = {}
+        entries: dict[str, bytes] = {}
+        for i, (_, rel, kind) in enumerate(self.rels):
+            if i in self.same and i not in self.learned:  # as recorded: the old entry, its pack renumbered
+                rec = self.old[rel]
+                *known, pack, index = _ENTRY.unpack_from(rec)
+                number = used.setdefault(self.old_packs[pack], len(used)) if pack >= 0 else -1
+                entries[rel] = _ENTRY.pack(*known, number, index) + rec[_ENTRY.size:]
+                continue
+            learned = self.learned.get(i)
+            if learned is None:
                 continue  # read again next time
             place = self.place.get(i)
-            number = -1 if place is None else packs.setdefault(place[0], len(packs))
-            _, rel, kind = self.rels[i]
-            entries[rel] = (kind, before, key, number, place[1] if place else 0)
-        order = tuple(packs)
+            number = -1 if place is None else used.setdefault(ids[place >> 32], len(used))
+            entries[rel] = (bytes((_KIND_CODES[kind],)) + learned[:_STAT.size]
+                            + struct.pack("<iI", number, 0 if place is None else place & 0xFFFFFFFF)
+                            + learned[_STAT.size:])
+        order = tuple(used)
         if entries == self.old and order == self.old_packs:
             return
         self.cache.put_tree(self.root, entries, order, dropped=self.old_packs)
@@ -486,11 +516,8 @@ class _Tree:
         """Whether a new record would say more than the one read: a file that is not what the
         record says and could be recorded now (a file changed a moment ago cannot: it stays as
         it is, a miss, until it can), or many recorded files that are gone."""
-        for i in self.key:
-            if i not in self.same:
-                before = self.stat.get(i)
-                if before is not None and not self._racy(before):
-                    return True
+        if any(i not in self.same for i in self.learned):
+            return True
         present = sum(1 for _, rel, _ in self.rels if rel in self.old)
         gone = len(self.old) - present
         return gone > max(_PACK_MIN, len(self.old) // 10)
@@ -608,8 +635,8 @@ def _lookup(rels: list[tuple[str, str, str]], cache: FileCache, tree: _Tree | No
                     tree.same.discard(i)
                 continue
             results[i] = hit
-            if tree is not None:
-                tree.learn(i, key, befores[i], places.get(i), value)
+            if tree is not None and (i not in tree.same or i not in places):
+                tree.learn(i, key, befores[i], places.get(i), value)  # (a packed file as recorded: nothing to learn)
     todo.sort()
 
 
@@ -621,33 +648,38 @@ def _in_workers(rels: list[tuple[str, str, str]], todo: list[int], workers: int,
     _WORKER_CACHE = cache
     if cache is not None:
         cache.close()  # an SQLite connection must not cross a fork; each worker opens its own
+    index = iter(todo)
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            done = pool.map(_process_chunk, chunks, chunksize=1)
+            # each chunk's results are taken as they come (in order), so only a few chunks' bytes
+            # are held at a time: all of them at once were ~80 MiB at 100,000 files
+            for payload, meta_bytes in pool.imap(_process_chunk, chunks, chunksize=1):
+                _take_chunk(payload, meta_bytes, index, rels, tree, results)
     finally:
         _WORKER_CACHE = None
-    index = iter(todo)
-    for n in range(len(done)):
-        payload, meta_bytes = done[n]
-        done[n] = (b"", b"")  # keep only one chunk's bytes and values at a time
-        values = marshal.loads(payload)  # noqa: S302 - written by our own workers just now
-        meta = marshal.loads(meta_bytes)  # noqa: S302 - idem
-        taken: list[tuple[int, int]] = []  # (file index, its place in this chunk's values)
-        for position, (value, info) in enumerate(zip(values, meta, strict=True)):
-            i = next(index)
-            path, rel, kind = rels[i]
-            result = _from_cache(path, rel, kind, value)
-            if result is None:  # cannot happen: the worker wrote it; read the file here then
-                result, _ = _process(path, rel, kind, None)
-            results[i] = result
-            if tree is not None and info is not None:
-                tree.learn(i, info[0], info[1])
-                taken.append((i, position))
-        if tree is not None and taken:
-            pack_id = tree.cache.put_pack(payload)  # the chunk's values as they came: one pack
-            if pack_id is not None:
-                for i, position in taken:
-                    tree.place[i] = (pack_id, position)
+
+
+def _take_chunk(payload: bytes, meta_bytes: bytes, index: Iterator[int], rels: list[tuple[str, str, str]],
+                tree: _Tree | None, results: list[_FileResult | None]) -> None:
+    values = marshal.loads(payload)  # noqa: S302 - written by our own workers just now
+    meta = marshal.loads(meta_bytes)  # noqa: S302 - idem
+    taken: list[tuple[int, int]] = []  # (file index, its place in this chunk's values)
+    for position, (value, info) in enumerate(zip(values, meta, strict=True)):
+        i = next(index)
+        path, rel, kind = rels[i]
+        result = _from_cache(path, rel, kind, value)
+        if result is None:  # cannot happen: the worker wrote it; read the file here then
+            result, _ = _process(path, rel, kind, None)
+        results[i] = result
+        if tree is not None and info is not None:
+            tree.learn(i, info[0], info[1] if info[1] is None else tuple(info[1]))
+            taken.append((i, position))
+    if tree is not None and taken:
+        pack_id = tree.cache.put_pack(payload)  # the chunk's values as they came: one pack
+        if pack_id is not None:
+            for i, position in taken:
+                if i in tree.learned:
+                    tree.put_place(i, pack_id, position)
 
 
 def _src(doc: YamlDocument, *keys: str | int) -> Source:
