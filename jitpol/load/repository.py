@@ -297,6 +297,12 @@ def _marks_from(rel: str, data: dict[str, Any], blob: bytes) -> YamlDocument:
     return YamlDocument(rel, data, dict(zip(paths, range(len(paths)), strict=True)), positions)
 
 
+# the marks of a document whose marks are read again when first asked for: shared, never changed
+# (YamlDocument replaces them as a whole when it reloads)
+_NO_MARKS: dict[Any, int] = {}
+_NO_POSITIONS = array("I")
+
+
 def _from_cache(path: str, rel: str, expected: str, value: object) -> _FileResult | None:
     """The result a verified cache value stands for, or None if it is not one jitpol writes."""
     try:
@@ -321,7 +327,7 @@ def _from_cache(path: str, rel: str, expected: str, value: object) -> _FileResul
                 pass
             return load_yaml_file(path, display_path=rel)  # then from the file itself
 
-        doc = YamlDocument(rel, data, _reload=reload)
+        doc = YamlDocument(rel, data, _NO_MARKS, _NO_POSITIONS, reload)  # (replaced, never changed, on reload)
         if fields is None:
             built, build_problems = _build_one(expected, doc)
             return _FileResult(rel, expected, (), data, built, tuple(build_problems), doc)
