@@ -402,6 +402,8 @@ _PACK_MIN = 64  # fewer new values than this stay single entries until there are
 _KIND_CODES = {kind: code for code, kind in enumerate(("Config", *LAYOUT.values()))}
 _STAT = struct.Struct("<QQQqq")  # dev, ino, size, mtime_ns, ctime_ns
 _ENTRY = struct.Struct("<BQQQqqiI")  # kind code, the stat, pack number (-1: none), index in the pack
+_PLACE = struct.Struct("<iI")
+_PLACE_AT = 1 + _STAT.size
 _KEY_LEN = 32
 
 
@@ -436,11 +438,11 @@ class _Tree:
         if now is None:
             return None
         rec = self.old.get(self.rels[i][1])
-        if not isinstance(rec, bytes) or len(rec) != _ENTRY.size + _KEY_LEN:
+        if type(rec) is not bytes or len(rec) != _ENTRY.size + _KEY_LEN:
             return None
-        code, dev, ino, size, mtime, ctime, pack, index = _ENTRY.unpack_from(rec)
-        if (dev, ino, size, mtime, ctime) != now or _KIND_CODES.get(kind) != code:
+        if rec[0] != _KIND_CODES.get(kind) or rec[1:_PLACE_AT] != _STAT.pack(*now):
             return None
+        pack, index = _PLACE.unpack_from(rec, _PLACE_AT)
         place = (self.old_packs[pack], index) if 0 <= pack < len(self.old_packs) else None
         return rec[_ENTRY.size:], place
 
@@ -508,7 +510,7 @@ class _Tree:
             place = self.place.get(i)
             number = -1 if place is None else used.setdefault(ids[place >> 32], len(used))
             entries[rel] = (bytes((_KIND_CODES[kind],)) + learned[:_STAT.size]
-                            + struct.pack("<iI", number, 0 if place is None else place & 0xFFFFFFFF)
+                            + _PLACE.pack(number, 0 if place is None else place & 0xFFFFFFFF)
                             + learned[_STAT.size:])
         order = tuple(used)
         if entries == self.old and order == self.old_packs:
@@ -607,33 +609,35 @@ def _lookup(rels: list[tuple[str, str, str]], cache: FileCache, tree: _Tree | No
     # of 100,000 grants held ~150 MiB of them at once)
     for first in range(0, len(rels), _LOOKUP_BATCH):
         keys: dict[int, bytes] = {}
-        values: dict[int, object] = {}
         befores: dict[int, _Stat | None] = {}
-        places: dict[int, tuple[bytes, int]] = {}
         for i in range(first, min(first + _LOOKUP_BATCH, len(rels))):
             path, rel, kind = rels[i]
-            before = _stat_of(path) if tree is not None else None
-            befores[i] = before
-            known = tree.recorded(i, kind, before) if tree is not None else None
-            if known is not None:
-                keys[i], place = known
-                if place is not None:
-                    value = tree.value(place)  # type: ignore[union-attr]
-                    if value is not None:
-                        values[i], places[i] = value, place
-                if place is None or i in places:
-                    tree.same.add(i)  # type: ignore[union-attr]  # (a value is still needed: see below)
-                continue
+            if tree is not None:
+                before = befores[i] = _stat_of(path)
+                known = tree.recorded(i, kind, before)
+                if known is not None:
+                    key, place = known
+                    if place is not None:  # as recorded, in a pack: nothing to learn
+                        value = tree.value(place)
+                        hit = None if value is None else _from_cache(path, rel, kind, value)
+                        if hit is not None:
+                            results[i] = hit
+                            tree.same.add(i)
+                            continue
+                    else:
+                        tree.same.add(i)  # as recorded, its value alone: looked up by its key below
+                    keys[i] = key
+                    continue
             try:
                 raw = read_file_bytes(path, rel)
             except YamlError:
                 todo.append(i)
                 continue
             keys[i] = cache.key(rel, kind, raw)
-        found = cache.get_many([keys[i] for i in keys if i not in values])
+        found = cache.get_many(list(keys.values()))
         for i, key in keys.items():
             path, rel, kind = rels[i]
-            value = values[i] if i in values else found.get(key)
+            value = found.get(key)
             hit = None if value is None else _from_cache(path, rel, kind, value)
             if hit is None:
                 todo.append(i)  # read again below: no bytes are held for the misses meanwhile
@@ -641,8 +645,8 @@ def _lookup(rels: list[tuple[str, str, str]], cache: FileCache, tree: _Tree | No
                     tree.same.discard(i)
                 continue
             results[i] = hit
-            if tree is not None and (i not in tree.same or i not in places):
-                tree.learn(i, key, befores[i], places.get(i), value)  # (a packed file as recorded: nothing to learn)
+            if tree is not None:
+                tree.learn(i, key, befores[i], None, value)
     todo.sort()
 
 
