@@ -23,16 +23,6 @@ PLANTED = "planted by the test"
 
 
 @pytest.fixture
-def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "cache"
-    monkeypatch.setenv("JITPOL_CACHE_DIR", str(path))
-    monkeypatch.delenv("JITPOL_CACHE_KEY", raising=False)
-    monkeypatch.delenv("JITPOL_CACHE", raising=False)
-    monkeypatch.setenv("JITPOL_LOAD_WORKERS", "1")
-    return path
-
-
-@pytest.fixture
 def rb(tmp_path: Path) -> RepoBuilder:
     rb = RepoBuilder(tmp_path / "repo", tmp_path / "keys").standard()
     rb.grant("g1", "alice", "2000-01-01T10:00:00Z")

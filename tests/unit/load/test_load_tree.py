@@ -25,17 +25,12 @@ GRANTS = 40  # more than _PACK_MIN with the standard files: the serial path writ
 
 
 @pytest.fixture
-def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "cache"
-    monkeypatch.setenv("JITPOL_CACHE_DIR", str(path))
-    monkeypatch.delenv("JITPOL_CACHE_KEY", raising=False)
-    monkeypatch.delenv("JITPOL_CACHE", raising=False)
-    monkeypatch.setenv("JITPOL_LOAD_WORKERS", "1")
+def cache_dir(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # files are "racy" (never recorded by their stat) for 2 s after a change; here for 10 ms,
     # and each test waits longer than that before the run that records them
     monkeypatch.setattr(repository, "RACY_SECONDS", 0.01)
     monkeypatch.setattr(repository, "_PACK_MIN", 16)
-    return path
+    return cache_dir
 
 
 @pytest.fixture
