@@ -26,7 +26,7 @@ import marshal
 import os
 import sqlite3
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -199,6 +199,23 @@ class CacheDB:
             conn.execute(f"INSERT OR REPLACE INTO {table} ({TABLES[table]}, value) VALUES (?, ?)",  # noqa: S608 - names from TABLES
                          (key, self.sealed(key, encode(value))))
         except sqlite3.Error:
+            self.broken = True
+
+    def write(self, steps: Callable[[sqlite3.Connection], object]) -> None:
+        """Run `steps` in one write transaction; an SQLite error rolls it back and switches the
+        cache off for the run (it only ever saves time)."""
+        conn = self._connection()
+        if conn is None:
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            steps(conn)
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
             self.broken = True
 
     def close(self) -> None:

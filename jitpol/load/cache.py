@@ -143,17 +143,11 @@ class FileCache(CacheDB):
             rows.append((key, self.sealed(key, payload)))
         if not rows:
             return
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+
+        def store(conn: sqlite3.Connection) -> None:
             conn.executemany("INSERT OR REPLACE INTO entries (key, value) VALUES (?, ?)", rows)
             conn.execute("INSERT OR IGNORE INTO contexts (digest) VALUES (?)", (self.context,))
-            conn.execute("COMMIT")
-        except sqlite3.Error:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            self.broken = True
+        self.write(store)
 
     # -- the tree record and packs (see the module text) ----------------------------------------
 
@@ -223,15 +217,8 @@ class FileCache(CacheDB):
             return
         key = self._tree_key(root)
         payload = encode((entries, packs))
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT OR REPLACE INTO trees (key, value) VALUES (?, ?)",
-                         (key, self.sealed(key, payload)))
+
+        def store(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR REPLACE INTO trees (key, value) VALUES (?, ?)", (key, self.sealed(key, payload)))
             conn.executemany("DELETE FROM packs WHERE id = ?", [(d,) for d in dropped if d not in packs])
-            conn.execute("COMMIT")
-        except sqlite3.Error:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            self.broken = True
+        self.write(store)
