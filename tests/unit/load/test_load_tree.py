@@ -19,6 +19,7 @@ import pytest
 from jitpol.load import repository
 from jitpol.load.cache import DB_NAME
 from jitpol.load.repository import load_repository
+from jitpol.load.yamlstrict import read_file_bytes
 from tests.helpers.repo import RepoBuilder
 
 GRANTS = 40  # more than _PACK_MIN with the standard files: the serial path writes a pack
@@ -45,7 +46,7 @@ def rb(tmp_path: Path) -> RepoBuilder:
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The files this process reads from now on (by their path relative to the repository)."""
     seen: list[str] = []
-    real: Callable[..., bytes] = repository.read_file_bytes
+    real: Callable[..., bytes] = read_file_bytes
 
     def spy(path: str, shown: str, *args: int) -> bytes:
         seen.append(shown)
@@ -205,8 +206,6 @@ def test_the_racy_window_is_timed_by_the_repositorys_file_system(rb: RepoBuilder
     folder; without one, no stat is recorded at all (every file is read and hashed)."""
     import types
 
-    from jitpol.load import cache as cache_module
-
     real_stat = os.stat
 
     def other_device(path: Any, *args: Any, **kwargs: Any) -> Any:
@@ -215,7 +214,7 @@ def test_the_racy_window_is_timed_by_the_repositorys_file_system(rb: RepoBuilder
             return types.SimpleNamespace(st_dev=got.st_dev + 1, st_mode=got.st_mode)
         return got
 
-    monkeypatch.setattr(cache_module.os, "stat", other_device)
+    monkeypatch.setattr(os, "stat", other_device)  # (jitpol.load.cache calls os.stat)
     settle()
     outcome(rb.root)
     outcome(rb.root)
