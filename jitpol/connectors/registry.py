@@ -9,7 +9,6 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from jitpol.clock import Clock
@@ -164,6 +163,8 @@ def escrow_types() -> frozenset[str]:
 
 @cache
 def _config_schema() -> Mapping[str, Any]:
+    from importlib import resources  # here: importing it costs every command ~5 ms, and few need this
+
     data: Mapping[str, Any] = json.loads((resources.files("jitpol") / "schemas" / SETTINGS_SCHEMA).read_text())
     return data
 

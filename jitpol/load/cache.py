@@ -34,7 +34,6 @@ import hashlib
 import os
 import sqlite3
 import stat
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,7 +166,8 @@ class FileCache(CacheDB):
                 info = os.lstat(where)
                 if not stat.S_ISDIR(info.st_mode) or info.st_dev != device:
                     return None
-            fd, name = tempfile.mkstemp(prefix=".jitpol-now-", dir=where)
+            name = os.path.join(where, f".jitpol-now-{os.urandom(8).hex()}")
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
         except OSError:
             return None
         try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import marshal
-import multiprocessing
 import os
 import re
 import stat
@@ -545,6 +544,8 @@ def _workers(todo: int) -> int:
             wanted = os.cpu_count() or 1
     # fork only: nothing is pickled to the workers, and they start at once; a process with other
     # threads running is not forked (a lock held by one of them would stay held in the child)
+    import multiprocessing  # only where workers may be started (~7 ms of every warm run otherwise)
+
     if wanted < 2 or "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
         return 1
     return min(wanted, 8)
@@ -660,6 +661,8 @@ def _in_workers(rels: list[tuple[str, str, str]], todo: list[int], workers: int,
         cache.close()  # an SQLite connection must not cross a fork; each worker opens its own
     index = iter(todo)
     try:
+        import multiprocessing
+
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             # each chunk's results are taken as they come (in order), so only a few chunks' bytes
             # are held at a time: all of them at once were ~80 MiB at 100,000 files

@@ -13,9 +13,7 @@ fields, signatures) are never repeated in messages.
 
 from __future__ import annotations
 
-import difflib
 import functools
-import importlib.resources
 import json
 import os
 import re
@@ -71,6 +69,8 @@ def schema_dir() -> Path:
     checkout = Path(__file__).resolve().parents[2] / "schemas"
     if (checkout / marker).is_file():
         return checkout
+    import importlib.resources  # only for an installed package: a checkout never needs it (~5 ms)
+
     shipped = importlib.resources.files("jitpol") / "schemas"
     if shipped.joinpath(marker).is_file():
         return Path(str(shipped))
@@ -567,6 +567,8 @@ def _translate(error: ValidationError, root: Mapping[str, Any]) -> Iterator[Sche
         return
 
     if keyword == "additionalProperties" and isinstance(schema, Mapping) and isinstance(instance, Mapping):
+        import difflib  # only for messages about unknown fields
+
         allowed = sorted(schema.get("properties", {}))
         patterns = list(schema.get("patternProperties", {}))
         for key in instance:
