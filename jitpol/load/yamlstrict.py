@@ -177,9 +177,10 @@ class _Refused(Exception):  # an internal signal, turned into YamlError with a m
 
 # What PyYAML's Reader refuses, plus NEL/LS/PS: YAML 1.1 (PyYAML, libyaml) counts them as line
 # breaks, YAML 1.2 and editors do not, so lines and even values would differ between tools.
-_FORBIDDEN_CHAR = re.compile(
-    "[^\x09\x0a\x0d\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
-)
+# Written as the characters refused, not as the complement of those allowed
+# ("[^\x09\x0a\x0d\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"): the same
+# set (a test compares them over every code point), compiled in 0.5 ms instead of 4.5 ms.
+_FORBIDDEN_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Bidirectional overrides and isolates ("Trojan Source"): a reviewer would read a different grant
 # than the one the reconciler evaluates.

@@ -877,3 +877,14 @@ def test_bidi_controls_are_refused(ch: str) -> None:
     with pytest.raises(YamlError) as err:
         load_yaml(f"a: b\nc: \"x{ch}y\"\n", "f.yaml")
     assert (err.value.line, err.value.col) == (2, 6) and "bidirectional" in err.value.message
+
+
+def test_the_refused_characters_are_the_complement_of_those_pyyaml_allows_minus_nel_ls_ps() -> None:
+    import re
+
+    from jitpol.load import yamlstrict
+
+    allowed = re.compile("[\x09\x0a\x0d\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+    differ = [c for c in range(0x110000)
+              if bool(yamlstrict._FORBIDDEN_CHAR.match(chr(c))) == bool(allowed.match(chr(c)))]
+    assert differ == []
