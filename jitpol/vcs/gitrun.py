@@ -15,10 +15,12 @@ a remote helper); the result then fails and its stderr says so. A failing git co
 result with a non-zero status, not an exception: each caller decides what a failure means
 (`Done.message` is what to show). VcsError only when git cannot be started at all.
 
-git is started with `subprocess` directly, in a session of its own, so that a timeout kills
-git and every process it started at once (its process group). GitPython did this before; its
-import alone took ~50 ms of every command that runs git (a tenth of an `apply`), and it ran
-`git version` once per process.
+git is started with `subprocess` directly (GitPython did this before; its import alone took
+~50 ms of every command that runs git, a tenth of an `apply`, and it ran `git version` once per
+process). git stays in jitpol's own process group, so that whatever stops jitpol's group (a CI
+job cancelled, a kill of the run) stops git with it: a git left running could hold `index.lock`
+against the next run. A timeout kills git and every process below it (ssh, a remote helper),
+found through /proc, children first.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def _execute(args: tuple[str, ...], cwd: Path, env: Mapping[str, str] | None, ti
     try:
         proc = subprocess.Popen(  # git with arguments, never a shell
             ["git", *args], cwd=folder, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL, start_new_session=True)
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL)
     except FileNotFoundError as exc:
         raise VcsError("git is not installed or not on PATH") from exc
     except OSError as exc:
@@ -95,12 +97,12 @@ def _execute(args: tuple[str, ...], cwd: Path, env: Mapping[str, str] | None, ti
         out, err = proc.communicate(stdin, timeout=timeout)
         status = proc.returncode
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
+        _kill_tree(proc)
         out, err = proc.communicate()
         status = proc.returncode if proc.returncode else -9
         err = err + f"\ngit {args[0]} timed out after {timeout:g} s and was stopped".encode()
     except BaseException:
-        _kill_group(proc)  # interrupted: git and its children do not outlive the run
+        _kill_tree(proc)  # interrupted: git and its children do not outlive the run
         proc.wait()
         raise
     if strip:
@@ -109,12 +111,40 @@ def _execute(args: tuple[str, ...], cwd: Path, env: Mapping[str, str] | None, ti
     return status, out, err
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """Kill git and every process it started (ssh, a remote helper): its own session."""
+def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    """Kill git and every process below it (ssh, a remote helper): the deepest first, so that
+    none is re-parented away before it is found. Where /proc cannot tell (not Linux), git alone."""
+    for pid in reversed(_descendants(proc.pid)):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    proc.kill()
+
+
+def _descendants(root: int) -> list[int]:
+    """The processes below `root`, parents before their children (read from /proc)."""
+    children: dict[int, list[int]] = {}
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="utf-8", errors="replace") as handle:
+                parent = int(handle.read().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(name))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def git_output(*args: str, cwd: Path, allow_fail: bool = False) -> str:

@@ -74,3 +74,13 @@ def test_bytes_come_back_exactly(tmp_path: Path) -> None:
         run_git_bytes("cat-file", "blob", "0" * 40, cwd=tmp_path)
     with pytest.raises(VcsError, match="git is not installed"):
         run_git("status", cwd=tmp_path, env={"PATH": str(tmp_path / "nowhere")})
+
+
+def test_git_stays_in_the_callers_process_group(tmp_path: Path) -> None:
+    """What stops jitpol's process group (a cancelled CI job, a killed run) stops git too: a git
+    left running could hold index.lock against the next run."""
+    git(tmp_path, "init", "-q")
+    marker = tmp_path / "group"
+    done = run_git("-c", f"alias.group=!sh -c 'cut -d\" \" -f5 /proc/$$/stat > {marker}'", "group", cwd=tmp_path)
+    assert done.ok, done.message
+    assert int(marker.read_text()) == os.getpgrp()
