@@ -91,13 +91,16 @@ class Repo:
     ("" at the git root, else e.g. "policies/"); `base` is the policy root as a path.
     """
 
-    def __init__(self, root: Path, git_dir: Path, prefix: str = "") -> None:
+    def __init__(self, root: Path, git_dir: Path, prefix: str = "", common_dir: Path | None = None) -> None:
         self.root = root
         self.git_dir = git_dir
+        self._common = common_dir  # the common git folder of linked work trees (None: ask git)
         self.prefix = _normal_prefix(prefix)
         self.base = self.root / self.prefix if self.prefix else self.root
         # ls-tree results by (object id, paths): what a commit holds never changes
         self._trees: dict[tuple[str, tuple[str, ...]], dict[str, tuple[str, str]]] = {}
+
+    _found: dict[str, Repo] = {}  # noqa: RUF012 - per process: the same folder gives the same answer
 
     @classmethod
     def find(cls, path: Path) -> Repo | None:
@@ -105,16 +108,25 @@ class Repo:
         bare repository or a .git folder). `path` (a directory) becomes the policy root that
         every path is relative to. One git command."""
         start = path if path.is_dir() else path.parent
+        known = cls._found.get(os.fspath(start.absolute()))
+        if known is not None and known.git_dir.is_dir():
+            return known  # found before in this process (a run asks twice: to load, to commit)
         try:
-            done = run_git("rev-parse", "--is-bare-repository", "--absolute-git-dir", "--show-toplevel",
-                           "--show-prefix", cwd=start.absolute())
+            done = run_git("rev-parse", "--is-bare-repository", "--absolute-git-dir", "--git-common-dir",
+                           "--show-toplevel", "--show-prefix", cwd=start.absolute())
         except VcsError:
             return None  # no such folder
         lines = done.out.split("\n")
-        if not done.ok or len(lines) < 3 or lines[0] != "false" or not lines[2]:
+        if not done.ok or len(lines) < 4 or lines[0] != "false" or not lines[3]:
             return None
-        prefix = lines[3] if len(lines) > 3 else ""
-        return cls(Path(lines[2]), Path(lines[1]), prefix)
+        common = Path(lines[2])
+        common = common if common.is_absolute() else (start.absolute() / common).resolve()
+        prefix = lines[4] if len(lines) > 4 else ""
+        repo = cls(Path(lines[3]), Path(lines[1]), prefix, common)
+        if len(cls._found) >= 16:
+            cls._found.clear()
+        cls._found[os.fspath(start.absolute())] = repo
+        return repo
 
     # -- paths -------------------------------------------------------------------------------
 
@@ -136,6 +148,15 @@ class Repo:
         """The hex id of HEAD's commit; None in a repository without commits."""
         status, out, _ = self._run("rev-parse", "--verify", "--quiet", "HEAD^{commit}", check=False)
         return out.strip() if status == 0 else None
+
+    def _head_and_tree(self) -> tuple[str | None, str | None]:
+        """HEAD's commit and its tree with one git command; (HEAD, None) by head_commit() when
+        that does not answer with two object ids (no commit yet, or anything unexpected)."""
+        status, out, _ = self._run("rev-parse", "HEAD^{commit}", "HEAD^{tree}", check=False)
+        ids = out.split()
+        if status == 0 and len(ids) == 2 and all(_OBJECT_ID.fullmatch(i) for i in ids):
+            return ids[0], ids[1]
+        return self.head_commit(), None
 
     def current_branch(self) -> str | None:
         """The checked-out branch's short name; None when HEAD is detached."""
@@ -256,7 +277,7 @@ class Repo:
         """
         if not paths:
             raise ValueError("commit_paths needs at least one path")
-        head = self.head_commit()
+        head, head_tree = self._head_and_tree()
         paths = [self.git_path(p) for p in paths]
         present = [p for p in paths if os.path.lexists(self.root / p)]
         absent = [p for p in paths if p not in present]
@@ -274,7 +295,7 @@ class Repo:
                 self._run("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", *absent, env=private)
             tree = self._run("write-tree", env=private)[1].strip()
             if head is not None:
-                if tree == self._run("rev-parse", f"{head}^{{tree}}")[1].strip():
+                if tree == (head_tree or self._run("rev-parse", f"{head}^{{tree}}")[1].strip()):
                     return None
             elif not self._run("ls-files", env=private)[1]:
                 return None
@@ -698,9 +719,11 @@ class Repo:
         return blobs
 
     def _common_dir(self) -> Path:
-        out = self._run("rev-parse", "--git-common-dir")[1].strip()
-        path = Path(out)
-        return path if path.is_absolute() else (self.root / path).resolve()
+        if self._common is None:
+            out = self._run("rev-parse", "--git-common-dir")[1].strip()
+            path = Path(out)
+            self._common = path if path.is_absolute() else (self.root / path).resolve()
+        return self._common
 
     def _resolve(self, ref: str) -> str | None:
         status, out, _ = self._run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)

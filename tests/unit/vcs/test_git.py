@@ -316,3 +316,18 @@ def test_create_branch(work: Path) -> None:
     for bad in ("-x", "a..b", "has space"):
         with pytest.raises(VcsError, match="not a valid branch name"):
             repo.create_branch(bad)
+
+
+def test_a_linked_work_tree_knows_its_common_git_folder(work: Path, tmp_path: Path) -> None:
+    (work / "a").write_text("a")
+    git(work, "add", "a")
+    git(work, "commit", "-q", "-m", "a")
+    linked = tmp_path / "linked"
+    git(work, "worktree", "add", "-q", str(linked))
+    (linked / "policies").mkdir()
+    repo = found(linked / "policies")
+    assert (repo.root, repo.prefix) == (linked, "policies/")
+    assert repo.git_dir == work / ".git" / "worktrees" / "linked"
+    assert repo._common_dir() == (work / ".git").resolve()
+    (work / ".git" / "refs" / "heads" / "x.lock").write_text("")
+    assert work / ".git" / "refs" / "heads" / "x.lock" in repo.lock_files()  # refs live in the common folder
