@@ -37,7 +37,7 @@ import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import jitpol
 from jitpol.cachedb import DB_NAME, CacheDB, decode, encode
@@ -47,7 +47,7 @@ __all__ = ["DB_NAME", "RACY_SECONDS", "FileCache", "TreeEntry", "context_digest"
 _BATCH: Final = 500  # SQLite's default limit of bound parameters is 999
 # a file changed this recently (before the run began reading) is never recorded by its stat
 RACY_SECONDS: Final = 2.0
-_TREE_TAG: Final = b"jitpol-tree-v2\0"
+_TREE_TAG: Final = b"jitpol-tree-v3\0"
 _PACK_TAG: Final = b"jitpol-pack-v1\0"
 # a tree entry: "rel\0kind" -> packed (dev, ino, size, mtime_ns, ctime_ns, pack number or -1, index) + entry key
 TreeEntry = bytes
@@ -179,17 +179,18 @@ class FileCache(CacheDB):
     def _tree_key(self, root: Path) -> bytes:
         return hashlib.sha256(_TREE_TAG + self.context + os.fsencode(os.path.realpath(root))).digest()
 
-    def get_tree(self, root: Path) -> tuple[dict[str, TreeEntry], tuple[bytes, ...]] | None:
-        """The tree record of `root`: {rel: TreeEntry} and its pack ids; None when there is none
-        (or it does not verify, or has another shape)."""
+    def get_tree(self, root: Path) -> tuple[dict[str, TreeEntry], tuple[bytes, ...], dict[str, Any]] | None:
+        """The tree record of `root`: {rel: TreeEntry}, its pack ids and the directory listings
+        ({folder: (((folder, packed lstat), ...), (rel, ...))}); None when there is none (or it
+        does not verify, or has another shape)."""
         value = self.get("trees", self._tree_key(root))
-        if not isinstance(value, tuple) or len(value) != 2:
+        if not isinstance(value, tuple) or len(value) != 3:
             return None
-        entries, packs = value
+        entries, packs, listings = value
         if not isinstance(entries, dict) or not isinstance(packs, tuple) or not all(
-                isinstance(p, bytes) for p in packs):
+                isinstance(p, bytes) for p in packs) or not isinstance(listings, dict):
             return None
-        return entries, packs
+        return entries, packs, listings
 
     def get_pack(self, pack_id: bytes) -> list[object] | None:
         value = self.get("packs", pack_id)
@@ -210,13 +211,13 @@ class FileCache(CacheDB):
         return pack_id
 
     def put_tree(self, root: Path, entries: dict[str, TreeEntry], packs: tuple[bytes, ...],
-                 dropped: Iterable[bytes] = ()) -> None:
+                 listings: dict[str, Any], dropped: Iterable[bytes] = ()) -> None:
         """Replace the tree record of `root`; remove the packs in `dropped` (no longer used)."""
         conn = self._connection()
         if conn is None:
             return
         key = self._tree_key(root)
-        payload = encode((entries, packs))
+        payload = encode((entries, packs, listings))
 
         def store(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO trees (key, value) VALUES (?, ?)", (key, self.sealed(key, payload)))

@@ -107,10 +107,12 @@ class _Loader:
         line, col = doc.mark(*keys) if keys else (1, 1)
         self.diags.append(Diagnostic(doc.path, line, col, message))
 
-    def files(self) -> Iterator[tuple[str, str, str]]:
+    def files(self, record: _Record | None = None) -> Iterator[tuple[str, str, str]]:
         """(file, the kind expected there, its path relative to the root) for every policy
         file, in a stable order: that of `sorted(Path.glob(...))`, which it replaces (os.scandir
-        is several times faster on tens of thousands of files)."""
+        is several times faster on tens of thousands of files). With a tree `record`, a folder
+        whose every directory has exactly the recorded `lstat` (so no entry was added, removed or
+        renamed in any of them) is not listed again: its files are the recorded ones."""
         config = self.root / CONFIG_FILE
         if config.exists():
             yield str(config), "Config", CONFIG_FILE
@@ -118,21 +120,33 @@ class _Loader:
             self.diags.append(Diagnostic(CONFIG_FILE, 1, 1, "missing: every repository needs jitpol.yaml "
                                                              "(kind: Config)"))
         count = 0
+        root_text = str(self.root)
         for directory, kind in LAYOUT.items():
             base = self.root / directory
             if not base.is_dir():
                 continue
-            base_text = str(base)
-            for parts, entry in sorted(_entries(base, (), recursive=kind == "Grant"), key=lambda e: e[0]):
-                name = parts[-1]
-                dot = name.rfind(".")
-                if not 0 < dot < len(name) - 1 or name[dot:] not in (".yaml", ".yml") or _is_dir(entry):
-                    continue
+            known = record.listing(directory) if record is not None else None
+            if known is not None:
+                rels: list[str] | tuple[str, ...] = known
+            else:
+                dirs: list[tuple[str, bytes | None]] = []
+                listed = sorted(_entries(base, (), recursive=kind == "Grant", dirs=dirs), key=lambda e: e[0])
+                found: list[str] = []
+                for parts, entry in listed:
+                    name = parts[-1]
+                    dot = name.rfind(".")
+                    if not 0 < dot < len(name) - 1 or name[dot:] not in (".yaml", ".yml") or _is_dir(entry):
+                        continue
+                    found.append("/".join((directory, *parts)))
+                if record is not None:
+                    record.learn_listing(directory, dirs, found)
+                rels = found
+            for rel in rels:
                 count += 1
                 if count > MAX_FILES:
                     self.diags.append(Diagnostic(directory, 1, 1, f"more than {MAX_FILES} files; refusing"))
                     return
-                yield os.path.join(base_text, *parts), kind, "/".join((directory, *parts))
+                yield os.path.join(root_text, rel), kind, rel
 
     def accept(self, doc: YamlDocument, expected: str) -> bool:
         """Register a document that read without problems, unless its name is taken already."""
@@ -147,11 +161,16 @@ class _Loader:
         return True
 
 
-def _entries(directory: Path, parts: tuple[str, ...], *, recursive: bool) -> Iterator[tuple[tuple[str, ...],
-                                                                                       os.DirEntry[str]]]:
+def _entries(directory: Path, parts: tuple[str, ...], *, recursive: bool,
+             dirs: list[tuple[str, bytes | None]] | None = None) -> Iterator[tuple[tuple[str, ...],
+                                                                                 os.DirEntry[str]]]:
     """What `directory.glob("**/*" if recursive else "*")` yields, as (path parts below the
     starting directory, its entry): every entry, hidden ones too, descending into directories
-    but not into links to directories; an unreadable directory yields nothing."""
+    but not into links to directories; an unreadable directory yields nothing. Each directory
+    listed is added to `dirs` with its lstat, taken before it is listed (None: not a plain
+    directory, e.g. a link to one)."""
+    if dirs is not None:
+        dirs.append(("/".join(parts), _dir_stat(directory)))
     try:
         with os.scandir(directory) as it:
             entries = list(it)
@@ -161,7 +180,21 @@ def _entries(directory: Path, parts: tuple[str, ...], *, recursive: bool) -> Ite
         here = (*parts, entry.name)
         yield here, entry
         if recursive and _is_dir(entry) and not entry.is_symlink():
-            yield from _entries(directory / entry.name, here, recursive=True)
+            yield from _entries(directory / entry.name, here, recursive=True, dirs=dirs)
+
+
+def _dir_stat(path: Path | str) -> bytes | None:
+    """A directory's lstat as the tree record keeps it; None when it is not a plain directory."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(info.st_mode):
+        return None
+    try:
+        return _STAT.pack(info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    except struct.error:
+        return None
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:
@@ -398,6 +431,57 @@ _PACK_MAX = 2_000  # files per pack (and per worker chunk): one pack's values ar
 _PACK_MIN = 64  # fewer new values than this stay single entries until there are enough to pack
 
 
+@dataclass(slots=True)
+class _Record:
+    """The tree record of a repository as one load reads it (jitpol.load.cache), the clock it is
+    judged by, and the directory listings this load found (to keep)."""
+
+    cache: FileCache
+    root: Path
+    entries: dict[str, Any]
+    packs: tuple[bytes, ...]
+    listings: dict[str, Any]
+    racy_after: int | None  # ns: whatever changed after this is not recorded (None: nothing is)
+    new_listings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, cache: FileCache, root: Path) -> _Record:
+        got = cache.get_tree(root)
+        started = cache.now_ns(root)
+        return cls(cache, root, got[0] if got else {}, got[1] if got else (), got[2] if got else {},
+                   None if started is None else started - int(RACY_SECONDS * 1e9))
+
+    def listing(self, folder: str) -> tuple[str, ...] | None:
+        """The recorded files of `folder` (relative paths, in order) when every directory in it
+        has exactly its recorded lstat (which is then kept again); else None."""
+        rec = self.listings.get(folder)
+        if not isinstance(rec, tuple) or len(rec) != 2:
+            return None
+        dirs, rels = rec
+        if not isinstance(dirs, tuple) or not dirs or not isinstance(rels, tuple):
+            return None
+        for item in dirs:
+            if not isinstance(item, tuple) or len(item) != 2 or not isinstance(item[0], str):
+                return None
+            where = os.path.join(self.root, folder, item[0]) if item[0] else os.path.join(self.root, folder)
+            if item[1] is None or _dir_stat(where) != item[1]:
+                return None
+        if not all(isinstance(r, str) and r.startswith(f"{folder}/") for r in rels):
+            return None
+        self.new_listings[folder] = rec
+        return rels
+
+    def learn_listing(self, folder: str, dirs: list[tuple[str, bytes | None]], rels: list[str]) -> None:
+        """Keep what listing `folder` found, unless a directory in it is not plain or changed
+        a moment ago (an entry added in the same clock tick as the listing could hide)."""
+        if self.racy_after is None:
+            return
+        for _, packed in dirs:
+            if packed is None or max(_STAT.unpack(packed)[3:]) >= self.racy_after:
+                return
+        self.new_listings[folder] = (tuple(dirs), tuple(rels))
+
+
 _KIND_CODES = {kind: code for code, kind in enumerate(("Config", *LAYOUT.values()))}
 _STAT = struct.Struct("<QQQqq")  # dev, ino, size, mtime_ns, ctime_ns
 _ENTRY = struct.Struct("<BQQQqqiI")  # kind code, the stat, pack number (-1: none), index in the pack
@@ -415,16 +499,15 @@ class _Tree:
     is kept as compactly (~110 bytes a file in memory; tuples took ~450, more than 100 MiB at
     100,000 files)."""
 
-    def __init__(self, cache: FileCache, root: Path, rels: list[tuple[str, str, str]]) -> None:
+    def __init__(self, cache: FileCache, root: Path, rels: list[tuple[str, str, str]], record: _Record) -> None:
         self.cache = cache
         self.root = root
         self.rels = rels
-        got = cache.get_tree(root)
-        self.old: dict[str, Any] = got[0] if got is not None else {}
-        self.old_packs: tuple[bytes, ...] = got[1] if got is not None else ()
-        started = cache.now_ns(root)
+        self.old = record.entries
+        self.old_packs = record.packs
+        self.record = record
         # files changed after this are "racy": not recorded by their stat (None: record none)
-        self.racy_after = None if started is None else started - int(RACY_SECONDS * 1e9)
+        self.racy_after = record.racy_after
         self.learned: dict[int, bytes] = {}  # packed stat + key of files that may be recorded
         self.place: dict[int, int] = {}  # pack number << 32 | index, numbers into self.packs
         self.packs: dict[bytes, int] = {}  # pack id -> its number
@@ -512,9 +595,9 @@ class _Tree:
                             + _PLACE.pack(number, 0 if place is None else place & 0xFFFFFFFF)
                             + learned[_STAT.size:])
         order = tuple(used)
-        if entries == self.old and order == self.old_packs:
+        if entries == self.old and order == self.old_packs and self.record.listings == self.record.new_listings:
             return
-        self.cache.put_tree(self.root, entries, order, dropped=self.old_packs)
+        self.cache.put_tree(self.root, entries, order, self.record.new_listings, dropped=self.old_packs)
 
     def _racy(self, before: _Stat) -> bool:
         return self.racy_after is None or max(before[3], before[4]) >= self.racy_after
@@ -523,7 +606,7 @@ class _Tree:
         """Whether a new record would say more than the one read: a file that is not what the
         record says and could be recorded now (a file changed a moment ago cannot: it stays as
         it is, a miss, until it can), or many recorded files that are gone."""
-        if any(i not in self.same for i in self.learned):
+        if any(i not in self.same for i in self.learned) or self.record.new_listings != self.record.listings:
             return True
         present = sum(1 for _, rel, _ in self.rels if rel in self.old)
         gone = len(self.old) - present
@@ -557,11 +640,11 @@ WORKERS_ENV = "JITPOL_LOAD_WORKERS"
 
 
 def _read_all(files: list[tuple[str, str, str]], cache: FileCache | None,
-              root: Path | None = None) -> list[_FileResult]:
+              root: Path | None = None, record: _Record | None = None) -> list[_FileResult]:
     """Every file read, checked and built, in the order of `files` ((path, kind, relative path))."""
     rels = [(path, rel, kind) for path, kind, rel in files]
     results: list[_FileResult | None] = [None] * len(rels)
-    tree = _Tree(cache, root, rels) if cache is not None and root is not None else None
+    tree = _Tree(cache, root, rels, record) if cache is not None and root is not None and record is not None else None
     todo: list[int] = []
     if cache is not None and cache.knows_context():
         _lookup(rels, cache, tree, results, todo)
@@ -891,10 +974,11 @@ def load_repository(root: Path, *, cache: bool = True) -> LoadResult:
 
 def _load(root: Path, *, cache: bool) -> LoadResult:
     ld = _Loader(root)
-    files = list(ld.files())
     file_cache = FileCache.open_for(root) if cache else None
     try:
-        results = _read_all(files, file_cache, root)
+        record = _Record.read(file_cache, root) if file_cache is not None else None
+        files = list(ld.files(record))
+        results = _read_all(files, file_cache, root, record)
     finally:
         if file_cache is not None:
             file_cache.close()

@@ -240,3 +240,69 @@ def test_what_was_loaded_is_left_out_of_later_collections(rb: RepoBuilder, cache
         assert gc.get_freeze_count() > 0 and loaded.policy.grants
     finally:
         gc.unfreeze()
+
+
+@pytest.fixture
+def listed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The folders listed (scandir) from now on, relative to the repository."""
+    seen: list[str] = []
+    real = repository._entries
+
+    def spy(directory: Path, parts: tuple[str, ...], **kwargs: Any) -> Any:
+        seen.append(directory.name if not parts else "/".join(parts))
+        return real(directory, parts, **kwargs)
+
+    monkeypatch.setattr(repository, "_entries", spy)
+    return seen
+
+
+def test_unchanged_folders_are_not_listed_again(rb: RepoBuilder, cache_dir: Path, listed: list[str]) -> None:
+    (rb.root / "grants" / "2000").mkdir()
+    rb.grant("nested", "alice", "2000-01-01T10:00:00Z")
+    (rb.root / "grants" / "nested.yaml").rename(rb.root / "grants" / "2000" / "nested.yaml")
+    first = warm(rb)
+    assert "nested" in first[1]
+    listed.clear()
+    assert outcome(rb.root) == first
+    assert listed == []  # every folder as recorded: the recorded files
+
+
+@pytest.mark.parametrize("change", ["add", "remove", "add-folder", "folder-to-link", "rename"])
+def test_a_changed_folder_is_listed_again(rb: RepoBuilder, cache_dir: Path, listed: list[str],
+                                          change: str, tmp_path: Path) -> None:
+    sub = rb.root / "grants" / "2000"
+    sub.mkdir()
+    (rb.root / "grants" / "g1.yaml").rename(sub / "g1.yaml")
+    warm(rb)
+    grants = sub / "g1.yaml"
+    if change == "add":
+        (sub / "extra.yaml").write_text((rb.root / "grants" / "g2.yaml").read_text().replace("g2", "extra"))
+    elif change == "remove":
+        grants.unlink()
+    elif change == "add-folder":
+        deeper = sub / "deeper"
+        deeper.mkdir()
+        (deeper / "extra.yaml").write_text((rb.root / "grants" / "g2.yaml").read_text().replace("g2", "extra"))
+    elif change == "folder-to-link":
+        outside = tmp_path / "outside"
+        sub.rename(outside)
+        sub.symlink_to(outside, target_is_directory=True)
+    else:
+        grants.rename(sub / "renamed.yaml")
+    listed.clear()
+    messages, names = outcome(rb.root)
+    assert "grants" in listed  # listed again, not taken from the record
+    expected = {"add": {"g1", "extra"}, "remove": set(), "add-folder": {"g1", "extra"},
+                "folder-to-link": set(), "rename": {"g1"}}[change]
+    assert {n for n in names if n in {"g1", "extra"}} == expected
+    uncached = load_repository(rb.root, cache=False)
+    assert (messages, names) == ([str(d) for d in uncached.diagnostics], sorted(uncached.policy.grants))
+
+
+def test_a_folder_changed_a_moment_ago_is_not_recorded(rb: RepoBuilder, cache_dir: Path, listed: list[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(repository, "RACY_SECONDS", 3600.0)
+    outcome(rb.root)
+    listed.clear()
+    outcome(rb.root)
+    assert "grants" in listed
