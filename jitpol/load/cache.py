@@ -24,6 +24,9 @@ started reading, by the clock of the file system the repository is on (`FileCach
 write in the same clock tick as the read could otherwise leave an old value under an unchanged
 stat (git's "racy" files). The record and
 every pack are authenticated like entries; a missing, foreign or damaged one is a full miss.
+The record also keeps each policy folder's listing with the `lstat` of every directory in it (an
+entry added, removed or renamed changes its directory's mtime and ctime): a folder none of whose
+directories changed is not listed again (`repository._Record`).
 
 Where, how to switch it off, and what happens when it is damaged: see jitpol.cachedb.
 """
