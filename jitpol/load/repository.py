@@ -185,14 +185,9 @@ def _entries(directory: Path, parts: tuple[str, ...], *, recursive: bool,
 
 def _dir_stat(path: Path | str) -> bytes | None:
     """A directory's lstat as the tree record keeps it; None when it is not a plain directory."""
+    found = _stat_of(path, stat.S_ISDIR)
     try:
-        info = os.lstat(path)
-    except OSError:
-        return None
-    if not stat.S_ISDIR(info.st_mode):
-        return None
-    try:
-        return _STAT.pack(info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        return None if found is None else _STAT.pack(*found)
     except struct.error:
         return None
 
@@ -383,13 +378,14 @@ _WORKER_CACHE: FileCache | None = None
 _Stat = tuple[int, int, int, int, int]
 
 
-def _stat_of(path: str) -> _Stat | None:
-    """What the tree record keeps of a regular file's lstat (None: not a regular file, or gone)."""
+def _stat_of(path: str | Path, kind: Callable[[int], bool] = stat.S_ISREG) -> _Stat | None:
+    """What the tree record keeps of a regular file's lstat (or, with `kind`, of another kind of
+    entry); None when it is not of that kind, or gone."""
     try:
         info = os.lstat(path)
     except OSError:
         return None
-    if not stat.S_ISREG(info.st_mode):
+    if not kind(info.st_mode):
         return None
     return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
 
