@@ -33,7 +33,7 @@ from benchmarks.run import (  # noqa: E402
     fmt_s,
     jitpol_cmd,
     measure,
-    ratio_text,
+    record_list_form,
     run_playbook,
     table,
     version,
@@ -137,14 +137,8 @@ def _bench(db: ThrowawayMariadb, n: int, loop_sample: int, now: str, work: Path,
             gone = member_count(db)
             if (got, gone) != (n, 0):
                 raise RuntimeError(f"ansible list playbook left {got} then {gone} members (want {n} then 0)")
-            entry["ansible_list"] = {"grant_s": round(present.seconds, 3), "revoke_s": round(absent.seconds, 3),
-                                     "peak_rss_mib": round(max(present.rss_mib, absent.rss_mib), 1)}
-            rows.append(["ansible, one mysql_role task with the member list", fmt_s(present.seconds),
-                         fmt_s(absent.seconds), f"{max(present.rss_mib, absent.rss_mib):.0f} MiB"])
-            entry["ratio_ansible_list_over_jitpol"] = {"grant": round(present.seconds / grant.seconds, 3),
-                                                       "revoke": round(absent.seconds / revoke.seconds, 3)}
-            notes.append(f"grant:  {ratio_text(present.seconds, grant.seconds, 'ansible (list)')}")
-            notes.append(f"revoke: {ratio_text(absent.seconds, revoke.seconds, 'ansible (list)')}")
+            record_list_form("ansible, one mysql_role task with the member list", present, absent, grant, revoke,
+                             entry, rows, notes)
             _loop(db, work, aenv, accounts, loop_sample, grant, revoke, entry, rows, notes)
         except (RuntimeError, OSError) as exc:
             print(f"  skip: ansible failed: {str(exc)[:1500]}")

@@ -428,6 +428,20 @@ def run_ansible(playbook: str, work: Path, env: Mapping[str, str], roles: Sequen
                         {"jit_group": APPLY_GROUP_ROLE, "jit_roles": list(roles), "jit_state": state}, env, state)
 
 
+def record_list_form(label: str, present: Measured, absent: Measured, grant: Measured, revoke: Measured,
+                     entry: dict[str, Any], rows: list[list[str]], notes: list[str]) -> None:
+    """Ansible's list-form runs (`present`, `absent`) against jitpol's (`grant`, `revoke`): into the
+    results entry, the table rows and the notes."""
+    entry["ansible_list"] = {"grant_s": round(present.seconds, 3), "revoke_s": round(absent.seconds, 3),
+                             "peak_rss_mib": round(max(present.rss_mib, absent.rss_mib), 1)}
+    rows.append([label, fmt_s(present.seconds), fmt_s(absent.seconds),
+                 f"{max(present.rss_mib, absent.rss_mib):.0f} MiB"])
+    entry["ratio_ansible_list_over_jitpol"] = {"grant": round(present.seconds / grant.seconds, 3),
+                                               "revoke": round(absent.seconds / revoke.seconds, 3)}
+    notes.append(f"grant:  {ratio_text(present.seconds, grant.seconds, 'ansible (list)')}")
+    notes.append(f"revoke: {ratio_text(absent.seconds, revoke.seconds, 'ansible (list)')}")
+
+
 def bench_apply(opts: Options, work: Path, pg: ThrowawayPostgres, results: dict[str, Any]) -> None:
     n = opts.apply_n
     print(f"\n== c. apply: {n:,} grant memberships on PostgreSQL ({n:,} login roles exist, one group role)")
@@ -500,14 +514,8 @@ def bench_apply(opts: Options, work: Path, pg: ThrowawayPostgres, results: dict[
             gone = member_count(dsn, APPLY_GROUP_ROLE)
             if (got, gone) != (n, 0):
                 raise RuntimeError(f"ansible list playbook left {got} then {gone} members (want {n} then 0)")
-            entry["ansible_list"] = {"grant_s": round(present.seconds, 3), "revoke_s": round(absent.seconds, 3),
-                                     "peak_rss_mib": round(max(present.rss_mib, absent.rss_mib), 1)}
-            rows.append(["ansible, one task with target_roles list", fmt_s(present.seconds), fmt_s(absent.seconds),
-                         f"{max(present.rss_mib, absent.rss_mib):.0f} MiB"])
-            entry["ratio_ansible_list_over_jitpol"] = {"grant": round(present.seconds / grant.seconds, 3),
-                                                       "revoke": round(absent.seconds / revoke.seconds, 3)}
-            notes.append(f"grant:  {ratio_text(present.seconds, grant.seconds, 'ansible (list)')}")
-            notes.append(f"revoke: {ratio_text(absent.seconds, revoke.seconds, 'ansible (list)')}")
+            record_list_form("ansible, one task with target_roles list", present, absent, grant, revoke,
+                             entry, rows, notes)
             loop_variant(opts, work, aenv, dsn, logins, grant, revoke, entry, rows, notes)
         except (RuntimeError, OSError) as exc:
             print(f"  skip: ansible failed: {str(exc)[:1500]}")
