@@ -188,12 +188,7 @@ class MembershipBatch(Membership):
             else:
                 ok.append(i)
         sent: Sent = []
-        granted: list[int] = []
-        for role, members in _by_role(ok, items).items():
-            stmt = f"GRANT {self._role_sql(role)} TO {self._accounts_sql(members, items)}"
-            granted.extend(self._shared(stmt, members, items, True, out, sent,
-                                        lambda i: f"GRANT {self._role_sql(items[i].role)} TO "
-                                                  f"{self._account_sql(items[i].user, items[i].host)}"))
+        granted = self._per_role("GRANT", "TO", ok, items, out, sent)
         # MariaDB: one default role per account, set one account at a time; the first role this
         # batch grants an account without one (in the batch's order), as one action at a time would
         chosen: set[tuple[str, str]] = set()
@@ -235,12 +230,7 @@ class MembershipBatch(Membership):
                 out[i] = exc
             else:
                 ready.append(i)
-        revoked: list[int] = []
-        for role, members in _by_role(ready, items).items():
-            stmt = f"REVOKE {self._role_sql(role)} FROM {self._accounts_sql(members, items)}"
-            revoked.extend(self._shared(stmt, members, items, False, out, sent,
-                                        lambda i: f"REVOKE {self._role_sql(items[i].role)} FROM "
-                                                  f"{self._account_sql(items[i].user, items[i].host)}"))
+        revoked = self._per_role("REVOKE", "FROM", ready, items, out, sent)
         revoked.sort()
         if self._terminate_sessions and revoked:
             # REVOKE does not reach into open connections: one that ran SET ROLE keeps acting as
@@ -276,11 +266,7 @@ class MembershipBatch(Membership):
                 if not rows:
                     return
                 for pid, _ in rows:
-                    try:
-                        self._execute(f"KILL CONNECTION {int(pid)}")
-                    except PermanentTargetError as exc:
-                        if "Unknown thread id" not in str(exc):  # gone meanwhile: fine
-                            raise
+                    self._kill(pid)
                 if time.monotonic() > deadline:
                     remaining: dict[str, int] = {}
                     for _, user in rows:
@@ -302,6 +288,18 @@ class MembershipBatch(Membership):
     def _accounts_sql(self, idxs: list[int], items: dict[int, _Item]) -> str:
         pairs = dict.fromkeys((items[i].user, items[i].host) for i in idxs)
         return ", ".join(self._account_sql(user, host) for user, host in pairs)
+
+    def _per_role(self, verb: str, word: str, idxs: list[int], items: dict[int, _Item], out: Results,
+                  sent: Sent) -> list[int]:
+        """`verb role word accounts` (GRANT ... TO, REVOKE ... FROM) once per role for the actions
+        `idxs`; the actions it served that succeeded (see _shared)."""
+        done: list[int] = []
+        for role, members in _by_role(idxs, items).items():
+            stmt = f"{verb} {self._role_sql(role)} {word} {self._accounts_sql(members, items)}"
+            done.extend(self._shared(stmt, members, items, verb == "GRANT", out, sent,
+                                     lambda i: f"{verb} {self._role_sql(items[i].role)} {word} "
+                                               f"{self._account_sql(items[i].user, items[i].host)}"))
+        return done
 
     def _shared(self, stmt: str, idxs: list[int], items: dict[int, _Item], held: bool, out: Results, sent: Sent,
                 alone: Callable[[int], str]) -> list[int]:

@@ -308,6 +308,14 @@ class MysqlSession:
 
     # -- ending sessions --------------------------------------------------------------------
 
+    def _kill(self, pid: int | str) -> None:
+        """KILL one connection; one that ended meanwhile is fine."""
+        try:
+            self._execute(f"KILL CONNECTION {int(pid)}")
+        except PermanentTargetError as exc:
+            if "Unknown thread id" not in str(exc):
+                raise
+
     def _sessions(self, user: str) -> list[int]:
         rows = self._fetch(
             "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s AND ID <> CONNECTION_ID()", (user,))
@@ -322,11 +330,7 @@ class MysqlSession:
             if not ids:
                 return
             for pid in ids:
-                try:
-                    self._execute(f"KILL CONNECTION {int(pid)}")
-                except PermanentTargetError as exc:
-                    if "Unknown thread id" not in str(exc):  # gone meanwhile: fine
-                        raise
+                self._kill(pid)
             if time.monotonic() > deadline:
                 raise TargetUnavailable(
                     f"target {self.name}: {len(ids)} connection(s) of {user!r} did not end within "
