@@ -119,8 +119,6 @@ class MembershipBatch(Membership):
                           changes: dict[int, _Change]) -> list[tuple[sql.Composed, list[int]]]:
         """(statement, the indices of the actions it serves): the grantor role's setup, each
         statement once, then one GRANT per role and kind (marked, unmarked)."""
-        from psycopg import sql
-
         conn = self._connection()
         setup: dict[str, tuple[sql.Composed, list[int]]] = {}
         groups: dict[tuple[str, bool], list[int]] = {}
@@ -129,40 +127,37 @@ class MembershipBatch(Membership):
             for stmt in change.setup:
                 setup.setdefault(stmt.as_string(conn), (stmt, []))[1].append(i)
             groups.setdefault((actions[i].assignment.privilege, change.marked), []).append(i)
+        # unmarked: this login cannot record the grantor, so granted unmarked, as before markers
+        return [*setup.values(), *self._per_role("GRANT", "TO", groups, actions)]
+
+    def _per_role(self, verb: str, word: str, groups: dict[tuple[str, bool], list[int]],
+                  actions: Sequence[Action]) -> list[tuple[sql.Composed, list[int]]]:
+        """One `verb role word principals` (GRANT ... TO, REVOKE ... FROM) per (role, marked) group,
+        `GRANTED BY` jitpol's grantor role when marked; each with the actions it serves."""
+        from psycopg import sql
+
         grantor = sql.Identifier(self._grantor)
-        statements = list(setup.values())
+        out: list[tuple[sql.Composed, list[int]]] = []
         for (role, marked), members in groups.items():
             names = sql.SQL(", ").join(sql.Identifier(p) for p in dict.fromkeys(actions[i].principal for i in members))
-            statements.append((
-                sql.SQL("GRANT {} TO {} GRANTED BY {}").format(sql.Identifier(role), names, grantor) if marked
-                # this login cannot record the grantor: granted unmarked, as before markers
-                else sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), names),
-                members,
-            ))
-        return statements
+            # verb and word are fixed keywords; role and principals are quoted identifiers
+            stmt = sql.SQL(f"{verb} {{}} {word} {{}}").format(sql.Identifier(role), names)
+            out.append((sql.SQL("{} GRANTED BY {}").format(stmt, grantor) if marked else stmt, members))
+        return out
 
     # -- revokes ----------------------------------------------------------------------------
 
     def _revoke_batch(self, actions: Sequence[Action], idxs: list[int], changes: dict[int, _Change],
                       out: Results) -> None:
         import psycopg
-        from psycopg import sql
 
         conn = self._connection()
         groups: dict[tuple[str, bool], list[int]] = {}
         for i in idxs:
             groups.setdefault((actions[i].assignment.privilege, changes[i].marked), []).append(i)
-        grantor = sql.Identifier(self._grantor)
-        sent: list[tuple[sql.Composed, list[int]]] = []
-        for (role, marked), members in groups.items():
-            names = sql.SQL(", ").join(sql.Identifier(p) for p in dict.fromkeys(actions[i].principal for i in members))
-            sent.append((
-                # jitpol's rows, and only them: on PostgreSQL 16 another grantor's standing row survives
-                sql.SQL("REVOKE {} FROM {} GRANTED BY {}").format(sql.Identifier(role), names, grantor) if marked
-                # unmarked, but the ledger says jitpol gave them (granted before markers existed)
-                else sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(role), names),
-                members,
-            ))
+        # marked: jitpol's rows, and only them (on PostgreSQL 16 another grantor's standing row
+        # survives); unmarked: the ledger says jitpol gave them (granted before markers existed)
+        sent = self._per_role("REVOKE", "FROM", groups, actions)
         try:
             with conn.transaction():
                 for stmt, _ in sent:
