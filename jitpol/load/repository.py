@@ -390,6 +390,25 @@ def _stat_of(path: str | Path, kind: Callable[[int], bool] = stat.S_ISREG) -> _S
     return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
 
 
+def _read_one(path: str, rel: str, expected: str,
+              cache: FileCache | None) -> tuple[_FileResult, object | None, bytes | None, _Stat | None]:
+    """One file read, checked and built: (result, what the cache may keep of it, its entry key,
+    its stat taken before its bytes were read: a later change changes it); no key when nothing
+    may be kept (no cache, or bytes that could not be read)."""
+    raw: bytes | None = None
+    before = None
+    if cache is not None:
+        before = _stat_of(path)
+        try:
+            raw = read_file_bytes(path, rel)  # the key is made from the bytes that are parsed
+        except YamlError:
+            raw = None  # _read_doc reads it again and reports why not
+    result, value = _process(path, rel, expected, raw)
+    if cache is None or value is None or raw is None:
+        return result, None, None, before
+    return result, value, cache.key(rel, expected, raw), before
+
+
 def _process_chunk(chunk: list[tuple[str, str, str]]) -> tuple[bytes, bytes]:
     """Worker process: read, check and build a run of files; store what may be cached. Returns
     the results as marshal bytes of `_cache_value`s without the grants' marks (several times
@@ -401,17 +420,8 @@ def _process_chunk(chunk: list[tuple[str, str, str]]) -> tuple[bytes, bytes]:
     store: list[tuple[bytes, object]] = []
     cache = _WORKER_CACHE
     for path, rel, expected in chunk:
-        raw: bytes | None = None
-        before = None
-        if cache is not None:
-            before = _stat_of(path)
-            try:
-                raw = read_file_bytes(path, rel)
-            except YamlError:
-                raw = None  # _read_doc reads it again and reports why not
-        result, value = _process(path, rel, expected, raw)
-        if cache is not None and value is not None and raw is not None:
-            key = cache.key(rel, expected, raw)
+        result, value, key, before = _read_one(path, rel, expected, cache)
+        if key is not None:
             store.append((key, value))
             meta.append((key, before))
         else:
@@ -654,17 +664,8 @@ def _read_all(files: list[tuple[str, str, str]], cache: FileCache | None,
         fresh: list[tuple[int, object]] = []
         for i in todo:
             path, rel, kind = rels[i]
-            raw = None
-            before = None
-            if cache is not None:
-                before = _stat_of(path)  # before the bytes are read: a later change changes it
-                try:
-                    raw = read_file_bytes(path, rel)  # the key is made from the bytes that are parsed
-                except YamlError:
-                    raw = None  # _read_doc reads it again and reports why not
-            result, value = _process(path, rel, kind, raw)
-            if cache is not None and value is not None and raw is not None:
-                key = cache.key(rel, kind, raw)
+            result, value, key, before = _read_one(path, rel, kind, cache)
+            if key is not None:
                 store.append((key, value))
                 if tree is not None:
                     tree.learn(i, key, before, value=value)
