@@ -176,3 +176,26 @@ def test_a_change_after_a_verification_is_still_found(path: Path) -> None:
             pass
     path.write_text(text, encoding="utf-8")  # the verified bytes again: intact
     assert Ledger(path).verify() is None
+
+
+def test_a_record_that_vouches_for_what_the_file_does_not_hold_is_not_believed(
+        path: Path, walked: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even a record written under the cache's own key (whoever holds it can write one) cannot
+    stop the ledger from being read: a beginning that is not the events it claims is checked."""
+    import hashlib
+
+    import jitpol.ledger.store as store
+
+    Ledger(path).append([body(1), body(2)])
+    data = path.read_bytes()
+    path.write_bytes(data + b"\xff not utf-8\n")
+    forget_this_process(monkeypatch)
+    monkeypatch.setattr(store, "_REMEMBERED", store._Remembered())
+    remembered = store._REMEMBERED
+    full = path.read_bytes()
+    ledger = Ledger(path)
+    db = remembered._db(ledger.root)
+    assert db is not None
+    db.put("ledgers", remembered._key(path), (len(full), hashlib.sha256(full).digest(), 3, None))
+    events, problem = Ledger(path).readable()
+    assert problem is not None and problem.line == 3 and [e["seq"] for e in events] == [1, 2]
