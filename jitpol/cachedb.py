@@ -103,7 +103,7 @@ class CacheDB:
     opens its own connection."""
 
     directory: Path
-    secret: bytes
+    secret: bytes = field(repr=False)  # never shown (the HMAC key)
     _conn: sqlite3.Connection | None = field(default=None, repr=False)
     _pid: int = 0
     broken: bool = False

@@ -195,3 +195,9 @@ def test_switched_off(rb: RepoBuilder, cache_dir: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("JITPOL_CACHE", "off")
     assert messages(rb.root) == []
     assert not cache_dir.exists()
+
+
+def test_the_cache_key_is_never_shown(rb: RepoBuilder, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JITPOL_CACHE_KEY", "s3cret-cache-key")
+    cache = open_cache(rb.root)
+    assert "secret=" not in repr(cache) and repr(cache.secret) not in repr(cache)
