@@ -41,7 +41,7 @@ from pathlib import Path, PurePosixPath
 
 from jitpol.errors import VcsError
 from jitpol.fsutil import fs_now
-from jitpol.vcs.gitrun import git_message, redact, run_git, run_git_bytes
+from jitpol.vcs.gitrun import git_message, parent_pid, redact, run_git, run_git_bytes
 
 # Network operations give up after this long instead of hanging a scheduled run.
 NETWORK_TIMEOUT_SECONDS = 300.0
@@ -833,11 +833,10 @@ def _lock_users(lock: Path, places: Sequence[Path]) -> list[str] | None:
 
 def _descends_from(pid: int, ancestor: int) -> bool:
     for _ in range(64):
-        try:
-            stat_text = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
-            pid = int(stat_text.rpartition(")")[2].split()[1])
-        except (OSError, ValueError, IndexError):
+        parent = parent_pid(pid)
+        if parent is None:
             return False
+        pid = parent
         if pid == ancestor:
             return True
         if pid <= 1:

@@ -122,6 +122,15 @@ def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
     proc.kill()
 
 
+def parent_pid(pid: int) -> int | None:
+    """The parent of process `pid`, read from /proc; None when that cannot tell (gone, not Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
+            return int(handle.read().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _descendants(root: int) -> list[int]:
     """The processes below `root`, parents before their children (read from /proc)."""
     children: dict[int, list[int]] = {}
@@ -132,12 +141,9 @@ def _descendants(root: int) -> list[int]:
     for name in names:
         if not name.isdigit():
             continue
-        try:
-            with open(f"/proc/{name}/stat", encoding="utf-8", errors="replace") as handle:
-                parent = int(handle.read().rpartition(")")[2].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(parent, []).append(int(name))
+        parent = parent_pid(int(name))
+        if parent is not None:
+            children.setdefault(parent, []).append(int(name))
     found: list[int] = []
     todo = [root]
     while todo:
