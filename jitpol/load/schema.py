@@ -208,6 +208,18 @@ def _native_formats() -> frozenset[str]:
     return frozenset(_NATIVE_PACKAGES)
 
 
+def _installed(packages: Iterable[str | None]) -> bool:
+    import importlib
+
+    try:
+        for package in packages:
+            if package is not None:
+                importlib.import_module(package)
+    except ImportError:
+        return False
+    return True
+
+
 def _conforms(value: Any, fmt: str) -> bool:
     if fmt in _native_formats():
         if not isinstance(value, str):
@@ -229,18 +241,9 @@ def _conforms(value: Any, fmt: str) -> bool:
 @functools.cache
 def _fast_check(kind: str) -> Callable[[Any], bool] | None:
     """The compiled yes/no check of `kind`'s schema (None: jsonschema does all the work)."""
-    import importlib
-
     compiled = _compiled(kind)
     formats = set(_formats(compiled))
-    try:  # a missing format package is refused, in the words of the slow path (below)
-        if not formats <= _native_formats():
-            raise ImportError("a format jsonschema checks")
-        for fmt in formats:
-            package = _NATIVE_PACKAGES[fmt]
-            if package is not None:
-                importlib.import_module(package)
-    except ImportError:
+    if not (formats <= _native_formats() and _installed(_NATIVE_PACKAGES[f] for f in formats)):
         _validator(kind)  # refuses missing format checkers first, exactly as the slow path does
     return compile_check(compiled, format_conforms=_conforms,
                          pattern_search=lambda pattern, text: _compile_pattern(pattern).search(text) is not None)
