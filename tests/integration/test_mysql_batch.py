@@ -26,6 +26,7 @@ from jitpol.model.documents import Source, Target
 from jitpol.observe.targets import Connections
 from jitpol.plan.diff import Plan
 from tests.doubles.server import closed_port
+from tests.helpers.batch import WrappedBatch
 from tests.helpers.clock import Now
 from tests.mysql_fixtures import *  # noqa: F403 (the fixture mysql_sandbox)
 from tests.mysql_fixtures import DSN_ENV, PASSWORD, TARGET, MysqlSandbox
@@ -382,24 +383,6 @@ def test_execute_records_each_actions_own_result(mysql_sandbox: MysqlSandbox, tm
 
 
 # -- the contract, through apply_batch -----------------------------------------------------------
-
-
-class WrappedBatch:
-    """The real connector seen through apply_batch: apply() of one action is a batch of one."""
-
-    def __init__(self, real: MysqlConnector) -> None:
-        self.real = real
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
-
-    def apply(self, action: Action, *, check: bool = False) -> Outcome:
-        if check:  # apply_batch has no check mode
-            return self.real.apply(action, check=True)
-        (result,) = self.real.apply_batch([action])
-        if isinstance(result, Exception):
-            raise result
-        return result
 
 
 class TestMysqlContractThroughBatches(contract.TestMysqlContract):

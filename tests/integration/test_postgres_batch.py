@@ -28,6 +28,7 @@ from jitpol.model.documents import Source, Target
 from jitpol.observe.targets import Connections
 from jitpol.plan.diff import Plan
 from tests.doubles.server import closed_port
+from tests.helpers.batch import WrappedBatch
 from tests.helpers.clock import Now
 from tests.integration.test_postgres_connector import ensure_grantor, grantors, login_and_set_role, server_version
 
@@ -343,24 +344,6 @@ def test_execute_splits_long_runs_into_batches_of_at_most_batch_max(
     assert not any(r.ok for r in results)
     assert [e["event"] for e in events[BATCH_MAX:2 * BATCH_MAX]] == ["action.failed"] * BATCH_MAX
     assert json.loads(json.dumps(events[-1]))["principal"] == f"batch_ghost_{BATCH_MAX + 1:05d}"
-
-
-class WrappedBatch:
-    """The real connector seen through apply_batch: apply() of one action is a batch of one."""
-
-    def __init__(self, real: PostgresConnector) -> None:
-        self.real = real
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
-
-    def apply(self, action: Action, *, check: bool = False) -> Outcome:
-        if check:  # apply_batch has no check mode
-            return self.real.apply(action, check=True)
-        (result,) = self.real.apply_batch([action])
-        if isinstance(result, Exception):
-            raise result
-        return result
 
 
 class TestPostgresContractThroughBatches(contract.TestPostgresContract):
