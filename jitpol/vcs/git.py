@@ -624,8 +624,10 @@ class Repo:
         target = f"HEAD:refs/heads/{branch}"
         why = ""
         for attempt in range(1, attempts + 1):
+            # finish_alone: a push killed half-way can leave a lock in the remote that no later
+            # run can clear (see jitpol.vcs.gitrun)
             status, out, err = self._run(
-                "push", "--porcelain", remote, target, check=False, timeout=NETWORK_TIMEOUT_SECONDS
+                "push", "--porcelain", remote, target, check=False, timeout=NETWORK_TIMEOUT_SECONDS, finish_alone=True
             )
             if status == 0:
                 return
@@ -744,10 +746,11 @@ class Repo:
         env: Mapping[str, str] | None = None,
         check: bool = True,
         timeout: float | None = None,
+        finish_alone: bool = False,
     ) -> tuple[int, str, str]:
         """Run `git args...` in the work tree (see jitpol.vcs.gitrun): (status, stdout, stderr).
         check=True raises VcsError on a non-zero status."""
-        done = run_git(*args, cwd=self.root, env=env, timeout=timeout)
+        done = run_git(*args, cwd=self.root, env=env, timeout=timeout, finish_alone=finish_alone)
         if check and not done.ok:
             raise VcsError(f"git {args[0]} failed: {done.message}")
         return done.status, done.out, done.err

@@ -20,7 +20,10 @@ git is started with `subprocess` directly (GitPython did this before; its import
 process). git stays in jitpol's own process group, so that whatever stops jitpol's group (a CI
 job cancelled, a kill of the run) stops git with it: a git left running could hold `index.lock`
 against the next run. A timeout kills git and every process below it (ssh, a remote helper),
-found through /proc, children first.
+found through /proc, children first. The one exception is a push (`finish_alone`): it changes
+another repository, where jitpol cannot clear a lock that a push killed half-way leaves (a local
+bare remote's `refs/heads/<b>.lock` stops every later push), so it runs in a session of its own
+and finishes (or fails) by itself when the run is killed; its timeout still stops it.
 """
 
 from __future__ import annotations
@@ -63,10 +66,12 @@ class Done:
         return git_message(self.err or self.out)
 
 
-def run_git(*args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float | None = None) -> Done:
+def run_git(*args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float | None = None,
+            finish_alone: bool = False) -> Done:
     """Run `git args...` in the folder `cwd`. VcsError when git is not installed or `cwd` is not
-    a folder git can run in (git never runs anywhere else instead)."""
-    status, out, err = _execute(args, cwd, env, timeout)
+    a folder git can run in (git never runs anywhere else instead). `finish_alone`: in a session
+    of its own, so that a kill of jitpol's process group does not stop it half-way (a push)."""
+    status, out, err = _execute(args, cwd, env, timeout, finish_alone=finish_alone)
     return Done(status, out.decode("utf-8", "surrogateescape"), err.decode("utf-8", "surrogateescape"))
 
 
@@ -80,7 +85,7 @@ def run_git_bytes(*args: str, cwd: Path, stdin: bytes | None = None, timeout: fl
 
 
 def _execute(args: tuple[str, ...], cwd: Path, env: Mapping[str, str] | None, timeout: float | None, *,
-             stdin: bytes | None = None, strip: bool = True) -> tuple[int, bytes, bytes]:
+             stdin: bytes | None = None, strip: bool = True, finish_alone: bool = False) -> tuple[int, bytes, bytes]:
     folder = os.fspath(cwd)
     if not os.path.isdir(folder) or not os.access(folder, os.X_OK):
         raise VcsError(f"cannot run git in {folder}: not an accessible folder")
@@ -88,7 +93,7 @@ def _execute(args: tuple[str, ...], cwd: Path, env: Mapping[str, str] | None, ti
     try:
         proc = subprocess.Popen(  # git with arguments, never a shell
             ["git", *args], cwd=folder, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL)
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL, start_new_session=finish_alone)
     except FileNotFoundError as exc:
         raise VcsError("git is not installed or not on PATH") from exc
     except OSError as exc:

@@ -84,3 +84,15 @@ def test_git_stays_in_the_callers_process_group(tmp_path: Path) -> None:
     done = run_git("-c", f"alias.group=!sh -c 'cut -d\" \" -f5 /proc/$$/stat > {marker}'", "group", cwd=tmp_path)
     assert done.ok, done.message
     assert int(marker.read_text()) == os.getpgrp()
+
+
+def test_a_push_finishes_alone(tmp_path: Path) -> None:
+    """finish_alone: a session of its own, which a kill of jitpol's process group does not reach
+    (a push stopped half-way can leave a lock in the remote that no later run can clear)."""
+    git(tmp_path, "init", "-q")
+    marker = tmp_path / "session"
+    alias = f"alias.session=!sh -c 'cut -d\" \" -f6 /proc/$$/stat > {marker}'"
+    assert run_git("-c", alias, "session", cwd=tmp_path, finish_alone=True).ok
+    assert int(marker.read_text()) != os.getsid(0)
+    assert run_git("-c", alias, "session", cwd=tmp_path).ok
+    assert int(marker.read_text()) == os.getsid(0)
