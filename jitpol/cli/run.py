@@ -29,7 +29,7 @@ from jitpol.plan.render import plan_text
 from jitpol.run import RunSummary, run_apply
 from jitpol.scope import AUDIT_DIR, Part, Shard, ledger_path
 from jitpol.trust.ledger import sign_checkpoint
-from jitpol.vcs.git import Rebase, Repo
+from jitpol.vcs.git import Change, Rebase, Repo
 
 
 class ClickReporter:
@@ -129,10 +129,11 @@ def _is_ledger_file(rel: str) -> bool:
     return folder == AUDIT_DIR.as_posix() and "/" not in name and name.endswith(".jsonl")
 
 
-def _not_owed(repo: Path, git: Repo, status: str, rel: str) -> str | None:
+def _not_owed(repo: Path, git: Repo, change: Change) -> str | None:
     """Why a changed path under audit/ is not the ledger's to commit, or None when it is. jitpol
     writes no symbolic links, never deletes a ledger file, and only appends to one: anything else
     in the work tree is damage, which stays out of the branch."""
+    rel = change.path
     path = repo / rel
     here = repo
     for part in rel.split("/"):
@@ -141,13 +142,12 @@ def _not_owed(repo: Path, git: Repo, status: str, rel: str) -> str | None:
             return "a symbolic link (jitpol writes none)"
     if not _is_ledger_file(rel):
         return None
-    if status == "D":
+    if change.status == "D":
         return f"deleted in the work tree; jitpol never deletes a ledger file (restore it: git checkout HEAD -- {rel})"
     problem = Ledger(path).verify()
     if problem is not None:
         return f"line {problem.line}: {problem.message}"
-    committed = git.file_at("HEAD", rel) if status == "M" else None
-    if committed is not None and not path.read_bytes().startswith(committed):
+    if change.status == "M" and change.was is not None and not git.blob_starts(change.was[1], path.read_bytes()):
         return "does not extend the committed file (jitpol only appends to a ledger)"
     return None
 
@@ -157,37 +157,33 @@ _TEMPORARY = re.compile(r"\..+-[0-9a-f]{12}\.tmp")
 _TEMPORARY_AGE = 60.0  # seconds: younger ones may belong to a write in progress
 
 
-def _owed_paths(repo: Path, git: Repo) -> list[str]:
-    """The paths under audit/ to commit (all of audit/ when nothing in it is damaged); warns
+def _owed_changes(repo: Path, git: Repo) -> list[Change]:
+    """The changes under audit/ to commit, their contents already in git's object store; warns
     about each change that stays out. A temporary file a killed write left is never committed:
     removed once it is old enough not to be another run's write in progress."""
-    keep: list[str] = []
-    left_out = False
-    for status, rel in git.changed_paths(_ledger_paths(repo)):
+    keep: list[Change] = []
+    for change in git.changes(_ledger_paths(repo), store=True):
+        rel = change.path
         path = repo / rel
-        if status == "A" and _TEMPORARY.fullmatch(path.name) and not path.is_symlink():
-            left_out = True
+        if change.status == "A" and _TEMPORARY.fullmatch(path.name) and not path.is_symlink():
             with contextlib.suppress(OSError):
                 if fs_now(git.git_dir) - path.lstat().st_mtime >= _TEMPORARY_AGE:
                     path.unlink()
                     _warn(f"removed {rel}: the temporary file of a write a killed run left")
             continue
-        problem = _not_owed(repo, git, status, rel)
+        problem = _not_owed(repo, git, change)
         if problem is None:
-            keep.append(rel)
+            keep.append(change)
         else:
-            left_out = True
             _warn(f"{rel}: {problem}; not committed ({_SEE_DOCS})")
-    if not keep:
-        return []
-    return keep if left_out else _ledger_paths(repo)
+    return keep
 
 
 def commit_owed(repo: Path, git: Repo, message: str, quiet: bool = False) -> str | None:
-    paths = _owed_paths(repo, git)
-    if not paths:
+    changes = _owed_changes(repo, git)
+    if not changes:
         return None
-    sha = git.commit_paths(paths, message)
+    sha = git.commit_changes(changes, message)
     if sha and not quiet:
         click.echo(f"Committed ledger: {sha[:12]}")
     return sha

@@ -27,6 +27,7 @@ process is never removed.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import re
@@ -74,6 +75,17 @@ class Rebase:
 
     old: str
     onto: str
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A file whose work-tree state differs from HEAD (Repo.changes)."""
+
+    status: str  # "A" new, "M" changed, "D" deleted
+    path: str  # relative to the policy root
+    git_path: str  # relative to the git root
+    now: tuple[str, str] | None  # (mode, blob id) in the work tree; None when deleted (or not a file)
+    was: tuple[str, str] | None  # (mode, blob id) in HEAD; None when new
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,25 +275,42 @@ class Repo:
         author_email: str = "jitpol@localhost",
     ) -> str | None:
         """Commit the work-tree state of exactly `paths` (relative to the policy root) on top of
-        HEAD.
-
-        Other changes, staged or not, are neither committed nor disturbed: the commit is built
-        in a private index. New, changed and deleted files under `paths` are all recorded.
-        Returns the new commit's id, or None when `paths` hold no change. The identity is used
-        for author and committer; hooks do not run (this is jitpol's own bookkeeping commit).
-
-        HEAD moves and the real index's entries for `paths` follow it under git's own index lock
-        (see _install), so whatever fails or is killed, the index is never left behind HEAD for
-        another git user: the commit either does not happen, or `index.lock` stays until the next
-        run clears it and heals the index. VcsError when the index is locked (nothing changes).
-        """
+        HEAD: commit_changes(changes(paths, store=True), ...). New, changed and deleted files
+        under `paths` are all recorded. Returns the new commit's id, or None when `paths` hold no
+        change."""
         if not paths:
             raise ValueError("commit_paths needs at least one path")
+        return self.commit_changes(self.changes(paths, store=True), message, author_name=author_name,
+                                   author_email=author_email)
+
+    def commit_changes(
+        self,
+        changes: Sequence[Change],
+        message: str,
+        *,
+        author_name: str = "jitpol",
+        author_email: str = "jitpol@localhost",
+    ) -> str | None:
+        """Commit exactly `changes` (from changes(..., store=True): their contents are already in
+        git's object store) on top of HEAD, whatever the work tree holds by now: what was checked
+        is what is committed. Returns the new commit's id, or None when they change nothing.
+
+        Other changes, staged or not, are neither committed nor disturbed: the tree is built in a
+        private index (HEAD's tree with `changes` put in by `update-index --index-info`, so no
+        file is hashed again). The identity is used for author and committer; hooks do not run
+        (this is jitpol's own bookkeeping commit).
+
+        HEAD moves and the real index's entries for the committed files follow it under git's
+        own index lock (see _install), so whatever fails or is killed, the index is never left
+        behind HEAD for another git user: the commit either does not happen, or `index.lock`
+        stays until the next run clears it and heals the index. VcsError when the index is locked
+        (nothing changes), or when a change's content is not in the object store.
+        """
+        if not changes:
+            return None
         head, head_tree = self._head_and_tree()
-        paths = [self.git_path(p) for p in paths]
-        present = [p for p in paths if os.path.lexists(self.root / p)]
-        absent = [p for p in paths if p not in present]
-        fd, index_name = tempfile.mkstemp(prefix="jitpol-index-", dir=self.git_dir)
+        info = _index_info(changes, len(head or "") or 40)
+        fd, index_name = tempfile.mkstemp(prefix=_PRIVATE_INDEX, dir=self.git_dir)
         os.close(fd)
         index = Path(index_name)
         index.unlink()  # git wants to create it; a missing index file is an empty index
@@ -289,10 +318,7 @@ class Repo:
         try:
             if head is not None:
                 self._run("read-tree", head, env=private)
-            if present:
-                self._run("add", "--all", "--", *present, env=private)
-            if absent:
-                self._run("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", *absent, env=private)
+            self._run("update-index", "-z", "--index-info", env=private, stdin=info)
             tree = self._run("write-tree", env=private)[1].strip()
             if head is not None:
                 if tree == (head_tree or self._run("rev-parse", f"{head}^{{tree}}")[1].strip()):
@@ -311,15 +337,21 @@ class Repo:
             index.unlink(missing_ok=True)
             Path(f"{index}.lock").unlink(missing_ok=True)
         subject = message.splitlines()[0] if message else ""
-        self._install(head, commit, paths, subject)
+        self._install(head, commit, info, subject)
         return commit
 
-    def _install(self, head: str | None, commit: str, git_paths: Sequence[str], subject: str) -> None:
-        """Move HEAD from `head` to `commit` and make the real index's entries for `git_paths`
-        match it, as git itself commits: take `index.lock`, write the new index into it, update
-        the ref (compare-and-swap: if HEAD moved meanwhile, fail rather than drop someone's
-        commit), rename the lock over the index. A failure before the ref moved changes nothing;
-        a kill after it leaves `index.lock`, which stops every git writer until it is cleared."""
+    def _install(self, head: str | None, commit: str, info: bytes, subject: str) -> None:
+        """Move HEAD from `head` to `commit` and set the real index's entries for the committed
+        files (`info`, as `update-index -z --index-info` reads it) as git itself commits: take
+        `index.lock`, write the new index into it, update the ref (compare-and-swap: if HEAD
+        moved meanwhile, fail rather than drop someone's commit), rename the lock over the index.
+        A failure before the ref moved changes nothing; a kill after it leaves `index.lock`,
+        which stops every git writer until it is cleared.
+
+        The new entries are then refreshed (`update-index --refresh`: file metadata recorded
+        where the work tree holds exactly the committed content, never anything else), since
+        git commands that move the work tree (`reset --keep`, the re-base) trust an entry's
+        recorded metadata and refuse files that have none."""
         index = self.git_dir / "index"
         lock = self.git_dir / "index.lock"
         try:
@@ -335,7 +367,10 @@ class Repo:
                 shutil.copyfile(index, tmp)
             else:
                 tmp.unlink()  # no index yet: an empty one
-            self._run("reset", "-q", commit, "--", *git_paths, env={"GIT_INDEX_FILE": str(tmp)})
+            private = {"GIT_INDEX_FILE": str(tmp)}
+            self._run("update-index", "-z", "--index-info", env=private, stdin=info)
+            # exit 1 when some other entry differs from its file: not ours to mind
+            self._run("update-index", "-q", "--refresh", env=private, check=False)
             data = tmp.read_bytes()
             os.ftruncate(fd, 0)
             view = memoryview(data)
@@ -376,27 +411,54 @@ class Repo:
     def changed_paths(self, paths: Sequence[str]) -> list[tuple[str, str]]:
         """(status, path relative to the policy root) of every file under `paths` whose work-tree
         state differs from HEAD: "A" new (untracked or staged), "D" deleted, "M" changed."""
+        return [(c.status, c.path) for c in self.changes(paths)]
+
+    def changes(self, paths: Sequence[str], *, store: bool = False) -> list[Change]:
+        """Every file under `paths` (relative to the policy root) whose work-tree state differs
+        from HEAD (untracked files count, ignored ones do not), sorted by path. `store`: write
+        their contents into git's object store, ready for commit_changes (quickly compressed:
+        `git gc` packs them later)."""
         head = self.head_commit()
         scope = [self.git_path(p) for p in paths]
         in_head = self._tree_entries(head, scope) if head is not None else {}
         args = ["ls-files", "--cached", "--others", "--exclude-standard", "--full-name", "-z", "--", *scope]
         present = {p for p in self._run(*args)[1].split("\0") if p and os.path.lexists(self.root / p)}
-        work = self._work_blobs(sorted(present))
-        out: list[tuple[str, str]] = []
+        work = self._work_objects(sorted(present), in_head, store=store)
+        out: list[Change] = []
         for name in sorted(set(in_head) | present):
             was = in_head.get(name)
+            now = work.get(name) if name in present else None
             if name not in present:
                 status = "D"
             elif was is None:
                 status = "A"
-            elif work.get(name) != was[1] or os.path.islink(self.root / name) != (was[0] == "120000"):
+            elif now != was:
                 status = "M"
             else:
                 continue
             rel = self.policy_path(name)
             if rel is not None:
-                out.append((status, rel))
+                out.append(Change(status, rel, name, now, was))
         return out
+
+    def blob_starts(self, blob: str, data: bytes) -> bool:
+        """Whether `data` begins with the content of the blob `blob` (an object id from a
+        Change), decided by hashing that much of `data` as git would: the blob is never read."""
+        if not _OBJECT_ID.fullmatch(blob):
+            raise VcsError("not an object id")
+        answer = self._run("cat-file", "--batch-check=%(objecttype) %(objectsize)", stdin=f"{blob}\n".encode())[1]
+        kind, _, size_text = answer.strip().partition(" ")
+        if kind != "blob" or not size_text.isdigit():
+            raise VcsError(f"git cat-file: {blob} is not a blob ({answer.strip()[:80]!r})")
+        size = int(size_text)
+        if size > len(data):
+            return False
+        # the repository's own object id (SHA-1, or SHA-256 in a sha256 repository): git names
+        # the committed content by it, so equal ids are git's own notion of equal content
+        digest = hashlib.sha1() if len(blob) == 40 else hashlib.sha256()  # noqa: S324
+        digest.update(b"blob %d\0" % size)
+        digest.update(memoryview(data)[:size])
+        return digest.hexdigest() == blob
 
     def last_commit(self, path: str) -> str | None:
         """The newest commit in HEAD's history that touched `path` (relative to the policy
@@ -715,10 +777,46 @@ class Repo:
         """{path: the blob id git would store for the work-tree file} (None: no regular file)."""
         files = [p for p in git_paths if (self.root / p).is_file() and not (self.root / p).is_symlink()]
         blobs: dict[str, str | None] = dict.fromkeys(git_paths)
-        for i in range(0, len(files), 500):
-            chunk = files[i:i + 500]
-            blobs.update(zip(chunk, self._run("hash-object", "--", *chunk)[1].split(), strict=True))
+        blobs.update(self._hash(files, store=False))
         return blobs
+
+    def _hash(self, git_paths: Sequence[str], *, store: bool) -> dict[str, str]:
+        """{path: blob id} of regular files, hashed as `git add` would (.gitattributes filters
+        apply); `store`: written into the object store too, quickly compressed."""
+        blobs: dict[str, str] = {}
+        write = ["-c", "core.looseCompression=1", "hash-object", "-w"] if store else ["hash-object"]
+        for i in range(0, len(git_paths), 500):
+            chunk = git_paths[i:i + 500]
+            blobs.update(zip(chunk, self._run(*write, "--", *chunk)[1].split(), strict=True))
+        return blobs
+
+    def _work_objects(self, git_paths: Sequence[str], in_head: Mapping[str, tuple[str, str]], *,
+                      store: bool) -> dict[str, tuple[str, str] | None]:
+        """{path: (mode, blob id) git would record for the work-tree file} (None: neither a
+        regular file nor a symbolic link). A file keeps HEAD's executable bit (jitpol never
+        changes one: on a file system without one, every file would look executable)."""
+        objects: dict[str, tuple[str, str] | None] = dict.fromkeys(git_paths)
+        files: list[str] = []
+        for name in git_paths:
+            try:
+                mode = os.lstat(self.root / name).st_mode
+            except OSError:
+                continue
+            if stat.S_ISREG(mode):
+                files.append(name)
+            elif stat.S_ISLNK(mode):
+                target = os.fsencode(os.readlink(self.root / name))
+                write = ["-w"] if store else []
+                blob = self._run("hash-object", *write, "--stdin", stdin=target)[1].strip()
+                objects[name] = ("120000", blob)
+        for name, blob in self._hash(files, store=store).items():
+            was = in_head.get(name)
+            if was is not None and was[0] in ("100644", "100755"):
+                mode_text = was[0]
+            else:
+                mode_text = "100755" if os.lstat(self.root / name).st_mode & stat.S_IXUSR else "100644"
+            objects[name] = (mode_text, blob)
+        return objects
 
     def _common_dir(self) -> Path:
         if self._common is None:
@@ -747,13 +845,29 @@ class Repo:
         check: bool = True,
         timeout: float | None = None,
         finish_alone: bool = False,
+        stdin: bytes | None = None,
     ) -> tuple[int, str, str]:
         """Run `git args...` in the work tree (see jitpol.vcs.gitrun): (status, stdout, stderr).
         check=True raises VcsError on a non-zero status."""
-        done = run_git(*args, cwd=self.root, env=env, timeout=timeout, finish_alone=finish_alone)
+        done = run_git(*args, cwd=self.root, env=env, timeout=timeout, finish_alone=finish_alone, stdin=stdin)
         if check and not done.ok:
             raise VcsError(f"git {args[0]} failed: {done.message}")
         return done.status, done.out, done.err
+
+
+def _index_info(changes: Sequence[Change], id_length: int) -> bytes:
+    """`changes` as `git update-index -z --index-info` reads them: mode, object id and path, or
+    mode 0 for a removal."""
+    records = []
+    for c in changes:
+        if c.status == "D":
+            mode, blob = "0", "0" * id_length
+        elif c.now is None:
+            raise VcsError(f"cannot commit {c.git_path}: neither a regular file nor a symbolic link")
+        else:
+            mode, blob = c.now
+        records.append(f"{mode} {blob}\t{c.git_path}\0")
+    return os.fsencode("".join(records))
 
 
 def _remote_moved(porcelain: str, stderr: str = "") -> bool:

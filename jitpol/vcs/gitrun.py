@@ -2,8 +2,8 @@
 
 Every git command jitpol runs goes through `run_git`, in a folder the caller names, with:
 
-- stdin closed, and GIT_TERMINAL_PROMPT=0: a missing credential fails instead of waiting for a
-  prompt nobody answers;
+- stdin closed (unless the caller feeds it), and GIT_TERMINAL_PROMPT=0: a missing credential
+  fails instead of waiting for a prompt nobody answers;
 - GIT_LITERAL_PATHSPECS=1: a file named `*` is that file, not a pattern;
 - LC_ALL=C and LANGUAGE=C: git speaks English, since callers read its messages (a push refused
   because the remote moved, for one);
@@ -67,11 +67,12 @@ class Done:
 
 
 def run_git(*args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float | None = None,
-            finish_alone: bool = False) -> Done:
-    """Run `git args...` in the folder `cwd`. VcsError when git is not installed or `cwd` is not
-    a folder git can run in (git never runs anywhere else instead). `finish_alone`: in a session
-    of its own, so that a kill of jitpol's process group does not stop it half-way (a push)."""
-    status, out, err = _execute(args, cwd, env, timeout, finish_alone=finish_alone)
+            finish_alone: bool = False, stdin: bytes | None = None) -> Done:
+    """Run `git args...` in the folder `cwd`, `stdin` fed to it (else stdin is closed). VcsError
+    when git is not installed or `cwd` is not a folder git can run in (git never runs anywhere
+    else instead). `finish_alone`: in a session of its own, so that a kill of jitpol's process
+    group does not stop it half-way (a push)."""
+    status, out, err = _execute(args, cwd, env, timeout, stdin=stdin, finish_alone=finish_alone)
     return Done(status, out.decode("utf-8", "surrogateescape"), err.decode("utf-8", "surrogateescape"))
 
 

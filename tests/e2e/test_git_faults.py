@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from jitpol.cli.main import cli
+from jitpol.ledger.chain import CHAIN_KEYS
 from jitpol.ledger.store import Ledger
 from tests.helpers.detached import holding_open
 from tests.helpers.git import git, publish
@@ -209,6 +210,28 @@ def test_damage_in_the_work_tree_is_never_committed(tmp_path: Path) -> None:
     ledger.write_bytes(ledger.read_bytes() + b'{"seq": 99, "torn')
     res = jitpol(rb.root, "apply", "--at", LATER)
     assert "audit/ledger.jsonl" in res.output and "not committed" in res.output
+    assert git(rb.root, "rev-parse", "HEAD") == head
+
+
+@pytest.mark.parametrize("longer", [False, True])
+def test_a_ledger_rewritten_into_another_valid_chain_is_never_committed(tmp_path: Path, longer: bool) -> None:
+    """A ledger whose lines all verify but which does not begin with HEAD's file (cut back to
+    its first line; or cut back and then grown past the committed length by other lines) stays
+    out of the branch. The committed file is compared by its object id, never read."""
+    rb, _ = published(tmp_path)
+    assert jitpol(rb.root, "apply", "--at", AT).exit_code == 0
+    head = git(rb.root, "rev-parse", "HEAD")
+    ledger = rb.root / "audit" / "ledger.jsonl"
+    committed = ledger.read_bytes()
+    assert committed.count(b"\n") > 1
+    first = {k: v for k, v in Ledger(ledger).events()[0].items() if k not in CHAIN_KEYS}
+    ledger.write_bytes(committed.split(b"\n")[0] + b"\n")
+    while longer and ledger.stat().st_size <= len(committed):
+        Ledger(ledger).append([first])  # the same event again: a valid chain, another file
+    assert Ledger(ledger).verify() is None
+    res = jitpol(rb.root, "apply", "--at", AT)
+    assert "does not extend the committed file (jitpol only appends to a ledger); not committed" in res.output, \
+        res.output
     assert git(rb.root, "rev-parse", "HEAD") == head
 
 
