@@ -428,6 +428,25 @@ def run_ansible(playbook: str, work: Path, env: Mapping[str, str], roles: Sequen
                         {"jit_group": APPLY_GROUP_ROLE, "jit_roles": list(roles), "jit_state": state}, env, state)
 
 
+def median_run(runs: Sequence[Measured]) -> Measured:
+    """The run of median time (of an even count, the faster of the middle two)."""
+    ordered = sorted(runs, key=lambda m: m.seconds)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def restore_repo(repo: Path) -> None:
+    """Put a benchmark repository back to its first commit as a new one would be: the files a run
+    wrote removed (the policy files, never rewritten, keep their inodes) and the git objects no
+    commit reaches pruned, so that the next run writes its ledger objects anew."""
+    git = ["git", "-C", str(repo)]
+    root = subprocess.run([*git, "rev-list", "--max-parents=0", "HEAD"], check=True, capture_output=True,
+                          text=True).stdout.split()[0]
+    subprocess.run([*git, "reset", "-q", "--hard", root], check=True)
+    subprocess.run([*git, "clean", "-qfdx"], check=True)
+    subprocess.run([*git, "reflog", "expire", "--expire=now", "--all"], check=True)
+    subprocess.run([*git, "prune", "--expire=now"], check=True)
+
+
 def record_list_form(label: str, present: Measured, absent: Measured, grant: Measured, revoke: Measured,
                      entry: dict[str, Any], rows: list[list[str]], notes: list[str]) -> None:
     """Ansible's list-form runs (`present`, `absent`) against jitpol's (`grant`, `revoke`): into the
@@ -473,26 +492,60 @@ def bench_apply(opts: Options, work: Path, pg: ThrowawayPostgres, results: dict[
                                f"\n{m.stderr[-1500:]}")
         return m
 
-    grant = jitpol_apply(opts.now, n)
-    revoke = jitpol_apply(after, 0)
+    def floor_run(state: str, expect: int) -> Measured:
+        m = run_floor(dsn, APPLY_GROUP_ROLE, "jitpol_grantor", logins, state)
+        if member_count(dsn, APPLY_GROUP_ROLE) != expect:
+            raise RuntimeError(f"the psycopg floor ({state}) did not leave {expect} members")
+        return m
+
+    aenv: dict[str, str] | None = None
+    if ensure_peer("ansible", "ansible-playbook", opts.install) is not None:
+        aenv = ansible_env(work / "ansible", ("PG",), {"PGPORT": str(pg.port), "PGPASSWORD": pg.password})
+
+    def ansible_run(state: str, expect: int) -> Measured:
+        assert aenv is not None
+        m = run_ansible("membership_list.yml", work, aenv, logins, state)
+        if member_count(dsn, APPLY_GROUP_ROLE) != expect:
+            raise RuntimeError(f"ansible list playbook ({state}) did not leave {expect} members")
+        return m
+
+    # `opts.runs` rounds, each side's grant then revoke in every round, interleaved so that all
+    # sides meet the same machine; each round starts jitpol's repository as it was (the policy
+    # files untouched, so the load cache stays warm; the ledger and its git objects gone)
+    runs: dict[str, list[Measured]] = {}
+    ansible_error: str | None = None
+    for round_no in range(opts.runs):
+        if round_no:
+            restore_repo(repo)
+        runs.setdefault("grant", []).append(jitpol_apply(opts.now, n))
+        runs.setdefault("revoke", []).append(jitpol_apply(after, 0))
+        runs.setdefault("floor_grant", []).append(floor_run("present", n))
+        runs.setdefault("floor_revoke", []).append(floor_run("absent", 0))
+        if aenv is not None and ansible_error is None:
+            try:
+                runs.setdefault("present", []).append(ansible_run("present", n))
+                runs.setdefault("absent", []).append(ansible_run("absent", 0))
+            except (RuntimeError, OSError) as exc:
+                print(f"  skip: ansible failed: {str(exc)[:1500]}")
+                ansible_error = str(exc)[:1500]
+    grant, revoke = median_run(runs["grant"]), median_run(runs["revoke"])
+    floor_grant, floor_revoke = median_run(runs["floor_grant"]), median_run(runs["floor_revoke"])
     entry["jitpol"] = {"grant_s": round(grant.seconds, 3), "revoke_s": round(revoke.seconds, 3),
+                       "grant_runs_s": [round(r.seconds, 3) for r in runs["grant"]],
+                       "revoke_runs_s": [round(r.seconds, 3) for r in runs["revoke"]],
                        "grant_rss_mib": round(grant.rss_mib, 1), "revoke_rss_mib": round(revoke.rss_mib, 1)}
-    floor_grant = run_floor(dsn, APPLY_GROUP_ROLE, "jitpol_grantor", logins, "present")
-    got = member_count(dsn, APPLY_GROUP_ROLE)
-    floor_revoke = run_floor(dsn, APPLY_GROUP_ROLE, "jitpol_grantor", logins, "absent")
-    gone = member_count(dsn, APPLY_GROUP_ROLE)
-    if (got, gone) != (n, 0):
-        raise RuntimeError(f"the psycopg floor left {got} then {gone} members (want {n} then 0)")
     floor = {"grant": validate.median_s + floor_grant.seconds, "revoke": validate.median_s + floor_revoke.seconds}
     entry["floor"] = {
         "validate_s": round(validate.median_s, 3), "validate_runs_s": [round(r.seconds, 3) for r in validate.runs],
         "imports_s": round(imports.median_s, 3),
         "psycopg_grant_s": round(floor_grant.seconds, 3), "psycopg_revoke_s": round(floor_revoke.seconds, 3),
+        "psycopg_grant_runs_s": [round(r.seconds, 3) for r in runs["floor_grant"]],
+        "psycopg_revoke_runs_s": [round(r.seconds, 3) for r in runs["floor_revoke"]],
         "grant_s": round(floor["grant"], 3), "revoke_s": round(floor["revoke"], 3),
     }
     entry["ratio_jitpol_over_floor"] = {"grant": round(grant.seconds / floor["grant"], 3),
                                         "revoke": round(revoke.seconds / floor["revoke"], 3)}
-    rows = [["tool", "grant run", "revoke run", "peak RSS"],
+    rows = [["tool (median of the rounds)", "grant run", "revoke run", "peak RSS"],
             ["jitpol apply", fmt_s(grant.seconds), fmt_s(revoke.seconds),
              f"{max(grant.rss_mib, revoke.rss_mib):.0f} MiB"],
             ["floor = jitpol validate + psycopg process", fmt_s(floor["grant"]), fmt_s(floor["revoke"]), ""],
@@ -504,22 +557,19 @@ def bench_apply(opts: Options, work: Path, pg: ThrowawayPostgres, results: dict[
         f"jitpol / floor = {grant.seconds / floor['grant']:.2f} (grant), {revoke.seconds / floor['revoke']:.2f} "
         f"(revoke); of the floor, interpreter start + jitpol's imports: {imports.median_s:.2f} s"]
 
-    playbook_ok = ensure_peer("ansible", "ansible-playbook", opts.install) is not None
-    if playbook_ok:
-        aenv = ansible_env(work / "ansible", ("PG",), {"PGPORT": str(pg.port), "PGPASSWORD": pg.password})
+    if aenv is not None and ansible_error is None:
+        present, absent = median_run(runs["present"]), median_run(runs["absent"])
+        entry["ansible_list_runs_s"] = {"grant": [round(r.seconds, 3) for r in runs["present"]],
+                                        "revoke": [round(r.seconds, 3) for r in runs["absent"]]}
+        record_list_form("ansible, one task with target_roles list", present, absent, grant, revoke,
+                         entry, rows, notes)
         try:
-            present = run_ansible("membership_list.yml", work, aenv, logins, "present")
-            got = member_count(dsn, APPLY_GROUP_ROLE)
-            absent = run_ansible("membership_list.yml", work, aenv, logins, "absent")
-            gone = member_count(dsn, APPLY_GROUP_ROLE)
-            if (got, gone) != (n, 0):
-                raise RuntimeError(f"ansible list playbook left {got} then {gone} members (want {n} then 0)")
-            record_list_form("ansible, one task with target_roles list", present, absent, grant, revoke,
-                             entry, rows, notes)
             loop_variant(opts, work, aenv, dsn, logins, grant, revoke, entry, rows, notes)
         except (RuntimeError, OSError) as exc:
             print(f"  skip: ansible failed: {str(exc)[:1500]}")
             entry["ansible_error"] = str(exc)[:1500]
+    elif ansible_error is not None:
+        entry["ansible_error"] = ansible_error
     else:
         entry["ansible_list"] = {"skipped": "not installed"}
     table(rows)
