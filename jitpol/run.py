@@ -174,7 +174,7 @@ def run_apply(repo: Path, now: datetime, env: Mapping[str, str], report: Reporte
 
                 def append_many(bodies: Sequence[Mapping[str, Any]], durable: bool) -> None:
                     appended.extend(dict(body) for body in bodies)
-                    append_one.many(bodies, durable=durable)
+                    append_one.many(bodies, durable=durable, parsed=False)
                 try:
                     adopted = adopt_policy(prep)
                 except JitpolError as exc:  # e.g. a link where the snapshot goes: adopt nothing, revoke on
@@ -239,8 +239,10 @@ class _Echo:
         self._report.unrecorded(body)
         return dict(body)
 
-    def many(self, bodies: Sequence[Mapping[str, Any]], *, durable: bool = False) -> list[dict[str, Any]]:
-        return [self(body) for body in bodies]
+    def many(self, bodies: Sequence[Mapping[str, Any]], *, durable: bool = False,
+             parsed: bool = True) -> list[dict[str, Any]]:
+        events = [self(body) for body in bodies]
+        return events if parsed else []
 
 
 def _sign(repo: Path, ledger_file: Path, env: Mapping[str, str], now: datetime, prep: Prepared,

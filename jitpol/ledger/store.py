@@ -25,7 +25,7 @@ from typing import Any
 
 from jitpol.cachedb import CacheDB
 from jitpol.errors import LedgerBroken, LockHeld
-from jitpol.ledger.chain import ChainProblem, check_lines, seal_line
+from jitpol.ledger.chain import ChainProblem, check_lines, seal_text
 from jitpol.ledger.nofollow import UnsafePath, entries, open_file
 
 AUDIT = "audit"
@@ -197,22 +197,22 @@ class Appender:
     def add(self, body: Mapping[str, Any]) -> dict[str, Any]:
         return self.many([body])[0]
 
-    def many(self, bodies: Iterable[Mapping[str, Any]], *, durable: bool = False) -> list[dict[str, Any]]:
+    def many(self, bodies: Iterable[Mapping[str, Any]], *, durable: bool = False,
+             parsed: bool = True) -> list[dict[str, Any]]:
         """Seal and append the events in order, in one write; with durable=True also fsync the
         file before returning. All or nothing: a failed write is cut off again (a partial line
-        would break the chain for every later run) and raises OSError."""
+        would break the chain for every later run) and raises OSError. Returns the sealed
+        events as a reader gets them back; parsed=False: [] (they are not made)."""
         if self.closed:
             raise RuntimeError("ledger appender used after its with-block ended")
-        events: list[dict[str, Any]] = []
         lines: list[str] = []
         seq, last = self._seq, self._last_hash
         for body in bodies:
-            event, line = seal_line(body, seq=seq + 1, prev=last)
-            seq, last = event["seq"], event["hash"]
-            events.append(event)
+            seq += 1
+            line, last = seal_text(body, seq=seq, prev=last)
             lines.append(line)
-        if not events:
-            return events
+        if not lines:
+            return []
         lines.append("")
         data = "\n".join(lines).encode("utf-8")
         size = self._handle.seek(0, os.SEEK_END)
@@ -230,7 +230,7 @@ class Appender:
         if self._content is not None:
             self._content.update(data)
             _VERIFIED.put(self._content.digest(), seq, last)
-        return events
+        return [json.loads(line) for line in lines[:-1]] if parsed else []
 
 
 class _Verified:

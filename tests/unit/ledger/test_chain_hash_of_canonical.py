@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +17,7 @@ from jitpol.ledger.chain import (
     event_hash,
     seal,
     seal_line,
+    seal_text,
     verify_lines,
 )
 
@@ -71,3 +73,31 @@ def test_a_nested_placeholder_member_takes_the_slow_path() -> None:
     event, line = seal_line(body, seq=1, prev=None)
     assert line == canonical_json(event) and event["hash"] == event_hash(event) != "0" * 64
     assert event["nested"]["hash"] == "0" * 64 and verify_lines([line]) is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(extra=st.dictionaries(st.text(max_size=10), JSON, max_size=6), grant=st.none() | st.text(max_size=12))
+def test_seal_text_is_seal_line_without_parsing(extra: dict[str, Any], grant: str | None) -> None:
+    body = {**extra, "time": "1998-11-30T10:00:00+01:00", "event": "x.y", "grant": grant}
+    event, line = seal_line(body, seq=1, prev=None)
+    assert seal_text(body, seq=1, prev=None) == (line, event["hash"])
+
+
+class _Key(str):
+    pass
+
+
+def test_keys_must_be_text_a_str_subclass_included() -> None:
+    body: dict[Any, Any] = {"time": "1998-11-30T10:00:00Z", "event": "x", "grant": None}
+    assert seal_text({**body, _Key("k"): 1}, seq=1, prev=None)[0] == seal_text({**body, "k": 1}, seq=1, prev=None)[0]
+    numbered: dict[Any, Any] = {**body, 1: "x"}
+    with pytest.raises(TypeError):
+        seal_text(numbered, seq=1, prev=None)
+
+
+def test_a_time_once_accepted_does_not_let_a_naive_one_through() -> None:
+    body = {"event": "x", "grant": None}
+    seal_text({**body, "time": "1998-11-30T10:00:00Z"}, seq=1, prev=None)
+    for naive in ("1998-11-30T10:00:00", "1998-11-30", "not a time"):
+        with pytest.raises(ValueError, match="event time"):
+            seal_text({**body, "time": naive}, seq=1, prev=None)
