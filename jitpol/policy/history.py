@@ -83,7 +83,11 @@ def _key(entry: Any) -> AssignmentKey:
     """An assignment as a ledger event names it. Raises ValueError unless it is exactly four strings."""
     if not isinstance(entry, Mapping):
         raise ValueError(f"an assignment is not an object: {entry!r:.60}")
-    parts = tuple(entry.get(k) for k in ("target", "model", "principal", "privilege"))
+    target, model, principal, privilege = parts = (
+        entry.get("target"), entry.get("model"), entry.get("principal"), entry.get("privilege"))
+    if (type(target) is str and type(model) is str and type(principal) is str and type(privilege) is str
+            and target and model and principal and privilege):  # as JSON gives them: no conversion
+        return target, model, principal, privilege
     if not all(isinstance(p, str) and p for p in parts):
         raise ValueError(f"an assignment lacks target, model, principal or privilege: {entry!r:.80}")
     return (str(parts[0]), str(parts[1]), str(parts[2]), str(parts[3]))
