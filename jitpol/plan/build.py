@@ -4,7 +4,7 @@ this adds the run's context (notes, rejected grants, re-deliveries, order).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from jitpol.connectors import registry
@@ -48,7 +48,7 @@ def make_plan(prep: Prepared, obs: Observation) -> Plan:
     actions = diff(desired, obs.assignments, prep.history, exclusive_privileges(policy))
     actions += checkout_actions(desired, prep.history)
     actions += _redeliveries(prep, obs)
-    actions = tuple(_with_resource(a, policy) for a in _ordered(actions))
+    actions = tuple(map(_with_resource(policy), _ordered(actions)))
     rejected = tuple(s for s in prep.evaluation.statuses if s.state == "rejected")
     return Plan(actions, rejected, tuple(notes), at=prep.now)
 
@@ -93,15 +93,25 @@ def _redeliveries(prep: Prepared, obs: Observation) -> tuple[Action, ...]:
     return tuple(out)
 
 
-def _with_resource(action: Action, policy: PolicySet) -> Action:
-    if action.resource:
-        return action
-    for res in policy.resources.values():
-        if (res.model == "credential-checkout" == action.assignment.model and res.target == action.target
-                and res.account == action.principal):
-            return replace(action, resource=res.name)
-        if res.target == action.target and res.model == action.assignment.model and any(
-            action.assignment.privilege in r.grants for r in res.roles.values()
-        ):
-            return replace(action, resource=res.name)
-    return action
+def _with_resource(policy: PolicySet) -> Callable[[Action], Action]:
+    """What gives each action without one its resource: the first resource (in the policy's
+    order) that is the credential-checkout resource of its target and account, or whose roles
+    grant its privilege on its target under its model. Indexed once, not searched per action."""
+    first: dict[tuple[str, ...], tuple[int, str]] = {}
+    for position, res in enumerate(policy.resources.values()):
+        if res.model == "credential-checkout" and res.account is not None:
+            first.setdefault(("account", res.target, res.account), (position, res.name))
+        for role in res.roles.values():
+            for privilege in role.grants:
+                first.setdefault(("grants", res.target, res.model, privilege), (position, res.name))
+
+    def give(action: Action) -> Action:
+        if action.resource:
+            return action
+        a = action.assignment
+        found = [hit for hit in (
+            first.get(("account", a.target, a.principal)) if a.model == "credential-checkout" else None,
+            first.get(("grants", a.target, a.model, a.privilege))) if hit is not None]
+        return replace(action, resource=min(found)[1]) if found else action
+
+    return give

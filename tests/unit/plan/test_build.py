@@ -14,7 +14,7 @@ from jitpol.evaluate.prepare import Prepared
 from jitpol.model.assignment import Action, Assignment, AssignmentKey
 from jitpol.model.canonical import canonical_json
 from jitpol.observe.targets import Observation
-from jitpol.plan.build import make_plan
+from jitpol.plan.build import _with_resource, make_plan
 from jitpol.plan.diff import Plan
 from jitpol.policy.evaluate import ephemeral_name
 from jitpol.policy.history import History, replay
@@ -172,3 +172,24 @@ def test_the_plan_is_a_value_of_its_inputs() -> None:
     prep = prepared(policy(G, OLD), NOW, gone("old", WRITE))
     obs = observed(Assignment(*WRITE), Assignment(*BOB))
     assert make_plan(prep, obs) == make_plan(prep, obs)
+
+
+def test_an_action_without_a_resource_gets_the_first_that_grants_it_in_policy_order() -> None:
+    """The resource index (built once per plan) names what the search through the resources in
+    order named: the first whose roles grant the privilege on the target under the model, or the
+    credential-checkout resource of the target and account."""
+    later = resource("db-later")
+    checkout = resource("db-shared", model="credential-checkout", account="svc_app")
+    other_target = resource("db-elsewhere", target="other")
+    give = _with_resource(policy(resources=[other_target, resource("db-first"), later, checkout]))
+
+    def named(key: AssignmentKey, resource_name: str = "") -> str:
+        return give(Action("revoke", Assignment(*key), resource=resource_name, grants=("g",))).resource
+
+    assert named(READ) == "db-first"
+    assert named(READ, "kept") == "kept"  # an action that names its resource keeps it
+    assert named(SHARED) == "db-shared"
+    assert named(("db", "credential-checkout", "someone_else", "checkout")) == ""
+    assert named(("db", "role-membership", "alice", "no_such_role")) == ""
+    assert named(("other", "role-membership", "alice", "app_read")) == "db-elsewhere"
+    assert named(("nowhere", "role-membership", "alice", "app_read")) == ""
