@@ -13,35 +13,17 @@ import pytest
 
 from jitpol.errors import VcsError
 from jitpol.ledger.store import Ledger
-from jitpol.vcs import gitrun
 from jitpol.vcs.git import Change, Repo
-from tests.unit.vcs.gitcase import event, found, git
+from tests.unit.vcs.gitcase import event, found, git, seeded
 
 
 @pytest.fixture
 def work(tmp_path: Path) -> Path:
-    root = tmp_path / "work"
-    root.mkdir()
-    git(root, "init", "-q")
-    Ledger(root / "audit" / "ledger.jsonl").append([event("seed")])
+    root = seeded(tmp_path)
     (root / "README.md").write_text("base\n")
-    git(root, "add", ".")
-    git(root, "commit", "-q", "-m", "seed")
+    git(root, "add", "README.md")
+    git(root, "commit", "-q", "-m", "readme")
     return root
-
-
-@pytest.fixture
-def commands(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
-    """Every git command the wrapper runs from now on (they still run)."""
-    seen: list[tuple[str, ...]] = []
-    real = gitrun.run_git
-
-    def spy(*args: str, **kwargs: object) -> gitrun.Done:
-        seen.append(args)
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr("jitpol.vcs.git.run_git", spy)
-    return seen
 
 
 def _subcommand(args: tuple[str, ...]) -> str:
