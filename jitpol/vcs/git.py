@@ -10,7 +10,7 @@ credential fails instead of waiting for a prompt nobody answers), literal pathsp
 `*` is just a file) and git's messages in English.
 
 Killed runs. jitpol's own commit moves HEAD and the real index together under git's index lock
-(commit_paths), so HEAD and the index never disagree for another git user; a run killed in
+(commit_changes), so HEAD and the index never disagree for another git user; a run killed in
 between leaves `index.lock` behind, which keeps a user's ordinary commit from recording the
 stale index until the next run clears it (clear_stale_locks) and heals the index (heal_index).
 A re-base of ledger commits onto a moved remote is journaled in `refs/jitpol/rebase/{old,onto}`
@@ -54,7 +54,7 @@ STALE_LOCK_SECONDS = 60.0
 _GIT_DIR_LOCKS = ("index.lock", "HEAD.lock", "ORIG_HEAD.lock", "FETCH_HEAD.lock", "AUTO_MERGE.lock")
 # ... and in the common directory (shared by linked work trees), besides refs/**/*.lock
 _COMMON_DIR_LOCKS = ("packed-refs.lock", "shallow.lock")
-_PRIVATE_INDEX = "jitpol-index-"  # commit_paths' private index files
+_PRIVATE_INDEX = "jitpol-index-"  # the private index files of commit_changes (and _install)
 _JOURNAL_OLD = "refs/jitpol/rebase/old"
 _JOURNAL_ONTO = "refs/jitpol/rebase/onto"
 _JOURNAL_DIR = "refs/jitpol/rebase/"
