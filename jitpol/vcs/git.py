@@ -415,7 +415,8 @@ class Repo:
 
     def changes(self, paths: Sequence[str], *, store: bool = False) -> list[Change]:
         """Every file under `paths` (relative to the policy root) whose work-tree state differs
-        from HEAD (untracked files count, ignored ones do not), sorted by path. `store`: write
+        from HEAD (untracked files count, ignored ones do not), sorted by path; what is neither a
+        regular file nor a symbolic link (a submodule, a fifo) is left out. `store`: write
         their contents into git's object store, ready for commit_changes (quickly compressed:
         `git gc` packs them later)."""
         head = self.head_commit()
@@ -428,7 +429,13 @@ class Repo:
         for name in sorted(set(in_head) | present):
             was = in_head.get(name)
             now = work.get(name) if name in present else None
+            if now is None and name in present:
+                if os.path.lexists(self.root / name):
+                    continue  # neither a file nor a link (a submodule's folder, a fifo): nothing to record
+                present.discard(name)  # gone since it was listed
             if name not in present:
+                if was is None:
+                    continue
                 status = "D"
             elif was is None:
                 status = "A"

@@ -180,3 +180,34 @@ def test_changes_report_what_changed_with_head_and_work_tree_objects(work: Path)
     assert (change.status, change.path, change.git_path) == ("M", "audit/ledger.jsonl", "audit/ledger.jsonl")
     assert change.was == ("100644", before)
     assert change.now == ("100644", git(work, "hash-object", "audit/ledger.jsonl").strip())
+
+
+def test_a_submodule_or_a_fifo_under_the_paths_does_not_stop_the_commit(work: Path) -> None:
+    """A merged change can put a submodule (a gitlink) under audit/; its folder is no file to
+    hash, and neither is a fifo: both are left as they are, the ledger is committed."""
+    head = git(work, "rev-parse", "HEAD").strip()
+    git(work, "update-index", "--add", "--cacheinfo", f"160000,{head},audit/sub")
+    git(work, "commit", "-q", "-m", "a submodule under audit/")
+    (work / "audit" / "sub").mkdir()
+    os.mkfifo(work / "audit" / "pipe")
+    repo = found(work)
+    Ledger(work / "audit" / "ledger.jsonl").append([event("g1")])
+    assert [c.path for c in repo.changes(["audit"])] == ["audit/ledger.jsonl"]
+    sha = repo.commit_paths(["audit"], "ledger")
+    assert sha is not None
+    assert git(work, "show", "--name-only", "--format=", sha).split() == ["audit/ledger.jsonl"]
+    assert _mode(work, sha, "audit/sub") == "160000"
+
+
+def test_a_file_gone_after_it_was_listed_is_a_deletion(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = found(work)
+    ledger = work / "audit" / "ledger.jsonl"
+    real = Repo._work_objects
+
+    def vanish(self: Repo, *args: object, **kwargs: object) -> object:
+        ledger.unlink()  # removed between the listing and the hashing
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Repo, "_work_objects", vanish)
+    [change] = repo.changes(["audit"])
+    assert (change.status, change.path, change.now) == ("D", "audit/ledger.jsonl", None)
