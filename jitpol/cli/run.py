@@ -147,9 +147,17 @@ def _not_owed(repo: Path, git: Repo, change: Change) -> str | None:
     problem = Ledger(path).verify()
     if problem is not None:
         return f"line {problem.line}: {problem.message}"
-    if change.status == "M" and change.was is not None and not git.blob_starts(change.was[1], path.read_bytes()):
-        return "does not extend the committed file (jitpol only appends to a ledger)"
+    if change.status == "M" and change.was is not None:
+        try:  # HEAD's entry must be a file the work tree's begins with (not a link, not a submodule)
+            extends = change.was[0] in _FILE_MODES and git.blob_starts(change.was[1], path.read_bytes())
+        except VcsError as exc:
+            return f"cannot be compared with the committed file ({exc})"
+        if not extends:
+            return "does not extend the committed file (jitpol only appends to a ledger)"
     return None
+
+
+_FILE_MODES = ("100644", "100755")
 
 
 # the temporary file of one of jitpol's atomic writes (jitpol.fsutil.replace_at) that a kill left
