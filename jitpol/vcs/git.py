@@ -292,8 +292,9 @@ class Repo:
         author_email: str = "jitpol@localhost",
     ) -> str | None:
         """Commit exactly `changes` (from changes(..., store=True): their contents are already in
-        git's object store) on top of HEAD, whatever the work tree holds by now: what was checked
-        is what is committed. Returns the new commit's id, or None when they change nothing.
+        git's object store) on top of HEAD, whatever the work tree holds by now: the contents
+        hashed when the changes were taken are what is committed. Returns the new commit's id, or
+        None when they change nothing.
 
         Other changes, staged or not, are neither committed nor disturbed: the tree is built in a
         private index (HEAD's tree with `changes` put in by `update-index --index-info`, so no
@@ -803,25 +804,25 @@ class Repo:
         regular file nor a symbolic link). A file keeps HEAD's executable bit (jitpol never
         changes one: on a file system without one, every file would look executable)."""
         objects: dict[str, tuple[str, str] | None] = dict.fromkeys(git_paths)
-        files: list[str] = []
+        files: dict[str, int] = {}  # regular file -> its st_mode
         for name in git_paths:
             try:
                 mode = os.lstat(self.root / name).st_mode
             except OSError:
                 continue
             if stat.S_ISREG(mode):
-                files.append(name)
+                files[name] = mode
             elif stat.S_ISLNK(mode):
                 target = os.fsencode(os.readlink(self.root / name))
                 write = ["-w"] if store else []
                 blob = self._run("hash-object", *write, "--stdin", stdin=target)[1].strip()
                 objects[name] = ("120000", blob)
-        for name, blob in self._hash(files, store=store).items():
+        for name, blob in self._hash(list(files), store=store).items():
             was = in_head.get(name)
             if was is not None and was[0] in ("100644", "100755"):
                 mode_text = was[0]
             else:
-                mode_text = "100755" if os.lstat(self.root / name).st_mode & stat.S_IXUSR else "100644"
+                mode_text = "100755" if files[name] & stat.S_IXUSR else "100644"
             objects[name] = (mode_text, blob)
         return objects
 
