@@ -543,43 +543,47 @@ class _Tree:
         pack = self._loaded[pack_id]
         return pack[index] if pack is not None and 0 <= index < len(pack) else None
 
-    def learn(self, i: int, key: bytes, before: _Stat | None, place: tuple[bytes, int] | None = None,
-              value: object = None) -> None:
+    def learn(self, i: int, key: bytes, before: _Stat | None, value: object = None) -> None:
         """What file i is: read with this key, `before` its stat taken before reading (None: not
-        recordable), found in `place` or with `value` (kept until packed)."""
+        recordable), with `value` (kept until packed) unless a pack will hold it."""
         if before is None or self._racy(before):
             return  # never recorded: read again next time
         try:
             self.learned[i] = _STAT.pack(*before) + key
         except struct.error:  # a stat that does not fit (not seen on Linux): read it every time
             return
-        if place is not None:
-            self.put_place(i, *place)
-        elif value is not None:
+        if value is not None:
             self.loose[i] = value
 
-    def put_place(self, i: int, pack_id: bytes, index: int) -> None:
-        self.place[i] = self.packs.setdefault(pack_id, len(self.packs)) << 32 | index
-
-    def pack(self, indexes: list[int], payload: bytes) -> None:
-        """Values of files `indexes` (in order) were written as one pack."""
+    def pack(self, places: Iterable[tuple[int, int]], payload: bytes) -> None:
+        """`payload` (marshal bytes of a list of values) is stored as one pack; `places` says
+        which file's value is at which index in it (files this run does not record are skipped)."""
         pack_id = self.cache.put_pack(payload)
-        if pack_id is not None:
-            for n, i in enumerate(indexes):
-                self.put_place(i, pack_id, n)
+        if pack_id is None:
+            return
+        number = self.packs.setdefault(pack_id, len(self.packs))
+        for i, index in places:
+            if i in self.learned:
+                self.place[i] = number << 32 | index
                 self.loose.pop(i, None)
                 self.same.discard(i)  # its place changed: the record must say so
+
+    def pack_loose(self, minimum: int, among: Iterable[int] | None = None) -> None:
+        """Pack the values kept loose (of the files `among`, when given), when there are at
+        least `minimum` of them."""
+        loose = sorted(i for i in (self.loose if among is None else among) if i in self.loose and i not in self.place)
+        if len(loose) < minimum:
+            return
+        for n in range(0, len(loose), _PACK_MAX):
+            part = loose[n:n + _PACK_MAX]
+            self.pack(((i, n) for n, i in enumerate(part)), marshal.dumps([self.loose[i] for i in part]))
 
     def save(self) -> None:
         """Write the new record when it differs from the one read (packing loose values first
         when they are many)."""
         if self.racy_after is None:
             return
-        loose = sorted(i for i in self.loose if i not in self.place)
-        if len(loose) >= max(_PACK_MIN * 4, len(self.rels) // 10):
-            for n in range(0, len(loose), _PACK_MAX):
-                part = loose[n:n + _PACK_MAX]
-                self.pack(part, marshal.dumps([self.loose[i] for i in part]))
+        self.pack_loose(max(_PACK_MIN * 4, len(self.rels) // 10))
         if not self._differs():
             return
         ids = list(self.packs)
@@ -661,22 +665,18 @@ def _read_all(files: list[tuple[str, str, str]], cache: FileCache | None,
         _in_workers(rels, todo, workers, cache, tree, results)
     else:
         store: list[tuple[bytes, object]] = []
-        fresh: list[tuple[int, object]] = []
         for i in todo:
             path, rel, kind = rels[i]
             result, value, key, before = _read_one(path, rel, kind, cache)
             if key is not None:
                 store.append((key, value))
                 if tree is not None:
-                    tree.learn(i, key, before, value=value)
-                    fresh.append((i, value))
+                    tree.learn(i, key, before, value)
             results[i] = result
         if cache is not None and store:
             cache.put_many(store)
-        if tree is not None and len(fresh) >= _PACK_MIN:
-            for n in range(0, len(fresh), _PACK_MAX):
-                part = fresh[n:n + _PACK_MAX]
-                tree.pack([i for i, _ in part], marshal.dumps([v for _, v in part]))
+        if tree is not None:
+            tree.pack_loose(_PACK_MIN, among=todo)  # what this run read: found loose, it stays single
     if tree is not None:
         tree.save()
     return [r for r in results if r is not None]
@@ -727,7 +727,7 @@ def _lookup(rels: list[tuple[str, str, str]], cache: FileCache, tree: _Tree | No
                 continue
             results[i] = hit
             if tree is not None:
-                tree.learn(i, key, befores[i], None, value)
+                tree.learn(i, key, befores[i], value)
     todo.sort()
 
 
@@ -768,11 +768,7 @@ def _take_chunk(payload: bytes, meta_bytes: bytes, index: Iterator[int], rels: l
             tree.learn(i, info[0], info[1] if info[1] is None else tuple(info[1]))
             taken.append((i, position))
     if tree is not None and taken:
-        pack_id = tree.cache.put_pack(payload)  # the chunk's values as they came: one pack
-        if pack_id is not None:
-            for i, position in taken:
-                if i in tree.learned:
-                    tree.put_place(i, pack_id, position)
+        tree.pack(taken, payload)  # the chunk's values as they came: one pack
 
 
 def _src(doc: YamlDocument, *keys: str | int) -> Source:
