@@ -39,6 +39,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from jitpol.connectors.kit import marker_driven
 from jitpol.connectors.mysql.membership import Membership
@@ -188,7 +189,7 @@ class MembershipBatch(Membership):
             else:
                 ok.append(i)
         sent: Sent = []
-        granted = self._per_role("GRANT", "TO", ok, items, out, sent)
+        granted = self._per_role("GRANT", ok, items, out, sent)
         # MariaDB: one default role per account, set one account at a time; the first role this
         # batch grants an account without one (in the batch's order), as one action at a time would
         chosen: set[tuple[str, str]] = set()
@@ -230,7 +231,7 @@ class MembershipBatch(Membership):
                 out[i] = exc
             else:
                 ready.append(i)
-        revoked = self._per_role("REVOKE", "FROM", ready, items, out, sent)
+        revoked = self._per_role("REVOKE", ready, items, out, sent)
         revoked.sort()
         if self._terminate_sessions and revoked:
             # REVOKE does not reach into open connections: one that ran SET ROLE keeps acting as
@@ -289,10 +290,11 @@ class MembershipBatch(Membership):
         pairs = dict.fromkeys((items[i].user, items[i].host) for i in idxs)
         return ", ".join(self._account_sql(user, host) for user, host in pairs)
 
-    def _per_role(self, verb: str, word: str, idxs: list[int], items: dict[int, _Item], out: Results,
+    def _per_role(self, verb: Literal["GRANT", "REVOKE"], idxs: list[int], items: dict[int, _Item], out: Results,
                   sent: Sent) -> list[int]:
-        """`verb role word accounts` (GRANT ... TO, REVOKE ... FROM) once per role for the actions
+        """`GRANT role TO accounts` (or `REVOKE role FROM accounts`) once per role for the actions
         `idxs`; the actions it served that succeeded (see _shared)."""
+        word = "TO" if verb == "GRANT" else "FROM"
         done: list[int] = []
         for role, members in _by_role(idxs, items).items():
             stmt = f"{verb} {self._role_sql(role)} {word} {self._accounts_sql(members, items)}"

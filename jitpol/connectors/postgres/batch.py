@@ -26,7 +26,7 @@ not repeat it (a GRANT of 1,000 members is shown once, not 1,000 times).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from jitpol.connectors.postgres.membership import Membership, _Change
 from jitpol.connectors.postgres.statements import SESSION_WAIT_MS, _terminate_many
@@ -128,14 +128,15 @@ class MembershipBatch(Membership):
                 setup.setdefault(stmt.as_string(conn), (stmt, []))[1].append(i)
             groups.setdefault((actions[i].assignment.privilege, change.marked), []).append(i)
         # unmarked: this login cannot record the grantor, so granted unmarked, as before markers
-        return [*setup.values(), *self._per_role("GRANT", "TO", groups, actions)]
+        return [*setup.values(), *self._per_role("GRANT", groups, actions)]
 
-    def _per_role(self, verb: str, word: str, groups: dict[tuple[str, bool], list[int]],
+    def _per_role(self, verb: Literal["GRANT", "REVOKE"], groups: dict[tuple[str, bool], list[int]],
                   actions: Sequence[Action]) -> list[tuple[sql.Composed, list[int]]]:
-        """One `verb role word principals` (GRANT ... TO, REVOKE ... FROM) per (role, marked) group,
-        `GRANTED BY` jitpol's grantor role when marked; each with the actions it serves."""
+        """One `GRANT role TO principals` (or `REVOKE role FROM principals`) per (role, marked)
+        group, `GRANTED BY` jitpol's grantor role when marked; each with the actions it serves."""
         from psycopg import sql
 
+        word = "TO" if verb == "GRANT" else "FROM"
         grantor = sql.Identifier(self._grantor)
         out: list[tuple[sql.Composed, list[int]]] = []
         for (role, marked), members in groups.items():
@@ -157,7 +158,7 @@ class MembershipBatch(Membership):
             groups.setdefault((actions[i].assignment.privilege, changes[i].marked), []).append(i)
         # marked: jitpol's rows, and only them (on PostgreSQL 16 another grantor's standing row
         # survives); unmarked: the ledger says jitpol gave them (granted before markers existed)
-        sent = self._per_role("REVOKE", "FROM", groups, actions)
+        sent = self._per_role("REVOKE", groups, actions)
         try:
             with conn.transaction():
                 for stmt, _ in sent:
