@@ -25,7 +25,7 @@ from typing import Any
 
 from jitpol.model.canonical import canonical_json
 
-__all__ = ["canonical_json", "event_hash", "seal", "seal_line", "seal_text", "verify_lines"]
+__all__ = ["canonical_json", "event_hash", "seal", "seal_text", "verify_lines"]
 
 # Keys the chain itself manages; seal() sets them, whatever the body says.
 CHAIN_KEYS: frozenset[str] = frozenset({"seq", "prev", "hash"})
@@ -41,28 +41,21 @@ def event_hash(event: Mapping[str, Any]) -> str:
 
 
 def seal(body: Mapping[str, Any], *, seq: int, prev: str | None) -> dict[str, Any]:
-    """seal_line() without the line."""
-    return seal_line(body, seq=seq, prev=prev)[0]
-
-
-def seal_line(body: Mapping[str, Any], *, seq: int, prev: str | None) -> tuple[dict[str, Any], str]:
-    """A new event: `body` plus `seq`, `prev` and its `hash`, ready to be written as one line.
-
-    `body` must hold `time` (ISO 8601 with an offset), `event` (non-empty text) and `grant`
-    (text or None). Any `seq`/`prev`/`hash` already in `body` are replaced, so an event read
-    from one ledger can be re-sealed onto another (re-chaining after a push race). The result
-    is normalised through JSON (tuples become lists), so it equals what a reader gets back.
-    Raises ValueError (or TypeError) for a body that cannot be a ledger event. Also returns
-    the event's line as written: its canonical JSON, without the newline.
-    """
-    line, _ = seal_text(body, seq=seq, prev=prev)
-    event: dict[str, Any] = json.loads(line)
-    return event, line
+    """The event seal_text() makes, as a reader gets it back: normalised through JSON (tuples
+    become lists)."""
+    event: dict[str, Any] = json.loads(seal_text(body, seq=seq, prev=prev)[0])
+    return event
 
 
 def seal_text(body: Mapping[str, Any], *, seq: int, prev: str | None) -> tuple[str, str]:
-    """seal_line() without the parsed event: the line and the event's hash (what an appender
-    needs to go on; parsing the line back cost a third of sealing)."""
+    """A new event's line, ready to be written (its canonical JSON, without the newline), and
+    its `hash`: `body` plus `seq`, `prev` and the hash. No event object is made (an appender
+    needs only the line and the hash; parsing the line back cost a third of sealing: seal()).
+
+    `body` must hold `time` (ISO 8601 with an offset), `event` (non-empty text) and `grant`
+    (text or None). Any `seq`/`prev`/`hash` already in `body` are replaced, so an event read
+    from one ledger can be re-sealed onto another (re-chaining after a push race). Raises
+    ValueError (or TypeError) for a body that cannot be a ledger event."""
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
         raise ValueError(f"seq must be a positive integer, not {seq!r}")
     if seq == 1 and prev is not None:

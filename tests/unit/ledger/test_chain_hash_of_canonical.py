@@ -16,10 +16,15 @@ from jitpol.ledger.chain import (
     check_lines,
     event_hash,
     seal,
-    seal_line,
     seal_text,
     verify_lines,
 )
+
+
+def seal_line(body: dict[str, Any], *, seq: int, prev: str | None) -> tuple[dict[str, Any], str]:
+    """The sealed event and the line written for it."""
+    return seal(body, seq=seq, prev=prev), seal_text(body, seq=seq, prev=prev)[0]
+
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
@@ -57,7 +62,7 @@ def test_an_edited_line_still_fails() -> None:
 @given(extra=st.dictionaries(st.text(max_size=10), JSON, max_size=6), grant=st.none() | st.text(max_size=12),
        seq=st.integers(min_value=2, max_value=10**12))
 def test_sealing_writes_the_line_of_the_event_it_returns(extra: dict[str, Any], grant: str | None, seq: int) -> None:
-    """seal_line serialises once, with a placeholder hash: the line is exactly the event's
+    """Sealing serialises once, with a placeholder hash: the line is exactly the event's
     canonical JSON, the hash is event_hash's, and tuples come back as lists."""
     body = {**extra, "time": "1998-11-30T10:00:00Z", "event": "x.y", "grant": grant, "pair": (1, "two")}
     first, first_line = seal_line(body, seq=1, prev=None)
