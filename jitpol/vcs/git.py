@@ -42,7 +42,7 @@ from pathlib import Path, PurePosixPath
 
 from jitpol.errors import VcsError
 from jitpol.fsutil import fs_now
-from jitpol.vcs.gitrun import git_message, parent_pid, redact, run_git, run_git_bytes
+from jitpol.vcs.gitrun import command, git_message, parent_pid, redact, run_git, run_git_bytes
 
 # Network operations give up after this long instead of hanging a scheduled run.
 NETWORK_TIMEOUT_SECONDS = 300.0
@@ -859,7 +859,7 @@ class Repo:
         check=True raises VcsError on a non-zero status."""
         done = run_git(*args, cwd=self.root, env=env, timeout=timeout, finish_alone=finish_alone, stdin=stdin)
         if check and not done.ok:
-            raise VcsError(f"git {args[0]} failed: {done.message}")
+            raise VcsError(f"git {command(args)} failed: {done.message}")
         return done.status, done.out, done.err
 
 

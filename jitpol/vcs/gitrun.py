@@ -32,7 +32,7 @@ import os
 import re
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +81,7 @@ def run_git_bytes(*args: str, cwd: Path, stdin: bytes | None = None, timeout: fl
     when git fails."""
     status, out, err = _execute(args, cwd, None, timeout, stdin=stdin, strip=False)
     if status != 0:
-        raise VcsError(f"git {args[0]} failed: {git_message(err.decode('utf-8', 'surrogateescape'))}")
+        raise VcsError(f"git {command(args)} failed: {git_message(err.decode('utf-8', 'surrogateescape'))}")
     return out
 
 
@@ -106,7 +106,7 @@ def _execute(args: tuple[str, ...], cwd: Path, env: Mapping[str, str] | None, ti
         _kill_tree(proc)
         out, err = proc.communicate()
         status = proc.returncode if proc.returncode else -9
-        err = err + f"\ngit {args[0]} timed out after {timeout:g} s and was stopped".encode()
+        err = err + f"\ngit {command(args)} timed out after {timeout:g} s and was stopped".encode()
     except BaseException:
         _kill_tree(proc)  # interrupted: git and its children do not outlive the run
         proc.wait()
@@ -166,10 +166,18 @@ def git_output(*args: str, cwd: Path, allow_fail: bool = False) -> str:
     try:
         done = run_git(*args, cwd=cwd, timeout=LOCAL_TIMEOUT_SECONDS)
     except VcsError as exc:
-        raise PermanentTargetError(f"git {args[0]} failed in {cwd}: {exc}") from None
+        raise PermanentTargetError(f"git {command(args)} failed in {cwd}: {exc}") from None
     if not done.ok and not allow_fail:
-        raise PermanentTargetError(f"git {args[0]} failed in {cwd}: {done.message}")
+        raise PermanentTargetError(f"git {command(args)} failed in {cwd}: {done.message}")
     return done.out if done.ok else ""
+
+
+def command(args: Sequence[str]) -> str:
+    """The git command `args` run, for messages: its first word after any `-c name=value`."""
+    i = 0
+    while i + 1 < len(args) and args[i] == "-c":
+        i += 2
+    return args[i] if i < len(args) else "(no command)"
 
 
 def redact(text: str) -> str:

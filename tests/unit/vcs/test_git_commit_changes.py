@@ -14,6 +14,7 @@ import pytest
 from jitpol.errors import VcsError
 from jitpol.ledger.store import Ledger
 from jitpol.vcs.git import Change, Repo
+from jitpol.vcs.gitrun import command
 from tests.unit.vcs.gitcase import event, found, git, seeded
 
 
@@ -24,14 +25,6 @@ def work(tmp_path: Path) -> Path:
     git(root, "add", "README.md")
     git(root, "commit", "-q", "-m", "readme")
     return root
-
-
-def _subcommand(args: tuple[str, ...]) -> str:
-    """The git command `args` run (after `-c name=value` options)."""
-    i = 0
-    while args[i] == "-c":
-        i += 2
-    return args[i]
 
 
 def _mode(work: Path, rev: str, path: str) -> str:
@@ -45,7 +38,7 @@ def test_one_appended_ledger_is_hashed_once_and_nothing_is_added_or_reset(
     commands.clear()
     sha = repo.commit_paths(["audit"], "ledger")
     assert sha is not None
-    names = [_subcommand(c) for c in commands]
+    names = [command(c) for c in commands]
     assert names.count("hash-object") == 1
     assert "add" not in names and "reset" not in names
     assert git(work, "show", f"{sha}:audit/ledger.jsonl") == (work / "audit" / "ledger.jsonl").read_text()

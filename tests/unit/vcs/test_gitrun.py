@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from jitpol.errors import PermanentTargetError, VcsError
-from jitpol.vcs.gitrun import git_output, redact, run_git, run_git_bytes
+from jitpol.vcs.gitrun import command, git_output, redact, run_git, run_git_bytes
 from tests.unit.vcs.gitcase import git
 
 
@@ -96,3 +96,10 @@ def test_a_push_finishes_alone(tmp_path: Path) -> None:
     assert int(marker.read_text()) != os.getsid(0)
     assert run_git("-c", alias, "session", cwd=tmp_path).ok
     assert int(marker.read_text()) == os.getsid(0)
+
+
+def test_a_failure_names_the_command_after_its_config_options(tmp_path: Path) -> None:
+    assert command(("-c", "core.looseCompression=1", "hash-object", "-w")) == "hash-object"
+    assert command(("status",)) == "status"
+    with pytest.raises(VcsError, match="git cat-file failed"):
+        run_git_bytes("-c", "core.bigFileThreshold=1m", "cat-file", "-p", "0" * 40, cwd=tmp_path)
