@@ -782,11 +782,9 @@ class Repo:
         return entries
 
     def _work_blobs(self, git_paths: Sequence[str]) -> dict[str, str | None]:
-        """{path: the blob id git would store for the work-tree file} (None: no regular file)."""
-        files = [p for p in git_paths if (self.root / p).is_file() and not (self.root / p).is_symlink()]
-        blobs: dict[str, str | None] = dict.fromkeys(git_paths)
-        blobs.update(self._hash(files, store=False))
-        return blobs
+        """{path: the blob id git would store for the work-tree file or link} (None: neither)."""
+        return {p: None if found is None else found[1]
+                for p, found in self._work_objects(git_paths, {}, store=False).items()}
 
     def _hash(self, git_paths: Sequence[str], *, store: bool) -> dict[str, str]:
         """{path: blob id} of regular files, hashed as `git add` would (.gitattributes filters
