@@ -484,19 +484,20 @@ def bench_apply(opts: Options, work: Path, pg: ThrowawayPostgres, results: dict[
     imports = repeat("python -c 'from jitpol.cli.validate import validate'", opts.runs,
                      [sys.executable, "-c", "import jitpol.cli.main; from jitpol.cli.validate import validate"], env)
 
-    def jitpol_apply(at: str, expect: int) -> Measured:
-        m = measure([*jitpol_cmd(), "apply", "--repo", str(repo), "--at", at], env)
+    def checked(what: str, m: Measured, expect: int) -> Measured:
+        """`m`, once the group has exactly `expect` members after it (else RuntimeError)."""
         members = member_count(dsn, APPLY_GROUP_ROLE)
         if m.returncode != 0 or members != expect:
-            raise RuntimeError(f"jitpol apply --at {at}: exit {m.returncode}, {members} members (want {expect})"
-                               f"\n{m.stderr[-1500:]}")
+            raise RuntimeError(f"{what}: exit {m.returncode}, {members} members (want {expect})\n{m.stderr[-1500:]}")
         return m
 
+    def jitpol_apply(at: str, expect: int) -> Measured:
+        return checked(f"jitpol apply --at {at}", measure([*jitpol_cmd(), "apply", "--repo", str(repo), "--at", at],
+                                                          env), expect)
+
     def floor_run(state: str, expect: int) -> Measured:
-        m = run_floor(dsn, APPLY_GROUP_ROLE, "jitpol_grantor", logins, state)
-        if member_count(dsn, APPLY_GROUP_ROLE) != expect:
-            raise RuntimeError(f"the psycopg floor ({state}) did not leave {expect} members")
-        return m
+        return checked(f"the psycopg floor ({state})", run_floor(dsn, APPLY_GROUP_ROLE, "jitpol_grantor", logins,
+                                                                 state), expect)
 
     aenv: dict[str, str] | None = None
     if ensure_peer("ansible", "ansible-playbook", opts.install) is not None:
@@ -504,10 +505,12 @@ def bench_apply(opts: Options, work: Path, pg: ThrowawayPostgres, results: dict[
 
     def ansible_run(state: str, expect: int) -> Measured:
         assert aenv is not None
-        m = run_ansible("membership_list.yml", work, aenv, logins, state)
-        if member_count(dsn, APPLY_GROUP_ROLE) != expect:
-            raise RuntimeError(f"ansible list playbook ({state}) did not leave {expect} members")
-        return m
+        return checked(f"ansible list playbook ({state})", run_ansible("membership_list.yml", work, aenv, logins,
+                                                                       state), expect)
+
+    def ansible_failed(exc: Exception) -> str:
+        print(f"  skip: ansible failed: {str(exc)[:1500]}")
+        return str(exc)[:1500]
 
     # `opts.runs` rounds, each side's grant then revoke in every round, interleaved so that all
     # sides meet the same machine; each round starts jitpol's repository as it was (the policy
@@ -526,21 +529,21 @@ def bench_apply(opts: Options, work: Path, pg: ThrowawayPostgres, results: dict[
                 runs.setdefault("present", []).append(ansible_run("present", n))
                 runs.setdefault("absent", []).append(ansible_run("absent", 0))
             except (RuntimeError, OSError) as exc:
-                print(f"  skip: ansible failed: {str(exc)[:1500]}")
-                ansible_error = str(exc)[:1500]
+                ansible_error = ansible_failed(exc)
+    def times(name: str) -> list[float]:
+        return [round(r.seconds, 3) for r in runs[name]]
+
     grant, revoke = median_run(runs["grant"]), median_run(runs["revoke"])
     floor_grant, floor_revoke = median_run(runs["floor_grant"]), median_run(runs["floor_revoke"])
     entry["jitpol"] = {"grant_s": round(grant.seconds, 3), "revoke_s": round(revoke.seconds, 3),
-                       "grant_runs_s": [round(r.seconds, 3) for r in runs["grant"]],
-                       "revoke_runs_s": [round(r.seconds, 3) for r in runs["revoke"]],
+                       "grant_runs_s": times("grant"), "revoke_runs_s": times("revoke"),
                        "grant_rss_mib": round(grant.rss_mib, 1), "revoke_rss_mib": round(revoke.rss_mib, 1)}
     floor = {"grant": validate.median_s + floor_grant.seconds, "revoke": validate.median_s + floor_revoke.seconds}
     entry["floor"] = {
         "validate_s": round(validate.median_s, 3), "validate_runs_s": [round(r.seconds, 3) for r in validate.runs],
         "imports_s": round(imports.median_s, 3),
         "psycopg_grant_s": round(floor_grant.seconds, 3), "psycopg_revoke_s": round(floor_revoke.seconds, 3),
-        "psycopg_grant_runs_s": [round(r.seconds, 3) for r in runs["floor_grant"]],
-        "psycopg_revoke_runs_s": [round(r.seconds, 3) for r in runs["floor_revoke"]],
+        "psycopg_grant_runs_s": times("floor_grant"), "psycopg_revoke_runs_s": times("floor_revoke"),
         "grant_s": round(floor["grant"], 3), "revoke_s": round(floor["revoke"], 3),
     }
     entry["ratio_jitpol_over_floor"] = {"grant": round(grant.seconds / floor["grant"], 3),
@@ -559,15 +562,13 @@ def bench_apply(opts: Options, work: Path, pg: ThrowawayPostgres, results: dict[
 
     if aenv is not None and ansible_error is None:
         present, absent = median_run(runs["present"]), median_run(runs["absent"])
-        entry["ansible_list_runs_s"] = {"grant": [round(r.seconds, 3) for r in runs["present"]],
-                                        "revoke": [round(r.seconds, 3) for r in runs["absent"]]}
+        entry["ansible_list_runs_s"] = {"grant": times("present"), "revoke": times("absent")}
         record_list_form("ansible, one task with target_roles list", present, absent, grant, revoke,
                          entry, rows, notes)
         try:
             loop_variant(opts, work, aenv, dsn, logins, grant, revoke, entry, rows, notes)
         except (RuntimeError, OSError) as exc:
-            print(f"  skip: ansible failed: {str(exc)[:1500]}")
-            entry["ansible_error"] = str(exc)[:1500]
+            entry["ansible_error"] = ansible_failed(exc)
     elif ansible_error is not None:
         entry["ansible_error"] = ansible_error
     else:
